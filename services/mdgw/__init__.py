@@ -1,0 +1,1 @@
+"""mdgw: a market-data gateway for Bybit v5 public streams."""

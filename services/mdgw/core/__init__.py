@@ -1,0 +1,1 @@
+"""Sans-I/O core: Bybit messages, order book, wire format, backoff. No I/O, clocks or randomness here."""

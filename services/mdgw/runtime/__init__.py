@@ -1,0 +1,1 @@
+"""Shared shell plumbing: settings, logging, lifecycle, ZeroMQ sockets."""
