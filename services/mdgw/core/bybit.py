@@ -1,0 +1,426 @@
+"""Bybit v5 public stream messages: classify, decode, and build requests.
+
+Pure functions over bytes. Every decoder raises :class:`~mdgw.core.errors.ParseError`
+on bad input and nothing else (fuzzed in tests/core/test_bybit.py).
+
+Protocol facts used here (see ../shared/reference/bybit-v5-public.md):
+
+- Data frames carry ``topic``; Bybit puts it first on every category, so
+  ``{"topic":`` at byte 0 identifies them without parsing (the ingestor's hot path).
+- A pong is ``ret_msg == "pong"`` (spot and derivatives answer ``{"op":"ping"}`` with
+  ``"op":"ping"``) or ``op == "pong"`` (options; one spot capture too).
+- Subscribe acks and errors carry ``success``; errors name the topic in ``ret_msg``
+  as ``error:...,topic:X`` (derivatives) or ``Invalid symbol :[X]`` (spot), and may
+  lack ``req_id``.
+- Prices and sizes are strings and stay exactly as sent. Ordering uses
+  ``float(price)``: every decimal of at most 15 significant digits maps to a distinct
+  double and the mapping is monotonic, so the float order is the decimal order.
+  Longer prices are rejected rather than silently merged.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+
+from mdgw.core.errors import ParseError
+
+CATEGORIES: Final = ("spot", "linear", "inverse")
+DEPTHS: Final = (1, 50, 200, 1000)  # what Bybit offers on spot/linear/inverse since Sept 2025
+
+# Bybit: spot accepts at most 10 args per subscribe request ("args size >10").
+# Derivatives have "no args limit for now"; we still keep requests small.
+MAX_ARGS_PER_REQUEST: Final = {"spot": 10, "linear": 100, "inverse": 100}
+# Bybit: the args of one public connection may total at most 21,000 characters.
+MAX_ARGS_CHARS_PER_CONNECTION: Final = 21_000
+
+MAX_TOPIC_LEN: Final = 256
+_MAX_SIGNIFICANT_DIGITS: Final = 15
+_MAX_NUMBER_LEN: Final = 40  # longest price or size string accepted
+
+_DATA_PREFIX: Final = b'{"topic":'
+_TOPIC_KEY: Final = b'"topic":"'
+
+
+class FrameKind(enum.Enum):
+    """What a received frame is, as far as the ingestor cares."""
+
+    DATA = "data"  # has a topic: forward it unchanged
+    PONG = "pong"
+    ACK = "ack"  # success: true answer to subscribe / unsubscribe
+    ERROR = "error"  # success: false
+    UNKNOWN = "unknown"  # valid JSON of no known shape, or not JSON at all
+
+
+@dataclass(slots=True, frozen=True)
+class Control:
+    """A decoded non-data frame (ack, pong, error)."""
+
+    kind: FrameKind
+    op: str
+    ret_msg: str
+    req_id: str
+    conn_id: str
+    failed_topics: tuple[str, ...] = ()
+
+
+Level = tuple[float, str, str, float]
+"""One book level from a frame: (price key, price string, size string, size as float).
+
+A size of 0 deletes the level. The strings are exactly what Bybit sent."""
+
+
+@dataclass(slots=True)
+class BookFrame:
+    """An ``orderbook.{depth}.{symbol}`` frame."""
+
+    topic: str
+    symbol: str
+    depth: int
+    snapshot: bool  # False: delta
+    u: int  # update id: +1 per message of this topic; 1 after a Bybit restart
+    seq: int  # cross sequence: monotonic across topics, not contiguous; 0 if absent
+    ts: int  # system time (ms)
+    cts: int  # matching-engine time (ms); 0 in frames older than Dec 2023
+    bids: list[Level]
+    asks: list[Level]
+
+
+@dataclass(slots=True, frozen=True)
+class Trade:
+    """One public trade. ``side`` is the taker side, lower case."""
+
+    id: str
+    price: str
+    size: str
+    side: str  # "buy" | "sell"
+    ts: int  # fill time (ms)
+    block: bool
+    seq: int  # 0 if absent (frames before Aug 2025)
+
+
+@dataclass(slots=True)
+class TradeFrame:
+    """A ``publicTrade.{symbol}`` frame: a batch of trades in Bybit's order."""
+
+    topic: str
+    symbol: str
+    ts: int
+    trades: list[Trade]
+
+
+# --------------------------------------------------------------------------- topics
+
+
+def orderbook_topic(depth: int, symbol: str) -> str:
+    return f"orderbook.{depth}.{symbol}"
+
+
+def trade_topic(symbol: str) -> str:
+    return f"publicTrade.{symbol}"
+
+
+def topic_of(frame: bytes) -> str | None:
+    """Best-effort topic of a frame that may be malformed; None when none is visible.
+
+    Used to attribute a broken frame to one book, so only that book resyncs.
+    """
+    start = frame.find(_TOPIC_KEY, 0, 64)
+    if start < 0:
+        return None
+    start += len(_TOPIC_KEY)
+    end = frame.find(b'"', start, start + MAX_TOPIC_LEN + 1)
+    if end < 0:
+        return None
+    topic = frame[start:end].decode("ascii", "replace")
+    if not topic or not topic.isprintable() or "\\" in topic or "\ufffd" in topic:
+        return None
+    return topic
+
+
+# ----------------------------------------------------------------- classify control
+
+
+def classify(frame: bytes) -> FrameKind:
+    """Cheap first look: data frames are recognised by their first bytes alone."""
+    if frame.startswith(_DATA_PREFIX):
+        return FrameKind.DATA
+    try:
+        return decode_control(frame).kind
+    except ParseError:
+        return FrameKind.UNKNOWN
+
+
+def decode_control(frame: bytes | str) -> Control:
+    """Decode a non-data frame: pong, subscribe/unsubscribe ack or error."""
+    obj = _loads(frame, None)
+    if "topic" in obj:
+        return Control(FrameKind.DATA, "", "", "", "")
+    op = _opt_str(obj.get("op"))
+    ret_msg = _opt_str(obj.get("ret_msg"))
+    req_id = _opt_str(obj.get("req_id"))
+    conn_id = _opt_str(obj.get("conn_id"))
+    if ret_msg == "pong" or op == "pong":
+        return Control(FrameKind.PONG, op, ret_msg, req_id, conn_id)
+    success = obj.get("success")
+    if obj.get("type") == "COMMAND_RESP":  # option/spread shape: per-topic lists
+        data = obj.get("data")
+        fail = data.get("failTopics") if isinstance(data, dict) else None
+        failed = tuple(t for t in fail if isinstance(t, str)) if isinstance(fail, list) else ()
+        kind = FrameKind.ERROR if failed or success is False else FrameKind.ACK
+        return Control(kind, op or "subscribe", ret_msg, req_id, conn_id, failed)
+    if success is True:
+        return Control(FrameKind.ACK, op, ret_msg, req_id, conn_id)
+    if success is False:
+        return Control(FrameKind.ERROR, op, ret_msg, req_id, conn_id, failed_topics(ret_msg))
+    return Control(FrameKind.UNKNOWN, op, ret_msg, req_id, conn_id)
+
+
+def failed_topics(ret_msg: str) -> tuple[str, ...]:
+    """Topics named in an error text, in either of Bybit's two spellings.
+
+    ``error:already subscribed,topic:publicTrade.BTCUSDT`` (derivatives) and
+    ``Invalid symbol :[orderbook.50.NOSUCHSYM]`` (spot). Empty when none is named
+    (``args size >10``): then the whole request failed.
+    """
+    if "topic:" in ret_msg:
+        tail = ret_msg.split("topic:", 1)[1]
+        return tuple(t for t in (p.strip() for p in tail.split(",")) if t)
+    if "[" in ret_msg and "]" in ret_msg:
+        inner = ret_msg[ret_msg.index("[") + 1 : ret_msg.rindex("]")]
+        return tuple(t for t in (p.strip() for p in inner.split(",")) if t)
+    return ()
+
+
+# ------------------------------------------------------------------------ decode data
+
+
+def decode_frame(frame: bytes | str) -> BookFrame | TradeFrame:
+    """Decode an ``orderbook.*`` or ``publicTrade.*`` frame; ParseError otherwise."""
+    obj = _loads(frame, None)
+    topic = obj.get("topic")
+    if not isinstance(topic, str) or not topic or len(topic) > MAX_TOPIC_LEN:
+        raise ParseError("missing or invalid topic")
+    if topic.startswith("orderbook."):
+        return _decode_book(obj, topic)
+    if topic.startswith("publicTrade."):
+        return _decode_trades(obj, topic)
+    raise ParseError("unsupported topic", topic)
+
+
+def _decode_book(obj: dict[str, Any], topic: str) -> BookFrame:
+    parts = topic.split(".")
+    if len(parts) != 3 or not parts[1].isascii() or not parts[1].isdigit() or not parts[2]:
+        raise ParseError("malformed orderbook topic", topic)
+    depth = int(parts[1])
+    kind = obj.get("type")
+    if kind == "snapshot":
+        snapshot = True
+    elif kind == "delta":
+        snapshot = False
+    else:
+        raise ParseError(f"unknown book frame type {kind!r}", topic)
+    data = obj.get("data")
+    if not isinstance(data, dict):
+        raise ParseError("data is not an object", topic)
+    symbol = data.get("s")
+    if symbol != parts[2]:
+        raise ParseError(f"data.s {symbol!r} does not match the topic", topic)
+    return BookFrame(
+        topic=topic,
+        symbol=parts[2],
+        depth=depth,
+        snapshot=snapshot,
+        u=_uint(data.get("u"), "data.u", topic),
+        seq=_uint_or_zero(data.get("seq"), "data.seq", topic),
+        ts=_uint(obj.get("ts"), "ts", topic),
+        cts=_uint_or_zero(obj.get("cts"), "cts", topic),
+        bids=_levels(data.get("b"), "data.b", topic),
+        asks=_levels(data.get("a"), "data.a", topic),
+    )
+
+
+def _levels(raw: object, field: str, topic: str) -> list[Level]:
+    if not isinstance(raw, list):
+        raise ParseError(f"{field} is not a list", topic)
+    out: list[Level] = []
+    append = out.append
+    for level in raw:
+        # A level is [price, size]; RPI topics add a third element, which we do not use.
+        if type(level) is not list or len(level) < 2:
+            raise ParseError(f"{field}: level is not a [price, size] pair", topic)
+        price = level[0]
+        size = level[1]
+        if type(price) is not str or type(size) is not str:
+            raise ParseError(f"{field}: price and size must be strings", topic)
+        if not _is_decimal(price):
+            raise ParseError(f"{field}: bad price {price[:40]!r}", topic)
+        if not _is_decimal(size):
+            raise ParseError(f"{field}: bad size {size[:40]!r}", topic)
+        key = float(price)
+        if key <= 0.0:
+            raise ParseError(f"{field}: price must be positive, got {price!r}", topic)
+        if len(price) > _MAX_SIGNIFICANT_DIGITS + 1 and (
+            len(price.replace(".", "").strip("0")) > _MAX_SIGNIFICANT_DIGITS
+        ):
+            raise ParseError(f"{field}: price {price[:40]!r} has too many digits", topic)
+        append((key, price, size, float(size)))
+    return out
+
+
+def _decode_trades(obj: dict[str, Any], topic: str) -> TradeFrame:
+    symbol = topic[len("publicTrade.") :]
+    if not symbol or "." in symbol:
+        raise ParseError("malformed publicTrade topic", topic)
+    data = obj.get("data")
+    if not isinstance(data, list):
+        raise ParseError("data is not a list", topic)
+    trades: list[Trade] = []
+    for item in data:
+        if not isinstance(item, dict):
+            raise ParseError("trade is not an object", topic)
+        if item.get("s") != symbol:
+            raise ParseError(f"trade symbol {item.get('s')!r} does not match the topic", topic)
+        side = item.get("S")
+        if side == "Buy":
+            side_name = "buy"
+        elif side == "Sell":
+            side_name = "sell"
+        else:
+            raise ParseError(f"trade side {side!r} is not Buy/Sell", topic)
+        trade_id = item.get("i")
+        price = item.get("p")
+        size = item.get("v")
+        if type(trade_id) is not str or not trade_id or len(trade_id) > 128:
+            raise ParseError("trade id must be a non-empty string", topic)
+        if type(price) is not str or not _is_decimal(price) or float(price) <= 0.0:
+            raise ParseError(f"bad trade price {str(price)[:40]!r}", topic)
+        if type(size) is not str or not _is_decimal(size):
+            raise ParseError(f"bad trade size {str(size)[:40]!r}", topic)
+        block = item.get("BT", False)
+        if type(block) is not bool:
+            raise ParseError("trade BT must be a boolean", topic)
+        trades.append(
+            Trade(
+                id=trade_id,
+                price=price,
+                size=size,
+                side=side_name,
+                ts=_uint(item.get("T"), "T", topic),
+                block=block,
+                seq=_uint_or_zero(item.get("seq"), "seq", topic),
+            )
+        )
+    return TradeFrame(
+        topic=topic, symbol=symbol, ts=_uint(obj.get("ts"), "ts", topic), trades=trades
+    )
+
+
+# ----------------------------------------------------------------------- requests
+
+
+def ping_request(req_id: str = "") -> bytes:
+    return orjson.dumps({"req_id": req_id, "op": "ping"} if req_id else {"op": "ping"})
+
+
+def subscribe_requests(category: str, topics: Sequence[str], req_id_prefix: str) -> list[bytes]:
+    """``subscribe`` requests for topics, batched within the category's per-request limit.
+
+    Request i carries ``req_id = f"{req_id_prefix}{i}"`` so its ack can be matched.
+    """
+    return _requests("subscribe", category, topics, req_id_prefix)
+
+
+def unsubscribe_requests(category: str, topics: Sequence[str], req_id_prefix: str) -> list[bytes]:
+    return _requests("unsubscribe", category, topics, req_id_prefix)
+
+
+def request_batches(category: str, topics: Sequence[str]) -> list[list[str]]:
+    """Split topics into request-sized batches (spot: 10 args per request)."""
+    try:
+        size = MAX_ARGS_PER_REQUEST[category]
+    except KeyError:
+        raise ValueError(f"unknown category {category!r}") from None
+    return [list(topics[i : i + size]) for i in range(0, len(topics), size)]
+
+
+def _requests(op: str, category: str, topics: Sequence[str], req_id_prefix: str) -> list[bytes]:
+    return [
+        orjson.dumps({"req_id": f"{req_id_prefix}{i}", "op": op, "args": batch})
+        for i, batch in enumerate(request_batches(category, topics))
+    ]
+
+
+def args_chars(topics: Iterable[str]) -> int:
+    """Characters the topics take in an ``args`` array (quotes and commas included).
+
+    Bybit does not say how it counts its 21,000-character limit; counting the JSON
+    text of the array is the conservative reading.
+    """
+    total = 2  # the brackets
+    for i, topic in enumerate(topics):
+        total += len(topic) + 2 + (1 if i else 0)
+    return total
+
+
+def plan_connections(
+    topics: Sequence[str], max_chars: int = MAX_ARGS_CHARS_PER_CONNECTION
+) -> list[list[str]]:
+    """Pack topics into as few connections as Bybit's per-connection args limit allows.
+
+    Order is kept, so a symbol's book and trade topics usually share a connection.
+    """
+    groups: list[list[str]] = []
+    current: list[str] = []
+    used = 2
+    for topic in topics:
+        cost = len(topic) + 2 + (1 if current else 0)
+        if len(topic) + 4 > max_chars:
+            raise ValueError(f"topic {topic!r} alone exceeds the per-connection args limit")
+        if used + cost > max_chars:
+            groups.append(current)
+            current, used = [], 2
+            cost = len(topic) + 2
+        current.append(topic)
+        used += cost
+    if current:
+        groups.append(current)
+    return groups
+
+
+# ------------------------------------------------------------------------ helpers
+
+
+def _loads(frame: bytes | str, topic: str | None) -> dict[str, Any]:
+    try:
+        obj = orjson.loads(frame)
+    except (orjson.JSONDecodeError, TypeError) as exc:
+        guess = topic or (topic_of(frame) if isinstance(frame, bytes) else None)
+        raise ParseError(f"invalid JSON: {str(exc)[:80]}", guess) from None
+    if not isinstance(obj, dict):
+        raise ParseError("frame is not a JSON object", topic)
+    return obj
+
+
+def _is_decimal(text: str) -> bool:
+    # Plain unsigned decimal ("65000", "0.001", "65000.50"). Rejects what float()
+    # would otherwise accept: "nan", "inf", "1e5", "1_000", " 1", "-1".
+    return len(text) <= _MAX_NUMBER_LEN and text.isascii() and text.replace(".", "", 1).isdigit()
+
+
+def _uint(value: object, field: str, topic: str) -> int:
+    if type(value) is not int or value < 0:
+        raise ParseError(f"{field} must be a non-negative integer, got {str(value)[:40]!r}", topic)
+    return value
+
+
+def _uint_or_zero(value: object, field: str, topic: str) -> int:
+    return 0 if value is None else _uint(value, field, topic)
+
+
+def _opt_str(value: object) -> str:
+    return value if isinstance(value, str) else ""

@@ -1,0 +1,76 @@
+"""The core is sans-I/O: it may import only pure stdlib modules, orjson and itself.
+
+An allowlist rather than a denylist: anything new has to be argued for here.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+CORE = Path(__file__).parents[2] / "services" / "mdgw" / "core"
+
+ALLOWED = {
+    "__future__",
+    "abc",
+    "bisect",
+    "collections",
+    "dataclasses",
+    "decimal",
+    "enum",
+    "functools",
+    "heapq",
+    "itertools",
+    "math",
+    "operator",
+    "re",
+    "struct",
+    "typing",
+    "orjson",
+    "mdgw.core",
+}
+# Named so a failure message says why, should someone try.
+FORBIDDEN_EXAMPLES = {
+    "asyncio",
+    "zmq",
+    "websockets",
+    "structlog",
+    "pydantic",
+    "time",
+    "random",
+    "os",
+}
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative import: inside mdgw.core by construction
+                names.add("mdgw.core")
+            elif node.module:
+                names.add(node.module)
+    return names
+
+
+def allowed(module: str) -> bool:
+    return any(module == a or module.startswith(a + ".") for a in ALLOWED)
+
+
+@pytest.mark.parametrize("path", sorted(CORE.glob("*.py")), ids=lambda p: p.name)
+def test_core_module_imports_nothing_with_io(path: Path) -> None:
+    bad = sorted(m for m in imported_modules(path) if not allowed(m))
+    assert not bad, f"{path.name} imports {bad}; mdgw.core must stay sans-I/O"
+
+
+def test_the_check_sees_forbidden_imports(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text("import asyncio\nfrom zmq import Socket\nimport time\n")
+    found = imported_modules(sample)
+    assert {"asyncio", "zmq", "time"} <= found
+    assert not any(allowed(m) for m in found & FORBIDDEN_EXAMPLES)
