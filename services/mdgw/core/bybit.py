@@ -27,7 +27,7 @@ from typing import Any, Final
 
 import orjson
 
-from mdgw.core.errors import ParseError
+from mdgw.core.errors import ParseError, UnsupportedTopicError
 
 CATEGORIES: Final = ("spot", "linear", "inverse")
 DEPTHS: Final = (1, 50, 200, 1000)  # what Bybit offers on spot/linear/inverse since Sept 2025
@@ -209,7 +209,7 @@ def decode_frame(frame: bytes | str) -> BookFrame | TradeFrame:
         return _decode_book(obj, topic)
     if topic.startswith("publicTrade."):
         return _decode_trades(obj, topic)
-    raise ParseError("unsupported topic", topic)
+    raise UnsupportedTopicError("unsupported topic", topic)
 
 
 def _decode_book(obj: dict[str, Any], topic: str) -> BookFrame:

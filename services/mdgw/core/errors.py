@@ -28,6 +28,10 @@ class ParseError(MdgwError):
         self.topic = topic
 
 
+class UnsupportedTopicError(ParseError):
+    """A well-formed frame of a topic the gateway does not handle (``tickers.*``, ...)."""
+
+
 class WireError(MdgwError):
     """A gateway wire message (envelope, payload, control, snapshot) is malformed."""
 
