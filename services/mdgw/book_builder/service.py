@@ -1,0 +1,202 @@
+"""book_builder's asyncio shell: moves bytes between sockets and the :class:`Hub`.
+
+Sockets (all bound here; DESIGN.md §1): raw PULL (from ingestors), pub PUB (to
+consumers), control PUB (resync requests to ingestors), snapshot ROUTER (late joiners).
+
+The hot loop waits once for the raw socket to be readable, then drains everything
+that is waiting with non-blocking receives (up to ``_BATCH``), feeds the hub, and
+sends what the hub queued. There is no ``await`` per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import structlog
+import zmq
+import zmq.asyncio
+
+from mdgw.core import wire
+from mdgw.core.errors import WireError
+from mdgw.core.hub import Hub
+from mdgw.runtime.lifecycle import Shutdown
+from mdgw.runtime.logging import get_logger
+from mdgw.runtime.ratelog import RateLimitedLog
+from mdgw.runtime.settings import Settings
+from mdgw.runtime.stats import percentiles
+from mdgw.runtime.zmqsock import make_socket
+
+_BATCH = 2048  # messages drained per readiness wait
+_TICK_S = 0.1
+_SNAPSHOT_MAX_REQUEST = 4096  # bytes; larger requests make libzmq drop the peer
+
+
+class BookBuilder:
+    def __init__(self, settings: Settings, shutdown: Shutdown) -> None:
+        self.settings = settings
+        self.shutdown = shutdown
+        self.log: structlog.typing.FilteringBoundLogger = get_logger()
+        self.events = RateLimitedLog(self.log, interval=10.0)
+        books = settings.books
+        self.hub = Hub(
+            publish_depth=books.publish_depth,
+            resync_timeout=books.resync_timeout,
+            resync_min_interval=books.resync_min_interval,
+            ingestor_timeout=books.ingestor_timeout,
+            stale_after=books.stale_after,
+            clock_ns=time.time_ns,
+        )
+        self.snapshots_served = 0
+        self.snapshots_rejected = 0
+        self.pub_dropped = 0
+        z = settings.zmq
+        self.ctx = zmq.asyncio.Context()
+        sync_ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.shadow(self.ctx)
+        self.raw = make_socket(
+            self.ctx, zmq.PULL, z.raw, bind=True, hwm=z.hwm, socket_class=zmq.asyncio.Socket
+        )
+        # Plain sockets on the same context for the hot path: non-blocking calls need no loop.
+        self.raw_sync: zmq.Socket[bytes] = zmq.Socket.shadow(self.raw.underlying)
+        self.pub = make_socket(sync_ctx, zmq.PUB, z.pub, bind=True, hwm=z.hwm)
+        self.control = make_socket(sync_ctx, zmq.PUB, z.control, bind=True, hwm=10_000)
+        self.snapshot = make_socket(
+            self.ctx, zmq.ROUTER, z.snapshot, bind=True, hwm=1000, socket_class=zmq.asyncio.Socket
+        )
+        self.snapshot.setsockopt(zmq.MAXMSGSIZE, _SNAPSHOT_MAX_REQUEST)
+        self.snapshot.setsockopt(zmq.ROUTER_MANDATORY, 0)
+
+    async def run(self) -> None:
+        z = self.settings.zmq
+        self.log.info(
+            "book_builder_started",
+            raw=z.raw,
+            pub=z.pub,
+            control=z.control,
+            snapshot=z.snapshot,
+            publish_depth=self.settings.books.publish_depth,
+        )
+        tasks = [
+            asyncio.create_task(self._pump(), name="pump"),
+            asyncio.create_task(self._serve_snapshots(), name="snapshots"),
+            asyncio.create_task(self._report(), name="stats"),
+        ]
+        try:
+            await self.shutdown.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._flush()
+            self._log_stats(final=True)
+            for sock in (self.raw, self.pub, self.control, self.snapshot):
+                sock.close(linger=200)
+            self.ctx.term()
+            self.log.info("book_builder_stopped")
+
+    # ------------------------------------------------------------------ pump
+
+    async def _pump(self) -> None:
+        hub = self.hub
+        raw = self.raw_sync
+        recv = raw.recv
+        on_raw = hub.on_raw
+        monotonic = time.monotonic
+        next_tick = monotonic() + _TICK_S
+        while True:
+            timeout_ms = max(0, int((next_tick - monotonic()) * 1000))
+            await self.raw.poll(timeout_ms)
+            now = monotonic()
+            for _ in range(_BATCH):
+                try:
+                    msg = recv(zmq.NOBLOCK, copy=True)
+                except zmq.Again:
+                    break
+                on_raw(msg, now)
+            if now >= next_tick:
+                hub.tick(now)
+                next_tick = now + _TICK_S
+            self._flush()
+
+    def _flush(self) -> None:
+        hub = self.hub
+        if hub.outbox:
+            send = self.pub.send
+            dropped = 0
+            for topic, payload in hub.outbox:
+                try:
+                    send(topic, zmq.SNDMORE | zmq.NOBLOCK)
+                    send(payload, zmq.NOBLOCK)
+                except zmq.Again:  # PUB drops at HWM by itself; this is the belt to it
+                    dropped += 1
+            self.pub_dropped += dropped
+            hub.outbox.clear()
+        if hub.control:
+            for frames in hub.control:
+                try:
+                    self.control.send_multipart(frames, zmq.NOBLOCK)
+                except zmq.Again:
+                    self.pub_dropped += 1
+            hub.control.clear()
+        if hub.events:
+            for event, fields in hub.events:
+                self.events.emit(event, fields)
+            hub.events.clear()
+
+    # ------------------------------------------------------------- snapshots
+
+    async def _serve_snapshots(self) -> None:
+        sock = self.snapshot
+        while True:
+            frames = await sock.recv_multipart()
+            try:
+                envelope, request = wire.split_snapshot_request(frames)
+                prefix = wire.decode_snapshot_request(request)
+            except WireError as exc:
+                self.snapshots_rejected += 1
+                self.events.emit("snapshot_request_rejected", {"reason": exc.reason})
+                if len(frames) >= 2:  # answer, so a REQ client is not left hanging
+                    await sock.send_multipart(
+                        [*frames[:-1], *wire.encode_snapshot_error(exc.reason)]
+                    )
+                continue
+            # The hub's state only changes inside _pump, which has flushed everything it
+            # published before yielding: each item's seq is the topic's last published seq.
+            reply = envelope + wire.encode_snapshot_reply(self.hub.snapshot(prefix), prefix)
+            await sock.send_multipart(reply)
+            self.snapshots_served += 1
+
+    # ----------------------------------------------------------------- stats
+
+    async def _report(self) -> None:
+        interval = self.settings.log.stats_interval
+        self._last = (time.monotonic(), self.hub.stats.as_dict())
+        while True:
+            await asyncio.sleep(interval)
+            self._log_stats()
+
+    def _log_stats(self, final: bool = False) -> None:
+        now = time.monotonic()
+        stats = self.hub.stats.as_dict()
+        then, before = getattr(self, "_last", (now, stats))
+        elapsed = max(now - then, 1e-9)
+        lat = self.hub.latencies
+        p50, p99 = percentiles(lat, (50, 99))
+        lat.clear()
+        fields: dict[str, Any] = {
+            "frames_in": stats["frames"],
+            "frames_per_s": round((stats["frames"] - before["frames"]) / elapsed, 1),
+            "books_out": stats["books_out"],
+            "books_per_s": round((stats["books_out"] - before["books_out"]) / elapsed, 1),
+            "latency_p50_us": None if p50 is None else round(p50 / 1000, 1),
+            "latency_p99_us": None if p99 is None else round(p99 / 1000, 1),
+            "pub_dropped": self.pub_dropped,
+            "snapshots_served": self.snapshots_served,
+            "snapshots_rejected": self.snapshots_rejected,
+            "books": self.hub.states(),
+            **{k: v for k, v in stats.items() if k not in ("frames", "books_out")},
+        }
+        self.events.flush_suppressed()
+        self.log.info("stats_final" if final else "stats", **fields)
+        self._last = (now, stats)

@@ -1,0 +1,495 @@
+"""The book builder's state machine, sans-I/O: raw envelopes in, messages out.
+
+The shell (``mdgw.book_builder.service``) feeds every message from the raw PULL
+socket to :meth:`Hub.on_raw`, calls :meth:`Hub.tick` about every 100 ms, and after
+each batch sends what the hub queued:
+
+- ``outbox``: ``(topic, payload)`` pairs for the pub socket;
+- ``control``: resync requests (multipart) for the control socket;
+- ``events``: ``(event, fields)`` for the log; rare by construction (state changes,
+  bad input), never one per frame.
+
+Rules (DESIGN.md §3): a book is published only while it is live. It stops being
+live on a ``u`` hole, a delta before any snapshot, a crossed book, a malformed
+frame for its topic, a hole in the sequence of the ingestor connection that feeds
+it, that connection closing, or its ingestor going silent. It then publishes
+``status: resyncing``, asks the ingestors to resubscribe the topic (at most once
+per ``resync_min_interval``; again after ``resync_timeout`` without a snapshot)
+and becomes live again on the next good snapshot. A book only takes deltas from
+the connection that delivered its snapshot: a new connection means new snapshots.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from mdgw.core import wire
+from mdgw.core.book import OrderBook, Outcome
+from mdgw.core.bybit import BookFrame, TradeFrame, decode_frame
+from mdgw.core.errors import ParseError, UnsupportedTopicError, WireError
+
+__all__ = ["Hub", "HubStats", "State"]
+
+Event = tuple[str, dict[str, Any]]
+_TRADE_IDS_KEPT = 4096  # per symbol, to drop a trade seen twice (redundant feeds, replays)
+_LATENCY_SAMPLES_MAX = 200_000  # per stats interval; beyond it samples are skipped
+
+
+class State(enum.Enum):
+    NEW = "new"  # never had a snapshot
+    LIVE = "live"
+    RESYNCING = "resyncing"
+    STALE = "stale"  # live, but no frame for stale_after seconds
+
+
+@dataclass(slots=True)
+class HubStats:
+    """Counters since start; the shell logs them (and rates) periodically."""
+
+    envelopes: int = 0
+    frames: int = 0
+    bad_envelopes: int = 0
+    malformed: int = 0
+    unsupported: int = 0
+    duplicates: int = 0
+    gaps: int = 0
+    crossed: int = 0
+    not_synced: int = 0
+    seq_holes: int = 0
+    frames_lost: int = 0
+    resyncs: int = 0
+    resync_requests: int = 0
+    conn_up: int = 0
+    conn_down: int = 0
+    ingestors_lost: int = 0
+    books_out: int = 0
+    bbo_out: int = 0
+    trades_out: int = 0
+    trades_dup: int = 0
+    status_out: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(slots=True)
+class _Book:
+    category: str
+    symbol: str
+    bybit_topic: str
+    book: OrderBook
+    publish_depth: int
+    book_topic: bytes
+    bbo_topic: bytes
+    status_topic: bytes
+    state: State = State.NEW
+    reason: str = ""  # why the book last left the live state
+    source: tuple[str, int] | None = None  # (ingestor, conn_id) of the current snapshot
+    ingestor: str = ""  # last ingestor that sent a frame for this topic
+    last_frame_at: float = 0.0
+    requested_at: float | None = None  # last resync request sent for this topic
+    episode_requested: bool = False  # a request was sent in the current resync episode
+    last_book: bytes | None = None  # last published payloads, for the snapshot service
+    last_bbo: bytes | None = None
+    last_best: tuple[tuple[str, str] | None, tuple[str, str] | None] | None = None
+
+
+@dataclass(slots=True)
+class _Trades:
+    topic: bytes
+    seen: set[str] = field(default_factory=set)
+    order: deque[str] = field(default_factory=deque)
+
+
+class Hub:
+    """All books of one book builder, and the gateway sequence of every topic."""
+
+    def __init__(
+        self,
+        *,
+        publish_depth: int,
+        resync_timeout: float,
+        resync_min_interval: float,
+        ingestor_timeout: float,
+        stale_after: float,
+        clock_ns: Callable[[], int],
+    ) -> None:
+        self.publish_depth = publish_depth
+        self.resync_timeout = resync_timeout
+        self.resync_min_interval = resync_min_interval
+        self.ingestor_timeout = ingestor_timeout
+        self.stale_after = stale_after
+        self._clock_ns = clock_ns
+        self.outbox: list[tuple[bytes, bytes]] = []
+        self.control: list[list[bytes]] = []
+        self.events: list[Event] = []
+        self.latencies: list[int] = []  # pub_ns - recv_ns of book messages, this interval
+        self.stats = HubStats()
+        self._books: dict[tuple[str, str], _Book] = {}
+        self._trades: dict[tuple[str, str], _Trades] = {}
+        self._seq: dict[bytes, int] = {}
+        self._conns: dict[tuple[str, int], int] = {}  # -> last DATA seq seen
+        self._ingestors: dict[str, float] = {}  # -> last time anything arrived
+
+    # ------------------------------------------------------------------ input
+
+    def on_raw(self, msg: bytes, now: float) -> None:
+        """One message from the raw socket; ``now`` is a monotonic time in seconds."""
+        stats = self.stats
+        stats.envelopes += 1
+        try:
+            kind, ingestor, category, conn_id, seq, recv_ns, frame = wire.decode_raw(msg)
+        except WireError as exc:
+            stats.bad_envelopes += 1
+            self.events.append(("bad_envelope", {"reason": exc.reason, "size": len(msg)}))
+            return
+        if ingestor not in self._ingestors:
+            self.events.append(("ingestor_seen", {"ingestor": ingestor}))
+        self._ingestors[ingestor] = now
+        key = (ingestor, conn_id)
+        if kind == wire.EnvelopeKind.DATA:
+            last = self._conns.get(key)
+            if last is not None and seq != last + 1 and seq != 1:
+                self._on_seq_hole(key, last, seq, now)
+            self._conns[key] = seq
+            stats.frames += 1
+            self._on_frame(category, key, recv_ns, frame, now)
+        elif kind == wire.EnvelopeKind.CONN_UP:
+            stats.conn_up += 1
+            self._conns[key] = 0
+            self.events.append(
+                ("connection_up", {"ingestor": ingestor, "category": category, "conn_id": conn_id})
+            )
+        elif kind == wire.EnvelopeKind.CONN_DOWN:
+            stats.conn_down += 1
+            self._conns.pop(key, None)
+            self.events.append(
+                (
+                    "connection_down",
+                    {"ingestor": ingestor, "category": category, "conn_id": conn_id},
+                )
+            )
+            for book in self._books.values():
+                if book.source == key:
+                    # The ingestor reconnects and resubscribes by itself; ask only if
+                    # no snapshot comes within resync_timeout.
+                    self._resync(book, "connection closed", now, ask=False)
+
+    def tick(self, now: float) -> None:
+        """Deadlines: resync requests, silent ingestors, stale books."""
+        for ingestor, seen in list(self._ingestors.items()):
+            if now - seen > self.ingestor_timeout:
+                del self._ingestors[ingestor]
+                self.stats.ingestors_lost += 1
+                self.events.append(
+                    ("ingestor_lost", {"ingestor": ingestor, "silent_s": round(now - seen, 3)})
+                )
+                for key in [k for k in self._conns if k[0] == ingestor]:
+                    del self._conns[key]
+                for book in self._books.values():
+                    if book.ingestor == ingestor and book.state is not State.RESYNCING:
+                        self._resync(book, "ingestor silent", now, ask=False)
+        for book in self._books.values():
+            if book.state is State.RESYNCING:
+                asked = book.requested_at
+                if (
+                    not book.episode_requested
+                    and (asked is None or now - asked >= self.resync_min_interval)
+                ) or (asked is not None and now - asked >= self.resync_timeout):
+                    self._request(book, now)
+            elif book.state is State.LIVE and now - book.last_frame_at > self.stale_after:
+                book.state = State.STALE  # contents kept: the next delta may continue them
+                self._status(book, "stale", f"no frame for {self.stale_after:g}s", None)
+
+    # --------------------------------------------------------------- snapshot
+
+    def snapshot(self, prefix: bytes) -> list[tuple[bytes, bytes]]:
+        """Current ``book`` and ``bbo`` messages of every live book matching ``prefix``."""
+        items: list[tuple[bytes, bytes]] = []
+        for book in self._books.values():
+            if book.state is not State.LIVE:
+                continue
+            if book.last_book is not None and book.book_topic.startswith(prefix):
+                items.append((book.book_topic, book.last_book))
+            if book.last_bbo is not None and book.bbo_topic.startswith(prefix):
+                items.append((book.bbo_topic, book.last_bbo))
+        return items
+
+    def states(self) -> dict[str, int]:
+        """How many books are in each state (for the stats line)."""
+        counts = {s.value: 0 for s in State}
+        for book in self._books.values():
+            counts[book.state.value] += 1
+        return counts
+
+    # --------------------------------------------------------------- frames
+
+    def _on_frame(
+        self, category: str, source: tuple[str, int], recv_ns: int, frame: bytes, now: float
+    ) -> None:
+        try:
+            decoded = decode_frame(frame)
+        except UnsupportedTopicError:
+            self.stats.unsupported += 1
+            return
+        except ParseError as exc:
+            self._on_malformed(category, source, exc, len(frame), now)
+            return
+        if type(decoded) is BookFrame:
+            self._on_book(category, source, recv_ns, decoded, now)
+        else:
+            assert isinstance(decoded, TradeFrame)
+            self._on_trades(category, recv_ns, decoded)
+
+    def _on_book(
+        self, category: str, source: tuple[str, int], recv_ns: int, frame: BookFrame, now: float
+    ) -> None:
+        book = self._books.get((category, frame.topic))
+        if book is None:
+            book = self._new_book(category, frame.topic, frame.symbol, frame.depth)
+        book.ingestor = source[0]
+        book.last_frame_at = now
+        if frame.snapshot or book.source == source:
+            outcome = book.book.apply(frame)
+        else:
+            # A delta from a connection that did not deliver this book's snapshot:
+            # it cannot continue our sequence (Bybit's u is per connection stream).
+            book.book.invalidate()
+            outcome = Outcome.NOT_SYNCED
+        if outcome is Outcome.APPLIED or outcome is Outcome.RESET:
+            if frame.snapshot:
+                book.source = source
+            if book.state is not State.LIVE:
+                book.state = State.LIVE
+                book.episode_requested = False
+                self._status(book, "live", "snapshot" if frame.snapshot else "updates", recv_ns)
+            self._publish_book(book, frame, recv_ns)
+            return
+        stats = self.stats
+        if outcome is Outcome.DUPLICATE:
+            stats.duplicates += 1
+            return
+        if outcome is Outcome.GAP:
+            stats.gaps += 1
+            reason = f"u gap at u={frame.u}"
+        elif outcome is Outcome.CROSSED:
+            stats.crossed += 1
+            reason = f"crossed book at u={frame.u}"
+        else:
+            stats.not_synced += 1
+            reason = "delta before snapshot"
+        self._resync(book, reason, now, recv_ns=recv_ns)
+
+    def _on_trades(self, category: str, recv_ns: int, frame: TradeFrame) -> None:
+        key = (category, frame.symbol)
+        trades = self._trades.get(key)
+        if trades is None:
+            trades = self._trades[key] = _Trades(wire.topic("trade", category, frame.symbol))
+        topic = trades.topic
+        seen = trades.seen
+        order = trades.order
+        seq = self._seq.get(topic, 0)
+        for trade in frame.trades:
+            if trade.id in seen:
+                self.stats.trades_dup += 1
+                continue
+            seen.add(trade.id)
+            order.append(trade.id)
+            if len(order) > _TRADE_IDS_KEPT:
+                seen.discard(order.popleft())
+            seq += 1
+            self.outbox.append(
+                (
+                    topic,
+                    wire.encode_trade(
+                        category,
+                        frame.symbol,
+                        seq=seq,
+                        pub_ns=self._clock_ns(),
+                        recv_ns=recv_ns,
+                        trade_id=trade.id,
+                        price=trade.price,
+                        size=trade.size,
+                        side=trade.side,
+                        ts=trade.ts,
+                        block=trade.block,
+                    ),
+                )
+            )
+            self.stats.trades_out += 1
+        self._seq[topic] = seq
+
+    def _on_malformed(
+        self, category: str, source: tuple[str, int], exc: ParseError, size: int, now: float
+    ) -> None:
+        self.stats.malformed += 1
+        topic = exc.topic
+        self.events.append(
+            (
+                "malformed_frame",
+                {
+                    "category": category,
+                    "topic": topic,
+                    "reason": exc.reason,
+                    "size": size,
+                    "ingestor": source[0],
+                    "conn_id": source[1],
+                },
+            )
+        )
+        if topic is None or not topic.startswith("orderbook."):
+            return
+        book = self._books.get((category, topic))
+        if book is None:
+            parts = topic.split(".")
+            if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isalnum():
+                return
+            try:
+                book = self._new_book(category, topic, parts[2], int(parts[1]))
+            except WireError:
+                return
+        book.ingestor = source[0]
+        self._resync(book, "malformed frame", now)
+
+    def _on_seq_hole(self, key: tuple[str, int], last: int, seq: int, now: float) -> None:
+        self.stats.seq_holes += 1
+        lost = seq - last - 1 if seq > last else 0
+        self.stats.frames_lost += lost
+        self.events.append(
+            (
+                "sequence_hole",
+                {"ingestor": key[0], "conn_id": key[1], "expected": last + 1, "got": seq},
+            )
+        )
+        # We cannot know which topics the lost frames belonged to: every book fed by
+        # this connection may have missed a delta.
+        for book in self._books.values():
+            if book.source == key:
+                self._resync(book, "ingestor sequence hole", now)
+
+    # ---------------------------------------------------------------- output
+
+    def _new_book(self, category: str, topic: str, symbol: str, depth: int) -> _Book:
+        book = _Book(
+            category=category,
+            symbol=symbol,
+            bybit_topic=topic,
+            book=OrderBook(depth),
+            publish_depth=min(self.publish_depth, depth),
+            book_topic=wire.topic("book", category, symbol),
+            bbo_topic=wire.topic("bbo", category, symbol),
+            status_topic=wire.topic("status", category, symbol),
+        )
+        self._books[(category, topic)] = book
+        return book
+
+    def _next_seq(self, topic: bytes) -> int:
+        seq = self._seq.get(topic, 0) + 1
+        self._seq[topic] = seq
+        return seq
+
+    def _publish_book(self, book: _Book, frame: BookFrame, recv_ns: int) -> None:
+        ob = book.book
+        depth = book.publish_depth
+        pub_ns = self._clock_ns()
+        payload = wire.encode_book(
+            book.category,
+            book.symbol,
+            seq=self._next_seq(book.book_topic),
+            pub_ns=pub_ns,
+            recv_ns=recv_ns,
+            u=frame.u,
+            ts=frame.ts,
+            cts=frame.cts or None,
+            depth=depth,
+            bids=ob.top_bids(depth),
+            asks=ob.top_asks(depth),
+        )
+        self.outbox.append((book.book_topic, payload))
+        book.last_book = payload
+        self.stats.books_out += 1
+        if len(self.latencies) < _LATENCY_SAMPLES_MAX:
+            self.latencies.append(pub_ns - recv_ns)
+        best = (ob.best_bid(), ob.best_ask())
+        if best != book.last_best:
+            book.last_best = best
+            bid, ask = best
+            bbo = wire.encode_bbo(
+                book.category,
+                book.symbol,
+                seq=self._next_seq(book.bbo_topic),
+                pub_ns=pub_ns,
+                recv_ns=recv_ns,
+                u=frame.u,
+                ts=frame.ts,
+                bid=bid[0] if bid else None,
+                bid_size=bid[1] if bid else None,
+                ask=ask[0] if ask else None,
+                ask_size=ask[1] if ask else None,
+            )
+            self.outbox.append((book.bbo_topic, bbo))
+            book.last_bbo = bbo
+            self.stats.bbo_out += 1
+
+    def _status(self, book: _Book, state: str, reason: str, recv_ns: int | None) -> None:
+        payload = wire.encode_status(
+            book.category,
+            book.symbol,
+            seq=self._next_seq(book.status_topic),
+            pub_ns=self._clock_ns(),
+            state=state,
+            reason=reason,
+            recv_ns=recv_ns,
+        )
+        self.outbox.append((book.status_topic, payload))
+        self.stats.status_out += 1
+        self.events.append(
+            (
+                f"book_{state}",
+                {
+                    "category": book.category,
+                    "symbol": book.symbol,
+                    "topic": book.bybit_topic,
+                    "reason": reason,
+                    "u": book.book.last_u,
+                },
+            )
+        )
+
+    def _resync(
+        self,
+        book: _Book,
+        reason: str,
+        now: float,
+        *,
+        ask: bool = True,
+        recv_ns: int | None = None,
+    ) -> None:
+        book.book.invalidate()
+        book.source = None
+        book.last_book = book.last_bbo = None
+        book.last_best = None
+        if book.state is not State.RESYNCING:
+            book.state = State.RESYNCING
+            book.reason = reason
+            book.episode_requested = False
+            self.stats.resyncs += 1
+            self._status(book, "resyncing", reason, recv_ns)
+            if not ask:
+                # Give the ingestor resync_timeout to bring a snapshot by itself.
+                book.requested_at = now
+                book.episode_requested = True
+        if ask and not book.episode_requested:
+            asked = book.requested_at
+            if asked is None or now - asked >= self.resync_min_interval:
+                self._request(book, now)
+
+    def _request(self, book: _Book, now: float) -> None:
+        book.requested_at = now
+        book.episode_requested = True
+        self.stats.resync_requests += 1
+        self.control.append(wire.encode_resync(book.category, book.bybit_topic, book.reason))

@@ -1,0 +1,233 @@
+"""book_builder as a real process, driven through its real sockets."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import zmq
+
+from mdgw.core import wire
+from mdgw.core.wire import EnvelopeKind
+
+ROOT = Path(__file__).parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Builder:
+    def __init__(self, tmp: Path) -> None:
+        self.raw = f"ipc://{tmp}/raw.sock"
+        self.control = f"ipc://{tmp}/control.sock"
+        self.pub = f"tcp://127.0.0.1:{free_port()}"
+        self.snapshot = f"tcp://127.0.0.1:{free_port()}"
+        self.config = tmp / "builder.toml"
+        self.config.write_text(
+            f'[zmq]\nraw = "{self.raw}"\ncontrol = "{self.control}"\n'
+            f'pub = "{self.pub}"\nsnapshot = "{self.snapshot}"\n'
+            "[books]\nresync_timeout = 1.0\nresync_min_interval = 0.2\n"
+            '[log]\nstats_interval = 1\nformat = "json"\n'
+        )
+        self.log = tmp / "builder.log"
+        env = {**os.environ, "MDGW_CONFIG": str(self.config)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mdgw.book_builder"],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+
+    def lines(self) -> list[dict[str, Any]]:
+        return [orjson.loads(line) for line in self.log.read_bytes().splitlines() if line]
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def builder(tmp_path: Path) -> Iterator[Builder]:
+    b = Builder(tmp_path)
+    yield b
+    if b.proc.poll() is None:
+        b.proc.kill()
+        b.proc.wait()
+
+
+@pytest.fixture
+def ctx() -> Iterator[zmq.Context[zmq.Socket[bytes]]]:
+    c: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    yield c
+    c.destroy(linger=0)
+
+
+def book_frame(
+    u: int, bids: list[list[str]], asks: list[list[str]], *, snapshot: bool, symbol: str = "BTCUSDT"
+) -> bytes:
+    return orjson.dumps(
+        {
+            "topic": f"orderbook.50.{symbol}",
+            "type": "snapshot" if snapshot else "delta",
+            "ts": u,
+            "data": {"s": symbol, "b": bids, "a": asks, "u": u, "seq": u},
+            "cts": u,
+        }
+    )
+
+
+class Ingestor:
+    """Plays an ingestor: PUSH connected to the builder's raw socket."""
+
+    def __init__(
+        self, ctx: zmq.Context[zmq.Socket[bytes]], endpoint: str, conn_id: int = 7
+    ) -> None:
+        self.sock = ctx.socket(zmq.PUSH)
+        self.sock.connect(endpoint)
+        self.conn_id, self.seq = conn_id, 0
+
+    def data(self, frame: bytes, *, skip: int = 0) -> None:
+        self.seq += 1 + skip
+        self.sock.send(
+            wire.encode_raw(
+                EnvelopeKind.DATA,
+                ingestor=b"test",
+                category=1,
+                conn_id=self.conn_id,
+                seq=self.seq,
+                recv_ns=time.time_ns(),
+                frame=frame,
+            )
+        )
+
+    def raw(self, msg: bytes) -> None:
+        self.sock.send(msg)
+
+
+def subscriber(
+    ctx: zmq.Context[zmq.Socket[bytes]], endpoint: str, prefix: bytes = b""
+) -> zmq.Socket[bytes]:
+    sub = ctx.socket(zmq.SUB)
+    sub.subscribe(prefix)
+    sub.connect(endpoint)
+    return sub
+
+
+def recv_until(
+    sock: zmq.Socket[bytes], want: Any, deadline_s: float = 10.0
+) -> list[tuple[bytes, dict[str, Any]]]:
+    """Receive until ``want(messages)`` is true; fail at the deadline."""
+    got: list[tuple[bytes, dict[str, Any]]] = []
+    deadline = time.monotonic() + deadline_s
+    while not want(got):
+        left = deadline - time.monotonic()
+        assert left > 0, f"timed out; got {[(t, p.get('channel'), p.get('state')) for t, p in got]}"
+        if sock.poll(int(left * 1000)):
+            frames = sock.recv_multipart()
+            got.append((frames[0], orjson.loads(frames[1])))
+    return got
+
+
+def wait_subscribed(ing: Ingestor, sub: zmq.Socket[bytes]) -> None:
+    """PUB/SUB joins asynchronously: feed snapshots until one comes through."""
+    deadline = time.monotonic() + 10
+    u = 1000
+    while time.monotonic() < deadline:
+        u += 1
+        ing.data(book_frame(u, [["1", "1"]], [["2", "1"]], snapshot=True, symbol="WARMUP"))
+        if sub.poll(100):
+            sub.recv_multipart()
+            return
+    raise AssertionError("the subscriber never received anything")
+
+
+def test_books_resync_snapshot_and_sigterm(
+    builder: Builder, ctx: zmq.Context[zmq.Socket[bytes]]
+) -> None:
+    ing = Ingestor(ctx, builder.raw)
+    sub = subscriber(ctx, builder.pub)
+    control = subscriber(ctx, builder.control)
+    wait_subscribed(ing, sub)
+    sub.setsockopt(zmq.UNSUBSCRIBE, b"")
+    sub.subscribe(b"book.linear.BTCUSDT.")
+    sub.subscribe(b"status.linear.BTCUSDT.")
+    time.sleep(0.2)  # let the subscription change reach the publisher (not an assertion)
+
+    ing.data(book_frame(100, [["99", "1"]], [["101", "1"]], snapshot=True))
+    ing.data(book_frame(101, [["98", "2"]], [], snapshot=False))
+    got = recv_until(sub, lambda m: sum(p["channel"] == "book" for _, p in m) == 2)
+    books = [p for _, p in got if p["channel"] == "book"]
+    assert [(b["u"], b["seq"]) for b in books] == [(100, 1), (101, 2)]
+    assert books[1]["bids"] == [["99", "1"], ["98", "2"]]
+    assert all(t == b"book.linear.BTCUSDT." for t, p in got if p["channel"] == "book")
+
+    # Late joiner: the snapshot service returns the current book with its seq.
+    req = ctx.socket(zmq.REQ)
+    req.connect(builder.snapshot)
+    req.send(wire.encode_snapshot_request("book.linear.BTCUSDT"))
+    assert req.poll(5000)
+    items = wire.decode_snapshot_reply(req.recv_multipart())
+    assert [(t, p["seq"], p["u"]) for t, p in items] == [(b"book.linear.BTCUSDT.", 2, 101)]
+
+    # A u gap: status resyncing, a resync request on control, no book until a snapshot.
+    ing.data(book_frame(105, [["97", "1"]], [], snapshot=False))
+    got = recv_until(sub, lambda m: any(p.get("state") == "resyncing" for _, p in m))
+    assert [p["channel"] for _, p in got] == ["status"]
+    assert control.poll(5000)
+    request = wire.decode_resync(control.recv_multipart())
+    assert (request.category, request.topic) == ("linear", "orderbook.50.BTCUSDT")
+    ing.data(book_frame(106, [["96", "1"]], [], snapshot=False))
+    ing.data(book_frame(1, [["50", "1"]], [["51", "1"]], snapshot=True))
+    got = recv_until(sub, lambda m: any(p["channel"] == "book" for _, p in m))
+    assert [(p["channel"], p.get("state"), p.get("u")) for _, p in got] == [
+        ("status", "live", None),
+        ("book", None, 1),
+    ]
+    assert got[1][1]["seq"] == 3  # gateway seq never resets
+
+    # Bad input of every kind is counted, never fatal.
+    ing.raw(b"")
+    ing.raw(b"\xff" * 100)
+    ing.data(b"not json at all")
+    ing.data(b'{"topic":"orderbook.50.BTCUSDT","type":"delta","data":[1,2')
+    ing.data(b'{"topic":"tickers.BTCUSDT","type":"snapshot","ts":1,"data":{}}')
+    ing.data(
+        orjson.dumps(
+            {
+                "topic": "orderbook.50.BTCUSDT",
+                "type": "delta",
+                "ts": 1,
+                "data": {"s": "BTCUSDT", "b": [["NaN", "1"]], "a": [], "u": 2},
+            }
+        )
+    )
+    got = recv_until(sub, lambda m: any(p.get("state") == "resyncing" for _, p in m))
+    assert all(p["channel"] == "status" for _, p in got)
+    bad = ctx.socket(zmq.REQ)
+    bad.connect(builder.snapshot)
+    bad.send(b"\x00" * 300)
+    assert bad.poll(5000)
+    assert bad.recv_multipart()[0] == wire.ERROR
+    assert builder.proc.poll() is None
+
+    started = time.monotonic()
+    assert builder.stop() == 0
+    assert time.monotonic() - started < 5
+    events = {line["event"] for line in builder.lines()}
+    assert {"book_resyncing", "malformed_frame", "bad_envelope", "stats_final"} <= events
+    final = next(line for line in builder.lines() if line["event"] == "stats_final")
+    assert final["bad_envelopes"] == 2 and final["malformed"] >= 3 and final["unsupported"] == 1

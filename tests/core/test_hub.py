@@ -1,0 +1,327 @@
+"""mdgw.core.hub: the book builder's rules, driven with real envelopes and frames."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import orjson
+import pytest
+
+from mdgw.core import wire
+from mdgw.core.hub import Hub
+from mdgw.core.wire import EnvelopeKind
+
+CAT = wire.category_code("linear")
+
+
+def book_frame(
+    u: int,
+    bids: list[list[str]],
+    asks: list[list[str]],
+    *,
+    snapshot: bool,
+    symbol: str = "BTCUSDT",
+    depth: int = 50,
+) -> bytes:
+    return orjson.dumps(
+        {
+            "topic": f"orderbook.{depth}.{symbol}",
+            "type": "snapshot" if snapshot else "delta",
+            "ts": 1000 + u,
+            "data": {"s": symbol, "b": bids, "a": asks, "u": u, "seq": 10 * u},
+            "cts": 999 + u,
+        }
+    )
+
+
+def trade_frame(*ids: str, symbol: str = "BTCUSDT") -> bytes:
+    return orjson.dumps(
+        {
+            "topic": f"publicTrade.{symbol}",
+            "type": "snapshot",
+            "ts": 5,
+            "data": [
+                {"T": 4, "s": symbol, "S": "Buy", "v": "0.1", "p": "100.5", "i": i, "BT": False}
+                for i in ids
+            ],
+        }
+    )
+
+
+class Feed:
+    """One ingestor connection feeding a hub, with its own envelope sequence."""
+
+    def __init__(self, hub: Hub, conn_id: int = 1, ingestor: bytes = b"ing") -> None:
+        self.hub, self.conn_id, self.ingestor, self.seq = hub, conn_id, ingestor, 0
+        self.now = 0.0
+
+    def send(self, frame: bytes, *, skip: int = 0) -> None:
+        self.seq += 1 + skip
+        self.hub.on_raw(
+            wire.encode_raw(
+                EnvelopeKind.DATA,
+                ingestor=self.ingestor,
+                category=CAT,
+                conn_id=self.conn_id,
+                seq=self.seq,
+                recv_ns=123,
+                frame=frame,
+            ),
+            self.now,
+        )
+
+    def event(self, kind: EnvelopeKind) -> None:
+        self.hub.on_raw(
+            wire.encode_raw(
+                kind,
+                ingestor=self.ingestor,
+                category=CAT,
+                conn_id=self.conn_id,
+                seq=self.seq,
+                recv_ns=1,
+            ),
+            self.now,
+        )
+
+
+def make_hub(**overrides: Any) -> Hub:
+    clock = itertools.count(10_000)
+    params: dict[str, Any] = {
+        "publish_depth": 25,
+        "resync_timeout": 5.0,
+        "resync_min_interval": 1.0,
+        "ingestor_timeout": 3.0,
+        "stale_after": 60.0,
+        "clock_ns": lambda: next(clock),
+    }
+    params.update(overrides)
+    return Hub(**params)
+
+
+def drain(hub: Hub) -> list[tuple[str, dict[str, Any]]]:
+    out = [(t.decode(), orjson.loads(p)) for t, p in hub.outbox]
+    hub.outbox.clear()
+    return out
+
+
+def channels(out: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    return [f"{p['channel']}:{p.get('state', p.get('u', ''))}" for _, p in out]
+
+
+SNAP = book_frame(100, [["99", "1"], ["98", "2"]], [["101", "1"], ["102", "3"]], snapshot=True)
+
+
+def test_snapshot_goes_live_and_publishes_book_and_bbo() -> None:
+    hub = make_hub()
+    Feed(hub).send(SNAP)
+    out = drain(hub)
+    assert channels(out) == ["status:live", "book:100", "bbo:100"]
+    topic, book = out[1]
+    assert topic == "book.linear.BTCUSDT."
+    assert book["bids"] == [["99", "1"], ["98", "2"]]
+    assert book["asks"] == [["101", "1"], ["102", "3"]]
+    assert (book["seq"], book["u"], book["ts"], book["cts"], book["depth"]) == (
+        1,
+        100,
+        1100,
+        1099,
+        25,
+    )
+    assert book["recv_ns"] == 123 and book["pub_ns"] >= 10_000
+    assert out[2][1] | {} == out[2][1]
+    assert (out[2][1]["bid"], out[2][1]["ask_size"]) == ("99", "1")
+
+
+def test_delta_publishes_book_and_bbo_only_when_best_changes() -> None:
+    hub = make_hub()
+    feed = Feed(hub)
+    feed.send(SNAP)
+    drain(hub)
+    feed.send(book_frame(101, [["98", "0"]], [], snapshot=False))
+    out = drain(hub)
+    assert channels(out) == ["book:101"]
+    assert out[0][1]["bids"] == [["99", "1"]] and out[0][1]["seq"] == 2
+    feed.send(book_frame(102, [["99.5", "4"]], [], snapshot=False))
+    out = drain(hub)
+    assert channels(out) == ["book:102", "bbo:102"]
+    assert out[1][1]["seq"] == 2 and out[1][1]["bid"] == "99.5"
+
+
+def test_gap_stops_publishing_and_asks_for_resync_once() -> None:
+    hub = make_hub()
+    feed = Feed(hub)
+    feed.send(SNAP)
+    drain(hub)
+    feed.send(book_frame(105, [["98", "0"]], [], snapshot=False))
+    out = drain(hub)
+    assert channels(out) == ["status:resyncing"]
+    assert "gap" in out[0][1]["reason"]
+    assert [wire.decode_resync(m) for m in hub.control] == [
+        wire.ResyncRequest("linear", "orderbook.50.BTCUSDT", out[0][1]["reason"])
+    ]
+    hub.control.clear()
+    for u in (106, 107):
+        feed.send(book_frame(u, [["97", "1"]], [], snapshot=False))
+    assert drain(hub) == [] and hub.control == []
+    hub.tick(4.9)
+    assert hub.control == []
+    hub.tick(5.0)  # no snapshot within resync_timeout: ask again
+    assert len(hub.control) == 1
+    feed.send(book_frame(1, [["50", "1"]], [["51", "1"]], snapshot=True))  # Bybit restart: u = 1
+    out = drain(hub)
+    assert channels(out) == ["status:live", "book:1", "bbo:1"]
+    assert out[1][1]["seq"] == 2  # never reset while the builder runs
+
+
+def test_crossed_delta_resyncs() -> None:
+    hub = make_hub()
+    feed = Feed(hub)
+    feed.send(SNAP)
+    drain(hub)
+    feed.send(book_frame(101, [["101", "5"]], [], snapshot=False))
+    out = drain(hub)
+    assert channels(out) == ["status:resyncing"] and "crossed" in out[0][1]["reason"]
+    assert len(hub.control) == 1
+
+
+def test_delta_before_snapshot_and_duplicates() -> None:
+    hub = make_hub()
+    feed = Feed(hub)
+    feed.send(book_frame(100, [["99", "1"]], [], snapshot=False))
+    assert channels(drain(hub)) == ["status:resyncing"]
+    assert len(hub.control) == 1
+    feed.send(SNAP)
+    assert channels(drain(hub)) == ["status:live", "book:100", "bbo:100"]
+    feed.send(book_frame(100, [["99", "7"]], [], snapshot=False))
+    assert drain(hub) == [] and hub.stats.duplicates == 1
+
+
+def test_level1_same_u_resend_is_published_not_a_gap() -> None:
+    hub = make_hub()
+    feed = Feed(hub)
+    snap = book_frame(7, [["99", "1"]], [["101", "1"]], snapshot=True, depth=1)
+    feed.send(snap)
+    feed.send(snap)
+    out = drain(hub)
+    assert channels(out) == ["status:live", "book:7", "bbo:7", "book:7"]
+    assert out[-1][1]["depth"] == 1
+
+
+def test_malformed_frame_resyncs_only_its_topic() -> None:
+    hub = make_hub()
+    feed = Feed(hub)
+    feed.send(SNAP)
+    feed.send(book_frame(5, [["1", "1"]], [["2", "1"]], snapshot=True, symbol="ETHUSDT"))
+    drain(hub)
+    feed.send(b'{"topic":"orderbook.50.BTCUSDT","type":"delta","data":{"s":')
+    out = drain(hub)
+    assert [(t, p["state"]) for t, p in out] == [("status.linear.BTCUSDT.", "resyncing")]
+    assert hub.stats.malformed == 1
+    assert [wire.decode_resync(m).topic for m in hub.control] == ["orderbook.50.BTCUSDT"]
+    feed.send(book_frame(6, [["1", "2"]], [], snapshot=False, symbol="ETHUSDT"))
+    assert channels(drain(hub)) == ["book:6", "bbo:6"]  # best bid size changed
+
+
+def test_unsupported_topics_are_counted_not_resynced() -> None:
+    hub = make_hub()
+    Feed(hub).send(b'{"topic":"tickers.BTCUSDT","type":"snapshot","ts":1,"data":{}}')
+    assert hub.stats.unsupported == 1 and drain(hub) == [] and hub.control == []
+
+
+def test_sequence_hole_resyncs_the_books_of_that_connection() -> None:
+    hub = make_hub()
+    a, b = Feed(hub, conn_id=1), Feed(hub, conn_id=2)
+    a.send(SNAP)
+    b.send(book_frame(5, [["1", "1"]], [["2", "1"]], snapshot=True, symbol="ETHUSDT"))
+    drain(hub)
+    a.send(book_frame(101, [["98", "0"]], [], snapshot=False), skip=1)
+    out = drain(hub)
+    assert [(t, p["state"]) for t, p in out] == [("status.linear.BTCUSDT.", "resyncing")]
+    assert hub.stats.seq_holes == 1 and hub.stats.frames_lost == 1
+
+
+def test_delta_from_another_connection_is_not_applied() -> None:
+    hub = make_hub()
+    old, new = Feed(hub, conn_id=1), Feed(hub, conn_id=2)
+    old.send(SNAP)
+    drain(hub)
+    new.send(book_frame(101, [["98", "0"]], [], snapshot=False))
+    assert channels(drain(hub)) == ["status:resyncing"]
+    new.send(book_frame(200, [["99", "1"]], [["100", "1"]], snapshot=True))
+    assert channels(drain(hub)) == ["status:live", "book:200", "bbo:200"]
+
+
+def test_connection_down_and_silent_ingestor() -> None:
+    hub = make_hub()
+    feed = Feed(hub)
+    feed.send(SNAP)
+    drain(hub)
+    feed.event(EnvelopeKind.CONN_DOWN)
+    out = drain(hub)
+    assert [p["reason"] for _, p in out] == ["connection closed"]
+    assert hub.control == []  # the ingestor resubscribes by itself
+    hub.tick(5.0)
+    assert len(hub.control) == 1  # ... or is asked after resync_timeout
+    hub.control.clear()
+    feed.conn_id, feed.seq = 2, 0
+    feed.send(SNAP)
+    assert channels(drain(hub)) == ["status:live", "book:100", "bbo:100"]
+    hub.tick(3.5)  # no heartbeat or frame for more than ingestor_timeout
+    out = drain(hub)
+    assert [(p["state"], p["reason"]) for _, p in out] == [("resyncing", "ingestor silent")]
+    assert hub.snapshot(b"") == []
+
+
+def test_stale_book_is_not_served_and_comes_back() -> None:
+    hub = make_hub(stale_after=10.0, ingestor_timeout=1e9)
+    feed = Feed(hub)
+    feed.send(SNAP)
+    drain(hub)
+    hub.tick(11.0)
+    assert [p["state"] for _, p in drain(hub)] == ["stale"]
+    assert hub.snapshot(b"book.") == []
+    feed.now = 12.0
+    feed.send(book_frame(101, [["97", "1"]], [], snapshot=False))
+    assert channels(drain(hub)) == ["status:live", "book:101"]  # best unchanged: no bbo
+    assert {t for t, _ in hub.snapshot(b"")} == {b"book.linear.BTCUSDT.", b"bbo.linear.BTCUSDT."}
+
+
+def test_trades_once_each_in_order_with_their_own_seq() -> None:
+    hub = make_hub()
+    feed = Feed(hub)
+    feed.send(trade_frame("a", "b"))
+    feed.send(trade_frame("b", "c"))
+    out = drain(hub)
+    assert [(t, p["id"], p["seq"], p["side"]) for t, p in out] == [
+        ("trade.linear.BTCUSDT.", "a", 1, "buy"),
+        ("trade.linear.BTCUSDT.", "b", 2, "buy"),
+        ("trade.linear.BTCUSDT.", "c", 3, "buy"),
+    ]
+    assert hub.stats.trades_dup == 1
+
+
+def test_snapshot_service_serves_current_live_messages_by_prefix() -> None:
+    hub = make_hub()
+    feed = Feed(hub)
+    feed.send(SNAP)
+    feed.send(book_frame(101, [["98", "0"]], [], snapshot=False))
+    feed.send(book_frame(5, [["1", "1"]], [["2", "1"]], snapshot=True, symbol="BTCUSDTX"))
+    published = {t: p for t, p in hub.outbox}
+    items = dict(hub.snapshot(wire.subscription("book.linear.BTCUSDT")))
+    assert list(items) == [b"book.linear.BTCUSDT."]
+    assert items[b"book.linear.BTCUSDT."] == published[b"book.linear.BTCUSDT."]
+    assert orjson.loads(items[b"book.linear.BTCUSDT."])["seq"] == 2
+    assert len(hub.snapshot(b"")) == 4
+    assert {t for t, _ in hub.snapshot(b"bbo.")} == {
+        b"bbo.linear.BTCUSDT.",
+        b"bbo.linear.BTCUSDTX.",
+    }
+
+
+@pytest.mark.parametrize("garbage", [b"", b"\x07" * 30, b"short"])
+def test_bad_envelopes_are_counted(garbage: bytes) -> None:
+    hub = make_hub()
+    hub.on_raw(garbage, 0.0)
+    assert hub.stats.bad_envelopes == 1 and hub.outbox == []
+    assert hub.events[0][0] == "bad_envelope"
