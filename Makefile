@@ -38,3 +38,69 @@ fmt: $(STAMP)  ## apply ruff's fixes and formatting
 
 clean:  ## remove the venv and run-time files
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .hypothesis
+
+# --- Running the gateway under supervisord (DESIGN.md §6, docs/operations.md) ---------------
+# One supervisord at a time, per VAR_DIR (its run/supervisor.sock): `make up` (live Bybit) or
+# `make demo` (offline, simulator); `make down` stops whichever runs.
+VAR_DIR ?= var
+GATEWAY_CONFIG ?= config/gateway.toml
+DEMO_CONFIG ?= config/demo.toml
+PRINTER_ARGS ?=
+UP_TIMEOUT ?= 30
+DOWN_TIMEOUT ?= 30
+SUPERVISOR_CONF := deploy/supervisord.conf
+RUN_VAR := $(abspath $(VAR_DIR))
+# supervisorctl reads only the socket path from the conf, which needs DEPLOY_VAR_DIR.
+SUPERVISORCTL := DEPLOY_VAR_DIR=$(RUN_VAR) $(VENV)/bin/supervisorctl -c $(SUPERVISOR_CONF)
+SUPERVISOR_WAIT := DEPLOY_VAR_DIR=$(RUN_VAR) $(PY) scripts/supervisor_wait.py
+
+.PHONY: up demo down status logs restart
+
+# $(call supervise,CONFIG,SIMULATORS): start supervisord with that service config and that
+# many simulators, or, when it already runs with the same ones, apply changes of the conf
+# and start what is stopped; then wait until every program is RUNNING.
+define supervise
+@mkdir -p $(RUN_VAR)/log $(RUN_VAR)/run && chmod 0700 $(RUN_VAR)/run
+@wanted="MDGW_CONFIG=$(abspath $(1)) DEPLOY_SIMULATORS=$(2)"; \
+if $(SUPERVISORCTL) pid >/dev/null 2>&1; then \
+	running="$$(cat $(RUN_VAR)/run/mdgw.env 2>/dev/null)"; \
+	if [ "$$running" != "$$wanted" ]; then \
+		echo "supervisord already runs with: $${running:-unknown settings}; 'make down' first" >&2; \
+		exit 1; \
+	fi; \
+	$(SUPERVISORCTL) update >/dev/null; \
+	$(SUPERVISORCTL) start 'mdgw:*' >/dev/null || true; \
+else \
+	echo "$$wanted" > $(RUN_VAR)/run/mdgw.env; \
+	env $$wanted DEPLOY_VAR_DIR=$(RUN_VAR) $(VENV)/bin/supervisord -c $(SUPERVISOR_CONF) || exit 1; \
+fi; \
+echo "waiting up to $(UP_TIMEOUT)s for every program to be RUNNING"; \
+if ! $(SUPERVISOR_WAIT) --timeout $(UP_TIMEOUT) running; then $(SUPERVISORCTL) status; exit 1; fi; \
+$(SUPERVISORCTL) status
+endef
+
+up: $(STAMP)  ## start book_builder + ingestor under supervisord (GATEWAY_CONFIG) and wait
+	$(call supervise,$(GATEWAY_CONFIG),0)
+
+demo: $(STAMP)  ## offline: simulator + services under supervisord, the printer in front
+	$(call supervise,$(DEMO_CONFIG),1)
+	@echo "printer: python -m mdgw.printer $(PRINTER_ARGS)  (Ctrl-C stops it; 'make down' stops the services)" >&2
+	@MDGW_CONFIG=$(abspath $(DEMO_CONFIG)) $(PY) -m mdgw.printer $(PRINTER_ARGS)
+
+down: $(STAMP)  ## stop every program and supervisord; wait until all have exited
+	@if ! $(SUPERVISORCTL) pid >/dev/null 2>&1; then echo "supervisord is not running"; exit 0; fi; \
+	pids="$$( { $(SUPERVISORCTL) pid; $(SUPERVISORCTL) pid all; } | grep -vx 0)"; \
+	$(SUPERVISORCTL) shutdown && $(SUPERVISOR_WAIT) --timeout $(DOWN_TIMEOUT) gone $$pids && \
+	rm -f $(RUN_VAR)/run/mdgw.env && echo "stopped (pids $$(echo $$pids))"
+
+status: $(STAMP)  ## supervisorctl status of the programs
+	@$(SUPERVISORCTL) status
+
+restart: $(STAMP)  ## restart every program (same config) and wait until RUNNING
+	@$(SUPERVISORCTL) restart 'mdgw:*'
+	@$(SUPERVISOR_WAIT) --timeout $(UP_TIMEOUT) running || { $(SUPERVISORCTL) status; exit 1; }
+	@$(SUPERVISORCTL) status
+
+logs: $(STAMP)  ## follow every log file under var/log (JSON lines; Ctrl-C to stop)
+	@mkdir -p $(RUN_VAR)/log
+	tail -n 20 -F $(RUN_VAR)/log/*.log
