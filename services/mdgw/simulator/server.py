@@ -1,0 +1,722 @@
+"""The simulator's I/O shell: websockets server, send loop, fault switches, HTTP endpoints.
+
+One port serves everything (``websockets.asyncio.server.serve`` with ``process_request``):
+
+- ``ws://host:port/v5/public/{spot|linear|inverse}``: Bybit v5 public streams;
+- ``GET /v5/market/orderbook?category=&symbol=&limit=``: Bybit's REST order book;
+- ``POST /sim/fault?kind=…``: fault switches (:mod:`.faults`), used by the CLI;
+- ``GET /sim/status``: connections and their subscriptions;
+- ``GET /sim/truth?category=&symbol=&depth=&u=``: the true window of a topic at a u.
+
+Send loop: one timer tick every ``tick_interval`` (20 ms) runs every symbol step that is
+due (symbols are spread evenly over the step period), hands each frame to the subscribers
+of its topic, and then writes each touched connection's frames with one system call. A frame
+is encoded once by the market; every subscriber gets the same bytes (framed by the
+websockets sans-I/O protocol, no re-encoding). There is no per-message ``await``.
+
+Faults are methods of :class:`SimulatorServer`, callable from tests, and reachable over HTTP
+for ``python -m mdgw.simulator fault …``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http
+import random
+import time
+import uuid
+from collections.abc import Callable
+from email.utils import formatdate
+from types import TracebackType
+from typing import Any, Final
+from urllib.parse import parse_qsl, urlsplit
+
+import orjson
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed, InvalidState
+from websockets.http11 import Request, Response
+
+from mdgw.runtime.logging import get_logger
+from mdgw.simulator.faults import (
+    FRAME_FAULTS,
+    FaultError,
+    FaultKind,
+    FaultRequest,
+    crossed_frame,
+    malformed_frame,
+    oversized_frame,
+)
+from mdgw.simulator.instruments import CATEGORIES
+from mdgw.simulator.market import DEPTHS, Frame, Market, TruthUnavailableError, parse_topic
+from mdgw.simulator.params import SimulatorParams
+from mdgw.simulator.protocol import Reply, Session, Subscribed
+
+__all__ = ["SimulatorServer"]
+
+WS_PREFIX: Final = "/v5/public/"
+REST_LIMIT_MAX: Final = 1000
+# Bybit answers REST errors with HTTP 200 and a retCode; 10001 is its "params error".
+PARAMS_ERROR: Final = 10001
+
+log = get_logger()
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _json_response(status: int, body: object) -> Response:
+    payload = orjson.dumps(body)
+    headers = Headers(
+        [
+            ("Date", formatdate(usegmt=True)),
+            ("Connection", "close"),
+            ("Content-Length", str(len(payload))),
+            ("Content-Type", "application/json"),
+        ]
+    )
+    return Response(status, http.HTTPStatus(status).phrase, headers, payload)
+
+
+class _Client:
+    """One websocket connection: its protocol session and its fault state."""
+
+    __slots__ = (
+        "category",
+        "conn_id",
+        "faults",
+        "frames",
+        "muted_until",
+        "send_text",
+        "session",
+        "silent_until",
+        "ws",
+    )
+
+    def __init__(self, ws: ServerConnection, category: str, session: Session) -> None:
+        self.ws = ws
+        self.category = category
+        self.session = session
+        self.conn_id = session.conn_id
+        # The sans-I/O protocol's send: frames the bytes into its buffer, no I/O, no await.
+        self.send_text = ws.protocol.send_text
+        self.faults: list[FaultRequest] = []  # armed frame faults, fired in order
+        self.silent_until = 0.0
+        self.muted_until = 0.0
+        self.frames = 0
+
+
+class SimulatorServer:
+    """A Bybit v5 public-stream look-alike on one port; an async context manager.
+
+    ``async with SimulatorServer(params) as sim:`` starts it (``params.port = 0`` picks a
+    free port: read ``sim.port``), ``sim.market`` is the shared :class:`Market` (truth), and
+    the fault methods below act on the running connections.
+    """
+
+    def __init__(self, params: SimulatorParams) -> None:
+        self.params = params
+        self.market = Market(params.market())
+        self._symbols = self.market.symbols()
+        self._clients: dict[str, _Client] = {}
+        self._subs: dict[tuple[str, str], set[_Client]] = {}
+        self._touched: set[_Client] = set()
+        self._faulted: set[_Client] = set()  # clients with armed frame faults
+        self._silent: set[_Client] = set()
+        self._refuse_until = 0.0
+        self._now = 0.0  # loop time of the current tick
+        self._server: Server | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self._conn_count = 0
+        self._ids = random.Random(f"{params.seed}/conn_id")
+        # Counters since the start; stats lines log their increase.
+        self._frames_out = 0
+        self._steps = 0
+        self._lagged_steps = 0
+        self._logged = (0, 0, 0)
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._server = await serve(
+            self._handle,
+            self.params.host,
+            self.params.port,
+            process_request=self._process_request,
+            compression=None,  # Bybit's v5 servers are used without permessage-deflate
+            ping_interval=None,  # clients keep the connection alive with {"op":"ping"}
+            max_size=2**20,
+            server_header="mdgw-simulator",
+        )
+        self._ticker = asyncio.create_task(self._run(), name="simulator-ticks")
+        log.info(
+            "simulator_started",
+            host=self.params.host,
+            port=self.port,
+            symbols=len(self._symbols),
+            seed=self.params.seed,
+            rate=self.params.rate,
+        )
+
+    async def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+            self._ticker = None
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+            log.info("simulator_stopped")
+
+    async def __aenter__(self) -> SimulatorServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the simulator is not running")
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    def ws_url(self, category: str) -> str:
+        return f"ws://{self.params.host}:{self.port}{WS_PREFIX}{category}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.params.host}:{self.port}"
+
+    def conn_ids(self, category: str | None = None) -> list[str]:
+        """The conn_id of every open connection (of one category)."""
+        return [c.conn_id for c in self._clients.values() if category in (None, c.category)]
+
+    # --- connections ------------------------------------------------------------------
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        assert ws.request is not None
+        category = urlsplit(ws.request.path).path[len(WS_PREFIX) :]
+        self._conn_count += 1
+        conn_id = str(uuid.UUID(int=self._ids.getrandbits(128), version=4))
+        order = random.Random(f"{self.params.seed}/order/{self._conn_count}")
+        chance = self.params.snapshot_first
+        session = Session(
+            category,
+            conn_id,
+            lambda topic: self.market.topic_exists(category, topic),
+            lambda: order.random() < chance,
+        )
+        client = _Client(ws, category, session)
+        self._clients[conn_id] = client
+        log.info("connection_opened", conn_id=conn_id, category=category)
+        try:
+            async for message in ws:
+                self._on_message(client, message)
+        except ConnectionClosed:
+            pass
+        finally:
+            self._forget(client)
+            log.info(
+                "connection_closed",
+                conn_id=conn_id,
+                category=category,
+                frames=client.frames,
+                topics=len(session.topics),
+                code=ws.close_code,
+            )
+
+    def _on_message(self, client: _Client, message: str | bytes) -> None:
+        outcome = client.session.receive(message)
+        self._now = asyncio.get_running_loop().time()
+        if isinstance(outcome, Reply):
+            if outcome.kind == "pong" and client.muted_until > self._now:
+                return
+            self._send_now(client, outcome.payload)
+        elif isinstance(outcome, Subscribed):
+            self._subscribe(client, outcome)
+        else:
+            for topic in outcome.topics:
+                self._unsubscribe(client, topic)
+            self._send_now(client, outcome.ack.payload)
+
+    def _subscribe(self, client: _Client, outcome: Subscribed) -> None:
+        now_ms = _wall_ms()
+        snapshots: list[Frame] = []
+        for topic in outcome.topics:
+            key = (client.category, topic)
+            flushed, snapshot = self.market.subscribe(client.category, topic, now_ms)
+            for frame in flushed:
+                self._dispatch(frame)
+            self._subs.setdefault(key, set()).add(client)
+            if snapshot is not None:
+                snapshots.append(snapshot)
+        if not outcome.snapshot_first:
+            self._send_now(client, outcome.ack.payload)
+        for snapshot in snapshots:
+            self._deliver(client, snapshot)
+        if outcome.snapshot_first:
+            self._send_now(client, outcome.ack.payload)
+        self._flush()
+
+    def _unsubscribe(self, client: _Client, topic: str) -> None:
+        key = (client.category, topic)
+        subscribers = self._subs.get(key)
+        if subscribers is None:
+            return
+        subscribers.discard(client)
+        if not subscribers:
+            del self._subs[key]
+            self.market.unlisten(client.category, topic)
+
+    def _forget(self, client: _Client) -> None:
+        for topic in client.session.topics:
+            self._unsubscribe(client, topic)
+        self._clients.pop(client.conn_id, None)
+        self._faulted.discard(client)
+        self._silent.discard(client)
+        self._touched.discard(client)
+
+    # --- sending ----------------------------------------------------------------------
+
+    def _send_now(self, client: _Client, payload: bytes) -> None:
+        """Send a control frame (ack, pong, error) unless the connection is silenced."""
+        if client.silent_until > self._now:
+            return
+        try:
+            client.send_text(payload)
+        except InvalidState:
+            return
+        self._touched.add(client)
+        self._flush()
+
+    def _dispatch(self, frame: Frame) -> None:
+        """Hand one frame to every subscriber of its topic (written at the end of the tick)."""
+        subscribers = self._subs.get((frame.category, frame.topic))
+        if not subscribers:
+            return
+        if self._faulted or self._silent:
+            for client in subscribers:
+                self._deliver(client, frame)
+            return
+        payload = frame.payload
+        touched = self._touched
+        for client in subscribers:
+            try:
+                client.send_text(payload)
+            except InvalidState:
+                continue  # closing: _forget will unsubscribe it
+            client.frames += 1
+            touched.add(client)
+        self._frames_out += len(subscribers)
+
+    def _deliver(self, client: _Client, frame: Frame) -> None:
+        """One frame to one client, through its faults."""
+        if client.silent_until > self._now:
+            return
+        payload = frame.payload
+        if client.faults:
+            fault = self._take_fault(client, frame)
+            if fault is not None:
+                payload = self._faulty_payload(fault, frame)
+                log.info(
+                    "fault_fired",
+                    kind=fault.kind.value,
+                    conn_id=client.conn_id,
+                    topic=frame.topic,
+                    u=frame.u,
+                )
+                if not payload:
+                    return
+        try:
+            client.send_text(payload)
+        except InvalidState:
+            return
+        client.frames += 1
+        self._frames_out += 1
+        self._touched.add(client)
+
+    def _take_fault(self, client: _Client, frame: Frame) -> FaultRequest | None:
+        for index, fault in enumerate(client.faults):
+            if fault.topic is not None and fault.topic != frame.topic:
+                continue
+            if fault.kind is FaultKind.OVERSIZED:
+                hit = True
+            elif frame.kind == "trade":
+                hit = fault.topic is not None
+            else:
+                hit = frame.fresh
+            if hit:
+                del client.faults[index]
+                if not client.faults:
+                    self._faulted.discard(client)
+                return fault
+        return None
+
+    def _faulty_payload(self, fault: FaultRequest, frame: Frame) -> bytes:
+        if fault.kind is FaultKind.SKIP:
+            return b""
+        if fault.kind is FaultKind.CROSSED:
+            bid = self.market.crossing_bid(frame.category, frame.symbol)
+            return crossed_frame(frame.payload, bid)
+        if fault.kind is FaultKind.MALFORMED:
+            return malformed_frame(frame.payload)
+        return oversized_frame(frame.payload, fault.size)
+
+    def _flush(self) -> None:
+        """Write every touched connection's pending frames, one system call each."""
+        limit = self.params.max_write_buffer
+        for client in self._touched:
+            ws = client.ws
+            chunks = ws.protocol.data_to_send()
+            if not chunks:
+                continue
+            transport = ws.transport
+            data = [chunk for chunk in chunks if chunk]
+            if data:
+                transport.writelines(data)
+            if len(data) < len(chunks) and transport.can_write_eof():
+                transport.write_eof()  # the protocol asked for a half-close
+            if transport.get_write_buffer_size() > limit:
+                log.warning("slow_client_dropped", conn_id=client.conn_id, buffered=limit)
+                transport.abort()
+        self._touched.clear()
+
+    # --- the send loop ----------------------------------------------------------------
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        params = self.params
+        period = 1.0 / params.rate
+        symbols = self._symbols
+        count = max(1, len(symbols))
+        start = loop.time()
+        due = [start + period * index / count for index in range(len(symbols))]
+        next_tick = start
+        next_stats = start + params.stats_interval
+        last_stats = start
+        while True:
+            next_tick += params.tick_interval
+            await asyncio.sleep(max(0.0, next_tick - loop.time()))
+            now = self._now = loop.time()
+            if now - next_tick > params.tick_interval:
+                next_tick = now  # we were late: do not try to catch up ticks
+            now_ms = _wall_ms()
+            step = self.market.step
+            dispatch = self._dispatch
+            for index, (category, symbol) in enumerate(symbols):
+                when = due[index]
+                if when > now:
+                    continue
+                if now - when > 1.0:
+                    # Overloaded: drop the backlog rather than spiral (counted as lag).
+                    skipped = int((now - when) / period)
+                    self._lagged_steps += skipped
+                    when += skipped * period
+                while when <= now:
+                    step_ms = now_ms - int((now - when) * 1000)
+                    for frame in step(category, symbol, step_ms):
+                        dispatch(frame)
+                    self._steps += 1
+                    when += period
+                due[index] = when
+            for frame in self.market.resends(now_ms):
+                dispatch(frame)
+            self._flush()
+            if now >= next_stats:
+                self._log_stats(now - last_stats)
+                last_stats = now
+                next_stats = now + params.stats_interval
+
+    def _totals(self) -> dict[str, int]:
+        return {
+            "steps": self._steps,
+            "frames_out": self._frames_out,
+            "lagged_steps": self._lagged_steps,
+        }
+
+    def _log_stats(self, elapsed: float) -> None:
+        steps, frames, lagged = self._steps, self._frames_out, self._lagged_steps
+        last_steps, last_frames, last_lagged = self._logged
+        self._logged = (steps, frames, lagged)
+        log.info(
+            "stats",
+            connections=len(self._clients),
+            topics=len(self._subs),
+            steps=steps - last_steps,
+            steps_per_s=round((steps - last_steps) / elapsed, 1),
+            frames_out=frames - last_frames,
+            frames_per_s=round((frames - last_frames) / elapsed, 1),
+            lagged_steps=lagged - last_lagged,
+        )
+
+    # --- faults -----------------------------------------------------------------------
+
+    def apply_fault(self, request: FaultRequest) -> int:
+        """Carry out a fault request; returns how many connections (or topics) it hit."""
+        kind = request.kind
+        self._now = asyncio.get_running_loop().time()
+        if kind is FaultKind.REFUSE:
+            self._refuse_until = self._now + request.seconds
+            hit = 1
+        elif kind is FaultKind.CLEAR:
+            hit = self._clear()
+        elif kind is FaultKind.RESTART:
+            hit = self._restart(request)
+        else:
+            clients = self._select(request)
+            if kind is FaultKind.DROP:
+                for client in clients:
+                    client.ws.transport.abort()
+            elif kind in FRAME_FAULTS:
+                if kind is FaultKind.CROSSED and request.topic is not None:
+                    parsed = parse_topic(request.topic)
+                    if parsed is None or parsed[0] == 0:
+                        raise FaultError("crossed needs an orderbook topic")
+                for client in clients:
+                    client.faults.append(request)
+                    self._faulted.add(client)
+            elif kind is FaultKind.SILENCE:
+                for client in clients:
+                    self._silence(client, request.seconds)
+            elif kind is FaultKind.MUTE_PONGS:
+                for client in clients:
+                    client.muted_until = self._now + request.seconds
+            hit = len(clients)
+        log.info(
+            "fault_applied",
+            kind=kind.value,
+            hit=hit,
+            category=request.category,
+            conn_id=request.conn_id,
+            topic=request.topic,
+            seconds=request.seconds or None,
+        )
+        return hit
+
+    def _select(self, request: FaultRequest) -> list[_Client]:
+        return [
+            client
+            for client in self._clients.values()
+            if request.category in (None, client.category)
+            and request.conn_id in (None, client.conn_id)
+            and (request.topic is None or request.topic in client.session.topics)
+        ]
+
+    def _restart(self, request: FaultRequest) -> int:
+        assert request.category is not None and request.topic is not None
+        parsed = parse_topic(request.topic)
+        if parsed is None or parsed[0] == 0:
+            raise FaultError("restart needs an orderbook topic")
+        if not self.market.topic_exists(request.category, request.topic):
+            raise FaultError(f"{request.category} does not serve {request.topic}")
+        frame = self.market.restart(request.category, request.topic, _wall_ms())
+        self._dispatch(frame)
+        self._flush()
+        return len(self._subs.get((request.category, request.topic), ()))
+
+    def _silence(self, client: _Client, seconds: float) -> None:
+        client.silent_until = self._now + seconds
+        self._silent.add(client)
+        # Reading stops too, so not even websocket-level pings are answered.
+        client.ws.transport.pause_reading()
+        asyncio.get_running_loop().call_later(seconds, self._end_silence, client)
+
+    def _end_silence(self, client: _Client) -> None:
+        loop_now = asyncio.get_running_loop().time()
+        if client.silent_until > loop_now + 0.001:
+            return  # silenced again meanwhile: a later call ends it
+        client.silent_until = 0.0
+        self._silent.discard(client)
+        if not client.ws.transport.is_closing():
+            client.ws.transport.resume_reading()
+
+    def _clear(self) -> int:
+        hit = len(self._faulted) + len(self._silent)
+        for client in self._clients.values():
+            client.faults.clear()
+            client.muted_until = 0.0
+            if client.silent_until:
+                client.silent_until = 0.0
+                if not client.ws.transport.is_closing():
+                    client.ws.transport.resume_reading()
+        self._faulted.clear()
+        self._silent.clear()
+        self._refuse_until = 0.0
+        return hit
+
+    # Thin, named wrappers for tests and scripts.
+
+    def drop(self, *, category: str | None = None, conn_id: str | None = None) -> int:
+        """Abort matching connections' TCP transport: no close frame."""
+        return self.apply_fault(FaultRequest(FaultKind.DROP, category, conn_id))
+
+    def skip_delta(
+        self, topic: str | None = None, *, category: str | None = None, conn_id: str | None = None
+    ) -> int:
+        """Do not send the next u-advancing frame of *topic* to matching connections (a gap)."""
+        return self.apply_fault(FaultRequest(FaultKind.SKIP, category, conn_id, topic))
+
+    def restart_topic(self, category: str, topic: str) -> int:
+        """Send a ``u = 1`` snapshot of *topic*; its deltas continue from u = 1."""
+        return self.apply_fault(FaultRequest(FaultKind.RESTART, category, None, topic))
+
+    def send_crossed(
+        self, topic: str | None = None, *, category: str | None = None, conn_id: str | None = None
+    ) -> int:
+        """Replace the next u-advancing frame of *topic* by a crossed one (same u)."""
+        return self.apply_fault(FaultRequest(FaultKind.CROSSED, category, conn_id, topic))
+
+    def send_malformed(
+        self, topic: str | None = None, *, category: str | None = None, conn_id: str | None = None
+    ) -> int:
+        """Replace the next u-advancing frame of *topic* by invalid JSON starting with it."""
+        return self.apply_fault(FaultRequest(FaultKind.MALFORMED, category, conn_id, topic))
+
+    def send_oversized(
+        self,
+        topic: str | None = None,
+        *,
+        category: str | None = None,
+        conn_id: str | None = None,
+        size: int = 5 * 1024 * 1024,
+    ) -> int:
+        """Pad the next data frame of *topic* past *size* bytes."""
+        request = FaultRequest(FaultKind.OVERSIZED, category, conn_id, topic, size=size)
+        return self.apply_fault(request)
+
+    def silence(
+        self, seconds: float, *, category: str | None = None, conn_id: str | None = None
+    ) -> int:
+        """Send and read nothing on matching connections for *seconds* (frames are lost)."""
+        request = FaultRequest(FaultKind.SILENCE, category, conn_id, seconds=seconds)
+        return self.apply_fault(request)
+
+    def mute_pongs(
+        self, seconds: float, *, category: str | None = None, conn_id: str | None = None
+    ) -> int:
+        """Answer no {"op":"ping"} on matching connections for *seconds*."""
+        request = FaultRequest(FaultKind.MUTE_PONGS, category, conn_id, seconds=seconds)
+        return self.apply_fault(request)
+
+    def refuse(self, seconds: float) -> None:
+        """Answer new websocket upgrades with HTTP 503 for *seconds*."""
+        self.apply_fault(FaultRequest(FaultKind.REFUSE, seconds=seconds))
+
+    def clear_faults(self) -> int:
+        """Disarm pending frame faults; end silences, mutes and refusals."""
+        return self.apply_fault(FaultRequest(FaultKind.CLEAR))
+
+    # --- HTTP -------------------------------------------------------------------------
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        parts = urlsplit(request.path)
+        path = parts.path
+        if path.startswith(WS_PREFIX):
+            if path[len(WS_PREFIX) :] not in CATEGORIES:
+                return connection.respond(http.HTTPStatus.NOT_FOUND, "Not Found\n")
+            if asyncio.get_running_loop().time() < self._refuse_until:
+                log.info("connection_refused", path=path)
+                return connection.respond(
+                    http.HTTPStatus.SERVICE_UNAVAILABLE, "Service Unavailable\n"
+                )
+            return None  # the websocket handshake goes on
+        query = dict(parse_qsl(parts.query))
+        routes: dict[tuple[str, str], Callable[[dict[str, str]], Response]] = {
+            ("GET", "/v5/market/orderbook"): self._http_orderbook,
+            ("POST", "/sim/fault"): self._http_fault,
+            ("GET", "/sim/status"): self._http_status,
+            ("GET", "/sim/truth"): self._http_truth,
+        }
+        route = routes.get((request.method, path))
+        if route is not None:
+            return route(query)
+        if any(path == known for _, known in routes):
+            return _json_response(405, {"ok": False, "error": f"{request.method} not allowed"})
+        return connection.respond(http.HTTPStatus.NOT_FOUND, "Not Found\n")
+
+    def _http_orderbook(self, query: dict[str, str]) -> Response:
+        now_ms = _wall_ms()
+
+        def error(message: str) -> Response:
+            body = {
+                "retCode": PARAMS_ERROR,
+                "retMsg": message,
+                "result": {},
+                "retExtInfo": {},
+                "time": now_ms,
+            }
+            return _json_response(200, body)
+
+        category = query.get("category", "")
+        if category not in CATEGORIES:
+            return error("Illegal category")
+        symbol = query.get("symbol", "")
+        if not symbol:
+            return error("Param validation for 'symbol' failed on the 'required' tag")
+        if not self.market.has_symbol(category, symbol):
+            return error("params error: Symbol Is Invalid")
+        default = 1 if category == "spot" else 25
+        limit_text = query.get("limit", str(default))
+        if not limit_text.isdigit() or not 1 <= int(limit_text) <= REST_LIMIT_MAX:
+            return error(f"Param validation for 'limit' failed: must be 1 to {REST_LIMIT_MAX}")
+        result = self.market.rest_orderbook(category, symbol, int(limit_text), now_ms)
+        body = {"retCode": 0, "retMsg": "OK", "result": result, "retExtInfo": {}, "time": now_ms}
+        return _json_response(200, body)
+
+    def _http_fault(self, query: dict[str, str]) -> Response:
+        try:
+            request = FaultRequest.from_query(query)
+            hit = self.apply_fault(request)
+        except FaultError as exc:
+            return _json_response(400, {"ok": False, "error": str(exc)})
+        return _json_response(200, {"ok": True, "kind": request.kind.value, "hit": hit})
+
+    def _http_status(self, query: dict[str, str]) -> Response:
+        body: dict[str, Any] = {
+            "stats": self._totals(),
+            "port": self.port,
+            "seed": self.params.seed,
+            "symbols": [f"{category}/{symbol}" for category, symbol in self._symbols],
+            "connections": [
+                {
+                    "conn_id": client.conn_id,
+                    "category": client.category,
+                    "topics": client.session.topics,
+                    "frames": client.frames,
+                    "faults": [fault.kind.value for fault in client.faults],
+                }
+                for client in self._clients.values()
+            ],
+        }
+        return _json_response(200, body)
+
+    def _http_truth(self, query: dict[str, str]) -> Response:
+        category = query.get("category", "")
+        symbol = query.get("symbol", "")
+        depth_text = query.get("depth", "")
+        if not depth_text.isdigit() or int(depth_text) not in DEPTHS:
+            return _json_response(400, {"ok": False, "error": "depth must be 1, 50, 200 or 1000"})
+        if not self.market.has_symbol(category, symbol):
+            return _json_response(404, {"ok": False, "error": f"no symbol {category}/{symbol}"})
+        depth = int(depth_text)
+        u_text = query.get("u")
+        try:
+            u = int(u_text) if u_text else self.market.current_u(category, symbol, depth)
+            window = self.market.truth(category, symbol, depth, u)
+        except ValueError:
+            return _json_response(400, {"ok": False, "error": "u must be an integer"})
+        except TruthUnavailableError as exc:
+            return _json_response(404, {"ok": False, "error": str(exc)})
+        body = {"ok": True, "u": window.u, "b": window.bids, "a": window.asks}
+        return _json_response(200, body)
