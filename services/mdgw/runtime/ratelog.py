@@ -48,7 +48,7 @@ class RateLimitedLog:
 
     def emit(self, event: str, fields: Mapping[str, Any]) -> bool:
         """Log ``event`` unless the same event for the same subject was just logged."""
-        subject = next((str(fields[k]) for k in _SUBJECT_KEYS if fields.get(k) is not None), "")
+        subject = "|".join(str(fields.get(k, "")) for k in _SUBJECT_KEYS)
         key = (event, subject)
         now = self._clock()
         last = self._last.get(key)

@@ -1,0 +1,100 @@
+"""``python -m mdgw.ingestor``: serve Bybit streams into the raw socket.
+
+With no arguments it serves every stream of the config. Options pick a subset, to shard
+the streams over several ingestor processes; each needs its own ``--id``.
+
+Exit status: 0 after SIGTERM/SIGINT, 64 for bad options, 78 for a bad config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Final, NoReturn
+
+from pydantic import ValidationError
+
+from mdgw.core.bybit import CATEGORIES
+from mdgw.ingestor.service import Ingestor, Selection, SelectionError
+from mdgw.runtime.lifecycle import run_service
+from mdgw.runtime.logging import configure_logging
+from mdgw.runtime.settings import IngestorConfig, settings_or_exit
+
+EX_USAGE: Final = 64  # sysexits.h: command line usage error
+SHUTDOWN_TIMEOUT: Final = 3.0
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EX_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m mdgw.ingestor",
+        description="Bybit v5 public websockets -> raw envelopes on the ZeroMQ raw socket.",
+        epilog="Without options, every stream in the config is served. "
+        "Exit status: 64 for bad options, 78 for a bad config.",
+    )
+    parser.add_argument(
+        "--category",
+        action="append",
+        choices=CATEGORIES,
+        default=[],
+        help="serve only this category (repeatable)",
+    )
+    parser.add_argument(
+        "--symbols",
+        action="append",
+        default=[],
+        metavar="A,B",
+        help="serve only these configured symbols (comma-separated, repeatable)",
+    )
+    parser.add_argument(
+        "--id", metavar="NAME", help="ingestor id in the envelopes (default: ingestor.id)"
+    )
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="config file (default: $MDGW_CONFIG, else config/gateway.toml)",
+    )
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, Selection]:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    symbols: list[str] = []
+    for chunk in args.symbols:
+        for raw in chunk.split(","):
+            symbol = raw.strip().upper()
+            if not symbol:
+                parser.error(f"--symbols {chunk!r}: empty symbol")
+            if symbol not in symbols:
+                symbols.append(symbol)
+    if args.id is not None:
+        try:
+            IngestorConfig(id=args.id)
+        except ValidationError as exc:
+            parser.error(
+                f"--id {args.id!r}: {exc.errors()[0]['msg'].removeprefix('Value error, ')}"
+            )
+    categories = tuple(dict.fromkeys(args.category))
+    return args, Selection(categories=categories, symbols=tuple(symbols))
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    args, selection = parse_args(argv)
+    settings = settings_or_exit(args.config)
+    configure_logging("ingestor", settings.log.level, settings.log.format)
+    try:
+        ingestor = Ingestor(settings, ingestor_id=args.id, selection=selection)
+    except SelectionError as exc:
+        build_parser().error(str(exc))
+    run_service(ingestor.run, name="ingestor", shutdown_timeout=SHUTDOWN_TIMEOUT)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,531 @@
+"""One Bybit websocket connection slot: connect, subscribe, read, ping, watch, reconnect.
+
+A :class:`Connection` owns a fixed group of topics of one category (one group of
+:func:`mdgw.core.bybit.plan_connections`) and keeps a websocket open for them for as long as
+the process runs: every websocket it opens is a *session* with its own ``conn_id`` and its
+own envelope sequence 1, 2, 3...
+
+Per session, three tasks:
+
+- the reader (the hot path): ``recv`` -> timestamp -> classify by the first bytes -> for
+  data, one non-blocking PUSH of envelope + frame. It never awaits anything but ``recv``;
+  when websockets already holds several frames, ``recv`` returns each without a trip
+  through the event loop, so a burst is drained in one go. Acks, pongs and errors are
+  handled here too, locally, and anything they require sending goes to the outbox;
+- the writer: sends the outbox (subscribe/unsubscribe requests, pings) in order, so that
+  the reader never waits on the socket's write buffer;
+- the keepalive: ``{"op":"ping"}`` every ``ping_interval``, the silence watchdog (abort a
+  websocket that delivered no frame at all for ``silence_timeout``), the subscription
+  deadlines, and the backoff reset once a session has proved healthy.
+
+What Bybit answers is decided by :class:`~mdgw.ingestor.subscriptions.Subscriptions`; this
+module only moves bytes, keeps counters and logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, fields
+from typing import Any, Final
+
+import websockets
+import zmq
+from structlog.typing import FilteringBoundLogger
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from mdgw.core.backoff import Backoff, ConnectionRateLimiter
+from mdgw.core.bybit import Control, FrameKind, classify, decode_control, ping_request
+from mdgw.core.errors import ParseError
+from mdgw.core.wire import RawEncoder
+from mdgw.ingestor.subscriptions import ResyncDecision, Subscriptions
+from mdgw.runtime.ratelog import RateLimitedLog
+
+__all__ = ["ConnIds", "Connection", "ConnectionCounters", "ConnectionTiming"]
+
+# websockets buffers this many frames before it stops reading the TCP socket. The default
+# (16) is sized for interactive use; a burst of book frames after a pause is larger.
+MAX_QUEUE: Final = 1024
+# How long close() waits for Bybit's half of the closing handshake.
+CLOSE_TIMEOUT: Final = 1.0
+# How long to wait for a polite close (ours or Bybit's) before aborting the TCP connection.
+FAST_CLOSE_TIMEOUT: Final = 0.5
+# A session that has received data for this long resets the reconnect backoff.
+HEALTHY_AFTER: Final = 30.0
+# Upper bound of the keepalive task's sleep: the watchdog's resolution.
+MAX_TICK: Final = 1.0
+# Close code websockets sends when a frame exceeds max_size.
+MESSAGE_TOO_BIG: Final = 1009
+
+
+class ConnIds:
+    """Connection ids: ``(prefix << 16) | counter``, never reused within the process.
+
+    The 16-bit prefix is random per process, so a restarted ingestor does not reuse the
+    ids of its previous life (the book builder keys sequence tracking on them). When the
+    counter runs out, a new prefix, distinct from every one used so far, is drawn.
+    """
+
+    def __init__(self, randbits: Callable[[int], int]) -> None:
+        self._randbits = randbits
+        self._used: set[int] = set()
+        self._prefix = self._new_prefix()
+        self._counter = 0
+
+    def _new_prefix(self) -> int:
+        if len(self._used) >= 0xFFFF:
+            raise RuntimeError("connection ids exhausted")
+        while True:
+            prefix = self._randbits(16) & 0xFFFF
+            if prefix and prefix not in self._used:  # prefix 0 would allow conn_id 0
+                self._used.add(prefix)
+                return prefix
+
+    def next(self) -> int:
+        self._counter += 1
+        if self._counter > 0xFFFF:
+            self._prefix = self._new_prefix()
+            self._counter = 1
+        return (self._prefix << 16) | self._counter
+
+
+@dataclass(slots=True)
+class ConnectionCounters:
+    """Monotonic counters of one connection slot, summed by the service's stats line."""
+
+    frames_in: int = 0  # every websocket message received
+    forwarded: int = 0  # data frames pushed to the builder
+    dropped: int = 0  # data frames dropped: PUSH would block (builder gone, HWM reached)
+    unknown: int = 0  # frames of no known shape
+    pongs: int = 0
+    acks: int = 0
+    errors: int = 0  # success: false answers
+    attempts: int = 0  # connection attempts
+    failures: int = 0  # attempts that did not open a websocket
+    reconnects: int = 0  # attempts after the first
+    silences: int = 0  # websockets aborted by the watchdog
+    oversized: int = 0  # websockets closed with 1009 (frame above max_frame_bytes)
+    resyncs: int = 0  # resyncs started
+    events_dropped: int = 0  # CONN_UP / CONN_DOWN envelopes that could not be pushed
+
+    def add(self, other: ConnectionCounters) -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionTiming:
+    """The timing knobs of a connection (seconds)."""
+
+    ping_interval: float
+    silence_timeout: float
+    connect_timeout: float
+    healthy_after: float = HEALTHY_AFTER
+
+
+class _Session:
+    """What lives as long as one websocket."""
+
+    __slots__ = ("conn_id", "data_frames", "log", "outbox", "reason", "started", "ws")
+
+    def __init__(
+        self, ws: ClientConnection, conn_id: int, started: float, log: FilteringBoundLogger
+    ) -> None:
+        self.ws = ws
+        self.conn_id = conn_id
+        self.log = log.bind(conn_id=conn_id)
+        self.started = started
+        self.outbox: asyncio.Queue[bytes] = asyncio.Queue()
+        self.data_frames = 0  # DATA seq: sent or dropped, no holes
+        self.reason: str | None = None  # why we closed it, when we did
+
+
+class Connection:
+    """One connection slot: a websocket to ``url`` kept subscribed to ``topics``."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        url: str,
+        subscriptions: Subscriptions,
+        encoder: RawEncoder,
+        push: zmq.Socket[Any],
+        conn_ids: ConnIds,
+        limiter: ConnectionRateLimiter,
+        backoff: Backoff,
+        timing: ConnectionTiming,
+        max_frame_bytes: int,
+        log: FilteringBoundLogger,
+        ratelog: RateLimitedLog,
+    ) -> None:
+        self.name = name
+        self.url = url
+        self.category = subscriptions.category
+        self.subscriptions = subscriptions
+        self.counters = ConnectionCounters()
+        self.last_rtt: float | None = None  # seconds, of the last answered ping
+        self._encoder = encoder
+        self._push = push
+        self._conn_ids = conn_ids
+        self._limiter = limiter
+        self._backoff = backoff
+        self._timing = timing
+        self._max_frame_bytes = max_frame_bytes
+        self._log = log.bind(connection=name, category=self.category)
+        self._ratelog = ratelog
+        self._session: _Session | None = None
+        self._ping_sent: float | None = None
+
+    @property
+    def up(self) -> bool:
+        return self._session is not None
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        return self.subscriptions.topics
+
+    # ------------------------------------------------------------------ control
+
+    def request_resync(self, topic: str) -> ResyncDecision:
+        """Start unsubscribe + subscribe of ``topic`` (no-op unless the decision is STARTED)."""
+        decision, requests = self.subscriptions.request_resync(topic, time.monotonic())
+        if decision is ResyncDecision.STARTED:
+            self.counters.resyncs += 1
+            self._enqueue(requests)
+        return decision
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self) -> None:
+        """Keep a websocket open and subscribed until cancelled. Never gives up."""
+        while True:
+            await self._respect_rate_limit()
+            counters = self.counters
+            if counters.attempts:
+                counters.reconnects += 1
+            counters.attempts += 1
+            self._limiter.record(time.monotonic())
+            try:
+                ws = await connect(
+                    self.url,
+                    compression=None,  # Bybit has mis-negotiated permessage-deflate before
+                    max_size=self._max_frame_bytes,
+                    max_queue=MAX_QUEUE,
+                    open_timeout=self._timing.connect_timeout,
+                    ping_interval=None,  # app-level {"op":"ping"} instead, as Bybit asks
+                    close_timeout=CLOSE_TIMEOUT,
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                counters.failures += 1
+                delay = self._backoff.next_delay()
+                self._log.warning(
+                    "connect_failed",
+                    url=self.url,
+                    reason=_connect_failure(exc),
+                    attempt=self._backoff.attempts,
+                    retry_in=round(delay, 3),
+                )
+                await asyncio.sleep(delay)
+                continue
+            session = _Session(ws, self._conn_ids.next(), time.monotonic(), self._log)
+            try:
+                reason = await self._run_session(session)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug: log it, and keep the slot alive all the same
+                session.log.exception("session_failed", url=self.url)
+                reason = f"{type(exc).__name__}: {exc}"
+            delay = self._backoff.next_delay()
+            session.log.warning(
+                "connection_down",
+                reason=reason,
+                data_frames=session.data_frames,
+                uptime=round(time.monotonic() - session.started, 3),
+                retry_in=round(delay, 3),
+            )
+            await asyncio.sleep(delay)
+
+    async def _respect_rate_limit(self) -> None:
+        while True:
+            wait = self._limiter.delay_until_allowed(time.monotonic())
+            if wait <= 0:
+                return
+            self._log.warning(
+                "connection_rate_capped",
+                max_new_connections=self._limiter.max_events,
+                window=self._limiter.window,
+                wait=round(wait, 3),
+            )
+            await asyncio.sleep(wait)
+
+    async def _run_session(self, session: _Session) -> str:
+        """Serve one open websocket until it closes; returns why it closed."""
+        ws, conn_id = session.ws, session.conn_id
+        self._session = session
+        self._ping_sent = None
+        self._send_envelope(self._encoder.conn_up(conn_id, time.time_ns()))
+        requests = self.subscriptions.on_connect(session.started)
+        session.log.info(
+            "connection_up",
+            url=self.url,
+            topics=len(self.topics),
+            refused=len(self.subscriptions.refused),
+            requests=len(requests),
+        )
+        self._enqueue(requests)
+        writer = asyncio.create_task(
+            self._guarded(self._write(session), session, "writer"), name=f"{self.name}-writer"
+        )
+        keepalive = asyncio.create_task(
+            self._guarded(self._keepalive(session), session, "keepalive"),
+            name=f"{self.name}-keepalive",
+        )
+        try:
+            await self._read(session)
+            reason = "closed"  # not reached: _read ends by raising ConnectionClosed
+        except ConnectionClosed as exc:
+            reason = session.reason or _close_reason(exc)
+            if exc.sent is not None and exc.sent.code == MESSAGE_TOO_BIG:
+                self.counters.oversized += 1
+        finally:
+            # Reading has stopped: the session's last DATA seq is final.
+            writer.cancel()
+            keepalive.cancel()
+            self.subscriptions.on_disconnect()
+            self._session = None
+            self._send_envelope(
+                self._encoder.conn_down(conn_id, session.data_frames, time.time_ns())
+            )
+            await asyncio.gather(writer, keepalive, return_exceptions=True)
+            await _close_fast(ws)
+        return reason
+
+    # ------------------------------------------------------------------ hot path
+
+    async def _read(self, session: _Session) -> None:
+        recv = session.ws.recv
+        push = self._push.send
+        encode = self._encoder.data
+        time_ns = time.time_ns
+        data = FrameKind.DATA
+        noblock = zmq.NOBLOCK
+        again = zmq.Again
+        counters = self.counters
+        conn_id = session.conn_id
+        dropping = False
+        while True:
+            frame = await recv(False)  # bytes, text frames not UTF-8 decoded
+            recv_ns = time_ns()
+            counters.frames_in += 1
+            kind = classify(frame)
+            if kind is data:
+                seq = session.data_frames + 1
+                session.data_frames = seq  # advances for dropped frames: the builder sees holes
+                try:
+                    push(encode(conn_id, seq, recv_ns, frame), noblock)
+                except again:
+                    counters.dropped += 1
+                    if not dropping:
+                        dropping = True
+                        session.log.warning("raw_dropping", seq=seq)
+                    continue
+                counters.forwarded += 1
+                if dropping:
+                    dropping = False
+                    session.log.info("raw_resumed", seq=seq)
+            else:
+                self._on_control_frame(kind, frame, session)
+
+    def _on_control_frame(self, kind: FrameKind, frame: bytes, session: _Session) -> None:
+        if kind is FrameKind.UNKNOWN:
+            self.counters.unknown += 1
+            self._ratelog.emit(
+                "unknown_frame",
+                {
+                    "conn_id": session.conn_id,
+                    "category": self.category,
+                    "sample": frame[:200].decode("utf-8", "replace"),
+                },
+            )
+            return
+        try:
+            control = decode_control(frame)
+        except ParseError:  # classify() already parsed it; kept for the type checker
+            self.counters.unknown += 1
+            return
+        if control.kind is FrameKind.PONG:
+            self.counters.pongs += 1
+            if self._ping_sent is not None:
+                self.last_rtt = time.monotonic() - self._ping_sent
+                self._ping_sent = None
+            return
+        if control.kind is FrameKind.ACK:
+            self.counters.acks += 1
+        else:
+            self.counters.errors += 1
+        self._on_answer(control, session)
+
+    def _on_answer(self, control: Control, session: _Session) -> None:
+        outcome = self.subscriptions.on_control(control, time.monotonic())
+        log = session.log
+        if not outcome.matched:
+            self._ratelog.emit(
+                "unmatched_answer",
+                {"conn_id": session.conn_id, "op": control.op, "ret_msg": control.ret_msg},
+            )
+        elif control.kind is FrameKind.ERROR:
+            if outcome.refused:
+                # The only time these topics are logged: they are never requested again.
+                log.error(
+                    "topics_refused",
+                    ret_msg=control.ret_msg,
+                    topics=list(outcome.refused),
+                )
+            if outcome.retried or outcome.subscribed:
+                log.warning(
+                    "batch_rejected",
+                    ret_msg=control.ret_msg,
+                    already_subscribed=list(outcome.subscribed),
+                    retried=list(outcome.retried),
+                )
+            if outcome.op == "unsubscribe":
+                log.warning(
+                    "unsubscribe_failed",
+                    ret_msg=control.ret_msg,
+                    topics=list(outcome.topics),
+                )
+        else:
+            log.debug("answered", op=outcome.op, topics=len(outcome.topics))
+        if outcome.resubscribed:
+            log.info("resync_resubscribe", topics=list(outcome.resubscribed))
+        self._enqueue(outcome.requests)
+
+    # ------------------------------------------------------------- other tasks
+
+    def _enqueue(self, requests: list[bytes]) -> None:
+        session = self._session
+        if session is None:
+            return
+        for request in requests:
+            session.outbox.put_nowait(request)
+
+    async def _write(self, session: _Session) -> None:
+        ws = session.ws
+        outbox = session.outbox
+        while True:
+            request = await outbox.get()
+            # Bybit expects JSON in text frames.
+            await ws.send(request, text=True)
+
+    async def _keepalive(self, session: _Session) -> None:
+        timing = self._timing
+        tick = min(MAX_TICK, timing.ping_interval, timing.silence_timeout / 4)
+        counters = self.counters
+        subs = self.subscriptions
+        seen = counters.frames_in
+        last_frame = session.started
+        next_ping = session.started + timing.ping_interval
+        healthy = False
+        while True:
+            now = time.monotonic()
+            if counters.frames_in != seen:
+                seen = counters.frames_in
+                last_frame = now
+            if now - last_frame >= timing.silence_timeout:
+                counters.silences += 1
+                session.reason = f"silent for {now - last_frame:.1f}s"
+                session.log.warning("connection_silent", silent=round(now - last_frame, 3))
+                if session.ws.transport is not None:
+                    session.ws.transport.abort()  # the reader sees ConnectionClosedError
+                return
+            if now >= next_ping:
+                self._enqueue([ping_request()])
+                if self._ping_sent is None:
+                    self._ping_sent = now
+                next_ping = now + timing.ping_interval
+            deadline = subs.next_deadline()
+            if deadline is not None and deadline <= now:
+                outcome = subs.poll(now)
+                if outcome.resubscribed:
+                    session.log.info(
+                        "resync_resubscribe",
+                        topics=list(outcome.resubscribed),
+                        unsubscribe_answered=False,
+                    )
+                if outcome.unanswered:
+                    session.log.warning(
+                        "requests_unanswered",
+                        topics=list(outcome.unanswered),
+                    )
+                self._enqueue(outcome.requests)
+                deadline = subs.next_deadline()
+            if (
+                not healthy
+                and session.data_frames
+                and now - session.started >= timing.healthy_after
+            ):
+                healthy = True
+                self._backoff.reset()
+            wake = min(next_ping, last_frame + timing.silence_timeout, now + tick)
+            if deadline is not None:
+                wake = min(wake, deadline)
+            await asyncio.sleep(max(0.0, wake - time.monotonic()))
+
+    def _send_envelope(self, envelope: bytes) -> None:
+        try:
+            self._push.send(envelope, zmq.NOBLOCK)
+        except zmq.Again:
+            self.counters.events_dropped += 1
+
+    async def _guarded(self, work: Coroutine[Any, Any, None], session: _Session, what: str) -> None:
+        """Run a session helper task; if it fails, end the session rather than limp on."""
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except ConnectionClosed:
+            pass  # the reader sees it too and reports it
+        except Exception:
+            session.log.exception("session_task_failed", task=what)
+            session.reason = f"{what} failed"
+            if session.ws.transport is not None:
+                session.ws.transport.abort()
+
+
+async def _close_fast(ws: ClientConnection) -> None:
+    """Close politely if Bybit answers at once, else drop the TCP connection."""
+    try:
+        await asyncio.wait_for(ws.close(), FAST_CLOSE_TIMEOUT)
+    except (TimeoutError, OSError, websockets.WebSocketException):
+        pass
+    finally:
+        if ws.transport is not None and not ws.transport.is_closing():
+            ws.transport.abort()
+
+
+def _connect_failure(exc: BaseException) -> str:
+    """One short reason per failed attempt, for the log line."""
+    if isinstance(exc, InvalidStatus):
+        return f"HTTP {exc.response.status_code} on upgrade"
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, InvalidHandshake):
+        return f"handshake failed: {exc}"
+    return f"{type(exc).__name__}: {exc}"  # DNS failures, resets, TLS errors, ...
+
+
+def _close_reason(exc: ConnectionClosed) -> str:
+    if exc.sent is not None and exc.sent.code == MESSAGE_TOO_BIG:
+        return f"frame above max_size: {exc.sent.reason}".rstrip()
+    if exc.rcvd is not None:
+        return f"closed by server: {exc.rcvd.code} {exc.rcvd.reason}".rstrip()
+    if exc.sent is not None:
+        return f"closed by us: {exc.sent.code} {exc.sent.reason}".rstrip()
+    return "connection lost"

@@ -1,0 +1,351 @@
+"""The ingestor's asyncio shell: Bybit websockets in, raw envelopes out (DESIGN §2).
+
+- :func:`plan` turns the configured streams (and the command line's selection) into
+  connection slots: topics ``orderbook.{depth}.{symbol}`` and ``publicTrade.{symbol}``,
+  packed per category within Bybit's per-connection args limit.
+- :class:`Ingestor` runs one :class:`~mdgw.ingestor.connection.Connection` task per slot,
+  all pushing on one PUSH socket (connected to ``zmq.raw``, IMMEDIATE, sends never block),
+  plus three small tasks: a heartbeat envelope per category every second, the control
+  reader (resync requests from the book builder, on a SUB socket), and the stats line.
+
+Shutdown: stop the connection tasks (each stops reading, closes its websocket fast and
+sends CONN_DOWN), log the last stats line, close the sockets with a short linger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Final
+
+import structlog
+import zmq
+import zmq.asyncio
+
+from mdgw.core.backoff import Backoff, ConnectionRateLimiter
+from mdgw.core.bybit import orderbook_topic, plan_connections, trade_topic
+from mdgw.core.errors import WireError
+from mdgw.core.wire import CATEGORIES, RESYNC, RawEncoder, decode_resync
+from mdgw.ingestor.connection import (
+    Connection,
+    ConnectionCounters,
+    ConnectionTiming,
+    ConnIds,
+)
+from mdgw.ingestor.subscriptions import ResyncDecision, Subscriptions
+from mdgw.runtime.lifecycle import Shutdown
+from mdgw.runtime.logging import get_logger
+from mdgw.runtime.ratelog import RateLimitedLog
+from mdgw.runtime.settings import Settings, StreamConfig
+from mdgw.runtime.zmqsock import make_socket
+
+__all__ = [
+    "HEARTBEAT_INTERVAL",
+    "Ingestor",
+    "Selection",
+    "SelectionError",
+    "plan",
+    "serve",
+    "stream_topics",
+]
+
+HEARTBEAT_INTERVAL: Final = 1.0
+# Connection tasks get this long to close their websockets at shutdown.
+STOP_TIMEOUT: Final = 1.5
+# Unsent envelopes (the last CONN_DOWNs) get this long to leave at exit.
+LINGER_MS: Final = 200
+# How long to wait at start for the raw socket's connection to the book builder.
+BUILDER_WAIT: Final = 1.0
+CONNECTION_WINDOW: Final = 300.0  # bybit.max_new_connections_per_5min is per 5 minutes
+
+
+class SelectionError(ValueError):
+    """The command line asked for streams the configuration does not have."""
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Which configured streams this process serves; empty means all (for sharding)."""
+
+    categories: tuple[str, ...] = ()
+    symbols: tuple[str, ...] = ()
+
+
+def stream_topics(stream: StreamConfig, symbols: Sequence[str] = ()) -> list[str]:
+    """A stream's Bybit topics, a symbol's book and trades next to each other."""
+    topics: list[str] = []
+    for symbol in stream.symbols:
+        if symbols and symbol not in symbols:
+            continue
+        topics.append(orderbook_topic(stream.depth, symbol))
+        if stream.trades:
+            topics.append(trade_topic(symbol))
+    return topics
+
+
+def plan(streams: Sequence[StreamConfig], selection: Selection) -> dict[str, list[list[str]]]:
+    """Category -> topic groups, one group per websocket. SelectionError if nothing fits."""
+    for category in selection.categories:
+        if category not in CATEGORIES:
+            raise SelectionError(f"unknown category {category!r}; choose from {CATEGORIES}")
+        if not any(s.category == category for s in streams):
+            raise SelectionError(f"--category {category}: no stream of that category in the config")
+    chosen = [s for s in streams if not selection.categories or s.category in selection.categories]
+    known = {symbol for s in chosen for symbol in s.symbols}
+    missing = [symbol for symbol in selection.symbols if symbol not in known]
+    if missing:
+        where = f" in categories {', '.join(selection.categories)}" if selection.categories else ""
+        raise SelectionError(
+            f"--symbols {','.join(missing)}: not configured{where} "
+            f"(configured: {', '.join(sorted(known)) or 'none'})"
+        )
+    by_category: dict[str, list[str]] = {}
+    for stream in chosen:
+        by_category.setdefault(stream.category, []).extend(stream_topics(stream, selection.symbols))
+    groups = {cat: plan_connections(topics) for cat, topics in by_category.items() if topics}
+    if not groups:
+        raise SelectionError("the selection leaves no topic to subscribe")
+    return groups
+
+
+@dataclass(slots=True)
+class ControlCounters:
+    resync_requests: int = 0  # well-formed requests received
+    resync_not_owned: int = 0  # for topics another ingestor owns
+    malformed_control: int = 0
+
+
+class Ingestor:
+    """The whole ingestor process minus argument parsing: run it with :meth:`run`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        ingestor_id: str | None = None,
+        selection: Selection = Selection(),
+        rng: random.Random | None = None,
+        healthy_after: float | None = None,
+    ) -> None:
+        self.settings = settings
+        self.id = ingestor_id or settings.ingestor.id
+        self.groups = plan(settings.bybit.streams, selection)
+        self._rng = rng or random.Random(int.from_bytes(os.urandom(16), "big"))
+        bybit = settings.bybit
+        timing = ConnectionTiming(
+            ping_interval=bybit.ping_interval,
+            silence_timeout=bybit.silence_timeout,
+            connect_timeout=bybit.connect_timeout,
+        )
+        if healthy_after is not None:
+            timing = ConnectionTiming(
+                timing.ping_interval, timing.silence_timeout, timing.connect_timeout, healthy_after
+            )
+        self.timing = timing
+        self.control = ControlCounters()
+        self.connections: list[Connection] = []
+        self._owners: dict[tuple[str, str], Connection] = {}
+        self._encoders = {cat: RawEncoder(self.id, cat) for cat in self.groups}
+        self._log = get_logger()
+        self._ratelog = RateLimitedLog(self._log, interval=10.0)
+        self._last_stats: tuple[float, int] = (time.monotonic(), 0)
+
+    # ------------------------------------------------------------------ stats
+
+    def totals(self) -> ConnectionCounters:
+        total = ConnectionCounters()
+        for conn in self.connections:
+            total.add(conn.counters)
+        return total
+
+    def stats(self) -> dict[str, Any]:
+        """Counters and gauges of the stats line, summed over the connections."""
+        total = self.totals()
+        rtts = [c.last_rtt for c in self.connections if c.last_rtt is not None]
+        return {
+            **asdict(total),
+            "connections_up": sum(c.up for c in self.connections),
+            "connections": len(self.connections),
+            "refused_topics": sum(len(c.subscriptions.refused) for c in self.connections),
+            "ping_rtt_ms": round(max(rtts) * 1000, 2) if rtts else None,
+            **asdict(self.control),
+        }
+
+    def _log_stats(self, **extra: Any) -> None:
+        """The stats line, with the frame rate since the previous one."""
+        fields = self.stats()
+        now = time.monotonic()
+        since, frames_before = self._last_stats
+        self._last_stats = (now, fields["frames_in"])
+        rate = (fields["frames_in"] - frames_before) / max(now - since, 1e-9)
+        self._log.info("stats", rate=round(rate, 1), **fields, **extra)
+
+    # ------------------------------------------------------------------ run
+
+    async def run(self, shutdown: Shutdown) -> None:
+        """Serve until ``shutdown`` is requested; then stop within about two seconds."""
+        settings = self.settings
+        structlog.contextvars.bind_contextvars(ingestor=self.id)
+        ctx: zmq.Context[Any] = zmq.Context()
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            push = make_socket(
+                ctx,
+                zmq.PUSH,
+                settings.zmq.raw,
+                bind=False,
+                hwm=settings.zmq.hwm,
+                linger_ms=LINGER_MS,
+            )
+            sub = make_socket(
+                ctx,
+                zmq.SUB,
+                settings.zmq.control,
+                bind=False,
+                hwm=settings.zmq.hwm,
+                linger_ms=0,
+                socket_class=zmq.asyncio.Socket,
+            )
+            sub.setsockopt(zmq.SUBSCRIBE, RESYNC)
+            await self._wait_for_builder(push)
+            self._build_connections(push)
+            tasks = [asyncio.create_task(c.run(), name=c.name) for c in self.connections]
+            tasks += [
+                asyncio.create_task(self._heartbeat(push), name="heartbeat"),
+                asyncio.create_task(self._read_control(sub), name="control"),
+                asyncio.create_task(self._report(), name="stats"),
+            ]
+            self._log.info(
+                "ingestor_started",
+                ws_url=settings.bybit.ws_url,
+                raw=settings.zmq.raw,
+                control=settings.zmq.control,
+                connections={cat: len(groups) for cat, groups in self.groups.items()},
+                topics=sum(len(g) for groups in self.groups.values() for g in groups),
+            )
+            stop = asyncio.create_task(shutdown.wait(), name="shutdown")
+            tasks.append(stop)
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done - {stop}:
+                # These tasks loop forever: one that ended is a bug. Exit, and let the
+                # supervisor restart us with a clean slate.
+                task.result()
+                raise RuntimeError(f"task {task.get_name()} ended")
+        finally:
+            # Connection tasks stop reading, close their websocket and send CONN_DOWN.
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.wait(tasks, timeout=STOP_TIMEOUT)
+                self._log_stats(final=True)
+            # Closes both sockets; the PUSH keeps LINGER_MS to deliver the CONN_DOWNs.
+            ctx.destroy(linger=LINGER_MS)
+
+    async def _wait_for_builder(self, push: zmq.Socket[Any]) -> None:
+        """Give the PUSH socket a moment to connect before the first frame.
+
+        With IMMEDIATE, a send before the connection to the builder is up is dropped, and
+        the builder would see our first connection start with a hole. The probe is a
+        heartbeat, a message the builder expects anyway. No builder: go on and drop.
+        """
+        probe = next(iter(self._encoders.values()))
+        deadline = time.monotonic() + BUILDER_WAIT
+        while True:
+            try:
+                push.send(probe.heartbeat(time.time_ns()), zmq.NOBLOCK)
+                return
+            except zmq.Again:
+                if time.monotonic() >= deadline:
+                    self._log.warning(
+                        "builder_not_connected",
+                        raw=self.settings.zmq.raw,
+                        waited=BUILDER_WAIT,
+                        detail="data frames are dropped until it is",
+                    )
+                    return
+                await asyncio.sleep(0.005)
+
+    def _build_connections(self, push: zmq.Socket[Any]) -> None:
+        bybit = self.settings.bybit
+        conn_ids = ConnIds(self._rng.getrandbits)
+        limiter = ConnectionRateLimiter(bybit.max_new_connections_per_5min, CONNECTION_WINDOW)
+        for category, groups in self.groups.items():
+            for index, topics in enumerate(groups):
+                conn = Connection(
+                    name=f"{category}#{index}",
+                    url=f"{bybit.ws_url}/{category}",
+                    subscriptions=Subscriptions(category, topics),
+                    encoder=self._encoders[category],
+                    push=push,
+                    conn_ids=conn_ids,
+                    limiter=limiter,
+                    backoff=Backoff(bybit.backoff_initial, bybit.backoff_max, rng=self._rng.random),
+                    timing=self.timing,
+                    max_frame_bytes=self.settings.ingestor.max_frame_bytes,
+                    log=self._log,
+                    ratelog=self._ratelog,
+                )
+                self.connections.append(conn)
+                for topic in topics:
+                    self._owners[(category, topic)] = conn
+
+    async def _heartbeat(self, push: zmq.Socket[Any]) -> None:
+        """One HEARTBEAT per category per second: the builder's proof that we are alive."""
+        encoders = list(self._encoders.values())
+        while True:
+            now_ns = time.time_ns()
+            for encoder in encoders:
+                with contextlib.suppress(zmq.Again):  # builder gone: nobody to tell
+                    push.send(encoder.heartbeat(now_ns), zmq.NOBLOCK)
+            await asyncio.sleep(HEARTBEAT_INTERVAL)
+
+    async def _read_control(self, sub: zmq.asyncio.Socket) -> None:
+        counters = self.control
+        while True:
+            frames = await sub.recv_multipart()
+            try:
+                request = decode_resync(frames)
+            except WireError as exc:
+                counters.malformed_control += 1
+                if counters.malformed_control == 1:  # then only counted in the stats line
+                    self._log.warning("control_message_rejected", error=exc.reason)
+                continue
+            counters.resync_requests += 1
+            conn = self._owners.get((request.category, request.topic))
+            if conn is None:
+                counters.resync_not_owned += 1
+                continue
+            decision = conn.request_resync(request.topic)
+            fields = {
+                "category": request.category,
+                "topic": request.topic,
+                "reason": request.reason,
+                "connection": conn.name,
+            }
+            if decision is ResyncDecision.STARTED:
+                self._log.info("resync_started", **fields)
+            else:
+                self._log.debug("resync_skipped", decision=decision.value, **fields)
+
+    async def _report(self) -> None:
+        interval = self.settings.log.stats_interval
+        while True:
+            await asyncio.sleep(interval)
+            self._log_stats()
+            self._ratelog.flush_suppressed()
+
+
+async def serve(
+    settings: Settings,
+    shutdown: Shutdown,
+    *,
+    ingestor_id: str | None = None,
+    selection: Selection = Selection(),
+) -> None:
+    """Run an ingestor until shutdown is requested (what ``python -m mdgw.ingestor`` runs)."""
+    await Ingestor(settings, ingestor_id=ingestor_id, selection=selection).run(shutdown)
