@@ -21,6 +21,7 @@ Protocol facts used here (see ../shared/reference/bybit-v5-public.md):
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -212,63 +213,92 @@ def decode_frame(frame: bytes | str) -> BookFrame | TradeFrame:
     raise UnsupportedTopicError("unsupported topic", topic)
 
 
-def _decode_book(obj: dict[str, Any], topic: str) -> BookFrame:
+@functools.lru_cache(maxsize=16384)
+def _book_topic(topic: str) -> tuple[str, int] | None:
+    """``orderbook.50.BTCUSDT`` -> ``("BTCUSDT", 50)``; None if malformed. Cached: topics repeat."""
     parts = topic.split(".")
     if len(parts) != 3 or not parts[1].isascii() or not parts[1].isdigit() or not parts[2]:
+        return None
+    return parts[2], int(parts[1])
+
+
+def _decode_book(obj: dict[str, Any], topic: str) -> BookFrame:
+    # The hot path of the book builder: direct indexing inside one try, type() checks
+    # inline, no helper call per field. Every failure still ends in ParseError.
+    parsed = _book_topic(topic)
+    if parsed is None:
         raise ParseError("malformed orderbook topic", topic)
-    depth = int(parts[1])
+    symbol, depth = parsed
     kind = obj.get("type")
-    if kind == "snapshot":
-        snapshot = True
-    elif kind == "delta":
+    if kind == "delta":
         snapshot = False
+    elif kind == "snapshot":
+        snapshot = True
     else:
-        raise ParseError(f"unknown book frame type {kind!r}", topic)
+        raise ParseError(f"unknown book frame type {str(kind)[:40]!r}", topic)
     data = obj.get("data")
-    if not isinstance(data, dict):
+    if type(data) is not dict:
         raise ParseError("data is not an object", topic)
-    symbol = data.get("s")
-    if symbol != parts[2]:
-        raise ParseError(f"data.s {symbol!r} does not match the topic", topic)
+    if data.get("s") != symbol:
+        raise ParseError(f"data.s {str(data.get('s'))[:40]!r} does not match the topic", topic)
+    u = data.get("u")
+    seq = data.get("seq", 0)
+    ts = obj.get("ts")
+    cts = obj.get("cts", 0)
+    if type(u) is not int or u < 0:
+        raise ParseError(f"data.u must be a non-negative integer, got {str(u)[:40]!r}", topic)
+    if type(seq) is not int or seq < 0:
+        raise ParseError(f"data.seq must be a non-negative integer, got {str(seq)[:40]!r}", topic)
+    if type(ts) is not int or ts < 0:
+        raise ParseError(f"ts must be a non-negative integer, got {str(ts)[:40]!r}", topic)
+    if type(cts) is not int or cts < 0:
+        raise ParseError(f"cts must be a non-negative integer, got {str(cts)[:40]!r}", topic)
     return BookFrame(
-        topic=topic,
-        symbol=parts[2],
-        depth=depth,
-        snapshot=snapshot,
-        u=_uint(data.get("u"), "data.u", topic),
-        seq=_uint_or_zero(data.get("seq"), "data.seq", topic),
-        ts=_uint(obj.get("ts"), "ts", topic),
-        cts=_uint_or_zero(obj.get("cts"), "cts", topic),
-        bids=_levels(data.get("b"), "data.b", topic),
-        asks=_levels(data.get("a"), "data.a", topic),
+        topic,
+        symbol,
+        depth,
+        snapshot,
+        u,
+        seq,
+        ts,
+        cts,
+        _levels(data.get("b"), "data.b", topic),
+        _levels(data.get("a"), "data.a", topic),
     )
 
 
+_DECIMAL_CHARS: Final = "0123456789."
+
+
 def _levels(raw: object, field: str, topic: str) -> list[Level]:
-    if not isinstance(raw, list):
+    if type(raw) is not list:
         raise ParseError(f"{field} is not a list", topic)
     out: list[Level] = []
     append = out.append
-    for level in raw:
-        # A level is [price, size]; RPI topics add a third element, which we do not use.
-        if type(level) is not list or len(level) < 2:
-            raise ParseError(f"{field}: level is not a [price, size] pair", topic)
-        price = level[0]
-        size = level[1]
-        if type(price) is not str or type(size) is not str:
-            raise ParseError(f"{field}: price and size must be strings", topic)
-        if not _is_decimal(price):
-            raise ParseError(f"{field}: bad price {price[:40]!r}", topic)
-        if not _is_decimal(size):
-            raise ParseError(f"{field}: bad size {size[:40]!r}", topic)
-        key = float(price)
-        if key <= 0.0:
-            raise ParseError(f"{field}: price must be positive, got {price!r}", topic)
-        if len(price) > _MAX_SIGNIFICANT_DIGITS + 1 and (
-            len(price.replace(".", "").strip("0")) > _MAX_SIGNIFICANT_DIGITS
-        ):
-            raise ParseError(f"{field}: price {price[:40]!r} has too many digits", topic)
-        append((key, price, size, float(size)))
+    level: object = None
+    try:
+        for level in raw:
+            if type(level) is not list:
+                raise TypeError
+            price, size = level  # exactly [price, size]
+            # str.strip() with the allowed characters leaves "" only when every
+            # character is a digit or a dot: this rejects what float() would otherwise
+            # accept ("nan", "inf", "1e5", "1_000", " 1", "-1"). float() rejects the
+            # rest ("", ".", "1.2.3").
+            if price.strip(_DECIMAL_CHARS) or size.strip(_DECIMAL_CHARS):
+                raise ValueError
+            if len(price) > _MAX_NUMBER_LEN or len(size) > _MAX_NUMBER_LEN:
+                raise ValueError
+            key = float(price)
+            if key <= 0.0:
+                raise ValueError
+            if len(price) > _MAX_SIGNIFICANT_DIGITS + 1 and (
+                len(price.replace(".", "").strip("0")) > _MAX_SIGNIFICANT_DIGITS
+            ):
+                raise ParseError(f"{field}: price {price[:40]!r} has too many digits", topic)
+            append((key, price, size, float(size)))
+    except (TypeError, ValueError, AttributeError):
+        raise ParseError(f"{field}: bad level {str(level)[:60]}", topic) from None
     return out
 
 
