@@ -167,7 +167,10 @@ def test_gap_stops_publishing_and_asks_for_resync_once() -> None:
     hub.tick(4.9)
     assert hub.control == []
     hub.tick(5.0)  # no snapshot within resync_timeout: ask again
-    assert len(hub.control) == 1
+    assert [wire.decode_resync(m).reconnect for m in hub.control] == [False]
+    hub.control.clear()
+    hub.tick(10.0)  # resubscribing twice did not help: ask for a new connection
+    assert [wire.decode_resync(m).reconnect for m in hub.control] == [True]
     feed.send(book_frame(1, [["50", "1"]], [["51", "1"]], snapshot=True))  # Bybit restart: u = 1
     out = drain(hub)
     assert channels(out) == ["status:live", "book:1", "bbo:1"]
@@ -325,3 +328,22 @@ def test_bad_envelopes_are_counted(garbage: bytes) -> None:
     hub.on_raw(garbage, 0.0)
     assert hub.stats.bad_envelopes == 1 and hub.outbox == []
     assert hub.events[0][0] == "bad_envelope"
+
+
+def test_peer_disconnect_finds_the_dead_ingestor_by_its_missing_heartbeat() -> None:
+    hub = make_hub(ingestor_timeout=30.0)
+    alive, dead = Feed(hub, ingestor=b"alive"), Feed(hub, conn_id=2, ingestor=b"dead")
+    alive.send(SNAP)
+    dead.send(book_frame(5, [["1", "1"]], [["2", "1"]], snapshot=True, symbol="ETHUSDT"))
+    drain(hub)
+    hub.on_peer_disconnected(0.1)
+    hub.tick(1.0)
+    assert drain(hub) == []  # within the grace: a heartbeat may still come
+    alive.now = 1.05
+    alive.event(EnvelopeKind.HEARTBEAT)
+    hub.tick(1.8)
+    out = drain(hub)
+    assert [(t, p["state"], p["reason"]) for t, p in out] == [
+        ("status.linear.ETHUSDT.", "resyncing", "ingestor silent")
+    ]
+    assert hub.stats.ingestors_lost == 1

@@ -491,10 +491,18 @@ def test_resync_round_trip() -> None:
         "category": "linear",
         "topic": "orderbook.50.BTCUSDT",
         "reason": "u gap 10 -> 12",
+        "reconnect": False,
     }
     assert decode_resync(frames) == ResyncRequest(
         "linear", "orderbook.50.BTCUSDT", "u gap 10 -> 12"
     )
+    escalated = encode_resync("spot", "orderbook.1.X", "no snapshot", reconnect=True)
+    assert decode_resync(escalated).reconnect is True
+    # Older builders send no "reconnect": it means a plain resubscribe.
+    legacy = [b"resync", b'{"category":"spot","topic":"orderbook.1.X","reason":"r"}']
+    assert decode_resync(legacy).reconnect is False
+    with pytest.raises(WireError):
+        decode_resync([b"resync", b'{"category":"spot","topic":"t","reason":"r","reconnect":1}'])
 
 
 def _resync_body(**over: object) -> bytes:

@@ -395,6 +395,29 @@ async def test_resync_request_unsubscribes_then_subscribes_the_topic(
     assert run.ingestor.totals().resyncs >= 1
 
 
+async def test_resync_with_reconnect_replaces_the_connection(
+    bybit: FakeBybit, builder: Builder, tmp_path: Path, start: Callable[..., Running]
+) -> None:
+    run = start(settings_for(tmp_path, bybit.url))
+    await until(lambda: len(bybit.ops("subscribe")) == 1)
+    first = run.ingestor.connections[0]
+
+    async def replaced() -> bool:
+        if len(bybit.ops("subscribe")) < 2:  # PUB/SUB joins late: repeat until heard
+            await builder.pub.send_multipart(
+                encode_resync("linear", BOOK, "no snapshot", reconnect=True)
+            )
+        return len(bybit.ops("subscribe")) >= 2
+
+    await until(replaced)
+    await builder.collect(0.2)
+    ups = builder.kinds(EnvelopeKind.CONN_UP)
+    assert len({e.conn_id for e in ups}) >= 2  # a new websocket, a new conn_id
+    assert not bybit.ops("unsubscribe")  # not the gentle way: a whole new connection
+    assert [n for n, _ in bybit.ops("subscribe")][:2] == [0, 1]  # one subscribe per websocket
+    assert first.counters.reconnects >= 1
+
+
 async def test_without_a_builder_frames_are_dropped_and_counted_not_queued(
     bybit: FakeBybit, zctx: zmq.asyncio.Context, tmp_path: Path, start: Callable[..., Running]
 ) -> None:

@@ -81,6 +81,7 @@ class BookBuilder:
             asyncio.create_task(self._pump(), name="pump"),
             asyncio.create_task(self._serve_snapshots(), name="snapshots"),
             asyncio.create_task(self._report(), name="stats"),
+            asyncio.create_task(self._watch_peers(), name="peers"),
         ]
         try:
             await self.shutdown.wait()
@@ -143,6 +144,17 @@ class BookBuilder:
             for event, fields in hub.events:
                 self.events.emit(event, fields)
             hub.events.clear()
+
+    async def _watch_peers(self) -> None:
+        """Tell the hub at once when an ingestor's raw connection goes away (kill -9)."""
+        monitor = self.raw.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        try:
+            while True:
+                await monitor.recv_multipart()
+                self.hub.on_peer_disconnected(time.monotonic())
+        finally:
+            self.raw.disable_monitor()
+            monitor.close(linger=0)
 
     # ------------------------------------------------------------- snapshots
 

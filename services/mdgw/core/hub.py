@@ -37,6 +37,11 @@ __all__ = ["Hub", "HubStats", "State"]
 Event = tuple[str, dict[str, Any]]
 _TRADE_IDS_KEPT = 4096  # per symbol, to drop a trade seen twice (redundant feeds, replays)
 _LATENCY_SAMPLES_MAX = 200_000  # per stats interval; beyond it samples are skipped
+# Ingestors send a heartbeat every second. After the raw socket reports a peer gone,
+# an ingestor not heard from within this long of it is taken for the one that died.
+_PEER_LOSS_GRACE = 1.6
+# After this many resubscribe requests without a snapshot, ask for a new connection.
+_RECONNECT_AFTER_REQUESTS = 2
 
 
 class State(enum.Enum):
@@ -63,6 +68,7 @@ class HubStats:
     frames_lost: int = 0
     resyncs: int = 0
     resync_requests: int = 0
+    reconnect_requests: int = 0
     conn_up: int = 0
     conn_down: int = 0
     ingestors_lost: int = 0
@@ -93,6 +99,7 @@ class _Book:
     last_frame_at: float = 0.0
     requested_at: float | None = None  # last resync request sent for this topic
     episode_requested: bool = False  # a request was sent in the current resync episode
+    episode_requests: int = 0  # requests sent in the current resync episode
     last_book: bytes | None = None  # last published payloads, for the snapshot service
     last_bbo: bytes | None = None
     last_best: tuple[tuple[str, str] | None, tuple[str, str] | None] | None = None
@@ -134,6 +141,7 @@ class Hub:
         self._seq: dict[bytes, int] = {}
         self._conns: dict[tuple[str, int], int] = {}  # -> last DATA seq seen
         self._ingestors: dict[str, float] = {}  # -> last time anything arrived
+        self._peer_lost_at: float | None = None  # a raw-socket peer disconnected then
 
     # ------------------------------------------------------------------ input
 
@@ -179,10 +187,25 @@ class Hub:
                     # no snapshot comes within resync_timeout.
                     self._resync(book, "connection closed", now, ask=False)
 
+    def on_peer_disconnected(self, now: float) -> None:
+        """The raw socket lost a peer (an ingestor exited or was killed).
+
+        The transport does not say which ingestor it was: the one whose heartbeat stops
+        is found by :meth:`tick` within ``_PEER_LOSS_GRACE`` instead of ``ingestor_timeout``.
+        """
+        if self._peer_lost_at is None:
+            self._peer_lost_at = now
+
     def tick(self, now: float) -> None:
         """Deadlines: resync requests, silent ingestors, stale books."""
+        lost_at = self._peer_lost_at
+        if lost_at is not None and now - lost_at >= _PEER_LOSS_GRACE:
+            self._peer_lost_at = None
+        else:
+            lost_at = None
         for ingestor, seen in list(self._ingestors.items()):
-            if now - seen > self.ingestor_timeout:
+            silent = now - seen > self.ingestor_timeout
+            if silent or (lost_at is not None and seen < lost_at + 0.3):
                 del self._ingestors[ingestor]
                 self.stats.ingestors_lost += 1
                 self.events.append(
@@ -477,6 +500,7 @@ class Hub:
             book.state = State.RESYNCING
             book.reason = reason
             book.episode_requested = False
+            book.episode_requests = 0
             self.stats.resyncs += 1
             self._status(book, "resyncing", reason, recv_ns)
             if not ask:
@@ -491,5 +515,13 @@ class Hub:
     def _request(self, book: _Book, now: float) -> None:
         book.requested_at = now
         book.episode_requested = True
+        book.episode_requests += 1
         self.stats.resync_requests += 1
-        self.control.append(wire.encode_resync(book.category, book.bybit_topic, book.reason))
+        # Resubscribing is the gentle way; when it has not brought a snapshot twice in
+        # a row, the connection itself is suspect: ask for a new one.
+        reconnect = book.episode_requests > _RECONNECT_AFTER_REQUESTS
+        if reconnect:
+            self.stats.reconnect_requests += 1
+        self.control.append(
+            wire.encode_resync(book.category, book.bybit_topic, book.reason, reconnect=reconnect)
+        )

@@ -518,11 +518,16 @@ MAX_RESYNC_TOPIC_LEN = 256
 
 
 class ResyncRequest(NamedTuple):
-    """Ask the ingestor owning ``topic`` to unsubscribe and resubscribe it (fresh snapshot)."""
+    """Ask the ingestor owning ``topic`` to unsubscribe and resubscribe it (fresh snapshot).
+
+    ``reconnect``: the gentle way did not bring a snapshot in time; replace the whole
+    connection that carries the topic (every topic on it gets a fresh snapshot).
+    """
 
     category: str
     topic: str  # Bybit's topic, e.g. "orderbook.50.BTCUSDT"
     reason: str
+    reconnect: bool = False
 
 
 def _check_bybit_topic(value: object) -> str:
@@ -533,11 +538,13 @@ def _check_bybit_topic(value: object) -> str:
     return value
 
 
-def encode_resync(category: str, bybit_topic: str, reason: str) -> list[bytes]:
-    """The control message ``[b"resync", {"category", "topic", "reason"}]``."""
+def encode_resync(
+    category: str, bybit_topic: str, reason: str, *, reconnect: bool = False
+) -> list[bytes]:
+    """The control message ``[b"resync", {"category", "topic", "reason", "reconnect"}]``."""
     category_code(category)
     _check_bybit_topic(bybit_topic)
-    body = {"category": category, "topic": bybit_topic, "reason": reason}
+    body = {"category": category, "topic": bybit_topic, "reason": reason, "reconnect": reconnect}
     return [RESYNC, orjson.dumps(body)]
 
 
@@ -553,7 +560,10 @@ def decode_resync(frames: Sequence[bytes]) -> ResyncRequest:
         raise WireError(f"resync has unknown category {category!r}")
     if not isinstance(reason, str):
         raise WireError("resync reason must be a string")
-    return ResyncRequest(category, _check_bybit_topic(bybit_topic), reason)
+    reconnect = body.get("reconnect", False)
+    if type(reconnect) is not bool:
+        raise WireError("resync reconnect must be a boolean")
+    return ResyncRequest(category, _check_bybit_topic(bybit_topic), reason, reconnect)
 
 
 END = b"END"

@@ -197,6 +197,16 @@ class Connection:
             self._enqueue(requests)
         return decision
 
+    def reconnect(self, reason: str) -> bool:
+        """Replace the websocket now (the book builder asked: resubscribing did not help)."""
+        session = self._session
+        if session is None or session.ws.transport is None:
+            return False
+        session.reason = reason
+        session.log.warning("connection_replaced", reason=reason)
+        session.ws.transport.abort()  # the reader sees ConnectionClosedError, run() reconnects
+        return True
+
     # ------------------------------------------------------------------ lifecycle
 
     async def run(self) -> None:

@@ -320,6 +320,9 @@ class Ingestor:
             if conn is None:
                 counters.resync_not_owned += 1
                 continue
+            if request.reconnect:
+                conn.reconnect(f"resync of {request.topic} requested reconnect: {request.reason}")
+                continue
             decision = conn.request_resync(request.topic)
             fields = {
                 "category": request.category,
