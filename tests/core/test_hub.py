@@ -347,3 +347,21 @@ def test_peer_disconnect_finds_the_dead_ingestor_by_its_missing_heartbeat() -> N
         ("status.linear.ETHUSDT.", "resyncing", "ingestor silent")
     ]
     assert hub.stats.ingestors_lost == 1
+
+
+def test_pending_requests_are_repeated_for_a_new_control_subscriber() -> None:
+    hub = make_hub(ingestor_timeout=1e9)
+    feed = Feed(hub)
+    feed.send(book_frame(100, [["99", "1"]], [], snapshot=False))  # builder restarted mid-stream
+    feed.send(SNAP.replace(b"BTCUSDT", b"ETHUSDT"))
+    assert len(hub.control) == 1
+    hub.control.clear()
+    hub.on_control_subscriber(0.1)
+    assert [wire.decode_resync(m) for m in hub.control] == [
+        wire.ResyncRequest("linear", "orderbook.50.BTCUSDT", "delta before snapshot")
+    ]
+    hub.control.clear()
+    hub.tick(5.1)  # the repeat did not count as an attempt: this is the second, no reconnect
+    assert [wire.decode_resync(m).reconnect for m in hub.control] == [False]
+    hub.tick(10.2)  # the third: ask for a new connection
+    assert [wire.decode_resync(m).reconnect for m in hub.control] == [False, True]

@@ -196,6 +196,16 @@ class Hub:
         if self._peer_lost_at is None:
             self._peer_lost_at = now
 
+    def on_control_subscriber(self, now: float) -> None:
+        """An ingestor (re)joined the control socket: repeat every pending resync request.
+
+        PUB/SUB drops what is sent before a subscriber has joined, so requests made
+        while an ingestor (or this builder) was restarting may never have been heard.
+        """
+        for book in self._books.values():
+            if book.state is State.RESYNCING:
+                self._request(book, now, repeat=True)
+
     def tick(self, now: float) -> None:
         """Deadlines: resync requests, silent ingestors, stale books."""
         lost_at = self._peer_lost_at
@@ -512,10 +522,11 @@ class Hub:
             if asked is None or now - asked >= self.resync_min_interval:
                 self._request(book, now)
 
-    def _request(self, book: _Book, now: float) -> None:
+    def _request(self, book: _Book, now: float, *, repeat: bool = False) -> None:
         book.requested_at = now
         book.episode_requested = True
-        book.episode_requests += 1
+        if not repeat:  # a repeat for a new listener is not a failed attempt
+            book.episode_requests += 1
         self.stats.resync_requests += 1
         # Resubscribing is the gentle way; when it has not brought a snapshot twice in
         # a row, the connection itself is suspect: ask for a new one.
