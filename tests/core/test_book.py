@@ -465,7 +465,7 @@ class BookMachine(RuleBasedStateMachine):
         self._delta(self.ref.last_u + 1, sides[0], sides[1])
 
     @precondition(lambda self: self.ref.last_u is not None)
-    @rule(back=st.integers(0, 5), bids=_delta_bids, asks=_delta_asks)
+    @rule(back=st.one_of(st.just(0), st.integers(0, 5)), bids=_delta_bids, asks=_delta_asks)
     def duplicate_delta(
         self, back: int, bids: list[tuple[str, str]], asks: list[tuple[str, str]]
     ) -> None:
