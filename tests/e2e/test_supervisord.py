@@ -22,6 +22,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +45,15 @@ BOOKS = {
     ("inverse", "BTCUSDH26"),
     ("spot", "BTCUSDT"),
     ("spot", "ETHUSDT"),
+}
+# Depth of each book topic in the config below, to ask the simulator for the truth.
+DEPTHS = {
+    ("linear", "BTCUSDT"): 50,
+    ("linear", "ETHUSDT"): 50,
+    ("inverse", "BTCUSD"): 200,
+    ("inverse", "BTCUSDH26"): 200,
+    ("spot", "BTCUSDT"): 50,
+    ("spot", "ETHUSDT"): 1,
 }
 START_TIMEOUT = 40.0
 RESTART_TIMEOUT = 30.0
@@ -252,9 +263,30 @@ def test_the_printer_sees_books_of_every_configured_symbol(stack: Stack) -> None
     threading.Thread(target=pump, daemon=True).start()
     seen: set[tuple[str, str]] = set()
     channels: set[str] = set()
+    checked: dict[tuple[str, str], int] = {}
+    wrong: list[str] = []
+    sim_port = next(
+        line.split("=")[1].strip()
+        for line in stack.config.read_text().splitlines()
+        if line.startswith("port =")
+    )
+
+    def truth(category: str, symbol: str, u: int) -> dict[str, object] | None:
+        query = f"category={category}&symbol={symbol}&depth={DEPTHS[category, symbol]}&u={u}"
+        url = f"http://127.0.0.1:{sim_port}/sim/truth?{query}"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as reply:
+                body: dict[str, object] = json.loads(reply.read())
+        except urllib.error.HTTPError:
+            return None  # u too old for the simulator's history, or from before a restart
+        return body
+
     deadline = time.monotonic() + 30
     try:
-        while seen != BOOKS and time.monotonic() < deadline:
+        # Runs after the kill -9 tests: every book must be right again, not only present.
+        while (seen != BOOKS or min(checked.values(), default=0) < 3) and (
+            time.monotonic() < deadline
+        ):
             try:
                 msg = json.loads(lines.get(timeout=1))
             except queue.Empty:
@@ -262,11 +294,21 @@ def test_the_printer_sees_books_of_every_configured_symbol(stack: Stack) -> None
             channels.add(msg["channel"])
             assert msg["topic"] == f"{msg['channel']}.{msg['category']}.{msg['symbol']}."
             if msg["channel"] == "book":
-                seen.add((msg["category"], msg["symbol"]))
+                key = (msg["category"], msg["symbol"])
+                seen.add(key)
+                if checked.get(key, 0) < 3:
+                    want = truth(key[0], key[1], msg["u"])
+                    if want is not None:
+                        checked[key] = checked.get(key, 0) + 1
+                        depth = msg["depth"]
+                        if [msg["bids"], msg["asks"]] != [want["b"][:depth], want["a"][:depth]]:  # type: ignore[index]
+                            wrong.append(f"{key} u={msg['u']}")
     finally:
         printer.send_signal(signal.SIGTERM)
         code = printer.wait(timeout=10)
     assert seen == BOOKS, f"no book for {sorted(BOOKS - seen)}; stderr: {errors.read_text()}"
+    assert not wrong, f"books differ from the simulator's truth: {wrong}"
+    assert set(checked) == BOOKS and min(checked.values()) >= 3, checked
     assert "bbo" in channels
     assert code == 0
 
