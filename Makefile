@@ -36,6 +36,18 @@ fmt: $(STAMP)  ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix services tests scripts
 	$(VENV)/bin/ruff format services tests scripts
 
+# --- Benchmarks (docs/performance.md) -------------------------------------------------------
+# Real processes on loopback, one benchmark at a time. BENCH_ARGS passes options to the
+# driver, e.g. BENCH_ARGS=--strict (exit 1 when a target is missed) or "--only latency".
+BENCH_ARGS ?=
+.PHONY: bench bench-long
+
+bench: $(STAMP)  ## throughput, latency, ingestor rate (< 3 min): one table, JSON in var/bench/
+	$(PY) -m scripts.bench.run $(BENCH_ARGS)
+
+bench-long: $(STAMP)  ## scale (1,200 symbols) and 10-minute memory soak (~13 min)
+	$(PY) -m scripts.bench.run --long $(BENCH_ARGS)
+
 clean:  ## remove the venv and run-time files
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .hypothesis
 

@@ -35,7 +35,9 @@ from mdgw.core.errors import ParseError, UnsupportedTopicError, WireError
 __all__ = ["Hub", "HubStats", "State"]
 
 Event = tuple[str, dict[str, Any]]
-_TRADE_IDS_KEPT = 4096  # per symbol, to drop a trade seen twice (redundant feeds, replays)
+# Per symbol, to drop a trade seen twice (a replay after a reconnect). Small on purpose:
+# memory is this times the number of symbols (1,200 symbols on Bybit).
+_TRADE_IDS_KEPT = 256
 _LATENCY_SAMPLES_MAX = 200_000  # per stats interval; beyond it samples are skipped
 # Ingestors send a heartbeat every second. After the raw socket reports a peer gone,
 # an ingestor not heard from within this long of it is taken for the one that died.

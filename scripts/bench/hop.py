@@ -1,0 +1,68 @@
+"""The latency floor: one bare ZeroMQ PUB -> SUB hop between two processes, nothing else.
+
+``python -m scripts.bench.hop --pub tcp://127.0.0.1:P --rate 2000``
+
+Publishes ``[b"book.linear.HOP.", {"seq":n,"pub_ns":T,"recv_ns":T}]`` at ``--rate``
+messages per second, paced like :mod:`.ws_blaster` (a 1 ms timer, the messages due at each
+tick sent together), with ``T`` taken right before each send. The consumer's latency
+samples (``receive time - recv_ns``) are then the cost of one hop: the publisher's send, the
+two ZeroMQ I/O threads, TCP loopback and the consumer's wake-up. The gateway's path has
+two such hops (ingestor -> builder, builder -> consumer) plus the work in each process,
+so twice this is a floor under the latency figures on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import time
+from pathlib import Path
+
+import zmq
+
+TOPIC = b"book.linear.HOP."
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pub", required=True)
+    parser.add_argument("--rate", type=float, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--ready", type=Path, required=True)
+    args = parser.parse_args()
+
+    stop = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.PUB)
+    pub.setsockopt(zmq.SNDHWM, 100_000)
+    pub.setsockopt(zmq.LINGER, 0)
+    pub.bind(args.pub)
+    args.ready.touch()
+    time_ns = time.time_ns
+    send = pub.send
+    more = zmq.SNDMORE
+    sent = 0
+    started = time.monotonic()
+    while not stop:
+        time.sleep(0.001)
+        due = int((time.monotonic() - started) * args.rate) - sent
+        for _ in range(due):
+            sent += 1
+            now = time_ns()
+            send(TOPIC, more)
+            send(b'{"seq":%d,"pub_ns":%d,"recv_ns":%d}' % (sent, now, now))
+    pub.close(linger=0)
+    ctx.term()
+    args.out.write_text(json.dumps({"sent": sent}))
+
+
+if __name__ == "__main__":
+    main()
