@@ -116,3 +116,16 @@ restart: $(STAMP)  ## restart every program (same config) and wait until RUNNING
 logs: $(STAMP)  ## follow every log file under var/log (JSON lines; Ctrl-C to stop)
 	@mkdir -p $(RUN_VAR)/log
 	tail -n 20 -F $(RUN_VAR)/log/*.log
+
+# --- Security and reliability (docs/configuration.md "CURVE across hosts", docs/reliability.md)
+KEYS_DIR ?= var/keys
+CLIENTS ?= client
+SOAK_ARGS ?=
+
+.PHONY: keys soak
+
+keys: $(STAMP)  ## CURVE keypairs (server + CLIENTS="client") into var/keys/, files 0600; kept if present
+	$(PY) scripts/make_keys.py --dir $(KEYS_DIR) $(foreach c,$(CLIENTS),--client $(c))
+
+soak: $(STAMP)  ## 30 min at 5k frames/s with periodic faults; SOAK_ARGS="--minutes 5 --rate 2000"
+	$(PY) scripts/soak.py $(SOAK_ARGS)

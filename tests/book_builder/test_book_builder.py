@@ -29,7 +29,9 @@ def free_port() -> int:
 
 
 class Builder:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(
+        self, tmp: Path, books: str = "resync_timeout = 1.0\nresync_min_interval = 0.2\n"
+    ) -> None:
         self.raw = f"ipc://{tmp}/raw.sock"
         self.control = f"ipc://{tmp}/control.sock"
         self.pub = f"tcp://127.0.0.1:{free_port()}"
@@ -38,7 +40,7 @@ class Builder:
         self.config.write_text(
             f'[zmq]\nraw = "{self.raw}"\ncontrol = "{self.control}"\n'
             f'pub = "{self.pub}"\nsnapshot = "{self.snapshot}"\n'
-            "[books]\nresync_timeout = 1.0\nresync_min_interval = 0.2\n"
+            f"[books]\n{books}"
             '[log]\nstats_interval = 1\nformat = "json"\n'
         )
         self.log = tmp / "builder.log"
@@ -231,3 +233,26 @@ def test_books_resync_snapshot_and_sigterm(
     assert {"book_resyncing", "malformed_frame", "bad_envelope", "stats_final"} <= events
     final = next(line for line in builder.lines() if line["event"] == "stats_final")
     assert final["bad_envelopes"] == 2 and final["malformed"] >= 3 and final["unsupported"] == 1
+
+
+def test_resync_requests_missed_while_no_ingestor_listened_are_repeated_on_join(
+    tmp_path: Path, ctx: zmq.Context[zmq.Socket[bytes]]
+) -> None:
+    # resync_timeout is long: only the join can explain a prompt second request.
+    b = Builder(tmp_path, books="resync_timeout = 60\nresync_min_interval = 0.1\n")
+    try:
+        ing = Ingestor(ctx, b.raw)
+        watcher = subscriber(ctx, b.pub, b"status.")
+        deadline = time.monotonic() + 10
+        while not watcher.poll(100):  # until the builder has seen the delta and said so
+            assert time.monotonic() < deadline, "no status from the builder"
+            ing.data(book_frame(100, [["99", "1"]], [], snapshot=False))
+        # That request went out on control while nobody listened. Now an ingestor joins.
+        control = subscriber(ctx, b.control, b"resync")
+        started = time.monotonic()
+        assert control.poll(5000), "the pending request was not repeated to the new subscriber"
+        request = wire.decode_resync(control.recv_multipart())
+        assert (request.topic, request.reconnect) == ("orderbook.50.BTCUSDT", False)
+        assert time.monotonic() - started < 5
+    finally:
+        assert b.stop() == 0

@@ -253,3 +253,24 @@ def test_level_strings_either_decode_exactly_or_raise(levels: list[tuple[str, st
         assert (p, s) == (price, size)
         assert key == float(price) > 0
         assert q == float(size) >= 0
+
+
+@pytest.mark.parametrize(
+    "topic",
+    [
+        "orderbook.0.BTCUSDT",
+        "orderbook.50.BTC/USDT",
+        "orderbook.50." + "X" * 65,
+        "publicTrade.BTC USDT",
+    ],
+)
+def test_topics_no_gateway_topic_could_carry_are_malformed(topic: str) -> None:
+    if topic.startswith("orderbook."):
+        symbol = topic.split(".", 2)[2]
+        data: object = {"s": symbol, "b": [], "a": [], "u": 1}
+    else:
+        symbol = topic.split(".", 1)[1]
+        data = [{"T": 1, "s": symbol, "S": "Buy", "v": "1", "p": "1", "i": "x"}]
+    raw = orjson.dumps({"topic": topic, "type": "snapshot", "ts": 1, "data": data})
+    with pytest.raises(ParseError, match="malformed"):
+        bybit.decode_frame(raw)

@@ -21,6 +21,7 @@ import zmq.asyncio
 from mdgw.core import wire
 from mdgw.core.errors import WireError
 from mdgw.core.hub import Hub
+from mdgw.runtime.curve import server_keys_or_exit, start_authenticator
 from mdgw.runtime.lifecycle import Shutdown
 from mdgw.runtime.logging import get_logger
 from mdgw.runtime.ratelog import RateLimitedLog
@@ -51,20 +52,49 @@ class BookBuilder:
         self.snapshots_served = 0
         self.snapshots_rejected = 0
         self.pub_dropped = 0
+        self.internal_errors = 0  # messages on which the hub raised (a bug: logged)
         z = settings.zmq
+        # CURVE server keys (None unless zmq.curve is on); exit 78 if they are missing.
+        curve = server_keys_or_exit(settings)
         self.ctx = zmq.asyncio.Context()
+        # The ZAP handler must run before the first CURVE socket binds.
+        self.auth = None if curve is None else start_authenticator(self.ctx, curve)
         sync_ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.shadow(self.ctx)
         self.raw = make_socket(
-            self.ctx, zmq.PULL, z.raw, bind=True, hwm=z.hwm, socket_class=zmq.asyncio.Socket
+            self.ctx,
+            zmq.PULL,
+            z.raw,
+            bind=True,
+            hwm=z.hwm,
+            socket_class=zmq.asyncio.Socket,
+            curve=curve,
         )
         # Plain sockets on the same context for the hot path: non-blocking calls need no loop.
         self.raw_sync: zmq.Socket[bytes] = zmq.Socket.shadow(self.raw.underlying)
-        self.pub = make_socket(sync_ctx, zmq.PUB, z.pub, bind=True, hwm=z.hwm)
-        self.control = make_socket(sync_ctx, zmq.PUB, z.control, bind=True, hwm=10_000)
-        self.snapshot = make_socket(
-            self.ctx, zmq.ROUTER, z.snapshot, bind=True, hwm=1000, socket_class=zmq.asyncio.Socket
+        self.pub = make_socket(sync_ctx, zmq.PUB, z.pub, bind=True, hwm=z.hwm, curve=curve)
+        # XPUB, not PUB: the builder sees each ingestor join (XPUB_VERBOSE reports every
+        # subscribe, not only the first), and repeats pending resync requests to it.
+        self.control_joins = make_socket(
+            self.ctx,
+            zmq.XPUB,
+            z.control,
+            bind=True,
+            hwm=10_000,
+            socket_class=zmq.asyncio.Socket,
+            curve=curve,
         )
-        self.snapshot.setsockopt(zmq.MAXMSGSIZE, _SNAPSHOT_MAX_REQUEST)
+        self.control_joins.setsockopt(zmq.XPUB_VERBOSE, 1)
+        self.control: zmq.Socket[bytes] = zmq.Socket.shadow(self.control_joins.underlying)
+        self.snapshot = make_socket(
+            self.ctx,
+            zmq.ROUTER,
+            z.snapshot,
+            bind=True,
+            hwm=1000,
+            socket_class=zmq.asyncio.Socket,
+            curve=curve,
+            max_msg_size=_SNAPSHOT_MAX_REQUEST,  # before bind, or libzmq ignores it
+        )
         self.snapshot.setsockopt(zmq.ROUTER_MANDATORY, 0)
 
     async def run(self) -> None:
@@ -82,6 +112,7 @@ class BookBuilder:
             asyncio.create_task(self._serve_snapshots(), name="snapshots"),
             asyncio.create_task(self._report(), name="stats"),
             asyncio.create_task(self._watch_peers(), name="peers"),
+            asyncio.create_task(self._watch_control_joins(), name="control-joins"),
         ]
         try:
             await self.shutdown.wait()
@@ -91,8 +122,10 @@ class BookBuilder:
             await asyncio.gather(*tasks, return_exceptions=True)
             self._flush()
             self._log_stats(final=True)
-            for sock in (self.raw, self.pub, self.control, self.snapshot):
+            for sock in (self.raw, self.pub, self.control_joins, self.snapshot):
                 sock.close(linger=200)
+            if self.auth is not None:
+                self.auth.stop()  # its sockets would keep ctx.term() waiting
             self.ctx.term()
             self.log.info("book_builder_stopped")
 
@@ -114,11 +147,21 @@ class BookBuilder:
                     msg = recv(zmq.NOBLOCK, copy=True)
                 except zmq.Again:
                     break
-                on_raw(msg, now)
+                try:
+                    on_raw(msg, now)
+                except Exception as exc:  # a hub bug must cost one message, not the service
+                    self._on_internal_error(exc, msg)
             if now >= next_tick:
                 hub.tick(now)
                 next_tick = now + _TICK_S
             self._flush()
+
+    def _on_internal_error(self, exc: Exception, msg: bytes) -> None:
+        self.internal_errors += 1
+        self.events.emit(
+            "internal_error",
+            {"error": repr(exc)[:200], "size": len(msg), "head": msg[24:120].hex()},
+        )
 
     def _flush(self) -> None:
         hub = self.hub
@@ -155,6 +198,14 @@ class BookBuilder:
         finally:
             self.raw.disable_monitor()
             monitor.close(linger=0)
+
+    async def _watch_control_joins(self) -> None:
+        """An ingestor subscribed to control: resend the resync requests it may have missed."""
+        while True:
+            event = await self.control_joins.recv()
+            if event[:1] == b"\x01":  # subscribe (b"\x00" is unsubscribe)
+                self.hub.on_control_subscriber(time.monotonic())
+                self._flush()
 
     # ------------------------------------------------------------- snapshots
 
@@ -204,6 +255,7 @@ class BookBuilder:
             "latency_p50_us": None if p50 is None else round(p50 / 1000, 1),
             "latency_p99_us": None if p99 is None else round(p99 / 1000, 1),
             "pub_dropped": self.pub_dropped,
+            "internal_errors": self.internal_errors,
             "snapshots_served": self.snapshots_served,
             "snapshots_rejected": self.snapshots_rejected,
             "books": self.hub.states(),

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -213,19 +214,35 @@ def decode_frame(frame: bytes | str) -> BookFrame | TradeFrame:
     raise UnsupportedTopicError("unsupported topic", topic)
 
 
+# What a symbol may look like for the gateway: Bybit's symbols are upper-case letters and
+# digits, with "-" in dated option/USDC contracts. Anything else would not fit a topic.
+_SYMBOL = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
 @functools.lru_cache(maxsize=16384)
-def _book_topic(topic: str) -> tuple[str, int] | None:
+def valid_symbol(symbol: str) -> bool:
+    return _SYMBOL.fullmatch(symbol) is not None
+
+
+@functools.lru_cache(maxsize=16384)
+def parse_book_topic(topic: str) -> tuple[str, int] | None:
     """``orderbook.50.BTCUSDT`` -> ``("BTCUSDT", 50)``; None if malformed. Cached: topics repeat."""
     parts = topic.split(".")
-    if len(parts) != 3 or not parts[1].isascii() or not parts[1].isdigit() or not parts[2]:
+    if len(parts) != 3 or parts[0] != "orderbook":
         return None
-    return parts[2], int(parts[1])
+    depth_text, symbol = parts[1], parts[2]
+    if not depth_text.isascii() or not depth_text.isdigit() or len(depth_text) > 5:
+        return None
+    depth = int(depth_text)
+    if depth < 1 or not valid_symbol(symbol):
+        return None
+    return symbol, depth
 
 
 def _decode_book(obj: dict[str, Any], topic: str) -> BookFrame:
     # The hot path of the book builder: direct indexing inside one try, type() checks
     # inline, no helper call per field. Every failure still ends in ParseError.
-    parsed = _book_topic(topic)
+    parsed = parse_book_topic(topic)
     if parsed is None:
         raise ParseError("malformed orderbook topic", topic)
     symbol, depth = parsed
@@ -304,7 +321,7 @@ def _levels(raw: object, field: str, topic: str) -> list[Level]:
 
 def _decode_trades(obj: dict[str, Any], topic: str) -> TradeFrame:
     symbol = topic[len("publicTrade.") :]
-    if not symbol or "." in symbol:
+    if not valid_symbol(symbol):
         raise ParseError("malformed publicTrade topic", topic)
     data = obj.get("data")
     if not isinstance(data, list):

@@ -29,7 +29,7 @@ from typing import Any
 
 from mdgw.core import wire
 from mdgw.core.book import OrderBook, Outcome
-from mdgw.core.bybit import BookFrame, TradeFrame, decode_frame
+from mdgw.core.bybit import BookFrame, TradeFrame, decode_frame, parse_book_topic
 from mdgw.core.errors import ParseError, UnsupportedTopicError, WireError
 
 __all__ = ["Hub", "HubStats", "State"]
@@ -380,13 +380,10 @@ class Hub:
             return
         book = self._books.get((category, topic))
         if book is None:
-            parts = topic.split(".")
-            if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isalnum():
+            parsed = parse_book_topic(topic)
+            if parsed is None:
                 return
-            try:
-                book = self._new_book(category, topic, parts[2], int(parts[1]))
-            except WireError:
-                return
+            book = self._new_book(category, topic, parsed[0], parsed[1])
         book.ingestor = source[0]
         self._resync(book, "malformed frame", now)
 

@@ -38,6 +38,7 @@ from mdgw.ingestor.connection import (
     ConnIds,
 )
 from mdgw.ingestor.subscriptions import ResyncDecision, Subscriptions
+from mdgw.runtime.curve import client_keys_or_exit
 from mdgw.runtime.lifecycle import Shutdown
 from mdgw.runtime.logging import get_logger
 from mdgw.runtime.ratelog import RateLimitedLog
@@ -148,6 +149,8 @@ class Ingestor:
             )
         self.timing = timing
         self.control = ControlCounters()
+        # CURVE client keys for tcp raw/control sockets (None when off); exit 78 if missing.
+        self._curve = client_keys_or_exit(settings, (settings.zmq.raw, settings.zmq.control))
         self.connections: list[Connection] = []
         self._owners: dict[tuple[str, str], Connection] = {}
         self._encoders = {cat: RawEncoder(self.id, cat) for cat in self.groups}
@@ -201,6 +204,7 @@ class Ingestor:
                 bind=False,
                 hwm=settings.zmq.hwm,
                 linger_ms=LINGER_MS,
+                curve=self._curve,
             )
             sub = make_socket(
                 ctx,
@@ -210,6 +214,7 @@ class Ingestor:
                 hwm=settings.zmq.hwm,
                 linger_ms=0,
                 socket_class=zmq.asyncio.Socket,
+                curve=self._curve,
             )
             sub.setsockopt(zmq.SUBSCRIBE, RESYNC)
             await self._wait_for_builder(push)

@@ -27,6 +27,7 @@ from typing import Final, NoReturn
 from mdgw.core import wire
 from mdgw.core.errors import WireError
 from mdgw.printer.service import Printer, PrinterOptions
+from mdgw.runtime.curve import client_keys_or_exit
 from mdgw.runtime.settings import settings_or_exit
 
 EX_USAGE: Final = 64  # sysexits.h: the command was used incorrectly
@@ -137,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         json=args.json,
         hwm=settings.zmq.hwm,
         snapshot_timeout=args.snapshot_timeout,
+        curve=client_keys_or_exit(settings, (settings.zmq.pub, settings.zmq.snapshot)),
     )
     stop = threading.Event()
     try:

@@ -29,6 +29,7 @@ from mdgw.core import wire
 from mdgw.core.errors import WireError
 from mdgw.printer.follower import SNAPSHOT_CHANNELS, Follower, Outcome
 from mdgw.printer.render import render_json, render_line
+from mdgw.runtime.curve import CurveClient, apply_curve
 from mdgw.runtime.zmqsock import DEFAULT_LINGER_MS, make_socket
 
 __all__ = ["Printer", "PrinterOptions"]
@@ -45,6 +46,7 @@ class PrinterOptions:
     json: bool = False
     hwm: int = 100_000
     snapshot_timeout: float = 2.0  # seconds per snapshot request (and for the first connect)
+    curve: CurveClient | None = None  # CURVE client keys for tcp endpoints (zmq.curve)
 
 
 class Printer:
@@ -110,6 +112,7 @@ class Printer:
         sub.setsockopt(zmq.RCVHWM, self.options.hwm)
         for prefix in self.options.prefixes:
             sub.setsockopt(zmq.SUBSCRIBE, prefix)
+        apply_curve(sub, self.options.curve, self.options.pub)
         if self.options.snapshot is None:
             sub.connect(self.options.pub)
             return True
@@ -135,7 +138,14 @@ class Printer:
 
     def _new_dealer(self) -> zmq.Socket[bytes]:
         assert self.options.snapshot is not None
-        return make_socket(self.ctx, zmq.DEALER, self.options.snapshot, bind=False, hwm=1000)
+        return make_socket(
+            self.ctx,
+            zmq.DEALER,
+            self.options.snapshot,
+            bind=False,
+            hwm=1000,
+            curve=self.options.curve,
+        )
 
     # --------------------------------------------------------------- snapshot
 

@@ -28,6 +28,7 @@ WARNING_EVENTS = frozenset(
         "snapshot_request_rejected",
         "control_message_rejected",
         "unknown_frame",
+        "internal_error",
     }
 )
 _SUBJECT_KEYS = ("topic", "symbol", "ingestor", "conn_id", "category")

@@ -194,6 +194,8 @@ def check_zmq_endpoint(endpoint: str) -> str:
 Symbol = Annotated[str, AfterValidator(_check_symbol)]
 Depth = Annotated[Literal[1, 50, 200, 1000], BeforeValidator(_check_depth)]
 ZmqEndpoint = Annotated[str, AfterValidator(check_zmq_endpoint)]
+# A file or directory path, relative to the working directory like ipc endpoints.
+KeyPath = Annotated[str, Field(min_length=1)]
 
 _SECTION = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
@@ -299,6 +301,14 @@ class ZmqConfig(BaseModel):
     pub: ZmqEndpoint = "tcp://127.0.0.1:7100"
     snapshot: ZmqEndpoint = "tcp://127.0.0.1:7101"
     hwm: Annotated[int, Field(gt=0)] = 100_000
+    # CURVE (mdgw.runtime.curve): encryption and client authentication on the tcp sockets.
+    # Files are checked when a service that needs them starts, not here: a client host has
+    # no server secret, and the book builder needs no client keypair.
+    curve: bool = False
+    curve_server_secret: KeyPath = "var/keys/server.key_secret"
+    curve_server_public: KeyPath = "var/keys/server.key"
+    curve_client_secret: KeyPath = "var/keys/client.key_secret"
+    curve_authorized_dir: KeyPath = "var/keys/authorized"
 
     @field_validator("control", "pub", "snapshot")
     @classmethod

@@ -1,7 +1,9 @@
 """One place that creates ZeroMQ sockets the way every mdgw service wants them.
 
-- Options that only apply before ``bind``/``connect`` (high-water marks, IMMEDIATE) are set
-  first, so callers cannot get the order wrong.
+- Options that only apply before ``bind``/``connect`` (high-water marks, IMMEDIATE,
+  MAXMSGSIZE, CURVE) are set first, so callers cannot get the order wrong: libzmq copies a
+  socket's options into each listener at ``bind`` time, so e.g. a MAXMSGSIZE set after
+  ``bind`` is silently ignored for every peer of that endpoint.
 - ``LINGER`` is always set: libzmq's default (-1, wait forever for unsent messages) makes a
   service hang at exit when its peer is gone, which supervisord then has to SIGKILL.
 - A connecting PUSH socket gets ``IMMEDIATE``: without it, messages sent while the peer is
@@ -10,6 +12,10 @@
   what the ingestor's drop-and-count policy wants.
 - ``ipc://`` endpoints being bound get their parent directory created with mode 0700: the
   socket file inherits no permission we could rely on, so the directory is the access check.
+- ``curve`` keys (:mod:`mdgw.runtime.curve`) make a ``tcp://`` socket a CURVE server or
+  client before it binds or connects; ipc and inproc sockets ignore them. A tcp socket
+  bound beyond loopback without them is logged as a warning (``tcp_socket_exposed``):
+  anyone who can reach the port can then connect.
 """
 
 from __future__ import annotations
@@ -21,7 +27,10 @@ from typing import Any, TypeVar, overload
 
 import zmq
 
-__all__ = ["DEFAULT_LINGER_MS", "ipc_path", "make_socket"]
+from mdgw.runtime.curve import CurveClient, CurveServer, apply_curve
+from mdgw.runtime.logging import get_logger
+
+__all__ = ["DEFAULT_LINGER_MS", "ipc_path", "is_loopback", "make_socket"]
 
 DEFAULT_LINGER_MS = 200
 
@@ -35,6 +44,14 @@ def ipc_path(endpoint: str) -> Path | None:
     return Path(endpoint[len("ipc://") :])
 
 
+def is_loopback(endpoint: str) -> bool:
+    """Whether a ``tcp://`` endpoint's host is loopback only (True for other transports)."""
+    if not endpoint.startswith("tcp://"):
+        return True
+    host = endpoint[len("tcp://") :].rpartition(":")[0]
+    return host in ("localhost", "lo", "[::1]") or host.startswith("127.")
+
+
 @overload
 def make_socket(
     ctx: zmq.Context[Any],
@@ -46,6 +63,8 @@ def make_socket(
     linger_ms: int = DEFAULT_LINGER_MS,
     immediate: bool | None = None,
     socket_class: None = None,
+    curve: CurveServer | CurveClient | None = None,
+    max_msg_size: int | None = None,
 ) -> zmq.Socket[bytes]: ...
 
 
@@ -60,6 +79,8 @@ def make_socket(
     linger_ms: int = DEFAULT_LINGER_MS,
     immediate: bool | None = None,
     socket_class: Callable[[zmq.Context[Any], int], _S],
+    curve: CurveServer | CurveClient | None = None,
+    max_msg_size: int | None = None,
 ) -> _S: ...
 
 
@@ -73,6 +94,8 @@ def make_socket(
     linger_ms: int = DEFAULT_LINGER_MS,
     immediate: bool | None = None,
     socket_class: Callable[[zmq.Context[Any], int], Any] | None = None,
+    curve: CurveServer | CurveClient | None = None,
+    max_msg_size: int | None = None,
 ) -> Any:
     """Create, configure and bind or connect a socket.
 
@@ -81,6 +104,11 @@ def make_socket(
     ``socket_class`` picks another socket class on the same context, e.g.
     ``zmq.asyncio.Socket`` for a socket read from an asyncio loop while the hot path
     keeps plain synchronous sockets.
+    ``curve``: CURVE server keys (the binding book_builder, which must have started
+    :func:`mdgw.runtime.curve.start_authenticator` on ``ctx``) or client keys; applied only
+    when ``endpoint`` is ``tcp://``.
+    ``max_msg_size``: MAXMSGSIZE in bytes; a peer that sends a larger message is
+    disconnected by libzmq before the message is read into memory.
     """
     sock = ctx.socket(socket_type, socket_class=socket_class)
     try:
@@ -91,7 +119,17 @@ def make_socket(
             immediate = socket_type == zmq.PUSH and not bind
         if immediate:
             sock.setsockopt(zmq.IMMEDIATE, 1)
+        if max_msg_size is not None:
+            sock.setsockopt(zmq.MAXMSGSIZE, max_msg_size)
+        apply_curve(sock, curve, endpoint)
         if bind:
+            if curve is None and not is_loopback(endpoint):
+                get_logger().warning(
+                    "tcp_socket_exposed",
+                    endpoint=endpoint,
+                    detail="bound beyond loopback without zmq.curve: anyone who can reach "
+                    "it can connect (docs/configuration.md, CURVE across hosts)",
+                )
             path = ipc_path(endpoint)
             if path is not None and path.parent != Path():
                 os.makedirs(path.parent, mode=0o700, exist_ok=True)

@@ -1,0 +1,216 @@
+"""The exchange unreachable for a while: capped, jittered backoff; one line per attempt;
+recovery as soon as it is back.
+
+A real book_builder and real ingestor processes; the exchange is the in-process simulator,
+made unreachable three ways, each with a fresh ingestor started during the outage:
+
+- ``refused``: the simulator is stopped (TCP connection refused);
+- ``503``: the simulator answers the websocket upgrade with HTTP 503 (``refuse``);
+- ``timeout``: a TCP server that accepts and never answers the handshake, so every attempt
+  ends at ``bybit.connect_timeout``.
+
+From the ingestor's JSON log: one ``connect_failed`` line per attempt with the reason and
+the announced delay; attempt timestamps never closer than the announced delay (no tight
+loop), delays growing from ``backoff_initial`` to ``backoff_max`` with jitter, never above
+it. When the exchange is back, the next attempt succeeds and the books are live within a
+few seconds. A fourth ingestor with ``max_new_connections_per_5min = 3`` shows the cap:
+three attempts, then ``connection_rate_capped`` and no fourth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import zmq.asyncio
+from gateway_stack import Gateway, Service, Stream, TruthConsumer, clean_env, sim_params, wait_for
+
+from mdgw.simulator.server import SimulatorServer
+
+pytestmark = pytest.mark.e2e
+
+STREAMS = [Stream("linear", "BTCUSDT", 50), Stream("linear", "ETHUSDT", 50)]  # one connection
+BACKOFF_INITIAL = 0.2
+BACKOFF_MAX = 1.6
+CONNECT_TIMEOUT = 1.0
+ATTEMPTS = 7  # per outage: enough to reach the cap (0.2, 0.4, 0.8, 1.6, 1.6, ...)
+SLACK = 0.5  # seconds of scheduling noise allowed on top of a delay
+
+
+def ts(line: dict[str, Any]) -> float:
+    return datetime.fromisoformat(line["timestamp"]).timestamp()
+
+
+class BlackHole:
+    """Accepts TCP connections and never says a word (the websocket open times out)."""
+
+    def __init__(self) -> None:
+        self.server: asyncio.Server | None = None
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def start(self, port: int) -> None:
+        async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.writers.append(writer)
+            with contextlib.suppress(Exception):
+                await reader.read()  # until the client gives up and closes
+
+        self.server = await asyncio.start_server(hold, "127.0.0.1", port)
+
+    async def stop(self) -> None:
+        for writer in self.writers:
+            writer.close()
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+def check_attempts(lines: list[dict[str, Any]], reason: str, connect_s: float) -> list[float]:
+    """The backoff rules on one ingestor's connect_failed lines; returns the gaps."""
+    fails = [line for line in lines if line["event"] == "connect_failed"]
+    assert len(fails) >= ATTEMPTS, f"{len(fails)} attempts logged"
+    # One line per attempt, each with the reason.
+    assert [f["attempt"] for f in fails] == list(range(1, len(fails) + 1))
+    assert {f["reason"] for f in fails} == {reason}, {f["reason"] for f in fails}
+    delays = [f["retry_in"] for f in fails]
+    for n, delay in enumerate(delays):
+        base = min(BACKOFF_MAX, BACKOFF_INITIAL * 2**n)
+        assert base / 2 - 0.001 <= delay <= base + 0.001, (n, delay, base)
+    times = [ts(f) for f in fails]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    for gap, delay in zip(gaps, delays, strict=False):
+        # Never sooner than announced (no tight loop), never much later.
+        assert gap >= delay - 0.02, (gap, delay)
+        assert gap <= delay + connect_s + SLACK, (gap, delay)
+        assert gap <= BACKOFF_MAX + connect_s + SLACK, gap
+    assert sum(gaps[:2]) < sum(gaps[-2:]), f"gaps do not grow: {gaps}"
+    capped = delays[4:]
+    assert len(set(capped)) > 1, f"no jitter at the cap: {capped}"
+    return gaps
+
+
+async def test_unreachable_exchange_backs_off_with_jitter_to_the_cap_and_recovers_at_once(
+    rundir: Path, tmp_path: Path
+) -> None:
+    sim = SimulatorServer(sim_params(STREAMS, rate=20.0))
+    await sim.start()
+    port = sim.port
+    gw = Gateway(
+        rundir,
+        tmp_path,
+        STREAMS,
+        ws_url=f"ws://127.0.0.1:{port}/v5/public",
+        sections={
+            "bybit": {
+                "backoff_initial": BACKOFF_INITIAL,
+                "backoff_max": BACKOFF_MAX,
+                "connect_timeout": CONNECT_TIMEOUT,
+            }
+        },
+    )
+    ctx = zmq.asyncio.Context()
+    consumer = TruthConsumer(ctx, gw.pub, sim, STREAMS)
+    consumer.start()
+    gw.builder.start()
+    hole = BlackHole()
+    ingestors: list[Service] = []
+    sims = [sim]
+
+    async def restart_sim() -> None:
+        new = SimulatorServer(sim_params(STREAMS, rate=20.0, port=port))
+        await new.start()
+        consumer.sim = new
+        sims.append(new)
+
+    async def end_refusal() -> None:
+        sims[-1].clear_faults()
+
+    async def end_black_hole() -> None:
+        await hole.stop()
+        await restart_sim()
+
+    async def outage(
+        name: str, reason: str, connect_s: float, end: Callable[[], Awaitable[None]]
+    ) -> None:
+        ingestor = gw.ingestor_service(f"ingestor-{name}.log")
+        ingestors.append(ingestor)
+        ingestor.start()
+        await wait_for(
+            lambda: len(ingestor.events("connect_failed")) >= ATTEMPTS,
+            f"{ATTEMPTS} failed attempts ({name})",
+            ATTEMPTS * (BACKOFF_MAX + connect_s) + 10,
+        )
+        back_wall, back = time.time(), time.monotonic()
+        await end()
+        took = await wait_for(
+            lambda: consumer.books_since(gw.keys, back),
+            f"books live after the exchange is back ({name})",
+            BACKOFF_MAX + connect_s + 5,
+        )
+        lines = ingestor.lines()
+        gaps = check_attempts(lines, reason, connect_s)
+        up = [line for line in lines if line["event"] == "connection_up"]
+        assert up, "no connection_up"
+        reconnect_after = ts(up[0]) - back_wall
+        print(
+            f"{name}: {len(gaps) + 1} attempts, gaps {[round(g, 2) for g in gaps]}, "
+            f"connected {reconnect_after:.2f}s and books live {took:.2f}s after the exchange "
+            "was back"
+        )
+        assert reconnect_after <= BACKOFF_MAX + SLACK
+        # Stay under the connection-rate cap: here, a handful of attempts in any 5 minutes.
+        assert len(ingestor.events("connect_failed")) + len(up) <= 450
+        assert ingestor.stop() == 0
+
+    try:
+        await sim.stop()
+        await outage("refused", "connection refused", 0.0, restart_sim)
+
+        sims[-1].refuse(3600)
+        await outage("503", "HTTP 503 on upgrade", 0.0, end_refusal)
+
+        await sims[-1].stop()
+        await hole.start(port)
+        await outage("timeout", "timeout", CONNECT_TIMEOUT, end_black_hole)
+
+        # The rate cap: 3 new connections per 5 minutes, then the ingestor waits.
+        await sims[-1].stop()
+        capped = Service(
+            "ingestor",
+            gw.config,
+            tmp_path / "ingestor-capped.log",
+            env=clean_env(MDGW_BYBIT__MAX_NEW_CONNECTIONS_PER_5MIN="3"),
+        )
+        ingestors.append(capped)
+        capped.start()
+        await wait_for(
+            lambda: bool(capped.events("connection_rate_capped")), "connection_rate_capped", 15
+        )
+        cap_line = capped.events("connection_rate_capped")[0]
+        assert cap_line["max_new_connections"] == 3 and cap_line["wait"] > 250
+        deadline = ts(cap_line) + 2.0
+        await wait_for(lambda: time.time() > deadline, "2 s after the cap", 5)
+        assert len(capped.events("connect_failed")) == 3
+        assert capped.stop() == 0
+
+        consumer.check()
+        seen = consumer.seen
+        assert not seen.wrong, seen.wrong[:5]
+        assert not seen.published_while_not_live, seen.published_while_not_live[:5]
+        assert gw.builder.stop() == 0
+    finally:
+        await consumer.stop()
+        for ingestor in ingestors:
+            ingestor.kill()
+        gw.kill()
+        await hole.stop()
+        for server in sims:
+            with contextlib.suppress(RuntimeError):
+                await server.stop()
+        ctx.destroy(linger=0)

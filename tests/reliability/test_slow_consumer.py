@@ -1,0 +1,317 @@
+"""Slow consumers: they lose messages, nobody else does, and they recover by themselves.
+
+Real book_builder, ingestor and printer processes against the in-process simulator. Three
+consumers of the pub socket:
+
+- a fast one (this test, checking every book against the truth and every seq);
+- a stalled one: the real printer (``--json``), frozen with SIGSTOP;
+- a slow one: a SUB in a thread that reads 10 messages per second, with
+  :class:`mdgw.printer.follower.Follower`.
+
+ZeroMQ's PUB keeps at most ``zmq.hwm`` messages per subscriber (small here, so that the
+pipes fill within seconds) and drops the rest for that subscriber only. So while the two
+are behind: the fast consumer sees every message with no seq hole and at an unchanged
+rate, the ingestor drops nothing, book_builder sees no sequence hole and its memory stays
+flat. Then both resume: each finds holes in seq, asks the snapshot service again and is
+current within seconds, every book it delivered equal to the truth at its u.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import zmq
+import zmq.asyncio
+from gateway_stack import ROOT, Gateway, Stream, TruthConsumer, clean_env, sim_params, wait_for
+
+from mdgw.core import wire
+from mdgw.printer.follower import Follower, Outcome
+from mdgw.simulator.market import TruthUnavailableError
+from mdgw.simulator.server import SimulatorServer
+
+pytestmark = pytest.mark.e2e
+
+SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "DOGEUSDT", "BNBUSDT")
+# About 900 messages per second (depth-50 topics push at most every 20 ms).
+STREAMS = [Stream(category, symbol, 50) for category in ("linear", "spot") for symbol in SYMBOLS]
+DEPTHS = {s.key: s.depth for s in STREAMS}
+HWM = 1000
+PUBLISH_DEPTH = 25
+# Published while the two lag: more than their pipes (2 x HWM) and the loopback TCP
+# buffers (about 4 MB) can hold, so that the publisher must drop for them.
+BACKLOG_MESSAGES = 10_000
+BUILDER_RSS_GROWTH_MAX_KIB = 48 * 1024
+CATCH_UP_S = 10.0
+
+
+@dataclass
+class Book:
+    topic: bytes
+    seq: int
+    pub_ns: int
+    payload: dict[str, Any]
+    resumed: bool  # delivered after the reader resumed full speed
+
+
+@dataclass(eq=False)
+class SlowReader(threading.Thread):
+    """A consumer reading 10 messages per second until ``fast`` is set, Follower-style."""
+
+    pub: str
+    snapshot: str
+    fast: threading.Event = field(default_factory=threading.Event)
+    stop: threading.Event = field(default_factory=threading.Event)
+    follower: Follower = field(default_factory=Follower)
+    books: list[Book] = field(default_factory=list)
+    gaps: int = 0
+    snapshots: int = 0
+    received: int = 0
+    error: BaseException | None = None
+
+    def __post_init__(self) -> None:
+        threading.Thread.__init__(self, name="slow-reader", daemon=True)
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:
+            self.error = exc
+
+    def _run(self) -> None:
+        ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        sub = ctx.socket(zmq.SUB)
+        sub.setsockopt(zmq.RCVHWM, 100)
+        sub.setsockopt(zmq.LINGER, 0)
+        sub.subscribe(b"book.")
+        sub.connect(self.pub)
+        dealer = ctx.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.LINGER, 0)
+        dealer.connect(self.snapshot)
+        try:
+            while not self.stop.is_set():
+                if not sub.poll(100):
+                    continue
+                topic, data = sub.recv_multipart()
+                self.received += 1
+                payload = orjson.loads(data)
+                outcome = self.follower.on_message(topic, payload["seq"], payload["pub_ns"])
+                if outcome is Outcome.GAP:
+                    self.gaps += 1
+                if outcome is not Outcome.STALE:
+                    self._deliver(topic, payload)
+                if self.fast.is_set():
+                    for wanted in self.follower.take_resnapshots():
+                        self._snapshot(dealer, wanted)
+                else:
+                    time.sleep(0.1)  # the slow part: 10 messages per second
+        finally:
+            sub.close()
+            dealer.close()
+            ctx.term()
+
+    def _deliver(self, topic: bytes, payload: dict[str, Any]) -> None:
+        resumed = self.fast.is_set()
+        self.books.append(Book(topic, payload["seq"], payload["pub_ns"], payload, resumed))
+
+    def _snapshot(self, dealer: zmq.Socket[bytes], prefix: bytes) -> None:
+        dealer.send(prefix)
+        if not dealer.poll(2000):
+            raise AssertionError(f"no snapshot reply for {prefix!r}")
+        self.snapshots += 1
+        for topic, payload in wire.decode_snapshot_reply(dealer.recv_multipart()):
+            if self.follower.on_snapshot(topic, payload["seq"], payload["pub_ns"]):
+                self._deliver(topic, payload)
+
+
+class JsonLines:
+    """The printer's stdout, read incrementally: one JSON object per complete line."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.lines: list[dict[str, Any]] = []
+        self.last_seq: dict[bytes, int] = {}
+
+    def read(self) -> list[dict[str, Any]]:
+        with self.path.open("rb") as f:
+            f.seek(self.offset)
+            data = f.read()
+        end = data.rfind(b"\n") + 1
+        self.offset += end
+        for raw in data[:end].splitlines():
+            line = orjson.loads(raw)
+            self.lines.append(line)
+            self.last_seq[line["topic"].encode()] = line["seq"]
+        return self.lines
+
+
+def check_book(sim: SimulatorServer, payload: dict[str, Any]) -> str | None:
+    """None if the book equals the truth at its u (or the truth is gone), else why not."""
+    key = (payload["category"], payload["symbol"])
+    try:
+        truth = sim.market.truth(key[0], key[1], DEPTHS[key], payload["u"])
+    except TruthUnavailableError:
+        return None
+    bids = [list(x) for x in truth.bids[:PUBLISH_DEPTH]]
+    asks = [list(x) for x in truth.asks[:PUBLISH_DEPTH]]
+    if payload["bids"] != bids or payload["asks"] != asks:
+        return f"{key} u={payload['u']} differs from the truth"
+    return None
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[SimulatorServer]:
+    async with SimulatorServer(sim_params(STREAMS, rate=100.0)) as server:
+        yield server
+
+
+def builder_stats(gw: Gateway) -> dict[str, Any]:
+    stats = gw.builder.stats()
+    assert stats is not None
+    return stats
+
+
+async def test_slow_and_stalled_consumers_lose_alone_and_recover_by_snapshot(
+    sim: SimulatorServer, rundir: Path, tmp_path: Path
+) -> None:
+    gw = Gateway(
+        rundir,
+        tmp_path,
+        STREAMS,
+        ws_url=f"ws://127.0.0.1:{sim.port}/v5/public",
+        sections={"zmq": {"hwm": HWM}, "books": {"publish_depth": PUBLISH_DEPTH}},
+    )
+    ctx = zmq.asyncio.Context()
+    fast = TruthConsumer(ctx, gw.pub, sim, STREAMS, publish_depth=PUBLISH_DEPTH)
+    slow = SlowReader(gw.pub, gw.snapshot)
+    printer_out, printer_err = tmp_path / "printer.out", tmp_path / "printer.err"
+    printer: subprocess.Popen[bytes] | None = None
+    printed = JsonLines(printer_out)
+    gw.start()
+    fast.start()
+    try:
+        await wait_for(lambda: fast.all_live(gw.keys), "every book live", 30)
+        printer = subprocess.Popen(
+            [sys.executable, "-m", "mdgw.printer", "--json"],
+            cwd=ROOT,
+            env=clean_env(MDGW_CONFIG=str(gw.config)),
+            stdout=printer_out.open("wb"),
+            stderr=printer_err.open("wb"),
+        )
+        slow.start()
+        await wait_for(lambda: printer_out.stat().st_size > 50_000, "the printer printing", 15)
+        await wait_for(lambda: fast.seen.verified >= 1000, "1000 books checked", 20)
+        steady_at, steady_messages = time.monotonic(), fast.seen.messages
+        await asyncio.sleep(2)  # the steady rate, and a stats line of it (not an assertion)
+        builder_before = builder_stats(gw)
+        ingestor_before = gw.ingestor.stats()
+        assert ingestor_before is not None
+        rss_before = gw.builder.rss_kib()
+
+        # --- stall: the printer frozen, the slow reader at 10 messages per second --------
+        printer.send_signal(signal.SIGSTOP)
+        stalled_at, messages_at = time.monotonic(), fast.seen.messages
+        rate_window: list[tuple[float, int]] = [(stalled_at, messages_at)]
+        rss_peak = rss_before
+
+        def backlog_published() -> bool:
+            nonlocal rss_peak
+            rss_peak = max(rss_peak, gw.builder.rss_kib())
+            rate_window.append((time.monotonic(), fast.seen.messages))
+            return fast.seen.messages - messages_at >= BACKLOG_MESSAGES
+
+        await wait_for(backlog_published, f"{BACKLOG_MESSAGES} messages published", 60)
+        stall_s = time.monotonic() - stalled_at
+        rss_stalled = gw.builder.rss_kib()
+        stall_rate = (fast.seen.messages - messages_at) / stall_s
+        steady_rate = (messages_at - steady_messages) / (stalled_at - steady_at)
+        slow_received_stalled = slow.received
+
+        # --- resume -------------------------------------------------------------------
+        # Every book topic's seq now: both readers must reach it.
+        current = {t: seq for t, seq in fast.seen.seq.items() if t.startswith(b"book.")}
+        printed_before = len(printed.read())
+        printer.send_signal(signal.SIGCONT)
+        slow.fast.set()
+        resumed_ns = time.time_ns()
+
+        def caught_up() -> bool:
+            printed.read()
+            slow_ok = all((slow.follower.last_seq(t) or 0) >= seq for t, seq in current.items())
+            printer_ok = all(printed.last_seq.get(t, 0) >= seq for t, seq in current.items())
+            return slow_ok and printer_ok
+
+        try:
+            took = await wait_for(caught_up, "both readers current again", CATCH_UP_S + 20)
+        except AssertionError:
+            behind = {
+                t: (seq, slow.follower.last_seq(t), printed.last_seq.get(t))
+                for t, seq in current.items()
+            }
+            raise AssertionError(f"(wanted, slow, printer) seq: {behind}") from None
+        print(
+            f"stalled {stall_s:.1f}s while {fast.seen.messages - messages_at} messages were "
+            f"published ({stall_rate:.0f}/s; {steady_rate:.0f}/s before); slow reader read {slow_received_stalled}; both "
+            f"current {took:.2f}s after resuming; builder RSS {rss_before} -> peak {rss_peak} "
+            f"-> {rss_stalled} KiB; slow reader {slow.gaps} holes, {slow.snapshots} snapshots"
+        )
+        assert took <= CATCH_UP_S
+
+        # --- nobody else was slowed -----------------------------------------------------
+        await asyncio.sleep(1.5)  # one more stats line (not an assertion)
+        builder_after = builder_stats(gw)
+        ingestor_after = gw.ingestor.stats()
+        assert ingestor_after is not None
+        assert ingestor_after["dropped"] == ingestor_before["dropped"] == 0
+        assert builder_after["seq_holes"] == builder_before["seq_holes"] == 0
+        assert builder_after["frames_lost"] == 0
+        assert rss_peak - rss_before < BUILDER_RSS_GROWTH_MAX_KIB, (rss_before, rss_peak)
+        # The fast consumer's rate held: the stall's against the steady state before it,
+        # and each second of the stall against the whole.
+        assert stall_rate > 0.8 * steady_rate, (steady_rate, stall_rate)
+        per_second = [
+            (b[1] - a[1]) / (b[0] - a[0])
+            for a, b in zip(rate_window, rate_window[20::20], strict=False)
+            if b[0] - a[0] > 0.5
+        ]
+        assert per_second and min(per_second) > 0.5 * stall_rate, per_second
+
+        # --- the readers saw holes, asked for snapshots, and delivered only true books -----
+        assert slow.error is None, slow.error
+        assert slow.gaps > 0 and slow.snapshots > 0
+        err = printer_err.read_text()
+        assert "seq hole" in err and "asking for a snapshot" in err, err[-2000:]
+        wrong = [check_book(sim, b.payload) for b in slow.books]
+        # The printer's books after SIGCONT (the drained backlog, the snapshot, the live
+        # ones), at most ~1000 of them: the truth of an old u costs a rewind.
+        after = [line for line in printed.read()[printed_before:] if line["channel"] == "book"]
+        wrong += [check_book(sim, line) for line in after[:: max(1, len(after) // 1000)]]
+        assert not [w for w in wrong if w], [w for w in wrong if w][:5]
+        assert any(b.resumed and b.pub_ns >= resumed_ns for b in slow.books)
+
+        fast.check()
+        seen = fast.seen
+        assert not seen.wrong, seen.wrong[:5]
+        assert not seen.seq_errors, seen.seq_errors[:5]
+        assert not seen.published_while_not_live, seen.published_while_not_live[:5]
+    finally:
+        slow.stop.set()
+        if printer is not None:
+            printer.send_signal(signal.SIGCONT)
+            printer.terminate()
+            printer.wait(10)
+        await fast.stop()
+        gw.kill()
+        ctx.destroy(linger=0)
+        slow.join(5)
