@@ -365,3 +365,18 @@ def test_pending_requests_are_repeated_for_a_new_control_subscriber() -> None:
     assert [wire.decode_resync(m).reconnect for m in hub.control] == [False]
     hub.tick(10.2)  # the third: ask for a new connection
     assert [wire.decode_resync(m).reconnect for m in hub.control] == [False, True]
+
+
+def test_new_topics_past_the_cap_are_counted_and_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mdgw.core import hub as hub_module
+
+    monkeypatch.setattr(hub_module, "MAX_TOPICS", 2)
+    hub = make_hub()
+    feed = Feed(hub)
+    for symbol in ("AUSDT", "BUSDT", "CUSDT"):
+        feed.send(book_frame(5, [["1", "1"]], [["2", "1"]], snapshot=True, symbol=symbol))
+        feed.send(trade_frame(f"t-{symbol}", symbol=symbol))
+    topics = {t for t, _ in hub.outbox}
+    assert b"book.linear.CUSDT." not in topics and b"trade.linear.CUSDT." not in topics
+    assert b"book.linear.BUSDT." in topics and b"trade.linear.BUSDT." in topics
+    assert hub.stats.topics_refused == 2

@@ -42,6 +42,10 @@ _LATENCY_SAMPLES_MAX = 200_000  # per stats interval; beyond it samples are skip
 # Ingestors send a heartbeat every second. After the raw socket reports a peer gone,
 # an ingestor not heard from within this long of it is taken for the one that died.
 _PEER_LOSS_GRACE = 1.6
+# Books (and trade topics) are created per topic seen on the wire. Hostile input could name
+# endless topics: past this many (Bybit lists about 1,200 spot/linear/inverse symbols, four
+# depths each) new topics are counted and dropped, so memory stays bounded.
+MAX_TOPICS = 20_000
 # After this many resubscribe requests without a snapshot, ask for a new connection.
 _RECONNECT_AFTER_REQUESTS = 2
 
@@ -79,6 +83,7 @@ class HubStats:
     trades_out: int = 0
     trades_dup: int = 0
     status_out: int = 0
+    topics_refused: int = 0  # frames of new topics past MAX_TOPICS
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -285,6 +290,9 @@ class Hub:
     ) -> None:
         book = self._books.get((category, frame.topic))
         if book is None:
+            if len(self._books) >= MAX_TOPICS:
+                self.stats.topics_refused += 1
+                return
             book = self._new_book(category, frame.topic, frame.symbol, frame.depth)
         book.ingestor = source[0]
         book.last_frame_at = now
@@ -323,6 +331,9 @@ class Hub:
         key = (category, frame.symbol)
         trades = self._trades.get(key)
         if trades is None:
+            if len(self._trades) >= MAX_TOPICS:
+                self.stats.topics_refused += 1
+                return
             trades = self._trades[key] = _Trades(wire.topic("trade", category, frame.symbol))
         topic = trades.topic
         seen = trades.seen
@@ -381,7 +392,7 @@ class Hub:
         book = self._books.get((category, topic))
         if book is None:
             parsed = parse_book_topic(topic)
-            if parsed is None:
+            if parsed is None or len(self._books) >= MAX_TOPICS:
                 return
             book = self._new_book(category, topic, parsed[0], parsed[1])
         book.ingestor = source[0]
