@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +31,7 @@ from typing import Any
 
 import zmq
 from scripts.bench import frames
+from scripts.bench.procs import StopFlag
 
 from mdgw.core.wire import RawEncoder
 
@@ -75,14 +75,7 @@ def main() -> None:
     parser.add_argument("--ready", type=Path, required=True)
     args = parser.parse_args()
 
-    stop = False
-
-    def on_signal(signum: int, frame: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = StopFlag()  # SIGTERM/SIGINT set it; the loops below test it
 
     ctx = zmq.Context()
     push = ctx.socket(zmq.PUSH)

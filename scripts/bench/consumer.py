@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import signal
 import struct
 import time
 from array import array
@@ -36,6 +35,7 @@ from typing import Any
 import orjson
 import zmq
 from scripts.bench import frames
+from scripts.bench.procs import StopFlag
 
 _SEQ = re.compile(rb'"seq":(\d+)')
 _RECV_NS = re.compile(rb'"recv_ns":(\d+)')
@@ -246,14 +246,7 @@ def main() -> None:
     parser.add_argument("--ready", type=Path, required=True)
     args = parser.parse_args()
 
-    stop = False
-
-    def on_signal(signum: int, frame: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = StopFlag()  # SIGTERM/SIGINT set it; the loops below test it
 
     ctx = zmq.Context()
     if args.mode == "pull":

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import time
 from pathlib import Path
 
 import zmq
+from scripts.bench.procs import StopFlag
 
 TOPIC = b"book.linear.HOP."
 
@@ -32,14 +32,7 @@ def main() -> None:
     parser.add_argument("--ready", type=Path, required=True)
     args = parser.parse_args()
 
-    stop = False
-
-    def on_signal(signum: int, frame: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = StopFlag()  # SIGTERM/SIGINT set it; the loops below test it
     ctx = zmq.Context()
     pub = ctx.socket(zmq.PUB)
     pub.setsockopt(zmq.SNDHWM, 100_000)

@@ -240,3 +240,18 @@ def gateway_config(
     ]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+class StopFlag:
+    """False until SIGTERM or SIGINT arrives: for the benchmark's own plain loops."""
+
+    def __init__(self) -> None:
+        self._set = False
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self._set = True
+
+    def __bool__(self) -> bool:
+        return self._set
