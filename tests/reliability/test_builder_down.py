@@ -5,8 +5,8 @@ checking every book against the truth. Two outages, each ``DOWN_S`` long (10 s; 
 ``RELIABILITY_LONG=1``, the issue's figure):
 
 1. SIGSTOP: book_builder frozen with its sockets open. The ingestor's PUSH pipe fills up
-   to the high-water mark (``zmq.hwm``, small here so that it does), then the ingestor
-   drops and counts frames.
+   to the high-water mark (``zmq.hwm``, small here) plus the kernel's buffers, then the
+   ingestor drops and counts frames; its reader never blocks.
 2. SIGKILL, then a new book_builder: the PUSH has no peer and drops at once.
 
 Each time the ingestor keeps every websocket (no reconnect, no ``connection_down``), its
@@ -129,7 +129,15 @@ async def test_ingestor_holds_on_while_the_builder_is_down_and_books_recover_wit
             assert after["reconnects"] == before["reconnects"], (outage, before, after)
             assert after["attempts"] == before["attempts"], (outage, before, after)
             assert after["connections_up"] == connections, (outage, after)
-            assert during["dropped"] > before["dropped"], (outage, before, during)
+            if outage == "sigkill":  # no peer at all: every frame is dropped and counted
+                assert during["dropped"] > before["dropped"], (outage, before, during)
+            else:
+                # Frozen builder: the pipe (hwm on both sides plus the kernel's socket
+                # buffers) absorbs frames first; how many depends on frame sizes and rates,
+                # so drops are not guaranteed within the window. What must hold is that the
+                # reader never blocked: frames kept being handed off or dropped.
+                moved = during["forwarded"] + during["dropped"]
+                assert moved > before["forwarded"] + before["dropped"], (outage, before, during)
             before = after
             verified = consumer.seen.verified
             await wait_for(lambda v=verified: consumer.seen.verified >= v + 200, "more books", 20)
