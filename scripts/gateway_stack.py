@@ -59,6 +59,16 @@ class Stream:
         return (self.category, self.symbol)
 
 
+# Every category, depths 1, 50 and 200: the set most reliability tests run against.
+MIXED_STREAMS = (
+    Stream("linear", "BTCUSDT", 50),
+    Stream("linear", "ETHUSDT", 200),
+    Stream("inverse", "BTCUSD", 50),
+    Stream("spot", "BTCUSDT", 50),
+    Stream("spot", "ETHUSDT", 1),
+)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

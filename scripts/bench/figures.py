@@ -411,7 +411,16 @@ def quiesce(ws: Proc) -> None:
     time.sleep(0.5)
 
 
-def _stack_config(stage: Stage, ep: Endpoints, port: str, symbols: int, trades: bool) -> Path:
+def stack_config(
+    stage: Stage,
+    ep: Endpoints,
+    port: str,
+    symbols: int,
+    *,
+    trades: bool,
+    stats_interval: float = 1.0,
+) -> Path:
+    """The gateway config of a benchmark stack: ws blaster at ``port``, ``symbols`` books."""
     return gateway_config(
         stage.dir / "gateway.toml",
         raw=ep.raw,
@@ -421,6 +430,7 @@ def _stack_config(stage: Stage, ep: Endpoints, port: str, symbols: int, trades: 
         ws_url=f"ws://127.0.0.1:{port}/v5/public",
         symbols=[frames.symbol(i) for i in range(symbols)],
         trades=trades,
+        stats_interval=stats_interval,
     )
 
 
@@ -439,7 +449,7 @@ def latency_run(
         )
         ws.wait_ready()
         ep = Endpoints.in_dir(stage.dir)
-        config = _stack_config(stage, ep, ws.ready.read_text(), symbols, trades=False)
+        config = stack_config(stage, ep, ws.ready.read_text(), symbols, trades=False)
         builder = stage.add(Proc.service("book_builder", "book_builder", config, stage.dir))
         builder.wait_event("book_builder_started")
         consumer_args = ["--endpoint", ep.pub, "--subscribe", "book.", "--subscribe", "status."]

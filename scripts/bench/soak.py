@@ -16,9 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scripts.bench import frames
-from scripts.bench.figures import builder_counters, fmt, problems_of, quiesce, window_rate
-from scripts.bench.procs import BenchError, Proc, gateway_config, progress, stats_lines
+from scripts.bench.figures import (
+    builder_counters,
+    fmt,
+    problems_of,
+    quiesce,
+    stack_config,
+    window_rate,
+)
+from scripts.bench.procs import BenchError, Proc, progress, stats_lines
 from scripts.bench.report import FigureResult, Row, judged
 from scripts.bench.stage import Endpoints, Stage
 
@@ -75,16 +81,8 @@ class _Stack:
         )
         self.ws.wait_ready(timeout=60)
         ep = Endpoints.in_dir(stage.dir)
-        config = gateway_config(
-            stage.dir / "gateway.toml",
-            raw=ep.raw,
-            control=ep.control,
-            pub=ep.pub,
-            snapshot=ep.snapshot,
-            ws_url=f"ws://127.0.0.1:{self.ws.ready.read_text()}/v5/public",
-            symbols=[frames.symbol(i) for i in range(symbols)],
-            trades=True,
-            stats_interval=5.0,
+        config = stack_config(
+            stage, ep, self.ws.ready.read_text(), symbols, trades=True, stats_interval=5.0
         )
         self.builder = stage.add(Proc.service("book_builder", "book_builder", config, stage.dir))
         self.builder.wait_event("book_builder_started")

@@ -24,19 +24,13 @@ from pathlib import Path
 
 import pytest
 import zmq.asyncio
-from gateway_stack import LONG, Gateway, Stream, TruthConsumer, sim_params, wait_for
+from gateway_stack import LONG, MIXED_STREAMS, Gateway, TruthConsumer, sim_params, wait_for
 
 from mdgw.simulator.server import SimulatorServer
 
 pytestmark = pytest.mark.e2e
 
-STREAMS = [
-    Stream("linear", "BTCUSDT", 50),
-    Stream("linear", "ETHUSDT", 200),
-    Stream("inverse", "BTCUSD", 50),
-    Stream("spot", "BTCUSDT", 50),
-    Stream("spot", "ETHUSDT", 1),
-]
+STREAMS = list(MIXED_STREAMS)
 DOWN_S = 30.0 if LONG else 10.0
 RECOVERY_BOUND_S = 5.0
 HWM = 2000  # messages: a frozen builder's pipe is full after a few seconds at this rate

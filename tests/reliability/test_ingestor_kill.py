@@ -16,19 +16,13 @@ from pathlib import Path
 
 import pytest
 import zmq.asyncio
-from gateway_stack import Gateway, Stream, TruthConsumer, sim_params, wait_for
+from gateway_stack import MIXED_STREAMS, Gateway, TruthConsumer, sim_params, wait_for
 
 from mdgw.simulator.server import SimulatorServer
 
 pytestmark = pytest.mark.e2e
 
-STREAMS = [
-    Stream("linear", "BTCUSDT", 50),
-    Stream("linear", "ETHUSDT", 200),
-    Stream("inverse", "BTCUSD", 50),
-    Stream("spot", "BTCUSDT", 50),
-    Stream("spot", "ETHUSDT", 1),
-]
+STREAMS = list(MIXED_STREAMS)
 DETECTION_BOUND_S = 4.0  # the bound for "promptly"
 
 
