@@ -25,6 +25,8 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
+from mdgw.runtime.zmqsock import NOBLOCK, SNDMORE_NOBLOCK, fast_send
+
 TOPIC = b"book.linear.PASSTHROUGH."  # a book topic, so the same "book." consumer counts it
 _BATCH = 2048
 
@@ -46,8 +48,9 @@ async def pump(args: argparse.Namespace) -> dict[str, Any]:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     args.ready.touch()
-    recv, send = raw_sync.recv, pub.send
-    more, noblock = zmq.SNDMORE | zmq.NOBLOCK, zmq.NOBLOCK
+    recv = raw_sync.recv
+    send = fast_send  # as the builder sends (mdgw.runtime.zmqsock)
+    more, noblock = SNDMORE_NOBLOCK, NOBLOCK
     forwarded = dropped = 0
     timeline: list[tuple[float, int]] = []  # (wall time, forwarded) about every 100 ms
     next_sample = 0.0
@@ -59,12 +62,12 @@ async def pump(args: argparse.Namespace) -> dict[str, Any]:
             next_sample = now + 0.1
         for _ in range(_BATCH):
             try:
-                msg = recv(zmq.NOBLOCK)
+                msg = recv(noblock)
             except zmq.Again:
                 break
             try:
-                send(TOPIC, more)
-                send(msg, noblock)
+                send(pub, TOPIC, more)
+                send(pub, msg, noblock)
                 forwarded += 1
             except zmq.Again:
                 dropped += 1

@@ -27,7 +27,7 @@ from mdgw.runtime.logging import get_logger
 from mdgw.runtime.ratelog import RateLimitedLog
 from mdgw.runtime.settings import Settings
 from mdgw.runtime.stats import percentiles
-from mdgw.runtime.zmqsock import make_socket
+from mdgw.runtime.zmqsock import NOBLOCK, SNDMORE_NOBLOCK, fast_send, make_socket
 
 _BATCH = 2048  # messages drained per readiness wait
 _TICK_S = 0.1
@@ -144,7 +144,7 @@ class BookBuilder:
             now = monotonic()
             for _ in range(_BATCH):
                 try:
-                    msg = recv(zmq.NOBLOCK, copy=True)
+                    msg = recv(NOBLOCK)
                 except zmq.Again:
                     break
                 try:
@@ -166,12 +166,12 @@ class BookBuilder:
     def _flush(self) -> None:
         hub = self.hub
         if hub.outbox:
-            send = self.pub.send
+            pub = self.pub
             dropped = 0
             for topic, payload in hub.outbox:
                 try:
-                    send(topic, zmq.SNDMORE | zmq.NOBLOCK)
-                    send(payload, zmq.NOBLOCK)
+                    fast_send(pub, topic, SNDMORE_NOBLOCK)
+                    fast_send(pub, payload, NOBLOCK)
                 except zmq.Again:  # PUB drops at HWM by itself; this is the belt to it
                     dropped += 1
             self.pub_dropped += dropped
