@@ -274,3 +274,98 @@ def test_topics_no_gateway_topic_could_carry_are_malformed(topic: str) -> None:
     raw = orjson.dumps({"topic": topic, "type": "snapshot", "ts": 1, "data": data})
     with pytest.raises(ParseError, match="malformed"):
         bybit.decode_frame(raw)
+
+
+def _reference(raw: bytes) -> object:
+    """What the reference decoder makes of a frame: the frame, or the error's (reason, topic)."""
+    try:
+        return bybit._decode_frame_checked(raw)
+    except ParseError as exc:
+        return ("error", exc.reason, exc.topic)
+
+
+def _decoded(raw: bytes) -> object:
+    try:
+        return bybit.decode_frame(raw)
+    except ParseError as exc:
+        return ("error", exc.reason, exc.topic)
+
+
+numbers = st.one_of(
+    st.from_regex(r"[0-9]{1,6}(\.[0-9]{1,4})?", fullmatch=True),
+    st.sampled_from(["0", "0.0", ".5", "5.", "1e5", "nan", "-1", " 1", "", ".", "1.2.3"]),
+    st.integers(min_value=-(2**63), max_value=2**64 - 1),
+    st.none(),
+)
+ints = st.one_of(
+    st.integers(min_value=0, max_value=2**63 - 1),
+    st.sampled_from([-1, 2**63, 2**64 - 1, 1.0, True, "1", None]),
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    topic=st.sampled_from(
+        ["orderbook.50.BTCUSDT", "orderbook.1.BTCUSDT", "orderbook.0.BTCUSDT", "orderbook.50.X"]
+    ),
+    kind=st.sampled_from(["snapshot", "delta", "Delta", 1, None]),
+    symbol=st.sampled_from(["BTCUSDT", "X", 7]),
+    bids=st.lists(st.lists(numbers, min_size=1, max_size=3), max_size=4),
+    asks=st.lists(st.tuples(numbers, numbers).map(list), max_size=4),
+    u=ints,
+    seq=ints,
+    ts=ints,
+    cts=ints,
+    drop=st.sets(st.sampled_from(["type", "ts", "data", "cts", "s", "u", "seq", "b", "a"])),
+    extra=json_values,
+)
+def test_fast_book_path_decodes_exactly_as_the_reference(
+    *,
+    topic: str,
+    kind: object,
+    symbol: object,
+    bids: list[object],
+    asks: list[object],
+    u: object,
+    seq: object,
+    ts: object,
+    cts: object,
+    drop: set[str],
+    extra: object,
+) -> None:
+    """Every orderbook frame gives the same BookFrame, or the same ParseError, either way."""
+    data = {"s": symbol, "b": bids, "a": asks, "u": u, "seq": seq, "x": extra}
+    obj = {"topic": topic, "type": kind, "ts": ts, "data": data, "cts": cts, "id": extra}
+    for key in drop:
+        obj.pop(key, None)
+        data.pop(key, None)
+    raw = orjson.dumps(obj)
+    assert raw.startswith(b'{"topic":"orderbook.')  # the fast path's door
+    assert _decoded(raw) == _reference(raw)
+    fast = bybit._decode_book_fast(raw)
+    assert fast is None or fast == bybit._decode_frame_checked(raw)
+
+
+def test_fast_book_path_takes_well_formed_frames() -> None:
+    """The fast path is not silently declining everything (and handing it to the reference)."""
+    raw = orjson.dumps(
+        {
+            "topic": "orderbook.50.BTCUSDT",
+            "type": "delta",
+            "ts": 1,
+            "data": {"s": "BTCUSDT", "b": [["65000.5", "0"]], "a": [], "u": 7, "seq": 9},
+            "cts": 2,
+        }
+    )
+    fast = bybit._decode_book_fast(raw)
+    assert fast is not None and fast == bybit.decode_frame(raw)
+    assert fast.bids == [(65000.5, "65000.5", "0", 0.0)]
+
+
+@pytest.mark.parametrize("number", ["18446744073709551616", "1e400", "-0", "1.0"])
+def test_fast_book_path_defers_numbers_orjson_sees_differently(number: str) -> None:
+    raw = (
+        b'{"topic":"orderbook.50.BTCUSDT","type":"delta","ts":1,'
+        b'"data":{"s":"BTCUSDT","b":[],"a":[],"u":' + number.encode() + b"}}"
+    )
+    assert _decoded(raw) == _reference(raw)

@@ -1,4 +1,4 @@
-"""The core is sans-I/O: it may import only pure stdlib modules, orjson and itself.
+"""The core is sans-I/O: it may import only pure stdlib modules, orjson, msgspec and itself.
 
 An allowlist rather than a denylist: anything new has to be argued for here.
 """
@@ -29,6 +29,7 @@ ALLOWED = {
     "struct",
     "typing",
     "orjson",
+    "msgspec",  # JSON decoding into typed structs (bybit's book fast path); no I/O
     "mdgw.core",
 }
 # Named so a failure message says why, should someone try.

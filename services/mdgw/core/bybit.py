@@ -25,8 +25,9 @@ import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
+import msgspec
 import orjson
 
 from mdgw.core.errors import ParseError, UnsupportedTopicError
@@ -203,6 +204,16 @@ def failed_topics(ret_msg: str) -> tuple[str, ...]:
 
 def decode_frame(frame: bytes | str) -> BookFrame | TradeFrame:
     """Decode an ``orderbook.*`` or ``publicTrade.*`` frame; ParseError otherwise."""
+    if type(frame) is bytes and frame.startswith(_BOOK_PREFIX):
+        fast = _decode_book_fast(frame)
+        if fast is not None:
+            return fast
+    return _decode_frame_checked(frame)
+
+
+def _decode_frame_checked(frame: bytes | str) -> BookFrame | TradeFrame:
+    # The reference decoder: every frame the fast path does not take, and the one that
+    # names what is wrong with a bad frame.
     obj = _loads(frame, None)
     topic = obj.get("topic")
     if not isinstance(topic, str) or not topic or len(topic) > MAX_TOPIC_LEN:
@@ -285,6 +296,65 @@ def _decode_book(obj: dict[str, Any], topic: str) -> BookFrame:
 
 
 _DECIMAL_CHARS: Final = "0123456789."
+
+# ---- the book builder's fast path for orderbook frames ----------------------------------
+# msgspec decodes a frame straight into these typed structs, checking the JSON types in C
+# (0.7 µs for a delta against 1 µs for orjson.loads alone plus ~2 µs of Python checks on the
+# dict). It accepts a subset of what the reference decoder accepts: anything msgspec or the
+# checks below reject goes to _decode_frame_checked, which decodes it again and either
+# returns the same frame or raises the ParseError that names the problem. Integer fields are
+# capped at 2**63 - 1 here (msgspec's largest bound; the reference takes up to 2**64 - 1).
+# One difference is accepted: fields the gateway does not read are skipped unchecked, so
+# invalid UTF-8 inside one of them no longer makes the whole frame malformed.
+_BOOK_PREFIX: Final = b'{"topic":"orderbook.'
+_U63 = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+
+
+class _FastBookData(msgspec.Struct):
+    s: str
+    b: list[list[str]]
+    a: list[list[str]]
+    u: _U63
+    seq: _U63 = 0
+
+
+class _FastBook(msgspec.Struct):
+    topic: str
+    type: str
+    ts: _U63
+    data: _FastBookData
+    cts: _U63 = 0
+
+
+_fast_book_decode = msgspec.json.Decoder(_FastBook).decode
+
+
+def _decode_book_fast(frame: bytes) -> BookFrame | None:
+    """The frame decoded, or None to let the reference decoder have it (or reject it)."""
+    try:
+        msg = _fast_book_decode(frame)
+    except msgspec.DecodeError:  # ValidationError is a subclass
+        return None
+    topic = msg.topic
+    parsed = parse_book_topic(topic) if len(topic) <= MAX_TOPIC_LEN else None
+    data = msg.data
+    if parsed is None or data.s != parsed[0]:
+        return None
+    kind = msg.type
+    if kind == "delta":
+        snapshot = False
+    elif kind == "snapshot":
+        snapshot = True
+    else:
+        return None
+    try:
+        bids = _levels(data.b, "data.b", topic)
+        asks = _levels(data.a, "data.a", topic)
+    except ParseError:
+        return None
+    return BookFrame(
+        topic, parsed[0], parsed[1], snapshot, data.u, data.seq, msg.ts, msg.cts, bids, asks
+    )
 
 
 def _levels(raw: object, field: str, topic: str) -> list[Level]:
