@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -506,6 +507,11 @@ class BookMachine(RuleBasedStateMachine):
         for n in (1, 2, 5, 25, 1000):
             assert self.book.top_bids(n) == self.ref.top_bids(n)
             assert self.book.top_asks(n) == self.ref.top_asks(n)
+        for n in (1, 25, 1000):  # the pre-serialised levels the builder publishes
+            bids_json, asks_json = self.book.top_json(n)
+            assert orjson.loads(f"[{bids_json}]") == [list(x) for x in self.ref.top_bids(n)]
+            assert orjson.loads(f"[{asks_json}]") == [list(x) for x in self.ref.top_asks(n)]
+        assert self.book.best_json() == tuple(side or None for side in self.book.top_json(1))
         assert self.book.bid_count == len(self.ref.bids)
         assert self.book.ask_count == len(self.ref.asks)
         assert self.book.bid_count <= self.book.max_depth

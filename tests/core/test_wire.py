@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mdgw.core import wire
@@ -661,3 +661,61 @@ def test_decode_snapshot_reply_random_frames_raise_only_wire_error(frames: list[
 def test_all_names_exported_exist() -> None:
     for name in wire.__all__:
         assert hasattr(wire, name), name
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    category=st.sampled_from(CATEGORIES),
+    symbol=st.from_regex(r"[A-Za-z0-9_-]{1,64}", fullmatch=True),
+    ints=st.lists(st.integers(min_value=0, max_value=2**63 - 1), min_size=5, max_size=5),
+    cts=st.none() | st.integers(min_value=1, max_value=2**63 - 1),
+    depth=st.integers(min_value=1, max_value=1000),
+    bids=st.lists(
+        st.tuples(st.from_regex(r"[0-9.]{1,12}", fullmatch=True), st.just("1")), max_size=4
+    ),
+    asks=st.lists(
+        st.tuples(st.just("2.5"), st.from_regex(r"[0-9.]{1,12}", fullmatch=True)), max_size=4
+    ),
+)
+def test_book_template_makes_the_bytes_encode_book_makes(
+    *,
+    category: str,
+    symbol: str,
+    ints: list[int],
+    cts: int | None,
+    depth: int,
+    bids: list[tuple[str, str]],
+    asks: list[tuple[str, str]],
+) -> None:
+    """The builder's hot path (template + pre-serialised levels) against the reference."""
+    seq, pub_ns, recv_ns, u, ts = ints
+
+    def body(levels: list[tuple[str, str]]) -> str:
+        return ",".join(f'["{price}","{size}"]' for price, size in levels)
+
+    fast = (
+        wire.book_template(category, symbol)
+        % (seq, pub_ns, recv_ns, u, ts, cts or "null", depth, body(bids), body(asks))
+    ).encode()
+    reference = wire.encode_book(
+        category,
+        symbol,
+        seq=seq,
+        pub_ns=pub_ns,
+        recv_ns=recv_ns,
+        u=u,
+        ts=ts,
+        cts=cts,
+        depth=depth,
+        bids=bids,
+        asks=asks,
+    )
+    assert fast == reference
+    assert decode_payload(fast)["bids"] == [list(b) for b in bids]
+
+
+def test_book_template_validates_its_topic() -> None:
+    with pytest.raises(WireError):
+        wire.book_template("futures", "BTCUSDT")
+    with pytest.raises(WireError):
+        wire.book_template("linear", 'BTC"USDT')

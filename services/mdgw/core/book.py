@@ -14,10 +14,14 @@ what to log, publish or resync. The rules (DESIGN §3, Bybit docs "Process snaps
 Whenever the book stops being live its levels are dropped: a stale book must never be read
 by mistake, and the next snapshot rebuilds it from scratch anyway.
 
-Layout, chosen for the hot path (a delta of a few levels, then a top-N read): per side two
-parallel plain lists kept sorted with :mod:`bisect`, the keys and the ``(price, size)`` string
-pairs. Bid keys are negated so both sides ascend best first: a top-N read is the slice
-``pairs[:n]`` (no sort, no per-level lookups) and the pairs are the very tuples stored.
+Layout, chosen for the hot path (a delta of a few levels, then a top-N read): per side three
+parallel plain lists kept sorted with :mod:`bisect`: the keys, the ``(price, size)`` string
+pairs, and each level already serialised as the JSON text ``["price","size"]``. Bid keys are
+negated so both sides ascend best first: a top-N read is the slice ``pairs[:n]`` (no sort, no
+per-level lookups) and the pairs are the very tuples stored; a published ``book`` payload
+joins the first N JSON texts (:meth:`OrderBook.top_json`), so each level is serialised once,
+when it changes, instead of once per published book (measured: 0.9 µs less per book).
+The JSON text needs no escaping: the decoder admits only digits and dots in prices and sizes.
 A dict ``key -> pair`` beside the keys was measured too: deltas cost the same (a bisect over
 at most ``depth`` floats is as cheap as a hash lookup) but the two top-25 reads went from
 about 0.25 to 2.5 µs, one dict lookup per level.
@@ -52,8 +56,10 @@ class OrderBook:
     """Bids and asks of one depth topic, kept in sync by ``u`` (see the module docstring)."""
 
     __slots__ = (
+        "_ask_json",
         "_ask_keys",
         "_asks",
+        "_bid_json",
         "_bid_keys",
         "_bids",
         "_last_u",
@@ -70,8 +76,10 @@ class OrderBook:
         # _bid_keys[i] is -float(price of _bids[i]): ascending keys = descending bids.
         self._bid_keys: list[float] = []
         self._bids: list[tuple[str, str]] = []
+        self._bid_json: list[str] = []  # _bid_json[i] is '["price","size"]' of _bids[i]
         self._ask_keys: list[float] = []
         self._asks: list[tuple[str, str]] = []
+        self._ask_json: list[str] = []
 
     @property
     def live(self) -> bool:
@@ -105,8 +113,8 @@ class OrderBook:
 
     def apply_snapshot(self, u: int, bids: Sequence[Level], asks: Sequence[Level]) -> Outcome:
         """Replace the whole book. Any ``u`` is accepted: Bybit resends snapshots at will."""
-        self._bid_keys, self._bids = _build_side(bids, -1.0, self._max_depth)
-        self._ask_keys, self._asks = _build_side(asks, 1.0, self._max_depth)
+        self._bid_keys, self._bids, self._bid_json = _build_side(bids, -1.0, self._max_depth)
+        self._ask_keys, self._asks, self._ask_json = _build_side(asks, 1.0, self._max_depth)
         self._last_u = u
         if self._is_crossed():
             self._drop()
@@ -126,9 +134,9 @@ class OrderBook:
             return Outcome.GAP
         depth = self._max_depth
         if bids:
-            _update_side(self._bid_keys, self._bids, bids, -1.0, depth)
+            _update_side(self._bid_keys, self._bids, self._bid_json, bids, -1.0, depth)
         if asks:
-            _update_side(self._ask_keys, self._asks, asks, 1.0, depth)
+            _update_side(self._ask_keys, self._asks, self._ask_json, asks, 1.0, depth)
         self._last_u = u
         if self._is_crossed():
             self._drop()
@@ -148,6 +156,20 @@ class OrderBook:
         """Up to ``n`` best asks, lowest price first, as ``(price, size)`` strings."""
         return self._asks[:n]
 
+    def top_json(self, n: int) -> tuple[str, str]:
+        """The ``n`` best bids and asks as JSON array bodies: ``'["99.5","1"],["99","2"]'``.
+
+        The ``bids``/``asks`` of a ``book`` payload without their brackets
+        (:func:`mdgw.core.wire.book_template`); ``""`` for an empty side.
+        """
+        return ",".join(self._bid_json[:n]), ",".join(self._ask_json[:n])
+
+    def best_json(self) -> tuple[str | None, str | None]:
+        """JSON text of the best bid and best ask (None for an empty side): a cheap value
+        that changes exactly when :meth:`best_bid` or :meth:`best_ask` does."""
+        bids, asks = self._bid_json, self._ask_json
+        return (bids[0] if bids else None), (asks[0] if asks else None)
+
     def best_bid(self) -> tuple[str, str] | None:
         return self._bids[0] if self._bids else None
 
@@ -160,13 +182,13 @@ class OrderBook:
 
     def _drop(self) -> None:
         self._live = False
-        self._bid_keys, self._bids = [], []
-        self._ask_keys, self._asks = [], []
+        self._bid_keys, self._bids, self._bid_json = [], [], []
+        self._ask_keys, self._asks, self._ask_json = [], [], []
 
 
 def _build_side(
     levels: Sequence[Level], sign: float, depth: int
-) -> tuple[list[float], list[tuple[str, str]]]:
+) -> tuple[list[float], list[tuple[str, str]], list[str]]:
     """A fresh side from snapshot levels. ``sign`` is -1.0 for bids (see module docstring)."""
     side: dict[float, tuple[str, str]] = {}
     # A loop rather than a comprehension so that, as in a delta, the last entry for a price
@@ -178,12 +200,14 @@ def _build_side(
         else:
             side[key * sign] = (price, size)
     keys = sorted(side)[:depth]
-    return keys, [side[k] for k in keys]
+    pairs = [side[k] for k in keys]
+    return keys, pairs, ['["' + price + '","' + size + '"]' for price, size in pairs]
 
 
-def _update_side(
+def _update_side(  # noqa: PLR0917 (positional on purpose: runs per delta)
     keys: list[float],
     pairs: list[tuple[str, str]],
+    texts: list[str],
     levels: Sequence[Level],
     sign: float,
     depth: int,
@@ -198,14 +222,18 @@ def _update_side(
             if qty == 0.0:
                 del keys[i]
                 del pairs[i]
+                del texts[i]
             else:
                 pairs[i] = (price, size)
+                texts[i] = '["' + price + '","' + size + '"]'
         elif qty != 0.0:
             keys.insert(i, k)
             pairs.insert(i, (price, size))
+            texts.insert(i, '["' + price + '","' + size + '"]')
         # else: deleting an absent price is a no-op (it may be a level truncated away).
     # Bybit sends a size-0 delete for every level that leaves the depth window, so this only
     # fires on a misbehaving feed; it keeps memory and top-N reads bounded regardless.
     if len(keys) > depth:
         del keys[depth:]
         del pairs[depth:]
+        del texts[depth:]

