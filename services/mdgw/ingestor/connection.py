@@ -42,6 +42,7 @@ from mdgw.core.errors import ParseError
 from mdgw.core.wire import RawEncoder
 from mdgw.ingestor.subscriptions import ResyncDecision, Subscriptions
 from mdgw.runtime.ratelog import RateLimitedLog
+from mdgw.runtime.zmqsock import NOBLOCK, fast_send
 
 __all__ = ["ConnIds", "Connection", "ConnectionCounters", "ConnectionTiming"]
 
@@ -319,11 +320,12 @@ class Connection:
 
     async def _read(self, session: _Session) -> None:
         recv = session.ws.recv
-        push = self._push.send
+        sock = self._push
+        push = fast_send  # the Cython send: see mdgw.runtime.zmqsock
         encode = self._encoder.data
         time_ns = time.time_ns
         data = FrameKind.DATA
-        noblock = zmq.NOBLOCK
+        noblock = NOBLOCK
         again = zmq.Again
         counters = self.counters
         conn_id = session.conn_id
@@ -337,7 +339,7 @@ class Connection:
                 seq = session.data_frames + 1
                 session.data_frames = seq  # advances for dropped frames: the builder sees holes
                 try:
-                    push(encode(conn_id, seq, recv_ns, frame), noblock)
+                    push(sock, encode(conn_id, seq, recv_ns, frame), noblock)
                 except again:
                     counters.dropped += 1
                     if not dropping:
