@@ -3,9 +3,9 @@
 Sockets (all bound here; DESIGN.md §1): raw PULL (from ingestors), pub PUB (to
 consumers), control PUB (resync requests to ingestors), snapshot ROUTER (late joiners).
 
-The hot loop waits once for the raw socket to be readable, then drains everything
-that is waiting with non-blocking receives (up to ``_BATCH``), feeds the hub, and
-sends what the hub queued. There is no ``await`` per message.
+The hot path is a reader callback on the raw socket's file descriptor: it drains
+everything that is waiting with non-blocking receives (up to ``_BATCH``), feeds the
+hub, and sends what the hub queued. There is no ``await`` per message or per batch.
 """
 
 from __future__ import annotations
@@ -132,29 +132,44 @@ class BookBuilder:
     # ------------------------------------------------------------------ pump
 
     async def _pump(self) -> None:
-        hub = self.hub
-        raw = self.raw_sync
-        recv = raw.recv
-        on_raw = hub.on_raw
-        monotonic = time.monotonic
-        next_tick = monotonic() + _TICK_S
-        while True:
-            timeout_ms = max(0, int((next_tick - monotonic()) * 1000))
-            await self.raw.poll(timeout_ms)
-            now = monotonic()
-            for _ in range(_BATCH):
-                try:
-                    msg = recv(NOBLOCK)
-                except zmq.Again:
-                    break
-                try:
-                    on_raw(msg, now)
-                except Exception as exc:  # a hub bug must cost one message, not the service
-                    self._on_internal_error(exc, msg)
-            if now >= next_tick:
-                hub.tick(now)
-                next_tick = now + _TICK_S
-            self._flush()
+        """Feed the hub from a reader callback on the raw socket's file descriptor.
+
+        ZeroMQ's FD is edge-triggered: it says the socket's events may have changed and does
+        not fire again until they are read. So :meth:`_drain` receives until ``zmq.Again``
+        (which re-arms it), or, stopped by the batch limit, runs again via ``call_soon`` after
+        the other callbacks (snapshot service, monitors) had their turn. A plain callback
+        rather than ``await sock.poll()`` per batch: no Future, timer or epoll_ctl per
+        wake-up. This task only runs the hub's clock.
+        """
+        loop = asyncio.get_running_loop()
+        fd = self.raw_sync.FD
+        loop.add_reader(fd, self._drain)
+        loop.call_soon(self._drain)  # what arrived before the reader was added
+        try:
+            while True:
+                await asyncio.sleep(_TICK_S)
+                self.hub.tick(time.monotonic())
+                self._flush()
+        finally:
+            loop.remove_reader(fd)
+
+    def _drain(self) -> None:
+        """Everything waiting on the raw socket (up to ``_BATCH``) into the hub, then send."""
+        recv = self.raw_sync.recv
+        on_raw = self.hub.on_raw
+        now = time.monotonic()
+        for _ in range(_BATCH):
+            try:
+                msg = recv(NOBLOCK)
+            except zmq.Again:
+                break
+            try:
+                on_raw(msg, now)
+            except Exception as exc:  # a hub bug must cost one message, not the service
+                self._on_internal_error(exc, msg)
+        else:  # more may be waiting, and the edge-triggered FD will not say so again
+            asyncio.get_running_loop().call_soon(self._drain)
+        self._flush()
 
     def _on_internal_error(self, exc: Exception, msg: bytes) -> None:
         self.internal_errors += 1
@@ -224,7 +239,7 @@ class BookBuilder:
                         [*frames[:-1], *wire.encode_snapshot_error(exc.reason)]
                     )
                 continue
-            # The hub's state only changes inside _pump, which has flushed everything it
+            # The hub's state only changes in _drain and _pump, which flush everything they
             # published before yielding: each item's seq is the topic's last published seq.
             reply = envelope + wire.encode_snapshot_reply(self.hub.snapshot(prefix), prefix)
             await sock.send_multipart(reply)
