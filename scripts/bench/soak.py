@@ -242,7 +242,8 @@ def memory(base: Path, t: LongTiming) -> FigureResult:
         "rss_mib": {},
     }
     for name in ("ingestor", "book_builder"):
-        series = [(s, v) for s, v in rss_series[name] if s >= baseline_t]
+        # Samples inside the window only: the sampler runs on while the stack stops.
+        series = [(s, v) for s, v in rss_series[name] if baseline_t <= s <= end]
         if not series:
             fig.rows.append(Row(f"memory: {name} RSS", "-", "", None, "ERROR"))
             continue
@@ -268,6 +269,22 @@ def memory(base: Path, t: LongTiming) -> FigureResult:
                 "fraction",
             )
         )
+        # Context for a failed drift: a bounded cache that fills after the baseline (the
+        # builder's trade-id window) shows as growth, then flat; a leak keeps growing.
+        half = [v for s, v in series if s >= (baseline_t + end) / 2]
+        if half:
+            late = (max(half) - min(half)) / min(half)
+            fig.rows.append(
+                Row(
+                    f"  {name} RSS range over the second half ({min(half):.0f}-{max(half):.0f} MiB)",
+                    f"{late:.1%}",
+                    "-",
+                    None,
+                    "info",
+                    late,
+                    "fraction",
+                )
+            )
     fig.rows.append(
         Row(
             "memory soak: verified / wrong / resyncs / holes / ingestor drops",
