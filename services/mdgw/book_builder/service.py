@@ -29,7 +29,7 @@ from mdgw.runtime.settings import Settings
 from mdgw.runtime.stats import percentiles
 from mdgw.runtime.zmqsock import NOBLOCK, SNDMORE_NOBLOCK, fast_send, make_socket
 
-_BATCH = 2048  # messages drained per readiness wait
+_BATCH = 2048  # messages drained per call of _drain (then it yields to the event loop)
 _TICK_S = 0.1
 _SNAPSHOT_MAX_REQUEST = 4096  # bytes; larger requests make libzmq drop the peer
 
