@@ -4,6 +4,10 @@ TOPIC is a topic spec: ``book.inverse.BTCUSD`` is that symbol only (never BTCUSD
 ``book.inverse`` every inverse book, ``book`` every book; no TOPIC means everything.
 Channels are book, bbo, trade and status; categories spot, linear and inverse.
 
+Without TOPIC, the topics come from the config's ``printer.topics`` (empty: everything);
+``--json`` or ``printer.json = true`` prints JSON lines. Under supervisord the printer runs
+with no arguments, so the config decides.
+
 At start the printer asks the snapshot service for the current book and bbo of each spec,
 prints them, then prints updates newer than them. A hole in a topic's seq is reported on
 stderr and the topic is asked for again. SIGINT/SIGTERM (Ctrl-C) exit 0.
@@ -16,18 +20,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from types import FrameType
+from collections.abc import Sequence
 from typing import Final, NoReturn
 
 from mdgw.core import wire
 from mdgw.core.errors import WireError
 from mdgw.printer.service import Printer, PrinterOptions
 from mdgw.runtime.curve import client_keys_or_exit
+from mdgw.runtime.lifecycle import Shutdown, run_service
+from mdgw.runtime.logging import configure_logging
 from mdgw.runtime.settings import settings_or_exit
 
 EX_USAGE: Final = 64  # sysexits.h: the command was used incorrectly
@@ -47,12 +49,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "topics", nargs="*", metavar="TOPIC", help="topic specs (default: everything)"
+        "topics",
+        nargs="*",
+        metavar="TOPIC",
+        help="topic specs (default: printer.topics of the config; empty: everything)",
     )
     parser.add_argument(
         "--json",
         action="store_true",
-        help='one JSON object per line: the payload plus "topic"',
+        help='one JSON object per line: the payload plus "topic" (default: printer.json)',
     )
     parser.add_argument(
         "--no-snapshot",
@@ -98,23 +103,6 @@ def subscriptions(specs: Sequence[str]) -> tuple[bytes, ...]:
     return tuple(prefixes)
 
 
-@contextmanager
-def stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGTERM and SIGINT set ``stop``; a second SIGINT raises KeyboardInterrupt."""
-
-    def handle(signum: int, frame: FrameType | None) -> None:
-        if stop.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        stop.set()
-
-    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 def _warn(message: str) -> None:
     print(f"printer: warning: {message}", file=sys.stderr, flush=True)
 
@@ -127,29 +115,31 @@ def _silence_stdout() -> None:
     os.close(devnull)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> NoReturn:
     args = parse_args(argv)
-    prefixes = subscriptions(args.topics)
+    cli_prefixes = subscriptions(args.topics) if args.topics else None
     settings = settings_or_exit(args.config)
+    # The printer's stdout is its output: the lifecycle's own log lines go to stderr, and
+    # only when something is wrong (a crash, a missed shutdown deadline).
+    configure_logging("printer", "error", "console", stream=sys.stderr)
     options = PrinterOptions(
         pub=settings.zmq.pub,
         snapshot=None if args.no_snapshot else settings.zmq.snapshot,
-        prefixes=prefixes,
-        json=args.json,
+        prefixes=cli_prefixes or subscriptions(settings.printer.topics),
+        json=args.json or settings.printer.json,
         hwm=settings.zmq.hwm,
         snapshot_timeout=args.snapshot_timeout,
         curve=client_keys_or_exit(settings, (settings.zmq.pub, settings.zmq.snapshot)),
     )
-    stop = threading.Event()
-    try:
-        with stop_on_signals(stop):
-            Printer(options, out=sys.stdout.buffer, warn=_warn, stop=stop).run()
-    except BrokenPipeError:
-        _silence_stdout()
-    except KeyboardInterrupt:
-        pass
-    return 0
+
+    async def serve(shutdown: Shutdown) -> None:
+        try:
+            await Printer(options, out=sys.stdout.buffer, warn=_warn).run(shutdown)
+        except BrokenPipeError:
+            _silence_stdout()
+
+    run_service(serve, name="printer", shutdown_timeout=2.0)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

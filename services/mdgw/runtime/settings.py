@@ -22,6 +22,7 @@ import os
 import re
 import sys
 import tomllib
+import warnings
 from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -48,6 +49,9 @@ from pydantic_settings import (
 )
 from pydantic_settings.exceptions import SettingsError
 
+from mdgw.core import wire
+from mdgw.core.errors import WireError
+
 __all__ = [
     "BYBIT_DEPTHS",
     "CONFIG_ENV_VAR",
@@ -60,6 +64,7 @@ __all__ = [
     "ConfigError",
     "IngestorConfig",
     "LogConfig",
+    "PrinterConfig",
     "Settings",
     "SimulatorConfig",
     "StreamConfig",
@@ -379,6 +384,34 @@ class SimulatorConfig(BaseModel):
     levels: Annotated[int, Field(ge=1000)] = 1500
 
 
+def _check_topic_spec(value: str) -> str:
+    # The printer's TOPIC arguments, checked here so that a bad one stops it at start (78).
+    try:
+        wire.subscription(value)
+    except WireError as exc:
+        raise ValueError(
+            f"{exc.reason}; a topic is channel[.category[.SYMBOL]], e.g. book, book.linear, "
+            "book.inverse.BTCUSD"
+        ) from None
+    return value
+
+
+with warnings.catch_warnings():
+    # The key is named ``json`` by the config contract; pydantic warns that it shadows
+    # BaseModel's deprecated ``.json()`` method, which nothing here calls.
+    warnings.filterwarnings("ignore", message='Field name "json"', category=UserWarning)
+
+    class PrinterConfig(BaseModel):
+        """``[printer]``: what the printer prints when started without TOPIC or --json."""
+
+        model_config = _SECTION
+
+        topics: list[Annotated[str, AfterValidator(_check_topic_spec)]] = Field(
+            default_factory=list
+        )
+        json: bool = False  # type: ignore[assignment]  # see above
+
+
 # --- the settings object ----------------------------------------------------------------
 
 
@@ -426,6 +459,7 @@ class Settings(BaseSettings):
     log: LogConfig = LogConfig()
     ingestor: IngestorConfig = IngestorConfig()
     simulator: SimulatorConfig = SimulatorConfig()
+    printer: PrinterConfig = PrinterConfig()
 
     @classmethod
     def settings_customise_sources(
