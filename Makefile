@@ -51,29 +51,28 @@ bench-long: $(STAMP)  ## scale (1,200 symbols) and 10-minute memory soak (~13 mi
 clean:  ## remove the venv and run-time files
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .hypothesis
 
-# --- Running the gateway under supervisord (DESIGN.md §6, docs/operations.md) ---------------
-# One supervisord at a time, per VAR_DIR (its run/supervisor.sock): `make up` (live Bybit) or
-# `make demo` (offline, simulator); `make down` stops whichever runs.
-VAR_DIR ?= var
+# --- Running the gateway under supervisord (docs/operations.md) ------------------------------
+# One supervisord per checkout: deploy/supervisord.conf takes every path from its own place
+# (var/run/supervisor.sock, var/log/), so `supervisorctl -c deploy/supervisord.conf ...`
+# works as typed. `make up` (live Bybit) or `make demo` (offline, deploy/demo.conf: the
+# simulator and config/demo.toml); `make down` stops whichever runs.
 GATEWAY_CONFIG ?= config/gateway.toml
-DEMO_CONFIG ?= config/demo.toml
-PRINTER_ARGS ?=
 UP_TIMEOUT ?= 30
 DOWN_TIMEOUT ?= 30
 SUPERVISOR_CONF := deploy/supervisord.conf
-RUN_VAR := $(abspath $(VAR_DIR))
-# supervisorctl reads only the socket path from the conf, which needs DEPLOY_VAR_DIR.
-SUPERVISORCTL := DEPLOY_VAR_DIR=$(RUN_VAR) $(VENV)/bin/supervisorctl -c $(SUPERVISOR_CONF)
-SUPERVISOR_WAIT := DEPLOY_VAR_DIR=$(RUN_VAR) $(PY) scripts/supervisor_wait.py
+DEMO_CONF := deploy/demo.conf
+RUN_VAR := $(CURDIR)/var
+SUPERVISORCTL := $(VENV)/bin/supervisorctl -c $(SUPERVISOR_CONF)
+SUPERVISOR_WAIT := $(PY) scripts/supervisor_wait.py -c $(SUPERVISOR_CONF)
 
 .PHONY: up demo down status logs restart
 
-# $(call supervise,CONFIG,SIMULATORS): start supervisord with that service config and that
-# many simulators, or, when it already runs with the same ones, apply changes of the conf
-# and start what is stopped; then wait until every program is RUNNING.
+# $(call supervise,CONF,ENV): start supervisord with that conf and environment, or, when
+# it already runs with the same ones, apply changes of the conf and start what is stopped;
+# then wait until every program is RUNNING.
 define supervise
 @mkdir -p $(RUN_VAR)/log $(RUN_VAR)/run && chmod 0700 $(RUN_VAR)/run
-@wanted="MDGW_CONFIG=$(abspath $(1)) DEPLOY_SIMULATORS=$(2)"; \
+@wanted="$(1) $(2)"; \
 if $(SUPERVISORCTL) pid >/dev/null 2>&1; then \
 	running="$$(cat $(RUN_VAR)/run/mdgw.env 2>/dev/null)"; \
 	if [ "$$running" != "$$wanted" ]; then \
@@ -84,20 +83,24 @@ if $(SUPERVISORCTL) pid >/dev/null 2>&1; then \
 	$(SUPERVISORCTL) start 'mdgw:*' >/dev/null || true; \
 else \
 	echo "$$wanted" > $(RUN_VAR)/run/mdgw.env; \
-	env $$wanted DEPLOY_VAR_DIR=$(RUN_VAR) $(VENV)/bin/supervisord -c $(SUPERVISOR_CONF) || exit 1; \
+	env $(2) $(VENV)/bin/supervisord -c $(1) || exit 1; \
 fi; \
 echo "waiting up to $(UP_TIMEOUT)s for every program to be RUNNING"; \
 if ! $(SUPERVISOR_WAIT) --timeout $(UP_TIMEOUT) running; then $(SUPERVISORCTL) status; exit 1; fi; \
 $(SUPERVISORCTL) status
 endef
 
-up: $(STAMP)  ## start book_builder + ingestor under supervisord (GATEWAY_CONFIG) and wait
-	$(call supervise,$(GATEWAY_CONFIG),0)
+up: $(STAMP)  ## book_builder + ingestor + printer on live Bybit (GATEWAY_CONFIG) under supervisord
+	$(call supervise,$(SUPERVISOR_CONF),MDGW_CONFIG=$(abspath $(GATEWAY_CONFIG)))
 
-demo: $(STAMP)  ## offline: simulator + services under supervisord, the printer in front
-	$(call supervise,$(DEMO_CONFIG),1)
-	@echo "printer: python -m mdgw.printer $(PRINTER_ARGS)  (Ctrl-C stops it; 'make down' stops the services)" >&2
-	@MDGW_CONFIG=$(abspath $(DEMO_CONFIG)) $(PY) -m mdgw.printer $(PRINTER_ARGS)
+# The printer's log is followed from where it ended before this start: no lines of an
+# earlier run. Ctrl-C stops tail (and make says "Interrupt"); the services keep running.
+demo: $(STAMP)  ## offline: simulator + the three services under supervisord; follow the printer
+	@mkdir -p $(RUN_VAR)/log && touch $(RUN_VAR)/log/printer.log
+	@stat -c %s $(RUN_VAR)/log/printer.log > $(RUN_VAR)/log/.printer.offset
+	$(call supervise,$(DEMO_CONF),)
+	@echo "following var/log/printer.log: Ctrl-C stops the viewing; 'make down' stops the services" >&2
+	@tail -c +$$(( $$(cat $(RUN_VAR)/log/.printer.offset) + 1 )) -F $(RUN_VAR)/log/printer.log
 
 down: $(STAMP)  ## stop every program and supervisord; wait until all have exited
 	@if ! $(SUPERVISORCTL) pid >/dev/null 2>&1; then echo "supervisord is not running"; exit 0; fi; \

@@ -7,7 +7,8 @@
     supervisor_wait.py gone PID... [--timeout 30]
         Until none of these processes exists any more (zombies count as gone).
 
-The control socket is $DEPLOY_VAR_DIR/run/supervisor.sock (as in deploy/supervisord.conf)
+The control socket is the ``serverurl`` of the conf's [supervisorctl] section (``-c``,
+default deploy/supervisord.conf beside this script), read the way supervisorctl reads it,
 unless --serverurl is given. Exit status: 0 done, 1 failed or timed out, 2 bad usage.
 """
 
@@ -24,6 +25,17 @@ from typing import Any
 
 POLL_S = 0.2
 LOG_LINES = 5
+DEFAULT_CONF = Path(__file__).resolve().parents[1] / "deploy" / "supervisord.conf"
+
+
+def serverurl_of(conf: str) -> str:
+    """The control socket URL supervisorctl would use with ``-c conf``."""
+    from supervisor.options import ClientOptions
+
+    options = ClientOptions()
+    options.realize(["-c", conf])
+    url: str = options.serverurl
+    return url
 
 
 def rpc(serverurl: str) -> Any:
@@ -103,19 +115,17 @@ def wait_gone(pids: list[int], timeout: float) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--timeout", type=float, default=30.0)
-    default_url = None
-    if os.environ.get("DEPLOY_VAR_DIR"):
-        default_url = f"unix://{os.environ['DEPLOY_VAR_DIR']}/run/supervisor.sock"
-    parser.add_argument("--serverurl", default=default_url)
+    parser.add_argument(
+        "-c", "--configuration", default=str(DEFAULT_CONF), help="supervisord conf file"
+    )
+    parser.add_argument("--serverurl", help="the control socket (default: from the conf)")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("running", help="until every process is RUNNING")
     gone = commands.add_parser("gone", help="until these pids have exited")
     gone.add_argument("pids", nargs="*", type=int)
     args = parser.parse_args(argv)
     if args.command == "running":
-        if not args.serverurl:
-            parser.error("set DEPLOY_VAR_DIR or --serverurl")
-        return wait_running(args.serverurl, args.timeout)
+        return wait_running(args.serverurl or serverurl_of(args.configuration), args.timeout)
     return wait_gone(args.pids, args.timeout)
 
 

@@ -1,11 +1,13 @@
-"""The real deploy/supervisord.conf running the real services against the simulator.
+"""The real deploy/ confs running the real services against the simulator.
 
-Isolated from a `make up` / `make demo` that may be running: supervisord's run/ and log/
-directories (DEPLOY_VAR_DIR), the ipc sockets and every tcp port are this test's own. The
-conf itself is the repo's, unchanged; only its environment differs from `make demo`.
+Isolated from a `make up` / `make demo` that may be running: the test has its own copy of
+the checkout's layout (conftest.py), so supervisord's var/run and var/log, the ipc sockets
+and every tcp port are this test's own. The conf files are the repo's, byte for byte;
+only the environment differs from `make demo` (free ports, given as MDGW_* overrides).
 
-supervisord runs in the foreground (``-n``) as this test's child, so that the test can
-reap it; `make up` runs the same conf as a daemon.
+supervisord runs deploy/demo.conf in the foreground (``-n``) as this test's child, so
+that the test can reap it; `make demo` runs the same conf as a daemon. supervisorctl is
+called as a person types it, from the checkout's root with no environment of its own.
 
 The tests share one supervisord (module fixture) and run in file order: all RUNNING, each
 program SIGKILLed and restarted, the printer seeing every book, then shutdown.
@@ -17,16 +19,16 @@ import json
 import os
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,10 +36,10 @@ pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).parents[2]
 BIN = REPO / ".venv" / "bin"
-CONF = REPO / "deploy" / "supervisord.conf"
 WAIT = REPO / "scripts" / "supervisor_wait.py"
-PROGRAMS = ("simulator", "book_builder", "ingestor")
-# What the config below subscribes: every (category, symbol) must get books.
+PROGRAMS = ("simulator", "book_builder", "ingestor", "printer")
+SERVICES = ("simulator", "book_builder", "ingestor")  # the ones that log JSON
+# What config/demo.toml subscribes: every (category, symbol) must get books.
 BOOKS = {
     ("linear", "BTCUSDT"),
     ("linear", "ETHUSDT"),
@@ -46,7 +48,7 @@ BOOKS = {
     ("spot", "BTCUSDT"),
     ("spot", "ETHUSDT"),
 }
-# Depth of each book topic in the config below, to ask the simulator for the truth.
+# Depth of each book topic in config/demo.toml, to ask the simulator for the truth.
 DEPTHS = {
     ("linear", "BTCUSDT"): 50,
     ("linear", "ETHUSDT"): 50,
@@ -59,87 +61,37 @@ START_TIMEOUT = 40.0
 RESTART_TIMEOUT = 30.0
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def config_text(run: Path, pub: int, snapshot: int, simulator: int) -> str:
-    """Like config/demo.toml, with this test's own sockets and port."""
-    return f"""
-[bybit]
-ws_url = "ws://127.0.0.1:{simulator}/v5/public"
-connect_timeout = 5
-backoff_initial = 0.2
-backoff_max = 2.0
-
-[[bybit.streams]]
-category = "linear"
-symbols = ["BTCUSDT", "ETHUSDT"]
-depth = 50
-trades = true
-
-[[bybit.streams]]
-category = "inverse"
-symbols = ["BTCUSD", "BTCUSDH26"]
-depth = 200
-trades = true
-
-[[bybit.streams]]
-category = "spot"
-symbols = ["BTCUSDT"]
-depth = 50
-trades = true
-
-[[bybit.streams]]
-category = "spot"
-symbols = ["ETHUSDT"]
-depth = 1
-trades = true
-
-[zmq]
-raw = "ipc://{run}/raw.sock"
-control = "ipc://{run}/control.sock"
-pub = "tcp://127.0.0.1:{pub}"
-snapshot = "tcp://127.0.0.1:{snapshot}"
-
-[log]
-format = "json"
-stats_interval = 1
-
-[ingestor]
-id = "e2e-ingestor"
-
-[simulator]
-host = "127.0.0.1"
-port = {simulator}
-"""
-
-
 @dataclass
 class Stack:
-    var: Path
-    config: Path
-    env: dict[str, str]
+    checkout: Any  # conftest.Checkout
     supervisord: subprocess.Popen[bytes]
     pids_seen: set[int] = field(default_factory=set)
 
+    @property
+    def var(self) -> Path:
+        path: Path = self.checkout.var
+        return path
+
+    @property
+    def env(self) -> dict[str, str]:
+        env: dict[str, str] = self.checkout.env
+        return env
+
     def ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(BIN / "supervisorctl"), "-c", str(CONF), *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
+        result: subprocess.CompletedProcess[str] = self.checkout.ctl(*args)
+        return result
 
     def wait_running(self, timeout: float) -> None:
         result = subprocess.run(
-            [sys.executable, str(WAIT), "--timeout", str(timeout), "running"],
-            env=self.env,
+            [
+                sys.executable,
+                str(WAIT),
+                "-c",
+                str(self.checkout.conf),
+                "--timeout",
+                str(timeout),
+                "running",
+            ],
             capture_output=True,
             text=True,
             timeout=timeout + 10,
@@ -177,25 +129,19 @@ def alive(pid: int) -> bool:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    if not (BIN / "python").exists() or not (BIN / "supervisord").exists():
-        pytest.skip("needs the project's .venv (make venv)")
-    base = tmp_path_factory.mktemp("e2e")
-    var = base / "var"
-    (var / "log").mkdir(parents=True)
-    (var / "run").mkdir(mode=0o700)
-    config = base / "demo.toml"
-    config.write_text(config_text(var / "run", free_port(), free_port(), free_port()))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MDGW_")}
-    env.update(DEPLOY_VAR_DIR=str(var), DEPLOY_SIMULATORS="1", MDGW_CONFIG=str(config))
-    with open(var / "supervisord.out", "wb") as out:
+def stack(checkout_factory: Callable[[], Any]) -> Iterator[Stack]:
+    checkout = checkout_factory()
+    (checkout.var / "log").mkdir(parents=True)
+    (checkout.var / "run").mkdir(mode=0o700)
+    with open(checkout.root / "supervisord.out", "wb") as out:
         proc = subprocess.Popen(
-            [str(BIN / "supervisord"), "-n", "-c", str(CONF)],
-            env=env,
+            [str(BIN / "supervisord"), "-n", "-c", "deploy/demo.conf"],
+            cwd=checkout.root,
+            env=checkout.env,
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    stack = Stack(var, config, env, proc)
+    stack = Stack(checkout, proc)
     try:
         yield stack
     finally:
@@ -242,16 +188,58 @@ def test_a_killed_program_is_restarted(stack: Stack, program: str) -> None:
     stack.wait_running(RESTART_TIMEOUT)  # and the others still are (or are again)
 
 
+def test_supervisorctl_restart_and_tail_work_as_typed(stack: Stack) -> None:
+    """`supervisorctl -c deploy/supervisord.conf ...` from the root, no environment."""
+    stack.wait_running(START_TIMEOUT)
+    old = stack.pid("printer")
+    result = stack.ctl("restart", "mdgw:printer")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines() == ["mdgw:printer: stopped", "mdgw:printer: started"]
+    assert stack.pid("printer") != old
+    stack.wait_running(RESTART_TIMEOUT)
+
+    tail = subprocess.Popen(
+        [
+            str(BIN / "supervisorctl"),
+            "-c",
+            "deploy/supervisord.conf",
+            "tail",
+            "-f",
+            "mdgw:book_builder",
+        ],
+        cwd=stack.checkout.root,
+        env={k: v for k, v in os.environ.items() if not k.startswith("MDGW_")},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    lines: queue.Queue[bytes] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in tail.stdout or ()], daemon=True).start()
+    try:
+        deadline = time.monotonic() + 20  # stats_interval is 1 s: a stats line comes soon
+        while time.monotonic() < deadline:
+            try:
+                line = lines.get(timeout=1)
+            except queue.Empty:
+                continue
+            if b'"event":"stats"' in line:
+                break
+        else:
+            pytest.fail("supervisorctl tail -f mdgw:book_builder showed no stats line")
+    finally:
+        tail.kill()
+        tail.wait()
+
+
 def test_the_printer_sees_books_of_every_configured_symbol(stack: Stack) -> None:
     stack.wait_running(START_TIMEOUT)
     errors = stack.var / "printer.err"
     with open(errors, "wb") as err:
         printer = subprocess.Popen(
-            [str(BIN / "python"), "-m", "mdgw.printer", "--json"],
-            env=stack.env,
+            [str(BIN / "python"), "-m", "mdgw.printer", "--json", "book", "bbo"],
+            env={**stack.env, "MDGW_CONFIG": str(stack.checkout.root / "config" / "demo.toml")},
             stdout=subprocess.PIPE,
             stderr=err,
-            cwd=REPO,
+            cwd=stack.checkout.root,
         )
     lines: queue.Queue[bytes] = queue.Queue()
 
@@ -265,11 +253,7 @@ def test_the_printer_sees_books_of_every_configured_symbol(stack: Stack) -> None
     channels: set[str] = set()
     checked: dict[tuple[str, str], int] = {}
     wrong: list[str] = []
-    sim_port = next(
-        line.split("=")[1].strip()
-        for line in stack.config.read_text().splitlines()
-        if line.startswith("port =")
-    )
+    sim_port = stack.checkout.simulator_port
 
     def truth(category: str, symbol: str, u: int) -> dict[str, object] | None:
         query = f"category={category}&symbol={symbol}&depth={DEPTHS[category, symbol]}&u={u}"
@@ -315,13 +299,12 @@ def test_the_printer_sees_books_of_every_configured_symbol(stack: Stack) -> None
 
 def test_the_consumer_example_of_the_docs_works_against_the_gateway(stack: Stack) -> None:
     stack.wait_running(START_TIMEOUT)
-    zmq = dict(line.split(" = ") for line in stack.config.read_text().splitlines() if " = " in line)
     proc = subprocess.Popen(
         [
             str(BIN / "python"),
             str(REPO / "scripts" / "consumer_example.py"),
-            zmq["pub"].strip('"'),
-            zmq["snapshot"].strip('"'),
+            stack.checkout.pub,
+            stack.checkout.snapshot,
             "book.inverse.BTCUSD.",
         ],
         stdout=subprocess.PIPE,
@@ -341,6 +324,10 @@ def test_the_consumer_example_of_the_docs_works_against_the_gateway(stack: Stack
 def test_shutdown_leaves_no_process_behind(stack: Stack) -> None:
     stack.wait_running(START_TIMEOUT)
     pids = {program: stack.pid(program) for program in PROGRAMS}
+    result = stack.ctl("stop", "all")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert {state for state, _ in stack.status().values()} == {"STOPPED"}, stack.status()
+    assert not [pid for pid in pids.values() if alive(pid)], pids
     result = stack.ctl("shutdown")
     assert result.returncode == 0, result.stdout + result.stderr
     assert stack.supervisord.wait(timeout=30) == 0
@@ -351,8 +338,13 @@ def test_shutdown_leaves_no_process_behind(stack: Stack) -> None:
     assert not (stack.var / "run" / "supervisord.pid").exists()
 
     # What supervisord wrote: one JSON object per line from every service, stats included,
-    # and a clean stop (exit status 0 after SIGTERM) for each program.
-    for program in PROGRAMS:
+    # the supervised printer's lines of config/demo.toml's topics, and a clean stop (exit
+    # status 0 after SIGTERM) for each program.
+    printed = (stack.var / "log" / "printer.log").read_text().splitlines()
+    assert any(" bbo    linear  BTCUSDT " in line for line in printed), printed[:5]
+    assert any(" trade  linear  BTCUSDT " in line for line in printed), printed[:5]
+    assert not any(" book " in line for line in printed), "printer.topics has no book"
+    for program in SERVICES:
         log = (stack.var / "log" / f"{program}.log").read_text().splitlines()
         events = [json.loads(line) for line in log]
         assert events, program

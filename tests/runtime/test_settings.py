@@ -175,7 +175,7 @@ def test_gateway_toml_subscribes_the_agreed_streams() -> None:
     assert all(s.trades for s in streams)
 
 
-def test_demo_toml_points_at_the_simulator_and_its_own_sockets() -> None:
+def test_demo_toml_points_at_the_simulator_and_shares_the_consumer_endpoints() -> None:
     demo = load_settings(DEMO_TOML, {})
     live = load_settings(GATEWAY_TOML, {})
 
@@ -186,9 +186,10 @@ def test_demo_toml_points_at_the_simulator_and_its_own_sockets() -> None:
         ("spot", ("BTCUSDT",), 50),
         ("spot", ("ETHUSDT",), 1),
     }
+    # A consumer (the README's snippet) connects to the same endpoints in both.
     for socket in ("raw", "control", "pub", "snapshot"):
-        assert getattr(demo.zmq, socket) != getattr(live.zmq, socket)
-    assert (demo.zmq.pub, demo.zmq.snapshot) == ("tcp://127.0.0.1:7110", "tcp://127.0.0.1:7111")
+        assert getattr(demo.zmq, socket) == getattr(live.zmq, socket)
+    assert (demo.zmq.pub, demo.zmq.snapshot) == ("tcp://127.0.0.1:7100", "tcp://127.0.0.1:7101")
     assert (demo.simulator.seed, demo.simulator.rate) == (1, 20)
 
 
@@ -560,8 +561,8 @@ def test_env_var_for_names_the_variable_that_overrides_each_scalar_key(tmp_path:
     path = write(tmp_path, "")
     defaults = load_settings(path, {})
     for key, var in leaf_keys():
-        if key.startswith("bybit.streams"):
-            continue  # a list, set as JSON: see test_env_sets_lists_as_json...
+        if key.startswith("bybit.streams") or key == "printer.topics":
+            continue  # lists, set as JSON: see test_env_sets_lists_as_json... and printer tests
         section, name = key.split(".")
         default = getattr(getattr(defaults, section), name)
         other = OTHER_VALUES[key] if isinstance(default, str) else default + 1
@@ -680,3 +681,28 @@ def test_docs_include_the_real_gateway_toml() -> None:
     blocks = re.findall(r"```toml\n(.*?)```", docs, flags=re.DOTALL)
 
     assert GATEWAY_TOML.read_text() in blocks
+
+
+def test_printer_topics_are_topic_specs_from_the_file_or_the_env(tmp_path: Path) -> None:
+    path = write(tmp_path, '[printer]\ntopics = ["bbo", "book.inverse.BTCUSD"]\njson = true\n')
+    settings = load_settings(path, {})
+    assert (settings.printer.topics, settings.printer.json) == (
+        ["bbo", "book.inverse.BTCUSD"],
+        True,
+    )
+    settings = load_settings(path, {"MDGW_PRINTER__TOPICS": '["trade.spot"]'})
+    assert settings.printer.topics == ["trade.spot"]
+    assert load_settings(write(tmp_path, ""), {}).printer.topics == []
+
+
+@pytest.mark.parametrize(
+    ("topics", "problem"),
+    [
+        ('["books"]', "printer.topics.0: bad topic spec 'books': unknown channel 'books'"),
+        ('["bbo", "bbo.futures"]', "printer.topics.1: bad topic spec 'bbo.futures'"),
+        ('"bbo"', "printer.topics"),
+    ],
+)
+def test_a_bad_printer_topic_is_a_config_error(tmp_path: Path, topics: str, problem: str) -> None:
+    error = config_error(write(tmp_path, f"[printer]\ntopics = {topics}\n"))
+    assert problem in str(error)
