@@ -1,9 +1,12 @@
 """Replay real Bybit v5 recordings through mdgw.core.bybit and mdgw.core.book.
 
-The recordings live outside the repo, in ``../shared/bybit-recordings`` (their licences are
-still to be cleared, see SOURCES.md there), so they are read in place and never copied.
-Legacy v2 files (no ``u``) and the TRIMMED tardis samples (hand-cut snapshots) are not
-replayed. Expected counts below come from SOURCES.md and were re-checked against the files.
+The recordings are in ``tests/fixtures/bybit/`` (sources and licences: the NOTICE there),
+so every clone replays them. Three more recordings whose licences keep them out of the
+repo (cryptofeed's AGPL ``v3`` branch, and FastMM, whose licence is only stated in its
+README) are replayed in place when ``../shared/bybit-recordings`` sits beside the repo;
+without it those cases are simply not collected. Legacy v2 files (no ``u``) are not
+replayed, and the TRIMMED tardis samples (hand-cut snapshots) are decoded frame by frame,
+not replayed. Expected counts come from each source's notes, re-checked against the files.
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ import pytest
 from mdgw.core.book import OrderBook, Outcome
 from mdgw.core.bybit import BookFrame, Level, TradeFrame, decode_frame
 
-RECORDINGS = Path(__file__).parents[2].parent / "shared" / "bybit-recordings"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "bybit"
+SHARED = Path(__file__).parents[2].parent / "shared" / "bybit-recordings"
 FASTMM = "fastmm_v5-spot-TESTNET_orderbook50-orderbook1-trades_2026-09-13.jsonl"
+TARDIS = "tardis-node_TRIMMED-samples_bybit_v5-orderbook-publicTrade.jsonl"
 
 
 @dataclass(frozen=True)
@@ -34,9 +39,18 @@ class Expected:
     sells: int
 
 
-EXPECTED = {
+# In the repo (tests/fixtures/bybit/).
+VENDORED = {
     "cryptofeed-pr1085_v5-linear_orderbook1_2025-06-13.jsonl": Expected(198, 198, 16, 0, 0, 0),
     "cryptofeed-pr1085_v5-spot_orderbook1_2025-06-13.jsonl": Expected(139, 139, 45, 0, 0, 0),
+    "gocryptotrader_v5-spot_orderbook50_2024-11-08.jsonl": Expected(2, 1, 0, 0, 0, 0),
+    # The first 20 frames of the 50 (snapshot 500x500 + 19 deltas), to keep the repo small.
+    "nautilus_bybit-history-dump_v5-linear_orderbook500_XRPUSDT_2024-12-01_first20.jsonl": (
+        Expected(20, 1, 0, 0, 0, 0)
+    ),
+}
+# Only beside the repo, in ../shared/bybit-recordings (not redistributable here).
+SHARED_ONLY = {
     "cryptofeed-v3_v5-linear_orderbook200-trades-tickers-kline_2026-08-09.jsonl": Expected(
         1598, 4, 0, 102, 112, 215
     ),
@@ -44,18 +58,15 @@ EXPECTED = {
         550, 2, 0, 18, 8, 12
     ),
     FASTMM: Expected(33, 15, 2, 7, 1, 7),
-    "gocryptotrader_v5-spot_orderbook50_2024-11-08.jsonl": Expected(2, 1, 0, 0, 0, 0),
-    "nautilus_bybit-history-dump_v5-linear_orderbook500_XRPUSDT_2024-12-01.jsonl": Expected(
-        50, 1, 0, 0, 0, 0
-    ),
 }
-
-
-@pytest.fixture(scope="module")
-def recordings() -> Path:
-    if not RECORDINGS.is_dir():
-        pytest.skip(f"no recordings at {RECORDINGS} (they live beside the repo in ../shared)")
-    return RECORDINGS
+EXPECTED = {
+    **{name: (FIXTURES / name, want) for name, want in VENDORED.items()},
+    **{
+        name: (SHARED / name, want)
+        for name, want in SHARED_ONLY.items()
+        if (SHARED / name).is_file()
+    },
+}
 
 
 def _decoded(path: Path) -> Iterator[tuple[dict[str, Any], BookFrame | TradeFrame]]:
@@ -138,22 +149,31 @@ def _check_trade_frame(raw: dict[str, Any], frame: TradeFrame, sides: dict[str, 
         sides[trade.side] += 1
 
 
-def test_every_v5_recording_is_covered(recordings: Path) -> None:
+def test_every_fixture_is_replayed_and_vendored_only_from_permissive_sources() -> None:
+    found = {p.name for p in FIXTURES.glob("*.jsonl")}
+    assert found == {*VENDORED, TARDIS}
+    notice = (FIXTURES / "NOTICE").read_text()
+    for name in found:
+        assert name in notice, f"{name} has no entry in tests/fixtures/bybit/NOTICE"
+    assert not [n for n in found if "cryptofeed-v3" in n], "the v3 branch is AGPL"
+
+
+def test_every_v5_recording_beside_the_repo_is_covered() -> None:
+    if not SHARED.is_dir():
+        return  # a clone without ../shared: the vendored fixtures are the whole set
     found = {
-        p.name
-        for p in recordings.glob("*.jsonl")
-        if "legacy" not in p.name and "TRIMMED" not in p.name
+        p.name for p in SHARED.glob("*.jsonl") if "legacy" not in p.name and "TRIMMED" not in p.name
     }
-    assert found == set(EXPECTED)
+    assert found == {name.replace("_first20", "") for name in VENDORED} | set(SHARED_ONLY)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_recording_replays_cleanly(recordings: Path, name: str) -> None:
-    expected = EXPECTED[name]
+def test_recording_replays_cleanly(name: str) -> None:
+    path, expected = EXPECTED[name]
     replays: dict[str, Replay] = {}
     book_frames = snapshots = resends = trade_frames = 0
     sides = {"buy": 0, "sell": 0}
-    for n, (raw, frame) in enumerate(_decoded(recordings / name)):
+    for n, (raw, frame) in enumerate(_decoded(path)):
         if isinstance(frame, TradeFrame):
             trade_frames += 1
             _check_trade_frame(raw, frame, sides)
@@ -170,12 +190,35 @@ def test_recording_replays_cleanly(recordings: Path, name: str) -> None:
     assert trade_frames == expected.trade_frames
     assert sides == {"buy": expected.buys, "sell": expected.sells}
     assert all(r.book.live for r in replays.values())
+    if name == FASTMM:
+        _check_level1_matches_rebuilt_level50_at_the_same_seq(path)
 
 
-def test_fastmm_level1_matches_rebuilt_level50_at_the_same_seq(recordings: Path) -> None:
-    """Both topics carry the matching engine's ``seq``: where they share one, the level-1
-    snapshot must be exactly the top of the level-50 book rebuilt from snapshot + deltas."""
-    frames = [f for _, f in _decoded(recordings / FASTMM) if isinstance(f, BookFrame)]
+def test_tardis_v5_samples_decode_field_by_field() -> None:
+    """Hand-cut real messages (2023): orderbook.1 still sent deltas then, with deletes."""
+    books = trades = deltas = 0
+    sides = {"buy": 0, "sell": 0}
+    for raw, frame in _decoded(FIXTURES / TARDIS):
+        if isinstance(frame, TradeFrame):
+            trades += 1
+            _check_trade_frame(raw, frame, sides)
+            continue
+        books += 1
+        deltas += not frame.snapshot
+        assert frame.topic == raw["topic"]
+        assert frame.snapshot == (raw["type"] == "snapshot")
+        assert frame.u == raw["data"]["u"]
+        assert _raw_levels(frame.bids) == raw["data"]["b"]
+        assert _raw_levels(frame.asks) == raw["data"]["a"]
+    assert (books, deltas, trades) == (9, 5, 4)
+    assert sum(sides.values()) > 0
+
+
+def _check_level1_matches_rebuilt_level50_at_the_same_seq(path: Path) -> None:
+    """FastMM's recording: both topics carry the matching engine's ``seq``; where they share
+    one, the level-1 snapshot must be exactly the top of the level-50 book rebuilt from
+    snapshot + deltas."""
+    frames = [f for _, f in _decoded(path) if isinstance(f, BookFrame)]
     book50 = OrderBook(50)
     top_at_seq: dict[int, tuple[tuple[str, str] | None, tuple[str, str] | None]] = {}
     for frame in frames:
