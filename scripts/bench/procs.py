@@ -209,7 +209,7 @@ def gateway_config(
     stats_interval: float = 1.0,
     publish_depth: int = 25,
 ) -> Path:
-    """A gateway TOML for one benchmark (only keys of the config contract, DESIGN §5)."""
+    """A gateway TOML for one benchmark (only keys of the config contract, docs/configuration.md)."""
     lines = [
         "[bybit]",
         f'ws_url = "{ws_url}"',

@@ -297,7 +297,7 @@ _Side = dict[Decimal, tuple[str, str]]
 
 
 class ReferenceBook:
-    """The rules of DESIGN §3 written the obvious way: Decimal keys, sort on every read."""
+    """The book rules of docs/architecture.md written the obvious way: Decimal keys, sort on every read."""
 
     def __init__(self, depth: int) -> None:
         self.depth = depth

@@ -1,4 +1,4 @@
-"""Tests of mdgw.runtime.settings: the config contract of DESIGN §5."""
+"""Tests of mdgw.runtime.settings: the config contract of docs/configuration.md."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def config_error(path: Path, env: dict[str, str] | None = None) -> ConfigError:
 # --- defaults, file, environment -------------------------------------------------------
 
 
-def test_empty_file_gives_the_defaults_of_design_section_5(tmp_path: Path) -> None:
+def test_empty_file_gives_the_documented_defaults(tmp_path: Path) -> None:
     settings = load_settings(write(tmp_path, ""), {})
 
     for name, field in Settings.model_fields.items():

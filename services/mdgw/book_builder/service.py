@@ -1,6 +1,6 @@
 """book_builder's asyncio shell: moves bytes between sockets and the :class:`Hub`.
 
-Sockets (all bound here; DESIGN.md §1): raw PULL (from ingestors), pub PUB (to
+Sockets (all bound here; docs/architecture.md): raw PULL (from ingestors), pub PUB (to
 consumers), control PUB (resync requests to ingestors), snapshot ROUTER (late joiners).
 
 The hot path is a reader callback on the raw socket's file descriptor: it drains

@@ -12,7 +12,7 @@ description of everything here; keep the two in step.
 2. Published messages (book_builder PUB -> consumers): ``[topic, payload]``. Topics are
    ``{channel}.{category}.{SYMBOL}.``; the trailing ``"."`` is a terminator, so the ZeroMQ
    prefix subscription ``book.inverse.BTCUSD.`` does not receive ``book.inverse.BTCUSDH26.``.
-   Payloads are one JSON object with the contract fields of DESIGN §4.
+   Payloads are one JSON object with the contract fields of docs/wire-format.md.
 3. Control (``[b"resync", json]``, builder -> ingestors) and the snapshot service
    (request: one frame holding a topic prefix; reply: ``[topic, payload]*`` pairs then
    ``[b"END", json]``, or ``[b"ERROR", json]`` for a refused request).
@@ -253,7 +253,7 @@ _SIDES = ("buy", "sell")
 # with "-" in dated USDC contracts ("BTC-26DEC25"). "." never appears: it is our terminator.
 _SYMBOL = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
-# Contract field sets (DESIGN §4). recv_ns is in COMMON_FIELDS' spirit but only present when a
+# Contract field sets (docs/wire-format.md). recv_ns is in COMMON_FIELDS' spirit but only present when a
 # Bybit frame caused the message, so it is listed per channel (optional for status).
 COMMON_FIELDS = frozenset({"channel", "exchange", "category", "symbol", "seq", "pub_ns"})
 BOOK_FIELDS = frozenset({"u", "ts", "cts", "depth", "bids", "asks"})

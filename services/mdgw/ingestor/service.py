@@ -1,4 +1,4 @@
-"""The ingestor's asyncio shell: Bybit websockets in, raw envelopes out (DESIGN §2).
+"""The ingestor's asyncio shell: Bybit websockets in, raw envelopes out (docs/ingestor.md).
 
 - :func:`plan` turns the configured streams (and the command line's selection) into
   connection slots: topics ``orderbook.{depth}.{symbol}`` and ``publicTrade.{symbol}``,

@@ -31,7 +31,7 @@ from typing import NamedTuple
 __all__ = ["SNAPSHOT_CHANNELS", "Follower", "Gap", "Outcome"]
 
 SNAPSHOT_CHANNELS: tuple[bytes, ...] = (b"book.", b"bbo.")
-"""Topic prefixes the snapshot service serves (DESIGN §4: current book and bbo messages)."""
+"""Topic prefixes the snapshot service serves (docs/wire-format.md: current book and bbo messages)."""
 
 
 class Outcome(enum.Enum):

@@ -1,4 +1,4 @@
-"""Logging for every service: structlog, one JSON object per line (DESIGN §6).
+"""Logging for every service: structlog, one JSON object per line (docs/operations.md, "Logs").
 
 The structlog half is the production recipe of structlog's docs/performance.md: a filtering
 bound logger (below-level calls are ``return None``), ``merge_contextvars``, the level,

@@ -1,6 +1,6 @@
 """The gateway's configuration: one TOML file, overridable key by key from the environment.
 
-This is the config contract of DESIGN §5; docs/configuration.md documents every key.
+This is the config contract; docs/configuration.md documents every key.
 
 - The file is ``config/gateway.toml`` (relative to the current directory) unless
   ``MDGW_CONFIG=path`` names another one. It must exist.
@@ -297,7 +297,7 @@ class BybitConfig(BaseModel):
 
 
 class ZmqConfig(BaseModel):
-    """``[zmq]``: the four sockets book_builder binds (DESIGN §1) and their high-water mark."""
+    """``[zmq]``: the four sockets book_builder binds (docs/architecture.md) and their high-water mark."""
 
     model_config = _SECTION
 
