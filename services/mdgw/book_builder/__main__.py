@@ -1,4 +1,4 @@
-"""``python -m mdgw.book_builder``: assemble Bybit books and publish them (docs/architecture.md, docs/wire-format.md)."""
+"""``python -m mdgw.book_builder``: assemble Bybit books and publish them (docs/wire-format.md)."""
 
 from __future__ import annotations
 

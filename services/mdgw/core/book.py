@@ -1,7 +1,8 @@
 """The order book of one Bybit v5 ``orderbook.{depth}.{symbol}`` topic, as a state machine.
 
 Sans-I/O: the book takes decoded levels and returns an :class:`Outcome`; the shell decides
-what to log, publish or resync. The rules (docs/architecture.md "Book rules", Bybit docs "Process snapshot/delta"):
+what to log, publish or resync. The rules (docs/architecture.md "Book rules", Bybit's docs
+"Process snapshot/delta"):
 
 - A snapshot, with any ``u`` (``u == 1`` after a Bybit restart; the same ``u`` again on
   ``orderbook.1``, which re-pushes an unchanged top every ~3 s), replaces the whole book.

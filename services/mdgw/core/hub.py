@@ -9,7 +9,8 @@ each batch sends what the hub queued:
 - ``events``: ``(event, fields)`` for the log; rare by construction (state changes,
   bad input), never one per frame.
 
-Rules (docs/architecture.md, "Book rules"): a book is published only while it is live. It stops being
+Rules (docs/architecture.md, "Book rules"): a book is published only while it is live.
+It stops being
 live on a ``u`` hole, a delta before any snapshot, a crossed book, a malformed
 frame for its topic, a hole in the sequence of the ingestor connection that feeds
 it, that connection closing, or its ingestor going silent. It then publishes

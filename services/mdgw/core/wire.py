@@ -253,7 +253,8 @@ _SIDES = ("buy", "sell")
 # with "-" in dated USDC contracts ("BTC-26DEC25"). "." never appears: it is our terminator.
 _SYMBOL = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
-# Contract field sets (docs/wire-format.md). recv_ns is in COMMON_FIELDS' spirit but only present when a
+# Contract field sets (docs/wire-format.md). recv_ns is in COMMON_FIELDS' spirit but only
+# present when a
 # Bybit frame caused the message, so it is listed per channel (optional for status).
 COMMON_FIELDS = frozenset({"channel", "exchange", "category", "symbol", "seq", "pub_ns"})
 BOOK_FIELDS = frozenset({"u", "ts", "cts", "depth", "bids", "asks"})

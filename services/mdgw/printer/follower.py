@@ -31,7 +31,7 @@ from typing import NamedTuple
 __all__ = ["SNAPSHOT_CHANNELS", "Follower", "Gap", "Outcome"]
 
 SNAPSHOT_CHANNELS: tuple[bytes, ...] = (b"book.", b"bbo.")
-"""Topic prefixes the snapshot service serves (docs/wire-format.md: current book and bbo messages)."""
+"""Topic prefixes the snapshot service serves: current book and bbo (docs/wire-format.md)."""
 
 
 class Outcome(enum.Enum):

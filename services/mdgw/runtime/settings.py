@@ -297,7 +297,7 @@ class BybitConfig(BaseModel):
 
 
 class ZmqConfig(BaseModel):
-    """``[zmq]``: the four sockets book_builder binds (docs/architecture.md) and their high-water mark."""
+    """``[zmq]``: the four sockets book_builder binds (architecture.md) and their HWM."""
 
     model_config = _SECTION
 
