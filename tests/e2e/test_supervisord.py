@@ -321,6 +321,39 @@ def test_the_consumer_example_of_the_docs_works_against_the_gateway(stack: Stack
         proc.wait()
 
 
+def test_the_asyncio_consumer_example_of_the_docs_works_against_the_gateway(stack: Stack) -> None:
+    stack.wait_running(START_TIMEOUT)
+    example = REPO / "scripts" / "asyncio_consumer_example.py"
+    code = example.read_text()
+    docs = (REPO / "docs" / "operations.md").read_text()
+    assert code[code.index("import asyncio") :] in docs, "operations.md must quote it verbatim"
+    proc = subprocess.Popen(
+        [
+            str(BIN / "python"),
+            str(example),
+            stack.checkout.pub,
+            stack.checkout.snapshot,
+            "book.inverse.BTCUSD.",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.startswith("snapshot {'book.inverse.BTCUSD.': "), first
+        seqs = []
+        for _ in range(3):  # updates of that symbol only, never BTCUSDH26, seq in order
+            line = proc.stdout.readline()
+            assert line.startswith("book.inverse.BTCUSD. "), line
+            seqs.append(int(line.split()[1]))
+        assert seqs == sorted(seqs) and len(set(seqs)) == 3, seqs
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_shutdown_leaves_no_process_behind(stack: Stack) -> None:
     stack.wait_running(START_TIMEOUT)
     pids = {program: stack.pid(program) for program in PROGRAMS}
