@@ -28,6 +28,8 @@ pytestmark = pytest.mark.e2e
 REPO = Path(__file__).parents[2]
 BIN = REPO / ".venv" / "bin"
 START_TIMEOUT = 90.0  # make demo: supervisord, four programs, each RUNNING after 2 s
+# make's own wait (UP_TIMEOUT, 30 s by default) stretched for a shared, busy CI machine.
+MAKE_ENV = {"UP_TIMEOUT": "80", "DOWN_TIMEOUT": "60"}
 
 
 def readme_snippet() -> str:
@@ -68,7 +70,7 @@ def make(checkout: Any, *targets: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["make", *targets],
         cwd=checkout.root,
-        env=checkout.env,
+        env={**checkout.env, **MAKE_ENV},
         capture_output=True,
         text=True,
         timeout=120,
@@ -82,7 +84,7 @@ def demo(checkout_factory: Callable[[], Any]) -> Iterator[tuple[Any, subprocess.
     proc = subprocess.Popen(
         ["make", "demo"],
         cwd=checkout.root,
-        env=checkout.env,
+        env={**checkout.env, **MAKE_ENV},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,  # its own process group, as a terminal's foreground job
