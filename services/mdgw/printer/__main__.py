@@ -1,12 +1,12 @@
 """``python -m mdgw.printer [TOPIC ...]``: print what the gateway publishes, one line per message.
 
 TOPIC is a topic spec: ``book.inverse.BTCUSD`` is that symbol only (never BTCUSDH26),
-``book.inverse`` every inverse book, ``book`` every book; no TOPIC means everything.
-Channels are book, bbo, trade and status; categories spot, linear and inverse.
+``book.inverse`` every inverse book, ``book`` every book. Channels are book, bbo, trade
+and status; categories spot, linear and inverse.
 
-Without TOPIC, the topics come from the config's ``printer.topics`` (empty: everything);
-``--json`` or ``printer.json = true`` prints JSON lines. Under supervisord the printer runs
-with no arguments, so the config decides.
+Without TOPIC, the topics are the config's ``printer.topics`` (default: none, which means
+everything); ``--json`` or ``printer.json = true`` prints JSON lines. Under supervisord the
+printer runs with no arguments, so the config decides.
 
 At start the printer asks the snapshot service for the current book and bbo of each spec,
 prints them, then prints updates newer than them. A hole in a topic's seq is reported on
