@@ -68,4 +68,5 @@ def test_quick_bench_reports_every_figure(tmp_path: Path) -> None:
     for label in EXPECTED_ROWS:
         row = next(r for name, r in by_name.items() if name.startswith(label))
         assert row["status"] in ("PASS", "FAIL", "info"), row
-        assert isinstance(row["number"], int | float) and row["number"] > 0, row
+        # Measured, not judged: a starved half-second window (a busy CI box) can count 0.
+        assert isinstance(row["number"], int | float) and row["number"] >= 0, row

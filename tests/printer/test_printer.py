@@ -27,7 +27,7 @@ import zmq
 from mdgw.core import wire
 
 BASE_NS = 1_750_000_000_000_000_000
-T = 5.0  # seconds: generous deadline for anything a test waits for
+T = 15.0  # seconds: generous deadline for anything a test waits for (a busy CI box)
 
 
 def pub_ns(seq: int) -> int:

@@ -80,7 +80,9 @@ def test_fuzzed_raw_input_publishes_no_wrong_book_and_every_rejection_is_counted
     assert checked["books"] > 1000 and checked["matched"] == checked["books"]
     assert report["rss_growth_kib"] < RSS_GROWTH_MAX_KIB, report["rss_series_kib"]
     # Rate-limited logging: far fewer lines than messages (see docs/reliability.md).
-    assert report["log_lines"] < sent["envelopes"] * 0.05
+    # The limiter bounds lines per subject and 10 s, not per message: on a starved machine
+    # the fuzzer sends fewer messages in the same time, so the time bound applies then.
+    assert report["log_lines"] < max(sent["envelopes"] * 0.05, 20 * report["seconds"])
     assert builder.service.non_json_lines() == []
     assert builder.service.stop() == 0
 
@@ -187,7 +189,6 @@ def test_frames_that_make_the_hub_raise_do_not_stop_the_builder(
     sub = ctx.socket(zmq.SUB)
     sub.subscribe(b"book.linear.")
     sub.connect(builder.pub)
-    time.sleep(0.5)  # the subscription reaching the publisher (not an assertion)
     seq = 0
 
     def send(frame: bytes) -> None:
@@ -205,18 +206,32 @@ def test_frames_that_make_the_hub_raise_do_not_stop_the_builder(
             )
         )
 
+    def snapshot(symbol: str) -> bytes:
+        data = {"s": symbol, "b": [["1.0", "1"]], "a": [["2.0", "1"]], "u": 1, "seq": 1}
+        return orjson.dumps(
+            {"topic": f"orderbook.50.{symbol}", "type": "snapshot", "ts": 1, "data": data}
+        )
+
+    # PUB/SUB joins asynchronously: probe with snapshots until one comes through.
+    deadline = time.monotonic() + 30
+    probe = 0
+    while not sub.poll(200):
+        assert time.monotonic() < deadline, "the subscription never reached book_builder"
+        probe += 1
+        send(snapshot(f"JOIN{probe}USDT"))
+
     for n, (name, frame) in enumerate(KNOWN_CRASHERS.items()):
         send(frame)
         symbol = f"OK{n}USDT"
-        data = {"s": symbol, "b": [["1.0", "1"]], "a": [["2.0", "1"]], "u": 1, "seq": 1}
-        send(
-            orjson.dumps(
-                {"topic": f"orderbook.50.{symbol}", "type": "snapshot", "ts": 1, "data": data}
-            )
-        )
-        assert sub.poll(3000), f"nothing published after: {name}"
-        topic, _ = sub.recv_multipart()
-        assert topic == wire.topic("book", "linear", symbol), name
+        send(snapshot(symbol))
+        deadline = time.monotonic() + 15
+        while True:
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            assert left_ms > 0 and sub.poll(left_ms), f"nothing published after: {name}"
+            topic, _ = sub.recv_multipart()
+            if topic == wire.topic("book", "linear", symbol):
+                break
+            assert topic.startswith(b"book.linear.JOIN"), (name, topic)  # a late probe
     assert builder.service.alive
     # Rejected at the decoder as malformed, not caught as an internal error.
     deadline = time.monotonic() + 10
