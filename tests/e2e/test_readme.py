@@ -111,7 +111,7 @@ def test_the_readme_snippet_receives_books_from_make_demo(demo: tuple[Any, Any])
     for program in ("book_builder", "ingestor", "printer", "simulator"):
         out.wait_for(rf"^mdgw:{program} +RUNNING", START_TIMEOUT)
     # make demo then follows the printer's log live: config/demo.toml prints bbo lines.
-    out.wait_for(r" bbo    (linear|inverse|spot) ", 30)
+    out.wait_for(r" bbo    (linear|inverse|spot) ", 60)
 
     consumer = subprocess.Popen(
         [str(BIN / "python"), "-c", snippet.replace(endpoint, checkout.pub)],
