@@ -8,14 +8,10 @@ importable here. ``RELIABILITY_LONG=1`` runs the long versions (builder down 30 
 from __future__ import annotations
 
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts"))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -34,7 +30,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture
 def rundir() -> Iterator[Path]:
     """A short private directory for ipc sockets (paths are limited to 107 bytes)."""
-    from gateway_stack import short_tempdir
+    from mdgw.testing.stack import short_tempdir
 
     path = short_tempdir()
     yield path

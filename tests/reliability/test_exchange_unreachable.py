@@ -30,9 +30,17 @@ from typing import Any
 
 import pytest
 import zmq.asyncio
-from gateway_stack import Gateway, Service, Stream, TruthConsumer, clean_env, sim_params, wait_for
 
 from mdgw.simulator.server import SimulatorServer
+from mdgw.testing.stack import (
+    Gateway,
+    Service,
+    Stream,
+    TruthConsumer,
+    clean_env,
+    sim_params,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 

@@ -23,11 +23,11 @@ from pathlib import Path
 import orjson
 import pytest
 import zmq
-from fuzz_builder import KNOWN_CRASHERS, Fuzzer, builder_config, fuzz
-from gateway_stack import LONG, Service, cpu_seconds, free_port
 
 from mdgw.core import wire
 from mdgw.core.wire import EnvelopeKind
+from mdgw.testing.fuzz import KNOWN_CRASHERS, Fuzzer, builder_config, fuzz
+from mdgw.testing.stack import LONG, Service, cpu_seconds, free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 import zmq.asyncio
-from gateway_stack import MIXED_STREAMS, Gateway, TruthConsumer, sim_params, wait_for
 
 from mdgw.simulator.server import SimulatorServer
+from mdgw.testing.stack import MIXED_STREAMS, Gateway, TruthConsumer, sim_params, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -27,8 +27,6 @@ import orjson
 import pytest
 import zmq
 import zmq.auth
-from fuzz_builder import TrackedBook
-from gateway_stack import ROOT, Service, clean_env, free_port
 from zmq.utils.monitor import recv_monitor_message
 
 from mdgw.core import wire
@@ -42,6 +40,8 @@ from mdgw.runtime.curve import (
     server_keys,
 )
 from mdgw.runtime.settings import ConfigError, Settings, ZmqConfig, load_settings
+from mdgw.testing.fuzz import TrackedBook
+from mdgw.testing.stack import ROOT, Service, clean_env, free_port
 
 LOOPBACK = ("tcp://127.0.0.1:", "tcp://[::1]:", "tcp://localhost:")
 

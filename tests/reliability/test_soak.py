@@ -13,8 +13,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
-from gateway_stack import LONG
 from soak import Options, soak
+
+from mdgw.testing.stack import LONG
 
 pytestmark = pytest.mark.e2e
 

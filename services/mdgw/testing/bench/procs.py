@@ -32,7 +32,7 @@ __all__ = [
     "stats_lines",
 ]
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 PYTHON = sys.executable
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -71,7 +71,6 @@ class Proc:
         self.out = workdir / f"{name}.json"
         self.ready = workdir / f"{name}.ready"
         base = {k: v for k, v in os.environ.items() if not k.startswith("MDGW_")}
-        base["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), base.get("PYTHONPATH")]))
         with self.log.open("wb") as log:
             self.popen = subprocess.Popen(
                 list(argv), cwd=ROOT, env={**base, **(env or {})}, stdout=log, stderr=log
@@ -82,7 +81,7 @@ class Proc:
     def helper(cls, name: str, module: str, args: Sequence[str], workdir: Path) -> Proc:
         """``python -m scripts.bench.<module> ARGS --out .. --ready ..``."""
         out, ready = workdir / f"{name}.json", workdir / f"{name}.ready"
-        argv = [PYTHON, "-m", f"scripts.bench.{module}", *args]
+        argv = [PYTHON, "-m", f"mdgw.testing.bench.{module}", *args]
         return cls(name, [*argv, "--out", str(out), "--ready", str(ready)], workdir)
 
     @classmethod

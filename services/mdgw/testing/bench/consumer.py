@@ -34,8 +34,9 @@ from typing import Any
 
 import orjson
 import zmq
-from scripts.bench import frames
-from scripts.bench.procs import StopFlag
+
+from mdgw.testing.bench import frames
+from mdgw.testing.bench.procs import StopFlag
 
 _SEQ = re.compile(rb'"seq":(\d+)')
 _RECV_NS = re.compile(rb'"recv_ns":(\d+)')

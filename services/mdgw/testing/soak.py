@@ -40,8 +40,9 @@ from typing import Any
 
 import zmq.asyncio
 
-sys.path.insert(0, str(Path(__file__).parent))
-from gateway_stack import (
+from mdgw.runtime.logging import configure_logging
+from mdgw.simulator.server import SimulatorServer
+from mdgw.testing.stack import (
     Gateway,
     Key,
     Stream,
@@ -49,9 +50,6 @@ from gateway_stack import (
     short_tempdir,
     sim_params,
 )
-
-from mdgw.runtime.logging import configure_logging
-from mdgw.simulator.server import SimulatorServer
 
 SYMBOL_BASES = ("BTC", "ETH", "SOL", "XRP", "DOGE", "BNB", "ADA", "AVAX", "LINK", "DOT", "LTC")
 # A depth-50 topic pushes at most every 20 ms; at 100 steps per second a symbol sends ~45.

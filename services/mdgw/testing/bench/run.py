@@ -27,9 +27,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from scripts.bench import figures, soak
-from scripts.bench.procs import ROOT, progress
-from scripts.bench.report import ERROR, FAIL, FigureResult, Row, render, run_info, write
+from mdgw.testing.bench import figures, soak
+from mdgw.testing.bench.procs import ROOT, progress
+from mdgw.testing.bench.report import ERROR, FAIL, FigureResult, Row, render, run_info, write
 
 FigureFn = Callable[[Path], FigureResult]
 

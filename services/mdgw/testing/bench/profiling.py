@@ -19,7 +19,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from scripts.bench.procs import PYTHON, Proc, progress
+from mdgw.testing.bench.procs import PYTHON, Proc, progress
 
 __all__ = ["cprofile_argv", "py_spy", "summarize_cprofile", "summarize_py_spy"]
 

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scripts.bench import frames, profiling
-from scripts.bench.procs import BenchError, Proc, gateway_config, progress, stats_lines
-from scripts.bench.report import ERROR, FigureResult, Row, judged
-from scripts.bench.stage import Endpoints, Stage
+from mdgw.testing.bench import frames, profiling
+from mdgw.testing.bench.procs import BenchError, Proc, gateway_config, progress, stats_lines
+from mdgw.testing.bench.report import ERROR, FigureResult, Row, judged
+from mdgw.testing.bench.stage import Endpoints, Stage
 
 __all__ = ["Timing", "ingestor_rate", "latency", "throughput"]
 

@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import zmq
-from scripts.bench import frames
-from scripts.bench.procs import StopFlag
 
 from mdgw.core.wire import RawEncoder
+from mdgw.testing.bench import frames
+from mdgw.testing.bench.procs import StopFlag
 
 CONN_ID = 1
 _SAMPLE_S = 0.1

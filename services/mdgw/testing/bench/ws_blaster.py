@@ -36,9 +36,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from scripts.bench import frames
-
 from mdgw.simulator.protocol import Reply, Session, Subscribed
+from mdgw.testing.bench import frames
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _MAX_BUFFER = 64 * 1024 * 1024

@@ -41,7 +41,7 @@ from mdgw.simulator.market import TruthUnavailableError
 from mdgw.simulator.params import SimulatorParams
 from mdgw.simulator.server import SimulatorServer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 Key = tuple[str, str]  # (category, symbol)
 # RELIABILITY_LONG=1: the reliability tests run their long versions (not MDGW_*: the
 # services refuse MDGW_ variables that are not config keys).

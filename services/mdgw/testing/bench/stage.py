@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from scripts.bench.procs import Proc, free_port, progress
+from mdgw.testing.bench.procs import Proc, free_port, progress
 
 __all__ = ["Endpoints", "Sampler", "Stage"]
 

@@ -4,7 +4,7 @@ Plays a hostile (or broken) ingestor on the raw PUSH socket for ``--seconds``:
 
 - **valid frames** of two tracked books (``orderbook.50.BTCUSDT``/``ETHUSDT``, linear): a
   snapshot, then deltas, and a fresh snapshot now and then (as after a resubscribe). A
-  reference book (:class:`mdgw.simulator.testing.ReferenceBook`) gives the correct top-25
+  reference book (:class:`mdgw.testing.reference.ReferenceBook`) gives the correct top-25
   at every ``u``;
 - **hostile frames** on the same connection, each with a definite defect: wrong types,
   huge numbers, NaN/Infinity, negative or non-numeric sizes, 10 MB strings in checked
@@ -51,7 +51,7 @@ from mdgw.core.bybit import decode_frame
 from mdgw.core.errors import ParseError, UnsupportedTopicError
 from mdgw.core.hub import Hub
 from mdgw.core.wire import EnvelopeKind
-from mdgw.simulator.testing import ReferenceBook
+from mdgw.testing.reference import ReferenceBook
 
 TRACKED = ("BTCUSDT", "ETHUSDT")
 DECOYS = ("DECOYONEUSDT", "DECOYTWOUSDT", "DECOYTHREEUSDT")
@@ -715,8 +715,7 @@ def fuzz(builder: Any, raw: str, pub: str, seconds: float, seed: int = 1) -> dic
 def main() -> int:
     import tempfile
 
-    sys.path.insert(0, str(Path(__file__).parent))
-    from gateway_stack import Service, free_port
+    from mdgw.testing.stack import Service, free_port
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=120.0)

@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 import zmq
-from scripts.bench.procs import StopFlag
+
+from mdgw.testing.bench.procs import StopFlag
 
 TOPIC = b"book.linear.HOP."
 

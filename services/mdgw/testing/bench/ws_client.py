@@ -23,8 +23,9 @@ import time
 from pathlib import Path
 
 import orjson
-from scripts.bench import frames
 from websockets.asyncio.client import connect
+
+from mdgw.testing.bench import frames
 
 MAX_QUEUE = 1024  # as mdgw.ingestor.connection.MAX_QUEUE
 _BUCKET_S = 0.1

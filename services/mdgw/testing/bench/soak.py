@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scripts.bench.figures import (
+from mdgw.testing.bench.figures import (
     builder_counters,
     fmt,
     problems_of,
@@ -24,9 +24,9 @@ from scripts.bench.figures import (
     stack_config,
     window_rate,
 )
-from scripts.bench.procs import BenchError, Proc, progress, stats_lines
-from scripts.bench.report import FigureResult, Row, judged
-from scripts.bench.stage import Endpoints, Stage
+from mdgw.testing.bench.procs import BenchError, Proc, progress, stats_lines
+from mdgw.testing.bench.report import FigureResult, Row, judged
+from mdgw.testing.bench.stage import Endpoints, Stage
 
 __all__ = ["LongTiming", "memory", "scale"]
 

@@ -1,0 +1,1 @@
+"""Test harness that ships with mdgw (like ``structlog.testing``)."""
