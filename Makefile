@@ -43,10 +43,10 @@ BENCH_ARGS ?=
 .PHONY: bench bench-long
 
 bench: $(STAMP)  ## throughput, latency, ingestor rate (< 3 min): one table, JSON in var/bench/
-	$(PY) -m mdgw.testing.bench.run $(BENCH_ARGS)
+	$(PY) scripts/bench.py $(BENCH_ARGS)
 
 bench-long: $(STAMP)  ## scale (1,200 symbols) and 10-minute memory soak (~13 min)
-	$(PY) -m mdgw.testing.bench.run --long $(BENCH_ARGS)
+	$(PY) scripts/bench.py --long $(BENCH_ARGS)
 
 clean:  ## remove the venv and run-time files
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .hypothesis
@@ -128,4 +128,4 @@ keys: $(STAMP)  ## CURVE keypairs (server + CLIENTS="client") into var/keys/, fi
 	$(PY) scripts/make_keys.py --dir $(KEYS_DIR) $(foreach c,$(CLIENTS),--client $(c))
 
 soak: $(STAMP)  ## 30 min at 5k frames/s with periodic faults; SOAK_ARGS="--minutes 5 --rate 2000"
-	$(PY) -m mdgw.testing.soak $(SOAK_ARGS)
+	$(PY) scripts/soak.py $(SOAK_ARGS)

@@ -26,7 +26,9 @@ import pytest
 import zmq.asyncio
 
 from mdgw.simulator.server import SimulatorServer
-from mdgw.testing.stack import LONG, MIXED_STREAMS, Gateway, TruthConsumer, sim_params, wait_for
+from mdgw.testing.config import LONG, MIXED_STREAMS, sim_params
+from mdgw.testing.gateway import Gateway
+from mdgw.testing.truth import TruthConsumer, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -32,15 +32,10 @@ import pytest
 import zmq.asyncio
 
 from mdgw.simulator.server import SimulatorServer
-from mdgw.testing.stack import (
-    Gateway,
-    Service,
-    Stream,
-    TruthConsumer,
-    clean_env,
-    sim_params,
-    wait_for,
-)
+from mdgw.testing.config import Stream, sim_params
+from mdgw.testing.gateway import Gateway
+from mdgw.testing.processes import Service, clean_env
+from mdgw.testing.truth import TruthConsumer, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -26,8 +26,11 @@ import zmq
 
 from mdgw.core import wire
 from mdgw.core.wire import EnvelopeKind
-from mdgw.testing.fuzz import KNOWN_CRASHERS, Fuzzer, builder_config, fuzz
-from mdgw.testing.stack import LONG, Service, cpu_seconds, free_port
+from mdgw.testing.config import LONG
+from mdgw.testing.endpoints import tcp_endpoint
+from mdgw.testing.fuzz import Fuzzer, builder_config, fuzz
+from mdgw.testing.hostile import KNOWN_CRASHERS
+from mdgw.testing.processes import Service, cpu_seconds
 
 pytestmark = pytest.mark.e2e
 
@@ -38,8 +41,8 @@ RSS_GROWTH_MAX_KIB = 64 * 1024
 class Builder:
     def __init__(self, rundir: Path, logdir: Path) -> None:
         self.raw = f"ipc://{rundir}/raw.sock"
-        self.pub = f"tcp://127.0.0.1:{free_port()}"
-        self.snapshot = f"tcp://127.0.0.1:{free_port()}"
+        self.pub = tcp_endpoint()
+        self.snapshot = tcp_endpoint()
         config = builder_config(rundir, self.raw, self.pub, self.snapshot)
         self.service = Service("book_builder", config, logdir / "book_builder.log").start()
 

@@ -13,9 +13,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
-from soak import Options, soak
 
-from mdgw.testing.stack import LONG
+from mdgw.testing.config import LONG
+from mdgw.testing.soak import Options, soak
 
 pytestmark = pytest.mark.e2e
 

@@ -26,30 +26,22 @@ tests/reliability/test_soak.py runs :func:`soak` for 30 s.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import math
 import random
-import sys
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import zmq.asyncio
 
-from mdgw.runtime.logging import configure_logging
+from mdgw.simulator.faults import FaultKind, FaultRequest
 from mdgw.simulator.server import SimulatorServer
-from mdgw.testing.stack import (
-    Gateway,
-    Key,
-    Stream,
-    TruthConsumer,
-    short_tempdir,
-    sim_params,
-)
+from mdgw.testing.config import Key, Stream, sim_params
+from mdgw.testing.endpoints import short_tempdir
+from mdgw.testing.gateway import Gateway
+from mdgw.testing.truth import TruthConsumer
 
 SYMBOL_BASES = ("BTC", "ETH", "SOL", "XRP", "DOGE", "BNB", "ADA", "AVAX", "LINK", "DOT", "LTC")
 # A depth-50 topic pushes at most every 20 ms; at 100 steps per second a symbol sends ~45.
@@ -121,34 +113,27 @@ def soak_streams(frames_per_s: float) -> list[Stream]:
     return streams
 
 
-def fault_plan(
-    sim: SimulatorServer, streams: list[Stream], rng: random.Random
-) -> list[tuple[str, Callable[[], int], Key]]:
-    """The faults, one per round: (name, inject, the book it breaks)."""
-
-    def pick() -> Stream:
-        return rng.choice(streams)
-
-    plan: list[tuple[str, Callable[[], int], Key]] = []
-    for kind in ("skip", "crossed", "malformed", "restart", "oversized", "drop", "silence"):
-        s = pick()
+def fault_plan(streams: list[Stream], rng: random.Random) -> list[tuple[FaultRequest, Key]]:
+    """The faults, one per round: (the request, the book it breaks)."""
+    plan: list[tuple[FaultRequest, Key]] = []
+    for kind in (
+        FaultKind.SKIP,
+        FaultKind.CROSSED,
+        FaultKind.MALFORMED,
+        FaultKind.RESTART,
+        FaultKind.OVERSIZED,
+        FaultKind.DROP,
+        FaultKind.SILENCE,
+    ):
+        s = rng.choice(streams)
         topic = f"orderbook.{s.depth}.{s.symbol}"
-        inject: Callable[[], int]
-        if kind == "skip":
-            inject = lambda t=topic, c=s.category: sim.skip_delta(t, category=c)  # noqa: E731
-        elif kind == "crossed":
-            inject = lambda t=topic, c=s.category: sim.send_crossed(t, category=c)  # noqa: E731
-        elif kind == "malformed":
-            inject = lambda t=topic, c=s.category: sim.send_malformed(t, category=c)  # noqa: E731
-        elif kind == "restart":
-            inject = lambda t=topic, c=s.category: sim.restart_topic(c, t)  # noqa: E731
-        elif kind == "oversized":
-            inject = lambda t=topic, c=s.category: sim.send_oversized(t, category=c)  # noqa: E731
-        elif kind == "drop":
-            inject = lambda c=s.category: sim.drop(category=c)  # noqa: E731
+        if kind is FaultKind.DROP:
+            request = FaultRequest(kind, category=s.category)
+        elif kind is FaultKind.SILENCE:
+            request = FaultRequest(kind, category=s.category, seconds=3.0)
         else:
-            inject = lambda c=s.category: sim.silence(3.0, category=c)  # noqa: E731
-        plan.append((kind, inject, s.key))
+            request = FaultRequest(kind, category=s.category, topic=topic)
+        plan.append((request, s.key))
     return plan
 
 
@@ -194,7 +179,7 @@ async def soak(options: Options, workdir: Path | None = None) -> Report:
             frames_at_start = (gw.builder.stats() or {}).get("frames_in", 0)
             rss: dict[str, list[int]] = {name: [] for name in services}
             rss_warm: dict[str, int] = {}
-            plan = fault_plan(sim, streams, rng)
+            plan = fault_plan(streams, rng)
             next_fault = started + min(options.fault_every, 5.0)
             next_rss = started
             pending: list[FaultRecord] = []
@@ -210,10 +195,12 @@ async def soak(options: Options, workdir: Path | None = None) -> Report:
                     rss_warm = {name: service.rss_kib() for name, service in services.items()}
                 if now >= next_fault:
                     next_fault = now + options.fault_every
-                    kind, inject, key = plan[round_no % len(plan)]
+                    request, key = plan[round_no % len(plan)]
                     round_no += 1
-                    record = FaultRecord(round(now - started, 1), kind, key, at_mono=now)
-                    if inject() >= 1:
+                    record = FaultRecord(
+                        round(now - started, 1), request.kind.value, key, at_mono=now
+                    )
+                    if sim.apply_fault(request) >= 1:
                         report.faults.append(record)
                         pending.append(record)
                 for record in list(pending):
@@ -295,23 +282,3 @@ def _judge(report: Report, options: Options) -> None:
         problems.append(f"{lines} log lines for {report.frames_in} frames")
     if any(status != 0 for status in report.exit_status.values()):
         problems.append(f"exit status after SIGTERM: {report.exit_status}")
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    defaults = Options()
-    for name, value in asdict(defaults).items():
-        parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
-    args = parser.parse_args()
-    options = Options(**{name: getattr(args, name) for name in asdict(defaults)})
-    workdir = short_tempdir("mdgw-soak-logs-")
-    # The simulator runs in this process: its log goes to a file, stdout is the report's.
-    with (workdir / "simulator.log").open("w") as sim_log:
-        configure_logging("simulator", "info", "json", stream=sim_log)
-        report = asyncio.run(soak(options, workdir))
-    print(json.dumps({**asdict(report), "ok": report.ok, "logs": str(workdir)}, indent=1))
-    return 0 if report.ok else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

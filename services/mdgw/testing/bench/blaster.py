@@ -33,7 +33,7 @@ import zmq
 
 from mdgw.core.wire import RawEncoder
 from mdgw.testing.bench import frames
-from mdgw.testing.bench.procs import StopFlag
+from mdgw.testing.bench.common import StopFlag
 
 CONN_ID = 1
 _SAMPLE_S = 0.1

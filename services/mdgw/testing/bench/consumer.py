@@ -36,7 +36,7 @@ import orjson
 import zmq
 
 from mdgw.testing.bench import frames
-from mdgw.testing.bench.procs import StopFlag
+from mdgw.testing.bench.common import StopFlag
 
 _SEQ = re.compile(rb'"seq":(\d+)')
 _RECV_NS = re.compile(rb'"recv_ns":(\d+)')

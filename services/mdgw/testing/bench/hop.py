@@ -20,7 +20,7 @@ from pathlib import Path
 
 import zmq
 
-from mdgw.testing.bench.procs import StopFlag
+from mdgw.testing.bench.common import StopFlag
 
 TOPIC = b"book.linear.HOP."
 

@@ -5,7 +5,8 @@
 Built like the book builder's drain (``mdgw.book_builder.service``): one asyncio readiness
 wait on the PULL socket (the builder uses a reader callback instead: no difference at
 saturation), then up to 2048 non-blocking receives, each sent on as
-``[topic, the same bytes]`` with non-blocking sends through the same Cython ``send``. No parsing, no book, no JSON: what is
+``[topic, the same bytes]`` with non-blocking sends through the same Cython ``send``. No
+parsing, no book, no JSON: what is
 left is the cost of the sockets and of the Python loop around them, i.e. the fastest any
 builder written this way could go on this machine with the same blaster. Its rate is its
 own count of messages published (``timeline`` in ``--out``): the consumer, which must also

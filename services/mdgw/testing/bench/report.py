@@ -20,7 +20,7 @@ from typing import Any
 
 import zmq
 
-from mdgw.testing.bench.procs import ROOT
+from mdgw.testing.processes import ROOT
 
 __all__ = ["FigureResult", "Row", "render", "run_info", "write"]
 

@@ -20,8 +20,6 @@ import argparse
 import asyncio
 import json
 import multiprocessing
-import os
-import sys
 import time
 import urllib.request
 from multiprocessing.connection import Connection
@@ -32,6 +30,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from mdgw.simulator.params import SimulatorParams
 from mdgw.simulator.server import SimulatorServer
+from mdgw.testing.processes import cpu_seconds, rss_kib
 
 ARGS_BUDGET = 20_000  # characters of args per connection, under Bybit's 21,000
 
@@ -43,20 +42,6 @@ def _serve(params: SimulatorParams, ready: Connection) -> None:
             await asyncio.Event().wait()
 
     asyncio.run(main())
-
-
-def _cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 class Counter:
@@ -135,11 +120,11 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.wait_for(asyncio.gather(*(event.wait() for event in ready)), 30)
         await asyncio.sleep(args.warmup)
         counter.counting = True
-        cpu0, t0 = _cpu_seconds(child.pid or 0), time.monotonic()
+        cpu0, t0 = cpu_seconds(child.pid or 0), time.monotonic()
         await asyncio.sleep(args.seconds)
         counter.counting = False
         elapsed = time.monotonic() - t0
-        cpu = (_cpu_seconds(child.pid or 0) - cpu0) / elapsed
+        cpu = (cpu_seconds(child.pid or 0) - cpu0) / elapsed
         status_url = f"http://127.0.0.1:{port}/sim/status"
         status = await asyncio.to_thread(
             lambda: json.loads(urllib.request.urlopen(status_url).read())
@@ -159,30 +144,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             "u_gaps": counter.gaps,
             "lagged_steps": status["stats"]["lagged_steps"],
             "simulator_cpu": round(cpu, 2),
-            "simulator_rss_mib": round(_rss_mib(child.pid or 0)),
+            "simulator_rss_mib": round(rss_kib(child.pid or 0) / 1024),
         }
     finally:
         child.terminate()
         child.join(5)
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--symbols", type=int, default=500)
-    parser.add_argument("--rate", type=float, default=20.0, help="book updates/s per symbol")
-    parser.add_argument("--trade-rate", type=float, default=2.0)
-    parser.add_argument("--depth", type=int, default=50, choices=[1, 50, 200, 1000])
-    parser.add_argument("--levels", type=int, default=1500)
-    parser.add_argument("--truth-history", type=int, default=2000)
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--warmup", type=float, default=3.0)
-    args = parser.parse_args()
-    result = asyncio.run(bench(args))
-    print(json.dumps(result))
-    ok = result["book_msgs_per_s"] >= 0.95 * result["offered_book_msgs_per_s"]
-    ok = ok or args.depth != 50  # deeper topics push at most every 100-200 ms by design
-    return 0 if ok and not result["u_gaps"] else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
