@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
@@ -194,7 +194,17 @@ class _SymbolMarket:
             return  # the window did not move: Bybit sends no empty deltas
         self._advance_u(topic, now_ms, cts)
         if topic.listening:
-            payload = self._book_payload(topic, "delta", delta_b, delta_a, ts=now_ms, cts=cts)
+            payload = book_payload(
+                self.inst,
+                topic.name,
+                "delta",
+                delta_b,
+                delta_a,
+                u=topic.u,
+                seq=topic.last_seq,
+                ts=now_ms,
+                cts=cts,
+            )
             frames.append(
                 Frame(self.category, topic.name, self.symbol, "delta", topic.u, True, payload)
             )
@@ -218,24 +228,19 @@ class _SymbolMarket:
 
     # --- frames -----------------------------------------------------------------------
 
-    def _book_payload(
-        self,
-        topic: BookTopic,
-        kind: str,
-        bids: Iterable[tuple[int, int]],
-        asks: Iterable[tuple[int, int]],
-        *,
-        ts: int,
-        cts: int,
-    ) -> bytes:
-        return book_payload(
-            self.inst, topic.name, kind, bids, asks, u=topic.u, seq=topic.last_seq, ts=ts, cts=cts
-        )
-
     def _snapshot_frame(self, topic: BookTopic, ts: int, cts: int, *, fresh: bool) -> Frame:
         depth = topic.depth
-        payload = self._book_payload(
-            topic, "snapshot", self.bids.top(depth), self.asks.top(depth), ts=ts, cts=cts
+        bids, asks = self.bids.top(depth), self.asks.top(depth)
+        payload = book_payload(
+            self.inst,
+            topic.name,
+            "snapshot",
+            bids,
+            asks,
+            u=topic.u,
+            seq=topic.last_seq,
+            ts=ts,
+            cts=cts,
         )
         return Frame(self.category, topic.name, self.symbol, "snapshot", topic.u, fresh, payload)
 

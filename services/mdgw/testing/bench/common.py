@@ -1,12 +1,15 @@
-"""What the benchmark's driver and its helper processes share: progress lines, a stop flag."""
+"""What the benchmark's driver and its helper processes share: progress lines, the helpers'
+command line, a stop flag."""
 
 from __future__ import annotations
 
+import argparse
 import signal
 import sys
 import time
+from pathlib import Path
 
-__all__ = ["StopFlag", "progress"]
+__all__ = ["StopFlag", "helper_parser", "progress"]
 
 _STARTED = time.monotonic()
 
@@ -14,6 +17,16 @@ _STARTED = time.monotonic()
 def progress(message: str) -> None:
     """One progress line on stderr (stdout is for the table)."""
     print(f"[bench {time.monotonic() - _STARTED:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def helper_parser(doc: str | None) -> argparse.ArgumentParser:
+    """A helper process's argument parser with the two options every helper takes
+    (:class:`mdgw.testing.processes.Helper` passes them): ``--out FILE``, its JSON result,
+    written when it stops; ``--ready FILE``, created once it is set up."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--ready", type=Path, required=True)
+    return parser
 
 
 class StopFlag:

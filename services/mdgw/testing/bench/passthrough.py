@@ -21,13 +21,13 @@ import asyncio
 import json
 import signal
 import time
-from pathlib import Path
 from typing import Any
 
 import zmq
 import zmq.asyncio
 
 from mdgw.runtime.zmqsock import NOBLOCK, SNDMORE_NOBLOCK, fast_send
+from mdgw.testing.bench.common import helper_parser
 
 TOPIC = b"book.linear.PASSTHROUGH."  # a book topic, so the same "book." consumer counts it
 _BATCH = 2048
@@ -81,12 +81,10 @@ async def pump(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = helper_parser(__doc__)
     parser.add_argument("--raw", required=True)
     parser.add_argument("--pub", required=True)
     parser.add_argument("--hwm", type=int, default=100_000)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--ready", type=Path, required=True)
     args = parser.parse_args()
     started = time.monotonic()
     result = asyncio.run(pump(args))
