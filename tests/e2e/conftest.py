@@ -4,7 +4,7 @@ deploy/supervisord.conf takes every path from its own place (``%(here)s/..``), s
 supervisord per checkout. A test gets its own "checkout": a temporary directory holding
 byte-identical copies of deploy/, config/, the Makefile and the files its venv stamp is
 made of, with symlinks to the repo's .venv and scripts/. Its var/ (control socket, logs,
-ipc sockets) is its own; its tcp ports are free ones, given to the services through
+ipc sockets) is its own; its tcp ports are reserved ones, given to the services through
 MDGW_* environment variables over config/demo.toml, as a user would override a key.
 """
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,17 +19,12 @@ from pathlib import Path
 
 import pytest
 
+from mdgw.testing.endpoints import reserve_port
+
 REPO = Path(__file__).parents[2]
 BIN = REPO / ".venv" / "bin"
 COPIED = ("Makefile", "requirements.txt", "requirements-dev.txt", "pyproject.toml")
 LINKED = (".venv", "scripts")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -73,7 +67,9 @@ def make_checkout(base: Path) -> Checkout:
         shutil.copy2(REPO / name, root / name)
     for name in LINKED:
         (root / name).symlink_to(REPO / name)
-    pub, snapshot, simulator = free_port(), free_port(), free_port()
+    # Held by this process until it ends (mdgw.testing.endpoints): supervisord restarts a
+    # killed book_builder or simulator on the same ports.
+    pub, snapshot, simulator = reserve_port(), reserve_port(), reserve_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MDGW_", "MAKE"))}
     env.update(
         MDGW_ZMQ__PUB=f"tcp://127.0.0.1:{pub}",

@@ -1,9 +1,9 @@
 """The README's first steps as a newcomer types them: `make demo`, then the consumer snippet.
 
 `make demo` runs for real (the repo's Makefile and deploy/ confs, byte for byte) in a
-private checkout (conftest.py), so its var/ is its own. Its tcp ports are free ones given
-as MDGW_* overrides instead of the shipped 7100/7101/7200, which another gateway on this
-shared machine may hold; the snippet is run exactly as README.md prints it but for that
+private checkout (conftest.py), so its var/ is its own. Its tcp ports are reserved ones
+(mdgw.testing.endpoints), given as MDGW_* overrides instead of the shipped 7100/7101/7200,
+which another gateway on this shared machine may hold; the snippet is run exactly as README.md prints it but for that
 one endpoint string, which must be the demo config's own `zmq.pub`.
 """
 

@@ -3,7 +3,7 @@
 Isolated from a `make up` / `make demo` that may be running: the test has its own copy of
 the checkout's layout (conftest.py), so supervisord's var/run and var/log, the ipc sockets
 and every tcp port are this test's own. The conf files are the repo's, byte for byte;
-only the environment differs from `make demo` (free ports, given as MDGW_* overrides).
+only the environment differs from `make demo` (reserved ports, given as MDGW_* overrides).
 
 supervisord runs deploy/demo.conf in the foreground (``-n``) as this test's child, so
 that the test can reap it; `make demo` runs the same conf as a daemon. supervisorctl is
