@@ -224,7 +224,7 @@ class Printer:
         assert sub is not None and self._stopped is not None
         # The same libzmq socket without the asyncio layer: non-blocking receives need no
         # loop, and cost no Future each.
-        sync = zmq.Socket.shadow(sub.underlying)
+        sync: zmq.Socket[bytes] = zmq.Socket.shadow(sub.underlying)
         recv = sync.recv_multipart
         follower = self.follower
         # A reader on the socket's FD, registered once, wakes the loop (as in book_builder);
@@ -258,7 +258,7 @@ class Printer:
                 # ZeroMQ's FD is edge-triggered and only re-armed by reading EVENTS (or a
                 # receive that found nothing): clear first, then look, then wait.
                 readable.clear()
-                if not sync.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                if not int(sync.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
                     await readable.wait()
         finally:
             loop.remove_reader(fd)
