@@ -33,7 +33,7 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Final
@@ -106,7 +106,14 @@ class Journal:
     """One builder run's journal: a session of segments in ``config.dir``."""
 
     def __init__(
-        self, config: JournalConfig, hub_config: dict[str, Any], extra: dict[str, Any]
+        self,
+        config: JournalConfig,
+        hub_config: dict[str, Any],
+        extra: dict[str, Any],
+        *,
+        clock_ns: Callable[[], int] = time.time_ns,
+        queue_max_bytes: int = _QUEUE_MAX_BYTES,
+        queue_max_batches: int = _QUEUE_MAX_BATCHES,
     ) -> None:
         self.config = config
         self.dir = Path(config.dir)
@@ -121,8 +128,10 @@ class Journal:
         self.error: str | None = None  # set by the writer thread when it stops on an error
         self.error_reported = False
         self.last_hole: dict[str, Any] | None = None  # for the shell's log line
+        self._clock_ns = clock_ns  # wall clock of each record (tests pass their own)
+        self._queue_max_bytes = queue_max_bytes
         self._queue: queue.Queue[tuple[Pending, int, int] | None] = queue.Queue(
-            maxsize=_QUEUE_MAX_BATCHES
+            maxsize=queue_max_batches
         )
         self._queued_bytes = 0
         self._lock = threading.Lock()
@@ -186,7 +195,7 @@ class Journal:
     def add(self, kind: int, now: float, items: Sequence[bytes] = ()) -> None:
         """One hub input, in the order the hub took it (*now* exactly as the hub got it)."""
         if self.active:
-            self.pending.append((kind, now, time.time_ns(), items))
+            self.pending.append((kind, now, self._clock_ns(), items))
 
     def hand_over(self) -> None:
         """Give the pending records to the writer, or count them as a hole if it is behind."""
@@ -202,7 +211,7 @@ class Journal:
         nbytes += 32 * len(batch)
         stats = self.stats
         with self._lock:
-            room = self._queued_bytes + nbytes <= _QUEUE_MAX_BYTES
+            room = self._queued_bytes + nbytes <= self._queue_max_bytes
             if room:
                 self._queued_bytes += nbytes
         if room:

@@ -157,6 +157,7 @@ def decode_segment_header(data: bytes) -> tuple[SegmentHeader, int]:
         raise JournalFormatError("segment header is cut short", truncated=True)
     try:
         body = orjson.loads(data[_PREAMBLE.size : end])
+        body.pop("format_version", None)  # the preamble's copy is the one that counts
         header = SegmentHeader(
             session=str(body.pop("session")),
             index=int(body.pop("index")),

@@ -4,7 +4,8 @@ A segment is read chunk by chunk. Whatever ends the readable part early (a chunk
 or body cut short, a CRC that does not match, zstd refusing the frame, records that do not
 parse) is a *tear*: :attr:`SegmentReader.tear` says where and after how many records, and
 everything before it has been yielded. A kill -9 of the builder tears at most the last
-chunk it was writing.
+chunk it was writing; a segment that ends cleanly between chunks but without the writer's
+closing ``END`` record is reported as torn there too (nothing says what came after).
 """
 
 from __future__ import annotations
@@ -117,6 +118,12 @@ class SegmentReader:
             while True:
                 raw = f.read(CHUNK_HEADER.size)
                 if not raw:
+                    if not self.closed_cleanly:
+                        self._tear(
+                            offset,
+                            "ends without its closing record (the builder was killed, or is "
+                            "still writing it)",
+                        )
                     return
                 if len(raw) < CHUNK_HEADER.size:
                     self._tear(offset, f"chunk header cut short ({len(raw)} bytes)")
