@@ -208,8 +208,12 @@ def gateway_config(
     trades: bool = False,
     stats_interval: float = 1.0,
     publish_depth: int = 25,
+    journal_dir: Path | None = None,
 ) -> Path:
-    """A gateway TOML for one benchmark (only keys of the config contract, DESIGN §5)."""
+    """A gateway TOML for one benchmark (only keys of the config contract, DESIGN §5).
+
+    ``journal_dir``: the builder journals there (``[journal]`` on); otherwise it is off.
+    """
     lines = [
         "[bybit]",
         f'ws_url = "{ws_url}"',
@@ -237,7 +241,11 @@ def gateway_config(
         f"stats_interval = {stats_interval:g}",
         "[ingestor]",
         'id = "bench-ingestor"',
+        "[journal]",
+        f"enabled = {'true' if journal_dir is not None else 'false'}",
     ]
+    if journal_dir is not None:
+        lines.append(f'dir = "{journal_dir}"')
     path.write_text("\n".join(lines) + "\n")
     return path
 
