@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
+import zmq
 
 from mdgw.book_builder.journal import Journal, JournalStartError, journal_or_exit
+from mdgw.core import wire
 from mdgw.core.journal_format import InputKind, Record
 from mdgw.replay.reader import SegmentReader, find_segments
 from mdgw.runtime.settings import JournalConfig
@@ -205,3 +213,133 @@ def test_a_new_journal_never_appends_to_an_old_segment(tmp_path: Path) -> None:
     assert old.read_bytes() == data[:-5]
     segments, _ = find_segments([tmp_path / "journal"])
     assert len(segments) == 2 and segments[0].header.session != segments[1].header.session
+
+
+# --- the builder process with its journal -------------------------------------------------
+
+ROOT = Path(__file__).parents[2]
+
+
+def builder_config(tmp_path: Path, journal_dir: Path) -> tuple[Path, str, str]:
+    raw = f"ipc://{tmp_path}/raw.sock"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        pub = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+    config = tmp_path / "builder.toml"
+    config.write_text(
+        f'[zmq]\nraw = "{raw}"\ncontrol = "ipc://{tmp_path}/control.sock"\n'
+        f'pub = "{pub}"\nsnapshot = "ipc://{tmp_path}/snapshot.sock"\n'
+        '[log]\nstats_interval = 0.5\nformat = "json"\n'
+        f'[journal]\nenabled = true\ndir = "{journal_dir}"\nflush_interval = 0.2\n'
+    )
+    return config, raw, pub
+
+
+def builder_env(config: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("MDGW_")}
+    return {**env, "MDGW_CONFIG": str(config)}
+
+
+def test_the_builder_exits_78_with_one_line_when_the_journal_dir_is_unusable(
+    tmp_path: Path,
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    config, _, _ = builder_config(tmp_path, blocker / "journal")
+    done = subprocess.run(
+        [sys.executable, "-m", "mdgw.book_builder"],
+        cwd=ROOT,
+        env=builder_env(config),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 78, done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith(f"journal error: journal.dir '{blocker / 'journal'}'")
+
+
+def test_a_journal_that_fails_at_run_time_stops_and_the_books_go_on(tmp_path: Path) -> None:
+    config, raw, pub = builder_config(tmp_path, tmp_path / "journal")
+    # Files may not grow past 16 KiB (ulimit -f counts KiB): the journal's writes then fail
+    # with EFBIG, as on a full disk (Python ignores SIGXFSZ).
+    proc = subprocess.Popen(
+        ["bash", "-c", f"ulimit -f 16 && exec {sys.executable} -m mdgw.book_builder"],
+        cwd=ROOT,
+        env=builder_env(config),
+        stdout=subprocess.PIPE,  # a pipe: the log is not a file the limit applies to
+        stderr=subprocess.STDOUT,
+    )
+    log: list[dict[str, object]] = []
+    reader = threading.Thread(
+        target=lambda: log.extend(orjson.loads(x) for x in proc.stdout or [] if x.strip()),
+        daemon=True,
+    )
+    reader.start()
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    try:
+        push = ctx.socket(zmq.PUSH)
+        push.connect(raw)
+        sub = ctx.socket(zmq.SUB)
+        sub.subscribe(b"book.")
+        sub.connect(pub)
+        seq = 0
+
+        def send_snapshot(u: int) -> None:
+            nonlocal seq
+            seq += 1
+            noise = os.urandom(600).hex()  # incompressible: the journal grows fast
+            data = {"s": "BTCUSDT", "b": [["1", "1"]], "a": [["2", "1"]], "u": u, "seq": u}
+            frame = orjson.dumps(
+                {
+                    "topic": "orderbook.50.BTCUSDT",
+                    "type": "snapshot",
+                    "ts": u,
+                    "data": data,
+                    "cts": u,
+                    "pad": noise,
+                }
+            )
+            push.send(
+                wire.encode_raw(
+                    wire.EnvelopeKind.DATA,
+                    ingestor=b"t",
+                    category=1,
+                    conn_id=1,
+                    seq=seq,
+                    recv_ns=time.time_ns(),
+                    frame=frame,
+                )
+            )
+
+        deadline = time.monotonic() + 30
+        u = 0
+        while not any(line.get("event") == "journal_failed" for line in list(log)):
+            assert proc.poll() is None, "the builder exited"
+            assert time.monotonic() < deadline, "the journal never failed"
+            u += 1
+            send_snapshot(u)
+            time.sleep(0.005)
+        failed = next(line for line in list(log) if line.get("event") == "journal_failed")
+        assert "File too large" in str(failed["reason"])
+        # The books go on: a new snapshot is published after the failure.
+        while sub.poll(0):
+            sub.recv_multipart()
+        u += 1
+        send_snapshot(u)
+        assert sub.poll(10_000), "no book after the journal failed"
+        _, payload = sub.recv_multipart()
+        assert orjson.loads(payload)["u"] >= u - 1
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+        reader.join(timeout=5)
+        final = next(line for line in log if line.get("event") == "stats_final")
+        journal = final["journal"]
+        assert isinstance(journal, dict) and journal["failed"] == 1 and journal["errors"] == 1
+        assert sum(1 for line in log if line.get("event") == "journal_failed") == 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        ctx.destroy(linger=0)

@@ -8,6 +8,7 @@ exactly the records before them; holes make every book resync; the raw export.
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import subprocess
 import sys
@@ -17,13 +18,14 @@ from typing import Any
 
 import orjson
 import pytest
+import zmq
 
 from mdgw.book_builder.journal import Journal
 from mdgw.core import wire
 from mdgw.core.journal_format import InputKind
 from mdgw.replay.__main__ import main as replay_main
 from mdgw.replay.reader import SegmentReader, find_segments
-from mdgw.replay.service import Replayer, Selection
+from mdgw.replay.service import Progress, Replayer, Selection
 from mdgw.runtime.settings import JournalConfig
 
 ROOT = Path(__file__).parents[2]
@@ -294,3 +296,68 @@ def test_export_raw_writes_receive_time_and_frame_lines(journal_dir: Path, tmp_p
         == 0
     )
     assert len(plain.read_text().splitlines()) == 2
+
+
+def test_pub_publishes_what_out_writes(journal_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "all.jsonl"
+    assert replay("--out", out, journal_dir).returncode == 0
+    expected = [(m.pop("topic"), m) for m in lines(out)]
+    endpoint = f"ipc://{tmp_path}/replay.sock"
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.subscribe(b"")
+    sub.connect(endpoint)  # before the replay binds: it waits for this subscriber
+    config = tmp_path / "gateway.toml"
+    config.write_text("")
+    try:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "mdgw.replay",
+                "--config",
+                str(config),
+                "--speed",
+                "max",
+                "--pub",
+                endpoint,
+                str(journal_dir),
+            ],
+            cwd=ROOT,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        got: list[tuple[str, dict[str, Any]]] = []
+        while len(got) < len(expected):
+            assert sub.poll(20_000), f"got {len(got)} of {len(expected)}"
+            topic, payload = sub.recv_multipart()
+            got.append((topic.decode(), orjson.loads(payload)))
+        assert proc.wait(timeout=30) == 0
+        assert proc.stderr is not None and "0 hole(s)" in proc.stderr.read()
+    finally:
+        ctx.destroy(linger=0)
+    strip = [(t, {k: v for k, v in m.items() if k != "pub_ns"}) for t, m in got]
+    assert strip == [(t, {k: v for k, v in m.items() if k != "pub_ns"}) for t, m in expected]
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_shows_on_a_terminal_after_two_seconds_only() -> None:
+    quiet = io.StringIO()
+    Progress(quiet).update(10, T0)
+    assert quiet.getvalue() == ""
+    screen = Terminal()
+    progress = Progress(screen)
+    progress.update(10, T0)
+    assert screen.getvalue() == ""  # the first 2 s: a short replay shows nothing
+    progress.started -= 3.0
+    progress.next_at = 0.0
+    progress.update(12_345, T0 + SECOND)
+    line = screen.getvalue()
+    assert line.startswith("\r12,345 records read, recorded time 2025-12-02T14:00:01.000000Z, ")
+    assert "records/s" in line
+    progress.done()
+    assert screen.getvalue().endswith("\r\x1b[K")
