@@ -440,7 +440,7 @@ def throughput(base: Path, t: Timing, profile: Path | None = None) -> FigureResu
             None,
             judged(correct),
         ),
-        *_journal_rows(journaled, rate),
+        *_journal_rows(journaled, rate, own),
         Row(
             "pass-through ceiling (msgs/s, PULL -> PUB, no parsing)",
             fmt(top) if saturated(ceiling) else f">= {fmt(top)}",
@@ -457,12 +457,15 @@ def throughput(base: Path, t: Timing, profile: Path | None = None) -> FigureResu
     return fig
 
 
-def _journal_rows(journaled: dict[str, Any], rate_off: float) -> list[Row]:
+def _journal_rows(journaled: dict[str, Any], rate_off: float, own_off: float | None) -> list[Row]:
     """Throughput with the journal on as a ratio to off (same run), and its size on disk."""
     rate = journaled["median_rate"]
     ratio = rate / rate_off if rate and rate_off else None
     use = journaled["journal"]
     per_frame = use["bytes_per_frame"]
+    # Per CPU-second of the whole process, the writer thread's compression included: the
+    # journal's cost in CPU, much less sensitive than the rate to a busy machine.
+    own = journaled["per_cpu_second"]
     return [
         Row(
             "book_builder throughput, journal on (books/s; ratio to journal off)",
@@ -472,6 +475,15 @@ def _journal_rows(journaled: dict[str, Any], rate_off: float) -> list[Row]:
             judged(ratio is not None and ratio >= JOURNAL_RATIO_TARGET and not use["holes"]),
             rate,
             "books/s",
+        ),
+        Row(
+            "  books per CPU-second, journal on (ratio to journal off)",
+            fmt(own),
+            f"journal off {fmt(own_off)} per CPU-s",
+            own / own_off if own and own_off else None,
+            "info",
+            own,
+            "books/CPU-s",
         ),
         Row(
             "  journal bytes per frame on disk (envelope bytes per frame; holes)",

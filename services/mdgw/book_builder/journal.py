@@ -200,9 +200,11 @@ class Journal:
     def hand_over(self) -> None:
         """Give the pending records to the writer, or count them as a hole if it is behind."""
         batch = self.pending
-        if not batch or not self.active:
+        if not batch:
             return
         self.pending = []
+        if not self.active:  # stopped on an error: what was pending is dropped
+            return
         envelopes = nbytes = 0
         for kind, _now, _wall, items in batch:
             if kind == _RAW:

@@ -58,7 +58,6 @@ class BookBuilder:
         # Every call of a hub entry point is journaled right where it is made (the hub's
         # clock only stamps pub_ns, which a replay may change); None when journal is off.
         self.journal = journal_or_exit(settings.journal, hub_config)
-        self.journal_failure_logged = False
         self.snapshots_served = 0
         self.snapshots_rejected = 0
         self.pub_dropped = 0
