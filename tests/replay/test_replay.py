@@ -165,6 +165,14 @@ def test_from_to_and_topics_select_exactly(journal_dir: Path, tmp_path: Path) ->
         and (m["topic"] == "book.linear.BTCUSDT." or m["channel"] == "bbo")
     ]
     assert [(m["topic"], m["seq"]) for m in got] == [(m["topic"], m["seq"]) for m in expected]
+    # The same with the journal after --topics (which takes every word after it).
+    again = tmp_path / "again.jsonl"
+    args = ["--from", "2025-12-02T14:00:03Z", "--to", "2025-12-02T14:00:06Z", "--out", again]
+    assert (
+        replay_main([*map(str, args), "--topics", "book.linear.BTCUSDT", "bbo", str(journal_dir)])
+        == 0
+    )
+    assert again.read_bytes().count(b"\n") == len(got)
     assert {m["channel"] for m in got} == {"book", "bbo"}
     # The hub was fed from the start: seq numbers are the live ones, not restarted.
     assert got[0]["seq"] == 4

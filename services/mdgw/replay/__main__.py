@@ -94,13 +94,21 @@ def _speed(text: str) -> float:
     return value
 
 
+def _is_spec(text: str) -> bool:
+    try:
+        wire.subscription(text)
+    except WireError:
+        return False
+    return True
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = _Parser(
         prog=PROG,
         description=__doc__.split("\n\n", 2)[2] if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("journal", nargs="+", metavar="JOURNAL", help="directory or segments")
+    parser.add_argument("journal", nargs="*", metavar="JOURNAL", help="directory or segments")
     parser.add_argument("--config", metavar="PATH", help="config file (for --pub's socket)")
     parser.add_argument("--speed", type=_speed, metavar="X|max", help="pace (see above)")
     parser.add_argument("--from", dest="from_ns", type=_instant, metavar="ISO")
@@ -111,6 +119,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     target.add_argument("--out", metavar="FILE", help="JSON lines to FILE ('-': stdout)")
     parser.add_argument("--export", choices=["raw"], help="write the raw frames, not replay")
     args = parser.parse_args(argv)
+    # "--topics book var/journal": argparse gives the journal to --topics; take back the
+    # trailing words that are no topic spec but an existing path.
+    while args.topics and not _is_spec(args.topics[-1]) and Path(args.topics[-1]).exists():
+        args.journal.insert(0, args.topics.pop())
+    if not args.journal:
+        parser.error("the following arguments are required: JOURNAL")
     if args.from_ns is not None and args.to_ns is not None and args.to_ns <= args.from_ns:
         parser.error("--to must be later than --from")
     if args.export is not None:
