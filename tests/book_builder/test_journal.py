@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -343,3 +344,30 @@ def test_a_journal_that_fails_at_run_time_stops_and_the_books_go_on(tmp_path: Pa
             proc.kill()
             proc.wait()
         ctx.destroy(linger=0)
+
+
+def test_whatever_is_handed_over_reads_back_the_same_in_order(
+    tmp_path: Path, journals: list[Journal]
+) -> None:
+    rng = random.Random(13)
+    # Small segments, so records cross chunk and segment boundaries.
+    journal = Journal(config(tmp_path, segment_mb=1, flush_interval=0.2), HUB, {})
+    journal.open()
+    journals.append(journal)
+    journal.start()
+    sent: list[tuple[int, float, list[bytes]]] = []
+    kinds = [RAW, RAW, RAW, int(InputKind.TICK), int(InputKind.PEER_DISCONNECTED)]
+    for n in range(3000):
+        kind = rng.choice(kinds)
+        items = [rng.randbytes(rng.randrange(0, 3000)) for _ in range(rng.randrange(1, 20))]
+        items = items if kind == RAW else []
+        journal.add(kind, n / 7, items)
+        sent.append((kind, n / 7, items))
+        if rng.random() < 0.05:
+            journal.hand_over()
+    journal.close(timeout=30)
+    assert journal.error is None and journal.stats.holes == 0
+    records, readers = read_all(tmp_path / "journal")
+    assert len(readers) > 1
+    got = [(r.kind, r.now, r.items) for r in records if r.kind != InputKind.END]
+    assert got == sent
