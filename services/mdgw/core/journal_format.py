@@ -56,6 +56,7 @@ __all__ = [
     "encode_chunk_header",
     "encode_record",
     "encode_segment_header",
+    "record_head",
 ]
 
 MAGIC: Final = b"MDGWJRNL"
@@ -186,16 +187,25 @@ def decode_chunk_header(data: bytes | memoryview, offset: int = 0) -> ChunkHeade
     return ChunkHeader(flags, length, crc, records, first_ns, last_ns)
 
 
-def encode_record(kind: int, now: float, wall_ns: int, items: Sequence[bytes] = ()) -> bytes:
-    """One record. For many items this is three C-level passes, no per-item Python code."""
-    if not items:
-        return RECORD_HEADER.pack(kind, 0, now, wall_ns)
+def record_head(kind: int, now: float, wall_ns: int, items: Sequence[bytes] = ()) -> bytes:
+    """A record's header and item lengths: the record is this followed by the items' bytes.
+
+    The writer extends its chunk's list of parts with this and the items themselves and
+    joins the chunk once, rather than copying each record into a bytes of its own.
+    """
     count = len(items)
+    if not count:
+        return RECORD_HEADER.pack(kind, 0, now, wall_ns)
     try:
         lengths = struct.pack(f"<{count}I", *map(len, items))
     except struct.error:
         raise JournalFormatError("an item of 4 GiB or more cannot be journaled") from None
-    return b"".join((RECORD_HEADER.pack(kind, count, now, wall_ns), lengths, *items))
+    return RECORD_HEADER.pack(kind, count, now, wall_ns) + lengths
+
+
+def encode_record(kind: int, now: float, wall_ns: int, items: Sequence[bytes] = ()) -> bytes:
+    """One record, whole (:func:`record_head` plus the items)."""
+    return b"".join((record_head(kind, now, wall_ns, items), *items))
 
 
 def decode_records(data: bytes) -> Iterator[Record]:
