@@ -12,6 +12,7 @@ import io
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -369,3 +370,16 @@ def test_progress_shows_on_a_terminal_after_two_seconds_only() -> None:
     assert "records/s" in line
     progress.done()
     assert screen.getvalue().endswith("\r\x1b[K")
+
+
+def test_speed_keeps_the_recorded_pacing_scaled(journal_dir: Path) -> None:
+    segments, _ = find_segments([journal_dir])
+    sink = ListSink()
+    started = time.monotonic()
+    Replayer(sink, Selection(speed=6.0), warn=print).run(segments)
+    took = time.monotonic() - started
+    # Outputs recorded at T0 .. T0 + 9 s: 9 s / 6 = 1.5 s at least (and not much more).
+    assert 1.5 <= took < 6.0, took
+    started = time.monotonic()
+    Replayer(ListSink(), Selection(), warn=print).run(segments)
+    assert time.monotonic() - started < 1.5  # max: flat out
