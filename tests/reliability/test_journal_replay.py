@@ -23,17 +23,11 @@ import orjson
 import pytest
 import zmq
 import zmq.asyncio
-from gateway_stack import (
-    MIXED_STREAMS,
-    ROOT,
-    Gateway,
-    TruthConsumer,
-    clean_env,
-    sim_params,
-    wait_for,
-)
-
 from mdgw.simulator.server import SimulatorServer
+from mdgw.testing.config import MIXED_STREAMS, sim_params
+from mdgw.testing.gateway import Gateway
+from mdgw.testing.processes import ROOT, clean_env
+from mdgw.testing.truth import TruthConsumer, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -1,6 +1,6 @@
 """The journal's CPU cost in one process: a hub fed a journal's frames, journaled or not.
 
-    python -m scripts.bench.journal_cost JOURNAL_SEGMENT [--seconds 3] [--reps 4]
+    python -m mdgw.testing.bench.journal_cost JOURNAL_SEGMENT [--seconds 3] [--reps 4]
 
 Replays the ``RAW`` and ``TICK`` records of a segment into fresh hubs in a loop, as the
 builder's ``_drain`` and ``_pump`` call them, for ``--seconds``; with the journal on, each
