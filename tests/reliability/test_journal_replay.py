@@ -23,6 +23,7 @@ import orjson
 import pytest
 import zmq
 import zmq.asyncio
+
 from mdgw.simulator.server import SimulatorServer
 from mdgw.testing.config import MIXED_STREAMS, sim_params
 from mdgw.testing.gateway import Gateway

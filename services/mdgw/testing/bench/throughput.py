@@ -155,8 +155,7 @@ def _pipe(
         rates = out["sub_rates"] or [out["rate"]]
         out["median_rate"] = statistics.median(rates)
         progress(
-            f"{label}: {out['median_rate']:,.0f}/s "
-            f"(sub-windows {', '.join(fmt(r) for r in rates)})"
+            f"{label}: {out['median_rate']:,.0f}/s (sub-windows {', '.join(fmt(r) for r in rates)})"
         )
         return out
 
@@ -337,9 +336,7 @@ def throughput(base: Path, t: Timing, profile: Path | None = None) -> FigureResu
     return fig
 
 
-def _journal_rows(
-    journaled: dict[str, Any], rate_off: float, own_off: float | None
-) -> list[Row]:
+def _journal_rows(journaled: dict[str, Any], rate_off: float, own_off: float | None) -> list[Row]:
     """Throughput with the journal on as a ratio to off (same run), and its size on disk."""
     rate = journaled["median_rate"]
     ratio = rate / rate_off if rate and rate_off else None
