@@ -24,6 +24,7 @@ import pytest
 import zmq
 import zmq.asyncio
 
+from mdgw.simulator.faults import FaultKind, FaultRequest
 from mdgw.simulator.server import SimulatorServer
 from mdgw.testing.config import MIXED_STREAMS, sim_params
 from mdgw.testing.gateway import Gateway
@@ -118,21 +119,29 @@ async def test_replay_of_a_faulty_live_run_gives_back_every_published_message(
             "silence": ("spot", "ETHUSDT"),
         }
         faults = [
-            ("gap", lambda: sim.skip_delta("orderbook.50.BTCUSDT", category="linear"), "u gap"),
-            ("restart", lambda: sim.restart_topic("linear", "orderbook.200.ETHUSDT"), None),
-            ("crossed", lambda: sim.send_crossed("orderbook.50.BTCUSDT", category="spot"), "cross"),
+            ("gap", FaultRequest(FaultKind.SKIP, "linear", topic="orderbook.50.BTCUSDT"), "u gap"),
+            (
+                "restart",
+                FaultRequest(FaultKind.RESTART, "linear", topic="orderbook.200.ETHUSDT"),
+                None,
+            ),
+            (
+                "crossed",
+                FaultRequest(FaultKind.CROSSED, "spot", topic="orderbook.50.BTCUSDT"),
+                "cross",
+            ),
             (
                 "malformed",
-                lambda: sim.send_malformed("orderbook.50.BTCUSD", category="inverse"),
+                FaultRequest(FaultKind.MALFORMED, "inverse", topic="orderbook.50.BTCUSD"),
                 "malformed",
             ),
-            ("drop", lambda: sim.drop(category="linear"), "connection closed"),
+            ("drop", FaultRequest(FaultKind.DROP, "linear"), "connection closed"),
             # The ingestor replaces the silent connection (silence_timeout 3 s).
-            ("silence", lambda: sim.silence(4.0, category="spot"), "connection closed"),
+            ("silence", FaultRequest(FaultKind.SILENCE, "spot", seconds=4.0), "connection closed"),
         ]
-        for name, inject, reason in faults:
+        for name, request, reason in faults:
             before = len(truth.seen.statuses)
-            assert inject() >= 1, name
+            assert sim.apply_fault(request) >= 1, name
             if reason is not None:
                 await wait_for(
                     lambda r=reason, b=before: any(  # type: ignore[misc]
