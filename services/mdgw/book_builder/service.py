@@ -18,6 +18,7 @@ import structlog
 import zmq
 import zmq.asyncio
 
+from mdgw import compiled
 from mdgw.core import wire
 from mdgw.core.errors import WireError
 from mdgw.core.hub import Hub
@@ -106,6 +107,7 @@ class BookBuilder:
             control=z.control,
             snapshot=z.snapshot,
             publish_depth=self.settings.books.publish_depth,
+            hot_path=compiled.ACTIVE,
         )
         tasks = [
             asyncio.create_task(self._pump(), name="pump"),

@@ -190,8 +190,8 @@ class Hub:
             except UnsupportedTopicError:
                 stats.unsupported += 1
                 return
-            except ParseError as exc:
-                self._on_malformed(category, key, exc, len(frame), now)
+            except ParseError as bad:  # not `exc`: mypyc types a name once per function
+                self._on_malformed(category, key, bad, len(frame), now)
                 return
             if type(decoded) is BookFrame:
                 self._on_book(category, key, recv_ns, decoded, now)
