@@ -63,6 +63,26 @@ bench: compiled  ## throughput, latency, ingestor rate (< 3 min): one table, JSO
 bench-long: compiled  ## scale (1,200 symbols) and 10-minute memory soak (~13 min)
 	$(PY) -m scripts.bench.run --long $(BENCH_ARGS)
 
+# mdgw's builder core against cryptofeed's Bybit handler, in one process (scripts/bench/peers.py).
+# cryptofeed, pinned, lives in its own venv under var/ (never in .venv), with the few packages
+# mdgw's core needs to run beside it. PEERS_ARGS passes options, e.g. "--rounds 3".
+CRYPTOFEED_VERSION := 2.4.1
+PEERS_VENV := var/peers-venv
+PEERS_STAMP := $(PEERS_VENV)/.installed-cryptofeed-$(CRYPTOFEED_VERSION)-$(shell grep -E '^(pyzmq|msgspec|orjson)==' requirements.txt | cksum | cut -d' ' -f1)
+PEERS_ARGS ?=
+.PHONY: bench-peers
+
+$(PEERS_STAMP): requirements.txt
+	@mkdir -p var
+	@test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+		cryptofeed==$(CRYPTOFEED_VERSION) $$(grep -E '^(pyzmq|msgspec|orjson)==' requirements.txt)
+	@rm -f $(PEERS_VENV)/.installed-*
+	@touch $@
+
+bench-peers: compiled $(PEERS_STAMP)  ## mdgw vs cryptofeed in process (< 2 min): one table, JSON in var/bench/
+	$(PEERS_VENV)/bin/python -m scripts.bench.peers $(PEERS_ARGS)
+
 clean:  ## remove the venv and run-time files
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .hypothesis services/mdgw/_compiled
 
