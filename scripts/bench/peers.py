@@ -50,10 +50,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "services"))
 
+from scripts.bench import frames  # noqa: E402
+
 import mdgw  # noqa: E402  (selects the compiled build, see mdgw.compiled)
 from mdgw.core import wire  # noqa: E402
 from mdgw.core.hub import Hub  # noqa: E402
-from scripts.bench import frames  # noqa: E402
 
 TOP = 25
 RECORDING_DIRS = (
@@ -211,7 +212,7 @@ class MdgwPath:
     def check(self, hub: Hub, expected: dict[str, Any]) -> tuple[int, int]:
         wrong = 0
         books = {}
-        for topic, payload in hub.snapshot(b"book."):
+        for _topic, payload in hub.snapshot(b"book."):
             msg = json.loads(payload)
             books[msg["symbol"]] = (msg["bids"], msg["asks"])
         for sym, (bids, asks) in expected.items():

@@ -49,7 +49,9 @@ class BookBuilder:
             ingestor_timeout=books.ingestor_timeout,
             stale_after=books.stale_after,
             clock_ns=time.time_ns,
+            max_rate=books.max_rate,
         )
+        self._due_timer: asyncio.TimerHandle | None = None  # conflation: next publish_due
         self.snapshots_served = 0
         self.snapshots_rejected = 0
         self.pub_dropped = 0
@@ -107,6 +109,7 @@ class BookBuilder:
             control=z.control,
             snapshot=z.snapshot,
             publish_depth=self.settings.books.publish_depth,
+            max_rate=self.settings.books.max_rate,
             hot_path=compiled.ACTIVE,
         )
         tasks = [
@@ -171,6 +174,26 @@ class BookBuilder:
                 self._on_internal_error(exc, msg)
         else:  # more may be waiting, and the edge-triggered FD will not say so again
             asyncio.get_running_loop().call_soon(self._drain)
+        if self.hub.next_due is not None:
+            self._publish_due()
+        self._flush()
+
+    def _publish_due(self) -> None:
+        """Conflation (books.max_rate): publish the books whose interval has passed, and
+        wake up again when the next one is due (asyncio's clock is time.monotonic too)."""
+        hub = self.hub
+        hub.publish_due(time.monotonic())
+        due = hub.next_due
+        timer = self._due_timer
+        if timer is not None and (due is None or timer.when() > due):
+            timer.cancel()
+            timer = self._due_timer = None
+        if due is not None and timer is None:
+            self._due_timer = asyncio.get_running_loop().call_at(due, self._on_due)
+
+    def _on_due(self) -> None:
+        self._due_timer = None
+        self._publish_due()
         self._flush()
 
     def _on_internal_error(self, exc: Exception, msg: bytes) -> None:
