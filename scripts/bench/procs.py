@@ -208,6 +208,7 @@ def gateway_config(
     trades: bool = False,
     stats_interval: float = 1.0,
     publish_depth: int = 25,
+    max_rate: float = 0.0,
 ) -> Path:
     """A gateway TOML for one benchmark (only keys of the config contract, DESIGN §5)."""
     lines = [
@@ -231,6 +232,7 @@ def gateway_config(
         f'snapshot = "{snapshot}"',
         "[books]",
         f"publish_depth = {publish_depth}",
+        f"max_rate = {max_rate:g}",
         "[log]",
         'level = "info"',
         'format = "json"',
