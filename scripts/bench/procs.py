@@ -232,7 +232,7 @@ def gateway_config(
         f'snapshot = "{snapshot}"',
         "[books]",
         f"publish_depth = {publish_depth}",
-        f"max_rate = {max_rate:g}",
+        *([f"max_rate = {max_rate:g}"] if max_rate else []),  # code before it rejects the key
         "[log]",
         'level = "info"',
         'format = "json"',
