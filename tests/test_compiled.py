@@ -54,6 +54,13 @@ def package_copy(tmp_path: Path) -> Path:
     return services
 
 
+def test_every_listed_module_exists_and_is_in_the_core() -> None:
+    """MODULES is the one list to update when hot modules move (mdgw.compiled)."""
+    for name, path in zip(compiled.MODULES, compiled.source_paths(), strict=True):
+        assert name.startswith("mdgw.core."), name
+        assert path.is_file(), f"{name}: {path} does not exist; update mdgw.compiled.MODULES"
+
+
 def test_a_compiler_means_a_build() -> None:
     """Where a compiler is present (CI here has one), the tests must see the compiled build."""
     why = missing_toolchain()

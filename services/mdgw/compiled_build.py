@@ -68,6 +68,13 @@ def build(*, quiet: bool = False) -> int:
         if not quiet:
             print(f"compiled hot path: {text}", file=sys.stderr)
 
+    missing = [str(p) for p in compiled.source_paths() if not p.is_file()]
+    if missing:
+        say(
+            f"mdgw.compiled.MODULES names modules that do not exist ({', '.join(missing)}): "
+            "update the list"
+        )
+        return 1
     key = compiled.source_key()
     target = compiled.BUILDS_DIR / key
     if (target / compiled.MANIFEST).is_file():
