@@ -80,7 +80,7 @@ $(PEERS_STAMP): requirements.txt
 	@rm -f $(PEERS_VENV)/.installed-*
 	@touch $@
 
-bench-peers: compiled $(PEERS_STAMP)  ## mdgw vs cryptofeed in process (< 2 min): one table, JSON in var/bench/
+bench-peers: compiled $(PEERS_STAMP)  ## mdgw vs cryptofeed in process (~3 min): one table, JSON in var/bench/
 	$(PEERS_VENV)/bin/python -m scripts.bench.peers $(PEERS_ARGS)
 
 clean:  ## remove the venv and run-time files

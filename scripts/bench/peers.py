@@ -394,7 +394,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds (default 7)")
     parser.add_argument("--deltas", type=int, default=30_000, help="synthetic deltas per run")
     parser.add_argument("--symbols", type=int, default=100)
-    parser.add_argument("--min-frames", type=int, default=5_000, help="per recording run")
+    parser.add_argument("--min-frames", type=int, default=2_000, help="per recording run")
     parser.add_argument("--quick", action="store_true", help="2 rounds of small runs (smoke)")
     parser.add_argument("--mdgw-only", action="store_true", help="without cryptofeed")
     parser.add_argument("--out-dir", type=Path, default=ROOT / "var" / "bench")
