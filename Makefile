@@ -58,12 +58,12 @@ BENCH_ARGS ?=
 .PHONY: bench bench-long
 
 bench: compiled  ## throughput, latency, ingestor rate (< 3 min): one table, JSON in var/bench/
-	$(PY) -m scripts.bench.run $(BENCH_ARGS)
+	$(PY) scripts/bench.py $(BENCH_ARGS)
 
 bench-long: compiled  ## scale (1,200 symbols) and 10-minute memory soak (~13 min)
-	$(PY) -m scripts.bench.run --long $(BENCH_ARGS)
+	$(PY) scripts/bench.py --long $(BENCH_ARGS)
 
-# mdgw's builder core against cryptofeed's Bybit handler, in one process (scripts/bench/peers.py).
+# mdgw's builder core against cryptofeed's Bybit handler, in one process (scripts/bench_peers.py).
 # cryptofeed, pinned, lives in its own venv under var/ (never in .venv), with the few packages
 # mdgw's core needs to run beside it. PEERS_ARGS passes options, e.g. "--rounds 3".
 CRYPTOFEED_VERSION := 2.4.1
@@ -81,7 +81,7 @@ $(PEERS_STAMP): requirements.txt
 	@touch $@
 
 bench-peers: compiled $(PEERS_STAMP)  ## mdgw vs cryptofeed in process (~3 min): one table, JSON in var/bench/
-	$(PEERS_VENV)/bin/python -m scripts.bench.peers $(PEERS_ARGS)
+	$(PEERS_VENV)/bin/python scripts/bench_peers.py $(PEERS_ARGS)
 
 clean:  ## remove the venv and run-time files
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .hypothesis services/mdgw/_compiled

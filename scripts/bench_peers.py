@@ -19,7 +19,7 @@ cryptofeed runs with its defaults (``max_depth=0``: with ``max_depth=25`` its bo
 25 levels a side and goes wrong once a level deeper than that moves up). Its coroutines are
 driven with ``send(None)``: they never wait, so no event loop cost is counted for it.
 
-Data: the benchmark's synthetic depth-50 deltas (``scripts.bench.frames``: 100 symbols,
+Data: the benchmark's synthetic depth-50 deltas (``mdgw.testing.bench.frames``: 100 symbols,
 deltas of 1-5 levels; snapshots are fed before the clock starts) and the real Bybit
 recordings with order-book frames and a permissive licence, from ``tests/fixtures/bybit``
 or, until they are vendored there, ``../shared/bybit-recordings`` (files from cryptofeed's
@@ -28,7 +28,9 @@ timed) as many times as it takes to reach ``--min-frames``.
 
 Every run is checked: after it, each path's books must equal a naive replay of the same
 frames (top 25 per side), else the row says how many were wrong.
-Run with the peers venv: ``var/peers-venv/bin/python -m scripts.bench.peers``.
+Run with the peers venv: ``var/peers-venv/bin/python scripts/bench_peers.py`` (what
+``make bench-peers`` does). A script rather than a module of :mod:`mdgw.testing`: it runs
+in that venv, beside cryptofeed, and cryptofeed is no dependency of mdgw.
 """
 
 from __future__ import annotations
@@ -47,14 +49,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "services"))
-
-from scripts.bench import frames  # noqa: E402
 
 import mdgw  # noqa: E402  (selects the compiled build, see mdgw.compiled)
 from mdgw.core import wire  # noqa: E402
 from mdgw.core.hub import Hub  # noqa: E402
+from mdgw.testing.bench import frames  # noqa: E402
 
 TOP = 25
 RECORDING_DIRS = (
