@@ -49,6 +49,7 @@ from pydantic_settings import (
 )
 from pydantic_settings.exceptions import SettingsError
 
+from mdgw.compiled import PURE_ENV
 from mdgw.core import wire
 from mdgw.core.errors import WireError
 
@@ -341,6 +342,9 @@ class BooksConfig(BaseModel):
     # from it, its books are marked resyncing (nothing stale passes for live).
     ingestor_timeout: Annotated[float, Field(gt=1.0)] = 3.0
     stale_after: Annotated[float, Field(gt=0)] = 60.0
+    # Conflation: at most this many `book` (and `bbo`) publishes a second per book, the
+    # latest state winning; 0 publishes every frame.
+    max_rate: Annotated[float, Field(ge=0)] = 0.0
 
 
 class JournalConfig(BaseModel):
@@ -568,7 +572,7 @@ def _check_env_names(environ: Mapping[str, str], toml_file: Path) -> None:
     sections = list(Settings.model_fields)
     for name in environ:
         upper = name.upper()
-        if not upper.startswith(ENV_PREFIX) or upper == CONFIG_ENV_VAR:
+        if not upper.startswith(ENV_PREFIX) or upper in (CONFIG_ENV_VAR, PURE_ENV):
             continue
         head = upper[len(ENV_PREFIX) :].split(ENV_NESTED_DELIMITER, 1)[0].lower()
         if head in sections:
