@@ -34,7 +34,7 @@ from mdgw.core.wire import Envelope, EnvelopeKind, decode_envelope, encode_resyn
 from mdgw.ingestor.__main__ import EX_USAGE, parse_args
 from mdgw.ingestor.connection import ConnIds
 from mdgw.ingestor.service import Ingestor, Selection, SelectionError, plan
-from mdgw.ingestor.subscriptions import TopicState
+from mdgw.core.subscriptions import TopicState
 from mdgw.runtime.lifecycle import Shutdown
 from mdgw.runtime.settings import Settings, StreamConfig, load_settings
 from mdgw.runtime.zmqsock import make_socket

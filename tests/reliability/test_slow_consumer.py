@@ -6,7 +6,7 @@ consumers of the pub socket:
 - a fast one (this test, checking every book against the truth and every seq);
 - a stalled one: the real printer (``--json``), frozen with SIGSTOP;
 - a slow one: a SUB in a thread that reads 10 messages per second, with
-  :class:`mdgw.printer.follower.Follower`.
+  :class:`mdgw.core.follower.Follower`.
 
 ZeroMQ's PUB keeps at most ``zmq.hwm`` messages per subscriber (small here, so that the
 pipes fill within seconds) and drops the rest for that subscriber only. So while the two
@@ -36,7 +36,7 @@ import zmq.asyncio
 from gateway_stack import ROOT, Gateway, Stream, TruthConsumer, clean_env, sim_params, wait_for
 
 from mdgw.core import wire
-from mdgw.printer.follower import Follower, Outcome
+from mdgw.core.follower import Follower, Outcome
 from mdgw.simulator.market import TruthUnavailableError
 from mdgw.simulator.server import SimulatorServer
 

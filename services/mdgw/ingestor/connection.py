@@ -18,7 +18,7 @@ Per session, three tasks:
   websocket that delivered no frame at all for ``silence_timeout``), the subscription
   deadlines, and the backoff reset once a session has proved healthy.
 
-What Bybit answers is decided by :class:`~mdgw.ingestor.subscriptions.Subscriptions`; this
+What Bybit answers is decided by :class:`~mdgw.core.subscriptions.Subscriptions`; this
 module only moves bytes, keeps counters and logs.
 """
 
@@ -40,7 +40,7 @@ from mdgw.core.backoff import Backoff, ConnectionRateLimiter
 from mdgw.core.bybit import Control, FrameKind, classify, decode_control, ping_request
 from mdgw.core.errors import ParseError
 from mdgw.core.wire import RawEncoder
-from mdgw.ingestor.subscriptions import ResyncDecision, Subscriptions
+from mdgw.core.subscriptions import ResyncDecision, Subscriptions
 from mdgw.runtime.ratelog import RateLimitedLog
 from mdgw.runtime.zmqsock import NOBLOCK, fast_send
 

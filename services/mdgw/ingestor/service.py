@@ -37,7 +37,7 @@ from mdgw.ingestor.connection import (
     ConnectionTiming,
     ConnIds,
 )
-from mdgw.ingestor.subscriptions import ResyncDecision, Subscriptions
+from mdgw.core.subscriptions import ResyncDecision, Subscriptions
 from mdgw.runtime.curve import client_keys_or_exit
 from mdgw.runtime.lifecycle import Shutdown
 from mdgw.runtime.logging import get_logger

@@ -1,6 +1,6 @@
 """The printer's I/O loop: SUB + snapshot DEALER in, one line per message out.
 
-Start-up follows the late-joiner recipe (see :mod:`mdgw.printer.follower`): subscribe first,
+Start-up follows the late-joiner recipe (see :mod:`mdgw.core.follower`): subscribe first,
 wait until the SUB connection's handshake is done (so the subscription is on its way to
 the publisher before the snapshot is taken), ask the snapshot service once per topic spec,
 print the items, then print updates newer than them. A hole in a topic's seq is reported on
@@ -27,7 +27,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from mdgw.core import wire
 from mdgw.core.errors import WireError
-from mdgw.printer.follower import SNAPSHOT_CHANNELS, Follower, Outcome
+from mdgw.core.follower import SNAPSHOT_CHANNELS, Follower, Outcome
 from mdgw.printer.render import render_json, render_line
 from mdgw.runtime.curve import CurveClient, apply_curve
 from mdgw.runtime.zmqsock import DEFAULT_LINGER_MS, make_socket

@@ -1,4 +1,4 @@
-"""mdgw.printer.follower: a late joiner's per-topic seq tracking, pure."""
+"""mdgw.core.follower: a late joiner's per-topic seq tracking, pure."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import itertools
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mdgw.printer.follower import Follower, Gap, Outcome
+from mdgw.core.follower import Follower, Gap, Outcome
 
 BOOK = b"book.linear.BTCUSDT."
 BBO = b"bbo.linear.BTCUSDT."

@@ -1,4 +1,4 @@
-"""Pure tests of mdgw.ingestor.subscriptions: what one connection asks Bybit for, and when."""
+"""Pure tests of mdgw.core.subscriptions: what one connection asks Bybit for, and when."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mdgw.core.bybit import Control, FrameKind, decode_control
-from mdgw.ingestor.subscriptions import (
+from mdgw.core.subscriptions import (
     ResyncDecision,
     Subscriptions,
     TopicState,
