@@ -52,6 +52,7 @@ from mdgw.core.errors import ParseError, UnsupportedTopicError
 from mdgw.core.hub import Hub
 from mdgw.core.wire import EnvelopeKind
 from mdgw.simulator.testing import ReferenceBook
+from mdgw.testing import oracles
 
 TRACKED = ("BTCUSDT", "ETHUSDT")
 DECOYS = ("DECOYONEUSDT", "DECOYTWOUSDT", "DECOYTHREEUSDT")
@@ -330,7 +331,7 @@ def mutate(frame: bytes, rng: random.Random) -> bytes:
 
 def bad_envelopes(rng: random.Random) -> list[bytes]:
     """Messages that are not version-1 envelopes, each for its own reason."""
-    header = wire.encode_raw(
+    header = oracles.encode_raw(
         EnvelopeKind.DATA,
         ingestor=INGESTOR,
         category=CATEGORY_CODE,
@@ -446,7 +447,7 @@ class Fuzzer:
             conn, seq = self.conn_id, self.seq + 1
         else:  # a decoy ingestor: any connection, any sequence
             conn, seq = self.rng.randint(1, 5), self.rng.randint(1, 1000)
-        envelope = wire.encode_raw(
+        envelope = oracles.encode_raw(
             EnvelopeKind.DATA,
             ingestor=ingestor,
             category=CATEGORY_CODE,
@@ -469,7 +470,7 @@ class Fuzzer:
 
     def _event(self, kind: EnvelopeKind, *, ingestor: bytes = INGESTOR, seq: int = 0) -> None:
         self._send(
-            wire.encode_raw(
+            oracles.encode_raw(
                 kind,
                 ingestor=ingestor,
                 category=CATEGORY_CODE,

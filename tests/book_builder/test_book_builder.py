@@ -18,6 +18,7 @@ import zmq
 
 from mdgw.core import wire
 from mdgw.core.wire import EnvelopeKind
+from mdgw.testing import oracles
 
 ROOT = Path(__file__).parents[2]
 
@@ -105,7 +106,7 @@ class Ingestor:
     def data(self, frame: bytes, *, skip: int = 0) -> None:
         self.seq += 1 + skip
         self.sock.send(
-            wire.encode_raw(
+            oracles.encode_raw(
                 EnvelopeKind.DATA,
                 ingestor=b"test",
                 category=1,

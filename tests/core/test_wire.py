@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mdgw.core import wire
+from mdgw.core.bybit_spec import CATEGORIES
 from mdgw.core.errors import WireError
 from mdgw.core.wire import (
-    CATEGORIES,
     CHANNEL_FIELDS,
     CHANNELS,
     END,
@@ -30,19 +30,18 @@ from mdgw.core.wire import (
     decode_snapshot_reply,
     decode_snapshot_request,
     encode_bbo,
-    encode_book,
-    encode_raw,
     encode_resync,
     encode_snapshot_error,
     encode_snapshot_reply,
     encode_snapshot_request,
     encode_status,
     encode_trade,
-    parse_topic,
+    parse_gateway_topic,
     split_snapshot_request,
     subscription,
     topic,
 )
+from mdgw.testing.oracles import encode_book, encode_raw
 
 U32 = 2**32 - 1
 U64 = 2**64 - 1
@@ -295,7 +294,7 @@ def test_symbol_subscription_does_not_match_longer_symbol() -> None:
 def test_exact_subscription_matches_only_its_symbol(
     channel: str, category: str, a: str, b: str
 ) -> None:
-    assert parse_topic(topic(channel, category, a)) == (channel, category, a)
+    assert parse_gateway_topic(topic(channel, category, a)) == (channel, category, a)
     matches = topic(channel, category, b).startswith(subscription(f"{channel}.{category}.{a}"))
     assert matches == (a == b)
 
@@ -315,7 +314,7 @@ def test_exact_subscription_matches_only_its_symbol(
 )
 def test_parse_topic_rejects(raw: bytes) -> None:
     with pytest.raises(WireError):
-        parse_topic(raw)
+        parse_gateway_topic(raw)
 
 
 # --- payloads --------------------------------------------------------------------------------
@@ -677,7 +676,7 @@ def test_all_names_exported_exist() -> None:
         st.tuples(st.just("2.5"), st.from_regex(r"[0-9.]{1,12}", fullmatch=True)), max_size=4
     ),
 )
-def test_book_template_makes_the_bytes_encode_book_makes(
+def test_book_template_renders_the_bytes_the_oracle_makes(
     *,
     category: str,
     symbol: str,
@@ -693,11 +692,10 @@ def test_book_template_makes_the_bytes_encode_book_makes(
     def body(levels: list[tuple[str, str]]) -> str:
         return ",".join(f'["{price}","{size}"]' for price, size in levels)
 
-    fast = (
-        wire.book_template(category, symbol)
-        % (seq, pub_ns, recv_ns, u, ts, cts or "null", depth, body(bids), body(asks))
-    ).encode()
-    reference = wire.encode_book(
+    fast = wire.BookTemplate(category, symbol).render(
+        seq, pub_ns, recv_ns, u, ts, cts or 0, depth, body(bids), body(asks)
+    )
+    reference = encode_book(
         category,
         symbol,
         seq=seq,
@@ -716,6 +714,6 @@ def test_book_template_makes_the_bytes_encode_book_makes(
 
 def test_book_template_validates_its_topic() -> None:
     with pytest.raises(WireError):
-        wire.book_template("futures", "BTCUSDT")
+        wire.BookTemplate("futures", "BTCUSDT")
     with pytest.raises(WireError):
-        wire.book_template("linear", 'BTC"USDT')
+        wire.BookTemplate("linear", 'BTC"USDT')

@@ -30,11 +30,11 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from mdgw.core.subscriptions import TopicState
 from mdgw.core.wire import Envelope, EnvelopeKind, decode_envelope, encode_resync
 from mdgw.ingestor.__main__ import EX_USAGE, parse_args
 from mdgw.ingestor.connection import ConnIds
 from mdgw.ingestor.service import Ingestor, Selection, SelectionError, plan
-from mdgw.core.subscriptions import TopicState
 from mdgw.runtime.lifecycle import Shutdown
 from mdgw.runtime.settings import Settings, StreamConfig, load_settings
 from mdgw.runtime.zmqsock import make_socket

@@ -25,6 +25,7 @@ import pytest
 import zmq
 
 from mdgw.core import wire
+from mdgw.testing import oracles
 
 BASE_NS = 1_750_000_000_000_000_000
 T = 5.0  # seconds: generous deadline for anything a test waits for
@@ -38,7 +39,7 @@ def pub_ns(seq: int) -> int:
 def book(
     symbol: str, seq: int, category: str = "linear", bid: str = "100.5", ns: int | None = None
 ) -> tuple[bytes, bytes]:
-    payload = wire.encode_book(
+    payload = oracles.encode_book(
         category,
         symbol,
         seq=seq,

@@ -28,6 +28,7 @@ from gateway_stack import LONG, Service, cpu_seconds, free_port
 
 from mdgw.core import wire
 from mdgw.core.wire import EnvelopeKind
+from mdgw.testing import oracles
 
 pytestmark = pytest.mark.e2e
 
@@ -194,7 +195,7 @@ def test_frames_that_make_the_hub_raise_do_not_stop_the_builder(
         nonlocal seq
         seq += 1
         push.send(
-            wire.encode_raw(
+            oracles.encode_raw(
                 EnvelopeKind.DATA,
                 ingestor=b"crash",
                 category=wire.category_code("linear"),

@@ -42,6 +42,7 @@ from mdgw.runtime.curve import (
     server_keys,
 )
 from mdgw.runtime.settings import ConfigError, Settings, ZmqConfig, load_settings
+from mdgw.testing import oracles
 
 LOOPBACK = ("tcp://127.0.0.1:", "tcp://[::1]:", "tcp://localhost:")
 
@@ -175,7 +176,7 @@ class Feeder(threading.Thread):
 
         def send(kind: int, seq: int, frame: bytes = b"") -> None:
             push.send(
-                wire.encode_raw(
+                oracles.encode_raw(
                     kind,
                     ingestor=b"feeder",
                     category=code,

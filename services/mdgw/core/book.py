@@ -160,7 +160,7 @@ class OrderBook:
         """The ``n`` best bids and asks as JSON array bodies: ``'["99.5","1"],["99","2"]'``.
 
         The ``bids``/``asks`` of a ``book`` payload without their brackets
-        (:func:`mdgw.core.wire.book_template`); ``""`` for an empty side.
+        (:class:`mdgw.core.wire.BookTemplate`); ``""`` for an empty side.
         """
         return ",".join(self._bid_json[:n]), ",".join(self._ask_json[:n])
 

@@ -102,7 +102,7 @@ class _Book:
     book_topic: bytes
     bbo_topic: bytes
     status_topic: bytes
-    book_template: str  # wire.book_template of this topic
+    book_template: wire.BookTemplate
     # The last seq of each gateway topic, shared with every other book that publishes on the
     # same topic (another depth of the same symbol): one-element lists, see Hub._counter.
     book_seq: list[int]
@@ -439,7 +439,7 @@ class Hub:
             book_topic=book_topic,
             bbo_topic=bbo_topic,
             status_topic=status_topic,
-            book_template=wire.book_template(category, symbol),
+            book_template=wire.BookTemplate(category, symbol),
             book_seq=self._counter(book_topic),
             bbo_seq=self._counter(bbo_topic),
             status_seq=self._counter(status_topic),
@@ -461,10 +461,9 @@ class Hub:
         counter = book.book_seq
         seq = counter[0] = counter[0] + 1
         bids, asks = ob.top_json(depth)
-        payload = (
-            book.book_template
-            % (seq, pub_ns, recv_ns, frame.u, frame.ts, frame.cts or "null", depth, bids, asks)
-        ).encode()
+        payload = book.book_template.render(
+            seq, pub_ns, recv_ns, frame.u, frame.ts, frame.cts, depth, bids, asks
+        )
         self.outbox.append((book.book_topic, payload))
         book.last_book = payload
         self.stats.books_out += 1

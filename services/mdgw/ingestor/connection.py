@@ -39,8 +39,8 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from mdgw.core.backoff import Backoff, ConnectionRateLimiter
 from mdgw.core.bybit import Control, FrameKind, classify, decode_control, ping_request
 from mdgw.core.errors import ParseError
-from mdgw.core.wire import RawEncoder
 from mdgw.core.subscriptions import ResyncDecision, Subscriptions
+from mdgw.core.wire import RawEncoder
 from mdgw.runtime.ratelog import RateLimitedLog
 from mdgw.runtime.zmqsock import NOBLOCK, fast_send
 

@@ -29,15 +29,16 @@ import zmq.asyncio
 
 from mdgw.core.backoff import Backoff, ConnectionRateLimiter
 from mdgw.core.bybit import orderbook_topic, plan_connections, trade_topic
+from mdgw.core.bybit_spec import CATEGORIES
 from mdgw.core.errors import WireError
-from mdgw.core.wire import CATEGORIES, RESYNC, RawEncoder, decode_resync
+from mdgw.core.subscriptions import ResyncDecision, Subscriptions
+from mdgw.core.wire import RESYNC, RawEncoder, decode_resync
 from mdgw.ingestor.connection import (
     Connection,
     ConnectionCounters,
     ConnectionTiming,
     ConnIds,
 )
-from mdgw.core.subscriptions import ResyncDecision, Subscriptions
 from mdgw.runtime.curve import client_keys_or_exit
 from mdgw.runtime.lifecycle import Shutdown
 from mdgw.runtime.logging import get_logger
