@@ -161,16 +161,6 @@ def test_subscribe_requests_respect_spot_limit() -> None:
     assert unsub["op"] == "unsubscribe"
 
 
-def test_plan_connections_stays_under_the_args_limit() -> None:
-    topics = [bybit.orderbook_topic(1000, f"SYM{i:05d}USDT") for i in range(2000)]
-    groups = bybit.plan_connections(topics)
-    assert [t for g in groups for t in g] == topics
-    assert all(bybit.args_chars(g) <= bybit.MAX_ARGS_CHARS_PER_CONNECTION for g in groups)
-    assert len(orjson.dumps(groups[0])) <= bybit.MAX_ARGS_CHARS_PER_CONNECTION
-    # Packing is tight: adding the next topic to a full group would exceed the limit.
-    assert bybit.args_chars([*groups[0], groups[1][0]]) > bybit.MAX_ARGS_CHARS_PER_CONNECTION
-
-
 def test_ping_request() -> None:
     assert orjson.loads(bybit.ping_request()) == {"op": "ping"}
     assert orjson.loads(bybit.ping_request("7")) == {"req_id": "7", "op": "ping"}

@@ -23,23 +23,15 @@ from __future__ import annotations
 import enum
 import functools
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Final
 
 import msgspec
 import orjson
 
+from mdgw.core.bybit_spec import MAX_ARGS_PER_REQUEST
 from mdgw.core.errors import ParseError, UnsupportedTopicError
-
-CATEGORIES: Final = ("spot", "linear", "inverse")
-DEPTHS: Final = (1, 50, 200, 1000)  # what Bybit offers on spot/linear/inverse since Sept 2025
-
-# Bybit: spot accepts at most 10 args per subscribe request ("args size >10").
-# Derivatives have "no args limit for now"; we still keep requests small.
-MAX_ARGS_PER_REQUEST: Final = {"spot": 10, "linear": 100, "inverse": 100}
-# Bybit: the args of one public connection may total at most 21,000 characters.
-MAX_ARGS_CHARS_PER_CONNECTION: Final = 21_000
 
 MAX_TOPIC_LEN: Final = 256
 _MAX_SIGNIFICANT_DIGITS: Final = 15
@@ -470,43 +462,6 @@ def _requests(op: str, category: str, topics: Sequence[str], req_id_prefix: str)
         orjson.dumps({"req_id": f"{req_id_prefix}{i}", "op": op, "args": batch})
         for i, batch in enumerate(request_batches(category, topics))
     ]
-
-
-def args_chars(topics: Iterable[str]) -> int:
-    """Characters the topics take in an ``args`` array (quotes and commas included).
-
-    Bybit does not say how it counts its 21,000-character limit; counting the JSON
-    text of the array is the conservative reading.
-    """
-    total = 2  # the brackets
-    for i, topic in enumerate(topics):
-        total += len(topic) + 2 + (1 if i else 0)
-    return total
-
-
-def plan_connections(
-    topics: Sequence[str], max_chars: int = MAX_ARGS_CHARS_PER_CONNECTION
-) -> list[list[str]]:
-    """Pack topics into as few connections as Bybit's per-connection args limit allows.
-
-    Order is kept, so a symbol's book and trade topics usually share a connection.
-    """
-    groups: list[list[str]] = []
-    current: list[str] = []
-    used = 2
-    for topic in topics:
-        cost = len(topic) + 2 + (1 if current else 0)
-        if len(topic) + 4 > max_chars:
-            raise ValueError(f"topic {topic!r} alone exceeds the per-connection args limit")
-        if used + cost > max_chars:
-            groups.append(current)
-            current, used = [], 2
-            cost = len(topic) + 2
-        current.append(topic)
-        used += cost
-    if current:
-        groups.append(current)
-    return groups
 
 
 # ------------------------------------------------------------------------ helpers

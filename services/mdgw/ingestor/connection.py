@@ -1,9 +1,9 @@
 """One Bybit websocket connection slot: connect, subscribe, read, ping, watch, reconnect.
 
 A :class:`Connection` owns a fixed group of topics of one category (one group of
-:func:`mdgw.core.bybit.plan_connections`) and keeps a websocket open for them for as long as
-the process runs: every websocket it opens is a *session* with its own ``conn_id`` and its
-own envelope sequence 1, 2, 3...
+:func:`mdgw.core.connection_plan.plan_connections`) and keeps a websocket open for them for as
+long as the process runs: every websocket it opens is a *session* with its own ``conn_id`` and
+its own envelope sequence 1, 2, 3...
 
 Per session, three tasks:
 

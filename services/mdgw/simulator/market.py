@@ -49,6 +49,7 @@ from typing import Any, Final, Literal
 
 import orjson
 
+from mdgw.core.bybit_spec import DEPTHS
 from mdgw.simulator.instruments import CATEGORIES, Category, Instrument, instrument_for
 
 __all__ = [
@@ -63,7 +64,6 @@ __all__ = [
     "parse_topic",
 ]
 
-DEPTHS: Final = (1, 50, 200, 1000)
 # Bybit's push interval per depth (docs: orderbook, 2026); level 1 goes out on every change.
 PUSH_INTERVAL_MS: Final[dict[int, int]] = {1: 0, 50: 20, 200: 100, 1000: 200}
 
