@@ -36,7 +36,7 @@ import zmq.asyncio
 from gateway_stack import ROOT, Gateway, Stream, TruthConsumer, clean_env, sim_params, wait_for
 
 from mdgw.core import wire
-from mdgw.core.follower import Follower, Outcome
+from mdgw.core.follower import Delivery, Follower
 from mdgw.simulator.market import TruthUnavailableError
 from mdgw.simulator.server import SimulatorServer
 
@@ -106,9 +106,9 @@ class SlowReader(threading.Thread):
                 self.received += 1
                 payload = orjson.loads(data)
                 outcome = self.follower.on_message(topic, payload["seq"], payload["pub_ns"])
-                if outcome is Outcome.GAP:
+                if outcome is Delivery.GAP:
                     self.gaps += 1
-                if outcome is not Outcome.STALE:
+                if outcome is not Delivery.STALE:
                     self._deliver(topic, payload)
                 if self.fast.is_set():
                     for wanted in self.follower.take_resnapshots():

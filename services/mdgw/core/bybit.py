@@ -22,16 +22,16 @@ from __future__ import annotations
 
 import enum
 import functools
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, NamedTuple
 
 import msgspec
 import orjson
 
 from mdgw.core.bybit_spec import MAX_ARGS_PER_REQUEST
 from mdgw.core.errors import ParseError, UnsupportedTopicError
+from mdgw.core.wire.topics import is_topic_symbol
 
 MAX_TOPIC_LEN: Final = 256
 _MAX_SIGNIFICANT_DIGITS: Final = 15
@@ -217,19 +217,20 @@ def _decode_frame_checked(frame: bytes | str) -> BookFrame | TradeFrame:
     raise UnsupportedTopicError("unsupported topic", topic)
 
 
-# What a symbol may look like for the gateway: Bybit's symbols are upper-case letters and
-# digits, with "-" in dated option/USDC contracts. Anything else would not fit a topic.
-_SYMBOL = re.compile(r"[A-Za-z0-9_-]{1,64}")
+class OrderbookTopic(NamedTuple):
+    """A parsed Bybit ``orderbook.{depth}.{symbol}`` topic."""
+
+    symbol: str
+    depth: int
 
 
 @functools.lru_cache(maxsize=16384)
-def valid_symbol(symbol: str) -> bool:
-    return _SYMBOL.fullmatch(symbol) is not None
+def parse_orderbook_topic(topic: str) -> OrderbookTopic | None:
+    """``"orderbook.50.BTCUSDT"`` -> ``OrderbookTopic("BTCUSDT", 50)``; None if malformed.
 
-
-@functools.lru_cache(maxsize=16384)
-def parse_book_topic(topic: str) -> tuple[str, int] | None:
-    """``orderbook.50.BTCUSDT`` -> ``("BTCUSDT", 50)``; None if malformed. Cached: topics repeat."""
+    The symbol must fit a gateway topic (:func:`mdgw.core.wire.is_topic_symbol`). Cached:
+    topics repeat.
+    """
     parts = topic.split(".")
     if len(parts) != 3 or parts[0] != "orderbook":
         return None
@@ -237,15 +238,15 @@ def parse_book_topic(topic: str) -> tuple[str, int] | None:
     if not depth_text.isascii() or not depth_text.isdigit() or len(depth_text) > 5:
         return None
     depth = int(depth_text)
-    if depth < 1 or not valid_symbol(symbol):
+    if depth < 1 or not is_topic_symbol(symbol):
         return None
-    return symbol, depth
+    return OrderbookTopic(symbol, depth)
 
 
 def _decode_book(obj: dict[str, Any], topic: str) -> BookFrame:
     # The hot path of the book builder: direct indexing inside one try, type() checks
     # inline, no helper call per field. Every failure still ends in ParseError.
-    parsed = parse_book_topic(topic)
+    parsed = parse_orderbook_topic(topic)
     if parsed is None:
         raise ParseError("malformed orderbook topic", topic)
     symbol, depth = parsed
@@ -328,7 +329,7 @@ def _decode_book_fast(frame: bytes) -> BookFrame | None:
     except msgspec.DecodeError:  # ValidationError is a subclass
         return None
     topic = msg.topic
-    parsed = parse_book_topic(topic) if len(topic) <= MAX_TOPIC_LEN else None
+    parsed = parse_orderbook_topic(topic) if len(topic) <= MAX_TOPIC_LEN else None
     data = msg.data
     if parsed is None or data.s != parsed[0]:
         return None
@@ -383,7 +384,7 @@ def _levels(raw: object, field: str, topic: str) -> list[Level]:
 
 def _decode_trades(obj: dict[str, Any], topic: str) -> TradeFrame:
     symbol = topic[len("publicTrade.") :]
-    if not valid_symbol(symbol):
+    if not is_topic_symbol(symbol):
         raise ParseError("malformed publicTrade topic", topic)
     data = obj.get("data")
     if not isinstance(data, list):

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from mdgw.core import wire
-from mdgw.core.book import OrderBook, Outcome
-from mdgw.core.bybit import BookFrame, TradeFrame, decode_frame, parse_book_topic
+from mdgw.core.book import BookOutcome, OrderBook
+from mdgw.core.bybit import BookFrame, TradeFrame, decode_frame, parse_orderbook_topic
 from mdgw.core.errors import ParseError, UnsupportedTopicError, WireError
 
 __all__ = ["Hub", "HubStats", "State"]
@@ -310,8 +310,8 @@ class Hub:
             # A delta from a connection that did not deliver this book's snapshot:
             # it cannot continue our sequence (Bybit's u is per connection stream).
             book.book.invalidate()
-            outcome = Outcome.NOT_SYNCED
-        if outcome is Outcome.APPLIED or outcome is Outcome.RESET:
+            outcome = BookOutcome.NOT_SYNCED
+        if outcome is BookOutcome.APPLIED or outcome is BookOutcome.RESET:
             if frame.snapshot:
                 book.source = source
             if book.state is not State.LIVE:
@@ -321,13 +321,13 @@ class Hub:
             self._publish_book(book, frame, recv_ns)
             return
         stats = self.stats
-        if outcome is Outcome.DUPLICATE:
+        if outcome is BookOutcome.DUPLICATE:
             stats.duplicates += 1
             return
-        if outcome is Outcome.GAP:
+        if outcome is BookOutcome.GAP:
             stats.gaps += 1
             reason = f"u gap at u={frame.u}"
-        elif outcome is Outcome.CROSSED:
+        elif outcome is BookOutcome.CROSSED:
             stats.crossed += 1
             reason = f"crossed book at u={frame.u}"
         else:
@@ -401,7 +401,7 @@ class Hub:
             return
         book = self._books.get((category, topic))
         if book is None:
-            parsed = parse_book_topic(topic)
+            parsed = parse_orderbook_topic(topic)
             if parsed is None or len(self._books) >= MAX_TOPICS:
                 return
             book = self._new_book(category, topic, parsed[0], parsed[1])

@@ -27,7 +27,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from mdgw.core import wire
 from mdgw.core.errors import WireError
-from mdgw.core.follower import SNAPSHOT_CHANNELS, Follower, Outcome
+from mdgw.core.follower import SNAPSHOT_CHANNELS, Delivery, Follower
 from mdgw.printer.render import render_json, render_line
 from mdgw.runtime.curve import CurveClient, apply_curve
 from mdgw.runtime.zmqsock import DEFAULT_LINGER_MS, make_socket
@@ -228,9 +228,9 @@ class Printer:
             self.warn(f"skipped a message on {_show(topic)}: seq and pub_ns must be integers")
             return
         outcome = self.follower.on_message(topic, seq, pub_ns)
-        if outcome is Outcome.STALE:
+        if outcome is Delivery.STALE:
             return
-        if outcome is not Outcome.DELIVER:
+        if outcome is not Delivery.DELIVER:
             gap = self.follower.last_gap
             assert gap is not None
             again = (
@@ -238,7 +238,7 @@ class Printer:
                 if self.options.snapshot is not None and topic.startswith(SNAPSHOT_CHANNELS)
                 else ""
             )
-            if outcome is Outcome.GAP:
+            if outcome is Delivery.GAP:
                 self.warn(
                     f"seq hole on {_show(topic)}: expected {gap.expected}, got {gap.got} "
                     f"({gap.missed} missed){again}"
