@@ -24,7 +24,7 @@ import enum
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import msgspec
 import orjson
@@ -150,20 +150,41 @@ def classify(frame: bytes) -> FrameKind:
         return FrameKind.UNKNOWN
 
 
+class _ControlMsg(msgspec.Struct):
+    # Every field optional and of any JSON type: a control frame of an unknown shape is
+    # UNKNOWN, not malformed. Only the fields read below are decoded; the rest are skipped.
+    topic: Any = msgspec.UNSET
+    op: Any = None
+    ret_msg: Any = None
+    req_id: Any = None
+    conn_id: Any = None
+    success: Any = None
+    type: Any = None
+    data: Any = None
+
+
+_decode_control_msg = msgspec.json.Decoder(_ControlMsg).decode
+
+
 def decode_control(frame: bytes | str) -> Control:
     """Decode a non-data frame: pong, subscribe/unsubscribe ack or error."""
-    obj = _loads(frame, None)
-    if "topic" in obj:
+    try:
+        msg = _decode_control_msg(frame)
+    except msgspec.ValidationError:
+        raise ParseError("frame is not a JSON object") from None
+    except msgspec.DecodeError as exc:
+        raise ParseError(f"invalid JSON: {str(exc)[:80]}") from None
+    if msg.topic is not msgspec.UNSET:
         return Control(FrameKind.DATA, "", "", "", "")
-    op = _opt_str(obj.get("op"))
-    ret_msg = _opt_str(obj.get("ret_msg"))
-    req_id = _opt_str(obj.get("req_id"))
-    conn_id = _opt_str(obj.get("conn_id"))
+    op = _opt_str(msg.op)
+    ret_msg = _opt_str(msg.ret_msg)
+    req_id = _opt_str(msg.req_id)
+    conn_id = _opt_str(msg.conn_id)
     if ret_msg == "pong" or op == "pong":
         return Control(FrameKind.PONG, op, ret_msg, req_id, conn_id)
-    success = obj.get("success")
-    if obj.get("type") == "COMMAND_RESP":  # option/spread shape: per-topic lists
-        data = obj.get("data")
+    success = msg.success
+    if msg.type == "COMMAND_RESP":  # option/spread shape: per-topic lists
+        data = msg.data
         fail = data.get("failTopics") if isinstance(data, dict) else None
         failed = tuple(t for t in fail if isinstance(t, str)) if isinstance(fail, list) else ()
         kind = FrameKind.ERROR if failed or success is False else FrameKind.ACK
@@ -192,29 +213,111 @@ def failed_topics(ret_msg: str) -> tuple[str, ...]:
 
 
 # ------------------------------------------------------------------------ decode data
+# One decoder per message type: msgspec decodes a frame straight into the typed structs
+# below, checking JSON types in C and skipping the fields the gateway does not read; the
+# checks after it are the rules msgspec cannot express (the topic's shape, the symbol
+# matching it, decimal strings, ranges). Integers are checked against 2**64 - 1 by hand:
+# msgspec's bounds stop at int64, and Bybit's ids are unsigned. One consequence of skipping:
+# invalid UTF-8 inside a field the gateway does not read does not make a frame malformed.
+# The orjson-based reference decoder in mdgw.testing.oracles is what the tests hold this to.
+
+
+class _BookData(msgspec.Struct):
+    s: str
+    b: list[list[str]]
+    a: list[list[str]]
+    u: int
+    seq: int = 0  # absent in frames before the cross sequence was added
+
+
+class _BookMsg(msgspec.Struct):
+    topic: str
+    type: str
+    ts: int
+    data: _BookData
+    cts: int = 0  # absent in frames older than Dec 2023
+
+
+class _TradeItem(msgspec.Struct):
+    T: int
+    s: str
+    S: str
+    v: str
+    p: str
+    i: str
+    BT: bool = False
+    seq: int | None = None  # absent (or null) in frames before Aug 2025
+
+
+class _TradeMsg(msgspec.Struct):
+    topic: str
+    ts: int
+    data: list[_TradeItem]
+
+
+class _TopicOnly(msgspec.Struct):
+    topic: Any = None
+
+
+_decode_book_msg = msgspec.json.Decoder(_BookMsg).decode
+_decode_trade_msg = msgspec.json.Decoder(_TradeMsg).decode
+_decode_topic_only = msgspec.json.Decoder(_TopicOnly).decode
+_BOOK_PREFIX: Final = b'{"topic":"orderbook.'
+_TRADE_PREFIX: Final = b'{"topic":"publicTrade.'
+_U64_MAX: Final = 2**64 - 1
 
 
 def decode_frame(frame: bytes | str) -> BookFrame | TradeFrame:
     """Decode an ``orderbook.*`` or ``publicTrade.*`` frame; ParseError otherwise."""
-    if type(frame) is bytes and frame.startswith(_BOOK_PREFIX):
-        fast = _decode_book_fast(frame)
-        if fast is not None:
-            return fast
-    return _decode_frame_checked(frame)
+    if type(frame) is not bytes:
+        frame = frame.encode("utf-8", "surrogatepass") if isinstance(frame, str) else b""
+    # Bybit puts the topic first: its first bytes choose the decoder without parsing.
+    if frame.startswith(_BOOK_PREFIX):
+        return _decode_book(frame)
+    if frame.startswith(_TRADE_PREFIX):
+        return _decode_trades(frame)
+    topic = _topic(frame)
+    if topic.startswith("orderbook."):
+        return _decode_book(frame)
+    if topic.startswith("publicTrade."):
+        return _decode_trades(frame)
+    raise UnsupportedTopicError("unsupported topic", topic)
 
 
-def _decode_frame_checked(frame: bytes | str) -> BookFrame | TradeFrame:
-    # The reference decoder: every frame the fast path does not take, and the one that
-    # names what is wrong with a bad frame.
-    obj = _loads(frame, None)
-    topic = obj.get("topic")
+def _topic(frame: bytes) -> str:
+    """The topic of a frame whose first bytes did not name a known one."""
+    try:
+        topic = _decode_topic_only(frame).topic
+    except msgspec.ValidationError:
+        raise ParseError("frame is not a JSON object") from None
+    except msgspec.DecodeError as exc:
+        raise ParseError(f"invalid JSON: {str(exc)[:80]}", topic_of(frame)) from None
     if not isinstance(topic, str) or not topic or len(topic) > MAX_TOPIC_LEN:
         raise ParseError("missing or invalid topic")
-    if topic.startswith("orderbook."):
-        return _decode_book(obj, topic)
-    if topic.startswith("publicTrade."):
-        return _decode_trades(obj, topic)
-    raise UnsupportedTopicError("unsupported topic", topic)
+    return topic
+
+
+def _invalid(frame: bytes, exc: msgspec.DecodeError) -> ParseError:
+    """The ParseError for a frame msgspec refused, in the words of the field it names."""
+    if not isinstance(exc, msgspec.ValidationError):
+        return ParseError(f"invalid JSON: {str(exc)[:80]}", topic_of(frame))
+    try:
+        topic = _decode_topic_only(frame).topic
+    except msgspec.DecodeError:
+        topic = None
+    if not isinstance(topic, str) or not topic or len(topic) > MAX_TOPIC_LEN:
+        return ParseError("missing or invalid topic")
+    # msgspec says "Expected `int`, got `str` - at `$.data.u`".
+    message, _, where = str(exc).partition(" - at `$")
+    path = where.rstrip("`").lstrip(".") or "frame"
+    message = message.replace("`", "")
+    if path.startswith(("data.b[", "data.a[")):
+        return ParseError(f"{path[:6]}: bad level at {path[6:]} ({message})", topic)
+    if message.startswith("Expected array"):
+        return ParseError(f"{path} is not a list", topic)
+    if message.startswith("Expected object"):
+        return ParseError(f"{path} is not an object", topic)
+    return ParseError(f"{path}: {message}"[:120], topic)
 
 
 class OrderbookTopic(NamedTuple):
@@ -243,114 +346,61 @@ def parse_orderbook_topic(topic: str) -> OrderbookTopic | None:
     return OrderbookTopic(symbol, depth)
 
 
-def _decode_book(obj: dict[str, Any], topic: str) -> BookFrame:
-    # The hot path of the book builder: direct indexing inside one try, type() checks
-    # inline, no helper call per field. Every failure still ends in ParseError.
-    parsed = parse_orderbook_topic(topic)
-    if parsed is None:
-        raise ParseError("malformed orderbook topic", topic)
-    symbol, depth = parsed
-    kind = obj.get("type")
-    if kind == "delta":
-        snapshot = False
-    elif kind == "snapshot":
-        snapshot = True
-    else:
-        raise ParseError(f"unknown book frame type {str(kind)[:40]!r}", topic)
-    data = obj.get("data")
-    if type(data) is not dict:
-        raise ParseError("data is not an object", topic)
-    if data.get("s") != symbol:
-        raise ParseError(f"data.s {str(data.get('s'))[:40]!r} does not match the topic", topic)
-    u = data.get("u")
-    seq = data.get("seq", 0)
-    ts = obj.get("ts")
-    cts = obj.get("cts", 0)
-    if type(u) is not int or u < 0:
-        raise ParseError(f"data.u must be a non-negative integer, got {str(u)[:40]!r}", topic)
-    if type(seq) is not int or seq < 0:
-        raise ParseError(f"data.seq must be a non-negative integer, got {str(seq)[:40]!r}", topic)
-    if type(ts) is not int or ts < 0:
-        raise ParseError(f"ts must be a non-negative integer, got {str(ts)[:40]!r}", topic)
-    if type(cts) is not int or cts < 0:
-        raise ParseError(f"cts must be a non-negative integer, got {str(cts)[:40]!r}", topic)
-    return BookFrame(
-        topic,
-        symbol,
-        depth,
-        snapshot,
-        u,
-        seq,
-        ts,
-        cts,
-        _levels(data.get("b"), "data.b", topic),
-        _levels(data.get("a"), "data.a", topic),
-    )
-
-
-_DECIMAL_CHARS: Final = "0123456789."
-
-# ---- the book builder's fast path for orderbook frames ----------------------------------
-# msgspec decodes a frame straight into these typed structs, checking the JSON types in C
-# (0.7 µs for a delta against 1 µs for orjson.loads alone plus ~2 µs of Python checks on the
-# dict). It accepts a subset of what the reference decoder accepts: anything msgspec or the
-# checks below reject goes to _decode_frame_checked, which decodes it again and either
-# returns the same frame or raises the ParseError that names the problem. Integer fields are
-# capped at 2**63 - 1 here (msgspec's largest bound; the reference takes up to 2**64 - 1).
-# One difference is accepted: fields the gateway does not read are skipped unchecked, so
-# invalid UTF-8 inside one of them no longer makes the whole frame malformed.
-_BOOK_PREFIX: Final = b'{"topic":"orderbook.'
-_U63 = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
-
-
-class _FastBookData(msgspec.Struct):
-    s: str
-    b: list[list[str]]
-    a: list[list[str]]
-    u: _U63
-    seq: _U63 = 0
-
-
-class _FastBook(msgspec.Struct):
-    topic: str
-    type: str
-    ts: _U63
-    data: _FastBookData
-    cts: _U63 = 0
-
-
-_fast_book_decode = msgspec.json.Decoder(_FastBook).decode
-
-
-def _decode_book_fast(frame: bytes) -> BookFrame | None:
-    """The frame decoded, or None to let the reference decoder have it (or reject it)."""
+def _decode_book(frame: bytes) -> BookFrame:
+    # The book builder's hot path: one msgspec call, then inline checks.
     try:
-        msg = _fast_book_decode(frame)
-    except msgspec.DecodeError:  # ValidationError is a subclass
-        return None
+        msg = _decode_book_msg(frame)
+    except msgspec.DecodeError as exc:  # ValidationError is a subclass
+        raise _invalid(frame, exc) from None
     topic = msg.topic
     parsed = parse_orderbook_topic(topic) if len(topic) <= MAX_TOPIC_LEN else None
-    data = msg.data
-    if parsed is None or data.s != parsed[0]:
-        return None
+    if parsed is None:
+        if not topic or len(topic) > MAX_TOPIC_LEN:
+            raise ParseError("missing or invalid topic")
+        raise ParseError("malformed orderbook topic", topic)
+    symbol = parsed.symbol
     kind = msg.type
     if kind == "delta":
         snapshot = False
     elif kind == "snapshot":
         snapshot = True
     else:
-        return None
-    try:
-        bids = _levels(data.b, "data.b", topic)
-        asks = _levels(data.a, "data.a", topic)
-    except ParseError:
-        return None
+        raise ParseError(f"unknown book frame type {kind[:40]!r}", topic)
+    data = msg.data
+    if data.s != symbol:
+        raise ParseError(f"data.s {data.s[:40]!r} does not match the topic", topic)
+    u, seq, ts, cts = data.u, data.seq, msg.ts, msg.cts
+    if not 0 <= u <= _U64_MAX:
+        raise ParseError(f"data.u must be a non-negative integer, got {str(u)[:40]!r}", topic)
+    if not 0 <= seq <= _U64_MAX:
+        raise ParseError(f"data.seq must be a non-negative integer, got {str(seq)[:40]!r}", topic)
+    if not 0 <= ts <= _U64_MAX:
+        raise ParseError(f"ts must be a non-negative integer, got {str(ts)[:40]!r}", topic)
+    if not 0 <= cts <= _U64_MAX:
+        raise ParseError(f"cts must be a non-negative integer, got {str(cts)[:40]!r}", topic)
     return BookFrame(
-        topic, parsed[0], parsed[1], snapshot, data.u, data.seq, msg.ts, msg.cts, bids, asks
+        topic,
+        symbol,
+        parsed.depth,
+        snapshot,
+        u,
+        seq,
+        ts,
+        cts,
+        parse_levels(data.b, "data.b", topic),
+        parse_levels(data.a, "data.a", topic),
     )
 
 
-def _levels(raw: object, field: str, topic: str) -> list[Level]:
+_DECIMAL_CHARS: Final = "0123456789."
+
+
+def parse_levels(raw: object, field: str, topic: str) -> list[Level]:
+    """``[[price, size], ...]`` as :data:`Level` s; ParseError naming ``field`` otherwise.
+
+    Prices and sizes must be plain decimal strings; a price must be positive and have at
+    most 15 significant digits (see the module docstring).
+    """
     if type(raw) is not list:
         raise ParseError(f"{field} is not a list", topic)
     out: list[Level] = []
@@ -382,52 +432,47 @@ def _levels(raw: object, field: str, topic: str) -> list[Level]:
     return out
 
 
-def _decode_trades(obj: dict[str, Any], topic: str) -> TradeFrame:
+def _decode_trades(frame: bytes) -> TradeFrame:
+    try:
+        msg = _decode_trade_msg(frame)
+    except msgspec.DecodeError as exc:
+        raise _invalid(frame, exc) from None
+    topic = msg.topic
+    if not topic or len(topic) > MAX_TOPIC_LEN:
+        raise ParseError("missing or invalid topic")
     symbol = topic[len("publicTrade.") :]
     if not is_topic_symbol(symbol):
         raise ParseError("malformed publicTrade topic", topic)
-    data = obj.get("data")
-    if not isinstance(data, list):
-        raise ParseError("data is not a list", topic)
     trades: list[Trade] = []
-    for item in data:
-        if not isinstance(item, dict):
-            raise ParseError("trade is not an object", topic)
-        if item.get("s") != symbol:
-            raise ParseError(f"trade symbol {item.get('s')!r} does not match the topic", topic)
-        side = item.get("S")
+    for item in msg.data:
+        if item.s != symbol:
+            raise ParseError(f"trade symbol {item.s!r} does not match the topic", topic)
+        side = item.S
         if side == "Buy":
             side_name = "buy"
         elif side == "Sell":
             side_name = "sell"
         else:
             raise ParseError(f"trade side {side!r} is not Buy/Sell", topic)
-        trade_id = item.get("i")
-        price = item.get("p")
-        size = item.get("v")
-        if type(trade_id) is not str or not trade_id or len(trade_id) > 128:
+        trade_id, price, size = item.i, item.p, item.v
+        if not trade_id or len(trade_id) > 128:
             raise ParseError("trade id must be a non-empty string", topic)
-        if type(price) is not str or not _is_decimal(price) or float(price) <= 0.0:
-            raise ParseError(f"bad trade price {str(price)[:40]!r}", topic)
-        if type(size) is not str or not _is_decimal(size):
-            raise ParseError(f"bad trade size {str(size)[:40]!r}", topic)
-        block = item.get("BT", False)
-        if type(block) is not bool:
-            raise ParseError("trade BT must be a boolean", topic)
-        trades.append(
-            Trade(
-                id=trade_id,
-                price=price,
-                size=size,
-                side=side_name,
-                ts=_uint(item.get("T"), "T", topic),
-                block=block,
-                seq=_uint_or_zero(item.get("seq"), "seq", topic),
-            )
-        )
-    return TradeFrame(
-        topic=topic, symbol=symbol, ts=_uint(obj.get("ts"), "ts", topic), trades=trades
-    )
+        if not is_decimal(price) or float(price) <= 0.0:
+            raise ParseError(f"bad trade price {price[:40]!r}", topic)
+        if not is_decimal(size):
+            raise ParseError(f"bad trade size {size[:40]!r}", topic)
+        fill_ts, seq = item.T, item.seq
+        if not 0 <= fill_ts <= _U64_MAX:
+            raise ParseError(f"T must be a non-negative integer, got {str(fill_ts)[:40]!r}", topic)
+        if seq is None:
+            seq = 0
+        elif not 0 <= seq <= _U64_MAX:
+            raise ParseError(f"seq must be a non-negative integer, got {str(seq)[:40]!r}", topic)
+        trades.append(Trade(trade_id, price, size, side_name, fill_ts, item.BT, seq))
+    ts = msg.ts
+    if not 0 <= ts <= _U64_MAX:
+        raise ParseError(f"ts must be a non-negative integer, got {str(ts)[:40]!r}", topic)
+    return TradeFrame(topic, symbol, ts, trades)
 
 
 # ----------------------------------------------------------------------- requests
@@ -468,31 +513,13 @@ def _requests(op: str, category: str, topics: Sequence[str], req_id_prefix: str)
 # ------------------------------------------------------------------------ helpers
 
 
-def _loads(frame: bytes | str, topic: str | None) -> dict[str, Any]:
-    try:
-        obj = orjson.loads(frame)
-    except (orjson.JSONDecodeError, TypeError) as exc:
-        guess = topic or (topic_of(frame) if isinstance(frame, bytes) else None)
-        raise ParseError(f"invalid JSON: {str(exc)[:80]}", guess) from None
-    if not isinstance(obj, dict):
-        raise ParseError("frame is not a JSON object", topic)
-    return obj
+def is_decimal(text: str) -> bool:
+    """A plain unsigned decimal (``"65000"``, ``"0.001"``, ``"65000.50"``) of at most 40 chars.
 
-
-def _is_decimal(text: str) -> bool:
-    # Plain unsigned decimal ("65000", "0.001", "65000.50"). Rejects what float()
-    # would otherwise accept: "nan", "inf", "1e5", "1_000", " 1", "-1".
+    Rejects what float() would otherwise accept: ``"nan"``, ``"inf"``, ``"1e5"``, ``"1_000"``,
+    ``" 1"``, ``"-1"``.
+    """
     return len(text) <= _MAX_NUMBER_LEN and text.isascii() and text.replace(".", "", 1).isdigit()
-
-
-def _uint(value: object, field: str, topic: str) -> int:
-    if type(value) is not int or value < 0:
-        raise ParseError(f"{field} must be a non-negative integer, got {str(value)[:40]!r}", topic)
-    return value
-
-
-def _uint_or_zero(value: object, field: str, topic: str) -> int:
-    return 0 if value is None else _uint(value, field, topic)
 
 
 def _opt_str(value: object) -> str:

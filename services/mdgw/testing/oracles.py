@@ -2,23 +2,41 @@
 
 The production paths are built for speed (a header packed once per ingestor, a ``book``
 payload rendered from a template, Bybit frames decoded by msgspec into typed structs); these
-say the same thing the slow and simple way. The tests require the two to agree, on examples
-and on generated inputs.
+say the same thing the slow and simple way: envelopes field by field, payloads as dicts
+through orjson, Bybit frames through ``orjson.loads`` and a check per dict key. The tests
+require the two to agree, on examples and on generated inputs: the same value, or both a
+:class:`~mdgw.core.errors.ParseError` for the same topic (the reasons may be worded
+differently). The level strings (:func:`mdgw.core.bybit.parse_levels`), the decimal check
+and the topic parser are shared: they are tested on their own.
 """
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
+from typing import Any
 
 import orjson
 
+from mdgw.core.bybit import (
+    MAX_TOPIC_LEN,
+    BookFrame,
+    Control,
+    FrameKind,
+    Trade,
+    TradeFrame,
+    failed_topics,
+    is_decimal,
+    parse_levels,
+    parse_orderbook_topic,
+    topic_of,
+)
 from mdgw.core.bybit_spec import CATEGORIES
-from mdgw.core.errors import WireError
+from mdgw.core.errors import ParseError, UnsupportedTopicError, WireError
 from mdgw.core.wire.envelope import ENVELOPE_VERSION, EnvelopeKind
-from mdgw.core.wire.topics import EXCHANGE
+from mdgw.core.wire.topics import EXCHANGE, is_topic_symbol
 
-__all__ = ["encode_book", "encode_raw"]
+__all__ = ["decode_control", "decode_frame", "encode_book", "encode_raw"]
 
 # The envelope header, spelled out again on purpose (see mdgw.core.wire.envelope).
 _HEADER = struct.Struct("<BBBBIQQ")
@@ -97,3 +115,138 @@ def encode_book(
         return orjson.dumps(payload, default=_to_json_array)
     except TypeError as exc:  # orjson.JSONEncodeError is a TypeError
         raise WireError(f"cannot encode book payload: {exc}") from None
+
+
+# --------------------------------------------------------------------------- Bybit frames
+
+
+def decode_frame(frame: bytes | str) -> BookFrame | TradeFrame:
+    """The reference for :func:`mdgw.core.bybit.decode_frame`: orjson, then dict checks."""
+    obj = _loads(frame)
+    topic = obj.get("topic")
+    if not isinstance(topic, str) or not topic or len(topic) > MAX_TOPIC_LEN:
+        raise ParseError("missing or invalid topic")
+    if topic.startswith("orderbook."):
+        return _decode_book(obj, topic)
+    if topic.startswith("publicTrade."):
+        return _decode_trades(obj, topic)
+    raise UnsupportedTopicError("unsupported topic", topic)
+
+
+def decode_control(frame: bytes | str) -> Control:
+    """The reference for :func:`mdgw.core.bybit.decode_control`."""
+    obj = _loads(frame)
+    if "topic" in obj:
+        return Control(FrameKind.DATA, "", "", "", "")
+    op = _opt_str(obj.get("op"))
+    ret_msg = _opt_str(obj.get("ret_msg"))
+    req_id = _opt_str(obj.get("req_id"))
+    conn_id = _opt_str(obj.get("conn_id"))
+    if ret_msg == "pong" or op == "pong":
+        return Control(FrameKind.PONG, op, ret_msg, req_id, conn_id)
+    success = obj.get("success")
+    if obj.get("type") == "COMMAND_RESP":
+        data = obj.get("data")
+        fail = data.get("failTopics") if isinstance(data, dict) else None
+        failed = tuple(t for t in fail if isinstance(t, str)) if isinstance(fail, list) else ()
+        kind = FrameKind.ERROR if failed or success is False else FrameKind.ACK
+        return Control(kind, op or "subscribe", ret_msg, req_id, conn_id, failed)
+    if success is True:
+        return Control(FrameKind.ACK, op, ret_msg, req_id, conn_id)
+    if success is False:
+        return Control(FrameKind.ERROR, op, ret_msg, req_id, conn_id, failed_topics(ret_msg))
+    return Control(FrameKind.UNKNOWN, op, ret_msg, req_id, conn_id)
+
+
+def _decode_book(obj: dict[str, Any], topic: str) -> BookFrame:
+    parsed = parse_orderbook_topic(topic)
+    if parsed is None:
+        raise ParseError("malformed orderbook topic", topic)
+    kind = obj.get("type")
+    if kind not in ("delta", "snapshot"):
+        raise ParseError(f"unknown book frame type {str(kind)[:40]!r}", topic)
+    data = obj.get("data")
+    if type(data) is not dict:
+        raise ParseError("data is not an object", topic)
+    if data.get("s") != parsed.symbol:
+        raise ParseError(f"data.s {str(data.get('s'))[:40]!r} does not match the topic", topic)
+    return BookFrame(
+        topic,
+        parsed.symbol,
+        parsed.depth,
+        kind == "snapshot",
+        _uint(data.get("u"), "data.u", topic),
+        _uint(data.get("seq", 0), "data.seq", topic),
+        _uint(obj.get("ts"), "ts", topic),
+        _uint(obj.get("cts", 0), "cts", topic),
+        parse_levels(data.get("b"), "data.b", topic),
+        parse_levels(data.get("a"), "data.a", topic),
+    )
+
+
+def _decode_trades(obj: dict[str, Any], topic: str) -> TradeFrame:
+    symbol = topic[len("publicTrade.") :]
+    if not is_topic_symbol(symbol):
+        raise ParseError("malformed publicTrade topic", topic)
+    data = obj.get("data")
+    if not isinstance(data, list):
+        raise ParseError("data is not a list", topic)
+    trades: list[Trade] = []
+    for item in data:
+        if not isinstance(item, dict):
+            raise ParseError("trade is not an object", topic)
+        if item.get("s") != symbol:
+            raise ParseError(f"trade symbol {item.get('s')!r} does not match the topic", topic)
+        raw_side = item.get("S")
+        if raw_side == "Buy":
+            side = "buy"
+        elif raw_side == "Sell":
+            side = "sell"
+        else:
+            raise ParseError(f"trade side {item.get('S')!r} is not Buy/Sell", topic)
+        trade_id, price, size = item.get("i"), item.get("p"), item.get("v")
+        if type(trade_id) is not str or not trade_id or len(trade_id) > 128:
+            raise ParseError("trade id must be a non-empty string", topic)
+        if type(price) is not str or not is_decimal(price) or float(price) <= 0.0:
+            raise ParseError(f"bad trade price {str(price)[:40]!r}", topic)
+        if type(size) is not str or not is_decimal(size):
+            raise ParseError(f"bad trade size {str(size)[:40]!r}", topic)
+        block = item.get("BT", False)
+        if type(block) is not bool:
+            raise ParseError("trade BT must be a boolean", topic)
+        seq = item.get("seq")
+        trades.append(
+            Trade(
+                id=trade_id,
+                price=price,
+                size=size,
+                side=side,
+                ts=_uint(item.get("T"), "T", topic),
+                block=block,
+                seq=0 if seq is None else _uint(seq, "seq", topic),
+            )
+        )
+    return TradeFrame(
+        topic=topic, symbol=symbol, ts=_uint(obj.get("ts"), "ts", topic), trades=trades
+    )
+
+
+def _loads(frame: bytes | str) -> dict[str, Any]:
+    try:
+        obj = orjson.loads(frame)
+    except (orjson.JSONDecodeError, TypeError) as exc:
+        guess = topic_of(frame) if isinstance(frame, bytes) else None
+        raise ParseError(f"invalid JSON: {str(exc)[:80]}", guess) from None
+    if not isinstance(obj, dict):
+        raise ParseError("frame is not a JSON object")
+    return obj
+
+
+def _uint(value: object, field: str, topic: str) -> int:
+    if type(value) is not int or value < 0:
+        raise ParseError(f"{field} must be a non-negative integer, got {str(value)[:40]!r}", topic)
+    return value
+
+
+def _opt_str(value: object) -> str:
+    return value if isinstance(value, str) else ""
