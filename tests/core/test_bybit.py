@@ -7,8 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mdgw.core import bybit
-from mdgw.core.bybit import BookFrame, FrameKind, TradeFrame
+from mdgw.core import bybit, bybit_control
+from mdgw.core.bybit import BookFrame, TradeFrame
+from mdgw.core.bybit_control import FrameKind
 from mdgw.core.errors import ParseError
 from mdgw.testing import oracles
 
@@ -130,41 +131,41 @@ def test_unsupported_topic() -> None:
     ],
 )
 def test_classify(frame: bytes, kind: FrameKind) -> None:
-    assert bybit.classify(frame) is kind
+    assert bybit_control.classify(frame) is kind
 
 
 def test_error_texts_name_the_failed_topics() -> None:
-    derivatives = bybit.decode_control(
+    derivatives = bybit_control.decode_control(
         b'{"success":false,"ret_msg":"error:already subscribed,topic:publicTrade.BTCUSDT",'
         b'"conn_id":"c","req_id":"2","op":"subscribe"}'
     )
     assert derivatives.kind is FrameKind.ERROR
     assert derivatives.failed_topics == ("publicTrade.BTCUSDT",)
     assert derivatives.req_id == "2"
-    spot = bybit.decode_control(
+    spot = bybit_control.decode_control(
         b'{"success":false,"ret_msg":"Invalid symbol :[orderbook.50.NOSUCHSYM]","conn_id":"c",'
         b'"op":"subscribe"}'
     )
     assert spot.failed_topics == ("orderbook.50.NOSUCHSYM",)
-    assert bybit.failed_topics("args size >10") == ()
+    assert bybit_control.failed_topics("args size >10") == ()
 
 
 def test_subscribe_requests_respect_spot_limit() -> None:
     topics = [bybit.orderbook_topic(50, f"S{i}USDT") for i in range(23)]
-    spot = [orjson.loads(r) for r in bybit.subscribe_requests("spot", topics, "s")]
+    spot = [orjson.loads(r) for r in bybit_control.subscribe_requests("spot", topics, "s")]
     assert [len(r["args"]) for r in spot] == [10, 10, 3]
     assert [r["req_id"] for r in spot] == ["s0", "s1", "s2"]
     assert sum((r["args"] for r in spot), []) == topics
-    linear = [orjson.loads(r) for r in bybit.subscribe_requests("linear", topics, "l")]
+    linear = [orjson.loads(r) for r in bybit_control.subscribe_requests("linear", topics, "l")]
     assert len(linear) == 1
     assert linear[0] == {"req_id": "l0", "op": "subscribe", "args": topics}
-    unsub = orjson.loads(bybit.unsubscribe_requests("inverse", topics[:1], "u")[0])
+    unsub = orjson.loads(bybit_control.unsubscribe_requests("inverse", topics[:1], "u")[0])
     assert unsub["op"] == "unsubscribe"
 
 
 def test_ping_request() -> None:
-    assert orjson.loads(bybit.ping_request()) == {"op": "ping"}
-    assert orjson.loads(bybit.ping_request("7")) == {"req_id": "7", "op": "ping"}
+    assert orjson.loads(bybit_control.ping_request()) == {"op": "ping"}
+    assert orjson.loads(bybit_control.ping_request("7")) == {"req_id": "7", "op": "ping"}
 
 
 # ------------------------------------------------------------------------------ fuzzing
@@ -185,12 +186,12 @@ json_values = st.recursive(
 @settings(max_examples=400, deadline=None)
 @given(st.binary(max_size=300))
 def test_random_bytes_raise_only_parse_error(data: bytes) -> None:
-    for decoder in (bybit.decode_frame, bybit.decode_control):
+    for decoder in (bybit.decode_frame, bybit_control.decode_control):
         try:
             decoder(data)
         except ParseError:
             pass
-    bybit.classify(data)
+    bybit_control.classify(data)
     bybit.topic_of(data)
 
 
@@ -386,7 +387,7 @@ def test_control_decoder_agrees_with_the_reference(obj: object) -> None:
         except ParseError:
             return "error"
 
-    assert outcome(bybit.decode_control) == outcome(oracles.decode_control)
+    assert outcome(bybit_control.decode_control) == outcome(oracles.decode_control)
 
 
 def test_well_formed_book_frame_decodes() -> None:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mdgw.core.bybit import Control, FrameKind, decode_control
+from mdgw.core.bybit_control import Control, FrameKind, decode_control
 from mdgw.core.subscriptions import (
     ResyncDecision,
     Subscriptions,

@@ -1,17 +1,14 @@
-"""Bybit v5 public stream messages: classify, decode, and build requests.
+"""Bybit v5 public data frames: ``orderbook.{depth}.{symbol}`` and ``publicTrade.{symbol}``.
 
 Pure functions over bytes. Every decoder raises :class:`~mdgw.core.errors.ParseError`
 on bad input and nothing else (fuzzed in tests/core/test_bybit.py).
 
 Protocol facts used here (see ../shared/reference/bybit-v5-public.md):
 
-- Data frames carry ``topic``; Bybit puts it first on every category, so
-  ``{"topic":`` at byte 0 identifies them without parsing (the ingestor's hot path).
-- A pong is ``ret_msg == "pong"`` (spot and derivatives answer ``{"op":"ping"}`` with
-  ``"op":"ping"``) or ``op == "pong"`` (options; one spot capture too).
-- Subscribe acks and errors carry ``success``; errors name the topic in ``ret_msg``
-  as ``error:...,topic:X`` (derivatives) or ``Invalid symbol :[X]`` (spot), and may
-  lack ``req_id``.
+- Data frames carry ``topic``, first on every category: the decoder is chosen by the
+  frame's first bytes, and a frame whose topic comes later is parsed for it.
+- ``u`` and ``seq`` are unsigned 64-bit; ``cts`` is missing in frames older than Dec 2023,
+  ``seq`` in frames before the cross sequence was added.
 - Prices and sizes are strings and stay exactly as sent. Ordering uses
   ``float(price)``: every decimal of at most 15 significant digits maps to a distinct
   double and the mapping is monotonic, so the float order is the decimal order.
@@ -20,16 +17,12 @@ Protocol facts used here (see ../shared/reference/bybit-v5-public.md):
 
 from __future__ import annotations
 
-import enum
 import functools
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
 import msgspec
-import orjson
 
-from mdgw.core.bybit_spec import MAX_ARGS_PER_REQUEST
 from mdgw.core.errors import ParseError, UnsupportedTopicError
 from mdgw.core.wire.topics import is_topic_symbol
 
@@ -37,30 +30,7 @@ MAX_TOPIC_LEN: Final = 256
 _MAX_SIGNIFICANT_DIGITS: Final = 15
 _MAX_NUMBER_LEN: Final = 40  # longest price or size string accepted
 
-_DATA_PREFIX: Final = b'{"topic":'
 _TOPIC_KEY: Final = b'"topic":"'
-
-
-class FrameKind(enum.Enum):
-    """What a received frame is, as far as the ingestor cares."""
-
-    DATA = "data"  # has a topic: forward it unchanged
-    PONG = "pong"
-    ACK = "ack"  # success: true answer to subscribe / unsubscribe
-    ERROR = "error"  # success: false
-    UNKNOWN = "unknown"  # valid JSON of no known shape, or not JSON at all
-
-
-@dataclass(slots=True, frozen=True)
-class Control:
-    """A decoded non-data frame (ack, pong, error)."""
-
-    kind: FrameKind
-    op: str
-    ret_msg: str
-    req_id: str
-    conn_id: str
-    failed_topics: tuple[str, ...] = ()
 
 
 Level = tuple[float, str, str, float]
@@ -135,81 +105,6 @@ def topic_of(frame: bytes) -> str | None:
     if not topic or not topic.isprintable() or "\\" in topic or "\ufffd" in topic:
         return None
     return topic
-
-
-# ----------------------------------------------------------------- classify control
-
-
-def classify(frame: bytes) -> FrameKind:
-    """Cheap first look: data frames are recognised by their first bytes alone."""
-    if frame.startswith(_DATA_PREFIX):
-        return FrameKind.DATA
-    try:
-        return decode_control(frame).kind
-    except ParseError:
-        return FrameKind.UNKNOWN
-
-
-class _ControlMsg(msgspec.Struct):
-    # Every field optional and of any JSON type: a control frame of an unknown shape is
-    # UNKNOWN, not malformed. Only the fields read below are decoded; the rest are skipped.
-    topic: Any = msgspec.UNSET
-    op: Any = None
-    ret_msg: Any = None
-    req_id: Any = None
-    conn_id: Any = None
-    success: Any = None
-    type: Any = None
-    data: Any = None
-
-
-_decode_control_msg = msgspec.json.Decoder(_ControlMsg).decode
-
-
-def decode_control(frame: bytes | str) -> Control:
-    """Decode a non-data frame: pong, subscribe/unsubscribe ack or error."""
-    try:
-        msg = _decode_control_msg(frame)
-    except msgspec.ValidationError:
-        raise ParseError("frame is not a JSON object") from None
-    except msgspec.DecodeError as exc:
-        raise ParseError(f"invalid JSON: {str(exc)[:80]}") from None
-    if msg.topic is not msgspec.UNSET:
-        return Control(FrameKind.DATA, "", "", "", "")
-    op = _opt_str(msg.op)
-    ret_msg = _opt_str(msg.ret_msg)
-    req_id = _opt_str(msg.req_id)
-    conn_id = _opt_str(msg.conn_id)
-    if ret_msg == "pong" or op == "pong":
-        return Control(FrameKind.PONG, op, ret_msg, req_id, conn_id)
-    success = msg.success
-    if msg.type == "COMMAND_RESP":  # option/spread shape: per-topic lists
-        data = msg.data
-        fail = data.get("failTopics") if isinstance(data, dict) else None
-        failed = tuple(t for t in fail if isinstance(t, str)) if isinstance(fail, list) else ()
-        kind = FrameKind.ERROR if failed or success is False else FrameKind.ACK
-        return Control(kind, op or "subscribe", ret_msg, req_id, conn_id, failed)
-    if success is True:
-        return Control(FrameKind.ACK, op, ret_msg, req_id, conn_id)
-    if success is False:
-        return Control(FrameKind.ERROR, op, ret_msg, req_id, conn_id, failed_topics(ret_msg))
-    return Control(FrameKind.UNKNOWN, op, ret_msg, req_id, conn_id)
-
-
-def failed_topics(ret_msg: str) -> tuple[str, ...]:
-    """Topics named in an error text, in either of Bybit's two spellings.
-
-    ``error:already subscribed,topic:publicTrade.BTCUSDT`` (derivatives) and
-    ``Invalid symbol :[orderbook.50.NOSUCHSYM]`` (spot). Empty when none is named
-    (``args size >10``): then the whole request failed.
-    """
-    if "topic:" in ret_msg:
-        tail = ret_msg.split("topic:", 1)[1]
-        return tuple(t for t in (p.strip() for p in tail.split(",")) if t)
-    if "[" in ret_msg and "]" in ret_msg:
-        inner = ret_msg[ret_msg.index("[") + 1 : ret_msg.rindex("]")]
-        return tuple(t for t in (p.strip() for p in inner.split(",")) if t)
-    return ()
 
 
 # ------------------------------------------------------------------------ decode data
@@ -475,41 +370,6 @@ def _decode_trades(frame: bytes) -> TradeFrame:
     return TradeFrame(topic, symbol, ts, trades)
 
 
-# ----------------------------------------------------------------------- requests
-
-
-def ping_request(req_id: str = "") -> bytes:
-    return orjson.dumps({"req_id": req_id, "op": "ping"} if req_id else {"op": "ping"})
-
-
-def subscribe_requests(category: str, topics: Sequence[str], req_id_prefix: str) -> list[bytes]:
-    """``subscribe`` requests for topics, batched within the category's per-request limit.
-
-    Request i carries ``req_id = f"{req_id_prefix}{i}"`` so its ack can be matched.
-    """
-    return _requests("subscribe", category, topics, req_id_prefix)
-
-
-def unsubscribe_requests(category: str, topics: Sequence[str], req_id_prefix: str) -> list[bytes]:
-    return _requests("unsubscribe", category, topics, req_id_prefix)
-
-
-def request_batches(category: str, topics: Sequence[str]) -> list[list[str]]:
-    """Split topics into request-sized batches (spot: 10 args per request)."""
-    try:
-        size = MAX_ARGS_PER_REQUEST[category]
-    except KeyError:
-        raise ValueError(f"unknown category {category!r}") from None
-    return [list(topics[i : i + size]) for i in range(0, len(topics), size)]
-
-
-def _requests(op: str, category: str, topics: Sequence[str], req_id_prefix: str) -> list[bytes]:
-    return [
-        orjson.dumps({"req_id": f"{req_id_prefix}{i}", "op": op, "args": batch})
-        for i, batch in enumerate(request_batches(category, topics))
-    ]
-
-
 # ------------------------------------------------------------------------ helpers
 
 
@@ -520,7 +380,3 @@ def is_decimal(text: str) -> bool:
     ``" 1"``, ``"-1"``.
     """
     return len(text) <= _MAX_NUMBER_LEN and text.isascii() and text.replace(".", "", 1).isdigit()
-
-
-def _opt_str(value: object) -> str:
-    return value if isinstance(value, str) else ""

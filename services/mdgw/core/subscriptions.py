@@ -32,7 +32,7 @@ import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from mdgw.core.bybit import (
+from mdgw.core.bybit_control import (
     Control,
     FrameKind,
     request_batches,

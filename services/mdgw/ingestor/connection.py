@@ -37,7 +37,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from mdgw.core.backoff import Backoff, ConnectionRateLimiter
-from mdgw.core.bybit import Control, FrameKind, classify, decode_control, ping_request
+from mdgw.core.bybit_control import Control, FrameKind, classify, decode_control, ping_request
 from mdgw.core.errors import ParseError
 from mdgw.core.subscriptions import ResyncDecision, Subscriptions
 from mdgw.core.wire import RawEncoder

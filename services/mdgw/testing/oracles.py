@@ -21,16 +21,14 @@ import orjson
 from mdgw.core.bybit import (
     MAX_TOPIC_LEN,
     BookFrame,
-    Control,
-    FrameKind,
     Trade,
     TradeFrame,
-    failed_topics,
     is_decimal,
     parse_levels,
     parse_orderbook_topic,
     topic_of,
 )
+from mdgw.core.bybit_control import Control, FrameKind, failed_topics
 from mdgw.core.bybit_spec import CATEGORIES
 from mdgw.core.errors import ParseError, UnsupportedTopicError, WireError
 from mdgw.core.wire.envelope import ENVELOPE_VERSION, EnvelopeKind
@@ -134,7 +132,7 @@ def decode_frame(frame: bytes | str) -> BookFrame | TradeFrame:
 
 
 def decode_control(frame: bytes | str) -> Control:
-    """The reference for :func:`mdgw.core.bybit.decode_control`."""
+    """The reference for :func:`mdgw.core.bybit_control.decode_control`."""
     obj = _loads(frame)
     if "topic" in obj:
         return Control(FrameKind.DATA, "", "", "", "")
