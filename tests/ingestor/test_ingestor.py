@@ -34,7 +34,6 @@ from mdgw.core.connection_plan import Selection
 from mdgw.core.subscriptions import TopicState
 from mdgw.core.wire import Envelope, EnvelopeKind, decode_envelope, encode_resync
 from mdgw.ingestor.__main__ import EX_USAGE, parse_args
-from mdgw.ingestor.connection import ConnIds
 from mdgw.ingestor.service import Ingestor
 from mdgw.runtime.lifecycle import Shutdown
 from mdgw.runtime.settings import Settings, load_settings
@@ -565,16 +564,6 @@ def test_selection_of_unconfigured_streams_exits_64_and_bad_config_78(tmp_path: 
         cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=20, check=False
     )
     assert done.returncode == 78 and "depth" in done.stderr
-
-
-def test_conn_ids_are_unique_and_carry_a_random_prefix() -> None:
-    ids = ConnIds(random.Random(1).getrandbits)
-    seen = [ids.next() for _ in range(70_000)]  # past the 16-bit counter
-    assert len(set(seen)) == len(seen) and 0 not in seen
-    assert all(0 < i < 2**32 for i in seen)
-    assert len({i >> 16 for i in seen}) == 2
-    other = ConnIds(random.Random(2).getrandbits)
-    assert other.next() >> 16 != seen[0] >> 16
 
 
 def test_make_socket_creates_the_ipc_directory_private(tmp_path: Path) -> None:

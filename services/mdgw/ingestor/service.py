@@ -18,7 +18,7 @@ import contextlib
 import os
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any, Final
 
 import structlog
@@ -27,16 +27,16 @@ import zmq.asyncio
 
 from mdgw.core.backoff import Backoff, ConnectionRateLimiter
 from mdgw.core.bybit_spec import CONNECTION_WINDOW
+from mdgw.core.conn_ids import ConnIds
 from mdgw.core.connection_plan import Selection, plan_streams
 from mdgw.core.errors import WireError
 from mdgw.core.subscriptions import ResyncDecision, Subscriptions
 from mdgw.core.wire import RESYNC, RawEncoder, decode_resync
 from mdgw.ingestor.connection import (
     Connection,
-    ConnectionCounters,
     ConnectionTiming,
-    ConnIds,
 )
+from mdgw.ingestor.counters import ConnectionCounters, ControlCounters
 from mdgw.runtime.curve import client_keys_or_exit
 from mdgw.runtime.lifecycle import Shutdown
 from mdgw.runtime.logging import get_logger
@@ -57,13 +57,6 @@ STOP_TIMEOUT: Final = 1.5
 LINGER_MS: Final = 200
 # How long to wait at start for the raw socket's connection to the book builder.
 BUILDER_WAIT: Final = 1.0
-
-
-@dataclass(slots=True)
-class ControlCounters:
-    resync_requests: int = 0  # well-formed requests received
-    resync_not_owned: int = 0  # for topics another ingestor owns
-    malformed_control: int = 0
 
 
 class Ingestor:
