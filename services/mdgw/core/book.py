@@ -20,11 +20,11 @@ pairs, and each level already serialised as the JSON text ``["price","size"]``. 
 negated so both sides ascend best first: a top-N read is the slice ``pairs[:n]`` (no sort, no
 per-level lookups) and the pairs are the very tuples stored; a published ``book`` payload
 joins the first N JSON texts (:meth:`OrderBook.top_json`), so each level is serialised once,
-when it changes, instead of once per published book (measured: 0.9 µs less per book).
+when it changes, instead of once per published book.
 The JSON text needs no escaping: the decoder admits only digits and dots in prices and sizes.
-A dict ``key -> pair`` beside the keys was measured too: deltas cost the same (a bisect over
-at most ``depth`` floats is as cheap as a hash lookup) but the two top-25 reads went from
-about 0.25 to 2.5 µs, one dict lookup per level.
+A dict ``key -> pair`` beside the keys was tried and dropped: a bisect over at most ``depth``
+floats is as cheap as a hash lookup for a delta, and a top-N read would pay one dict lookup
+per level instead of one slice. docs/performance.md ("Design decisions") has the numbers.
 Keys are ``float(price_str)``; the decoder rejects prices with more than 15 significant
 digits, so distinct decimal prices map to distinct floats and ``"65000.5"``/``"65000.50"``
 map to the same one.
