@@ -28,7 +28,7 @@ from zmq.utils.monitor import recv_monitor_message
 from mdgw.core import wire
 from mdgw.core.errors import WireError
 from mdgw.core.follower import SNAPSHOT_CHANNELS, Delivery, Follower
-from mdgw.printer.render import render_json, render_line
+from mdgw.core.render import render_json, render_line
 from mdgw.runtime.curve import CurveClient, apply_curve
 from mdgw.runtime.zmqsock import DEFAULT_LINGER_MS, make_socket
 

@@ -1,4 +1,4 @@
-"""mdgw.printer.render: one message -> one line, pure."""
+"""mdgw.core.render: one message -> one line, pure."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from mdgw.core import wire
-from mdgw.printer.render import format_duration, render_json, render_line
+from mdgw.core.render import format_duration, render_json, render_line
 from mdgw.testing import oracles
 
 # 2025-01-02 03:04:05.678 UTC, plus 123 µs and 456 ns.
