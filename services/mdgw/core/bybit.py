@@ -133,7 +133,9 @@ class _BookMsg(msgspec.Struct):
     cts: int = 0  # absent in frames older than Dec 2023
 
 
-class _TradeItem(msgspec.Struct):
+class TradeItem(msgspec.Struct):
+    """One trade as Bybit sends it (the JSON types; :func:`trade_from` checks the rest)."""
+
     T: int
     s: str
     S: str
@@ -147,7 +149,7 @@ class _TradeItem(msgspec.Struct):
 class _TradeMsg(msgspec.Struct):
     topic: str
     ts: int
-    data: list[_TradeItem]
+    data: list[TradeItem]
 
 
 class _TopicOnly(msgspec.Struct):
@@ -338,36 +340,39 @@ def _decode_trades(frame: bytes) -> TradeFrame:
     symbol = topic[len("publicTrade.") :]
     if not is_topic_symbol(symbol):
         raise ParseError("malformed publicTrade topic", topic)
-    trades: list[Trade] = []
-    for item in msg.data:
-        if item.s != symbol:
-            raise ParseError(f"trade symbol {item.s!r} does not match the topic", topic)
-        side = item.S
-        if side == "Buy":
-            side_name = "buy"
-        elif side == "Sell":
-            side_name = "sell"
-        else:
-            raise ParseError(f"trade side {side!r} is not Buy/Sell", topic)
-        trade_id, price, size = item.i, item.p, item.v
-        if not trade_id or len(trade_id) > 128:
-            raise ParseError("trade id must be a non-empty string", topic)
-        if not is_decimal(price) or float(price) <= 0.0:
-            raise ParseError(f"bad trade price {price[:40]!r}", topic)
-        if not is_decimal(size):
-            raise ParseError(f"bad trade size {size[:40]!r}", topic)
-        fill_ts, seq = item.T, item.seq
-        if not 0 <= fill_ts <= _U64_MAX:
-            raise ParseError(f"T must be a non-negative integer, got {str(fill_ts)[:40]!r}", topic)
-        if seq is None:
-            seq = 0
-        elif not 0 <= seq <= _U64_MAX:
-            raise ParseError(f"seq must be a non-negative integer, got {str(seq)[:40]!r}", topic)
-        trades.append(Trade(trade_id, price, size, side_name, fill_ts, item.BT, seq))
+    trades = [trade_from(item, symbol, topic) for item in msg.data]
     ts = msg.ts
     if not 0 <= ts <= _U64_MAX:
         raise ParseError(f"ts must be a non-negative integer, got {str(ts)[:40]!r}", topic)
     return TradeFrame(topic, symbol, ts, trades)
+
+
+def trade_from(item: TradeItem, symbol: str, topic: str) -> Trade:
+    """One trade of a ``publicTrade`` frame, checked: Bybit's rules beyond the JSON types."""
+    if item.s != symbol:
+        raise ParseError(f"trade symbol {item.s!r} does not match the topic", topic)
+    side = item.S
+    if side == "Buy":
+        side_name = "buy"
+    elif side == "Sell":
+        side_name = "sell"
+    else:
+        raise ParseError(f"trade side {side!r} is not Buy/Sell", topic)
+    trade_id, price, size = item.i, item.p, item.v
+    if not trade_id or len(trade_id) > 128:
+        raise ParseError("trade id must be a non-empty string", topic)
+    if not is_decimal(price) or float(price) <= 0.0:
+        raise ParseError(f"bad trade price {price[:40]!r}", topic)
+    if not is_decimal(size):
+        raise ParseError(f"bad trade size {size[:40]!r}", topic)
+    fill_ts, seq = item.T, item.seq
+    if not 0 <= fill_ts <= _U64_MAX:
+        raise ParseError(f"T must be a non-negative integer, got {str(fill_ts)[:40]!r}", topic)
+    if seq is None:
+        seq = 0
+    elif not 0 <= seq <= _U64_MAX:
+        raise ParseError(f"seq must be a non-negative integer, got {str(seq)[:40]!r}", topic)
+    return Trade(trade_id, price, size, side_name, fill_ts, item.BT, seq)
 
 
 # ------------------------------------------------------------------------ helpers

@@ -31,8 +31,10 @@ from mdgw.core.errors import ParseError
 
 __all__ = [
     "Control",
+    "ControlFields",
     "FrameKind",
     "classify",
+    "control_from",
     "decode_control",
     "failed_topics",
     "ping_request",
@@ -76,9 +78,13 @@ def classify(frame: bytes) -> FrameKind:
         return FrameKind.UNKNOWN
 
 
-class _ControlMsg(msgspec.Struct):
-    # Every field optional and of any JSON type: a control frame of an unknown shape is
-    # UNKNOWN, not malformed. Only the fields read below are decoded; the rest are skipped.
+class ControlFields(msgspec.Struct):
+    """The fields of a non-data frame that say what it is.
+
+    Every field optional and of any JSON type: a control frame of an unknown shape is
+    UNKNOWN, not malformed. ``topic`` is ``UNSET`` unless the frame has one (any value).
+    """
+
     topic: Any = msgspec.UNSET
     op: Any = None
     ret_msg: Any = None
@@ -89,17 +95,22 @@ class _ControlMsg(msgspec.Struct):
     data: Any = None
 
 
-_decode_control_msg = msgspec.json.Decoder(_ControlMsg).decode
+_decode_control_fields = msgspec.json.Decoder(ControlFields).decode
 
 
 def decode_control(frame: bytes | str) -> Control:
     """Decode a non-data frame: pong, subscribe/unsubscribe ack or error."""
     try:
-        msg = _decode_control_msg(frame)
+        msg = _decode_control_fields(frame)
     except msgspec.ValidationError:
         raise ParseError("frame is not a JSON object") from None
     except msgspec.DecodeError as exc:
         raise ParseError(f"invalid JSON: {str(exc)[:80]}") from None
+    return control_from(msg)
+
+
+def control_from(msg: ControlFields) -> Control:
+    """What a non-data frame is (Bybit's rules; :func:`decode_control` parses the fields)."""
     if msg.topic is not msgspec.UNSET:
         return Control(FrameKind.DATA, "", "", "", "")
     op = _opt_str(msg.op)

@@ -3,11 +3,16 @@
 The production paths are built for speed (a header packed once per ingestor, a ``book``
 payload rendered from a template, Bybit frames decoded by msgspec into typed structs); these
 say the same thing the slow and simple way: envelopes field by field, payloads as dicts
-through orjson, Bybit frames through ``orjson.loads`` and a check per dict key. The tests
-require the two to agree, on examples and on generated inputs: the same value, or both a
-:class:`~mdgw.core.errors.ParseError` for the same topic (the reasons may be worded
-differently). The level strings (:func:`mdgw.core.bybit.parse_levels`), the decimal check
-and the topic parser are shared: they are tested on their own.
+through orjson, Bybit frames through ``orjson.loads`` and a type check per dict key. The
+tests require the two to agree, on examples and on generated inputs: the same value, or both
+a :class:`~mdgw.core.errors.ParseError` for the same topic (the reasons may be worded
+differently).
+
+What the frame decoders are held to is the parsing: JSON types, missing and extra fields,
+integer ranges. The rules that follow it are shared, not copied (the level strings in
+:func:`mdgw.core.bybit.parse_levels`, a trade's in :func:`mdgw.core.bybit.trade_from`, a
+control frame's in :func:`mdgw.core.bybit_control.control_from`, the topic parser); they are
+tested on their own.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import struct
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
 import orjson
 
 from mdgw.core.bybit import (
@@ -23,12 +29,13 @@ from mdgw.core.bybit import (
     BookFrame,
     Trade,
     TradeFrame,
-    is_decimal,
+    TradeItem,
     parse_levels,
     parse_orderbook_topic,
     topic_of,
+    trade_from,
 )
-from mdgw.core.bybit_control import Control, FrameKind, failed_topics
+from mdgw.core.bybit_control import Control, ControlFields, control_from
 from mdgw.core.bybit_spec import CATEGORIES
 from mdgw.core.errors import ParseError, UnsupportedTopicError, WireError
 from mdgw.core.wire.envelope import ENVELOPE_VERSION, EnvelopeKind
@@ -132,28 +139,13 @@ def decode_frame(frame: bytes | str) -> BookFrame | TradeFrame:
 
 
 def decode_control(frame: bytes | str) -> Control:
-    """The reference for :func:`mdgw.core.bybit_control.decode_control`."""
+    """The reference for :func:`mdgw.core.bybit_control.decode_control`: orjson's dict."""
     obj = _loads(frame)
-    if "topic" in obj:
-        return Control(FrameKind.DATA, "", "", "", "")
-    op = _opt_str(obj.get("op"))
-    ret_msg = _opt_str(obj.get("ret_msg"))
-    req_id = _opt_str(obj.get("req_id"))
-    conn_id = _opt_str(obj.get("conn_id"))
-    if ret_msg == "pong" or op == "pong":
-        return Control(FrameKind.PONG, op, ret_msg, req_id, conn_id)
-    success = obj.get("success")
-    if obj.get("type") == "COMMAND_RESP":
-        data = obj.get("data")
-        fail = data.get("failTopics") if isinstance(data, dict) else None
-        failed = tuple(t for t in fail if isinstance(t, str)) if isinstance(fail, list) else ()
-        kind = FrameKind.ERROR if failed or success is False else FrameKind.ACK
-        return Control(kind, op or "subscribe", ret_msg, req_id, conn_id, failed)
-    if success is True:
-        return Control(FrameKind.ACK, op, ret_msg, req_id, conn_id)
-    if success is False:
-        return Control(FrameKind.ERROR, op, ret_msg, req_id, conn_id, failed_topics(ret_msg))
-    return Control(FrameKind.UNKNOWN, op, ret_msg, req_id, conn_id)
+    fields = ControlFields(
+        topic=obj.get("topic", msgspec.UNSET),
+        **{name: obj.get(name) for name in ControlFields.__struct_fields__ if name != "topic"},
+    )
+    return control_from(fields)
 
 
 def _decode_book(obj: dict[str, Any], topic: str) -> BookFrame:
@@ -191,39 +183,26 @@ def _decode_trades(obj: dict[str, Any], topic: str) -> TradeFrame:
         raise ParseError("data is not a list", topic)
     trades: list[Trade] = []
     for item in data:
+        # The JSON types, checked by hand as a dict decoder must; trade_from checks the rest.
         if not isinstance(item, dict):
             raise ParseError("trade is not an object", topic)
-        if item.get("s") != symbol:
-            raise ParseError(f"trade symbol {item.get('s')!r} does not match the topic", topic)
-        raw_side = item.get("S")
-        if raw_side == "Buy":
-            side = "buy"
-        elif raw_side == "Sell":
-            side = "sell"
-        else:
-            raise ParseError(f"trade side {item.get('S')!r} is not Buy/Sell", topic)
-        trade_id, price, size = item.get("i"), item.get("p"), item.get("v")
-        if type(trade_id) is not str or not trade_id or len(trade_id) > 128:
-            raise ParseError("trade id must be a non-empty string", topic)
-        if type(price) is not str or not is_decimal(price) or float(price) <= 0.0:
-            raise ParseError(f"bad trade price {str(price)[:40]!r}", topic)
-        if type(size) is not str or not is_decimal(size):
-            raise ParseError(f"bad trade size {str(size)[:40]!r}", topic)
+        if any(type(item.get(key)) is not str for key in ("s", "S", "i", "p", "v")):
+            raise ParseError("trade s, S, i, p and v must be strings", topic)
         block = item.get("BT", False)
         if type(block) is not bool:
             raise ParseError("trade BT must be a boolean", topic)
         seq = item.get("seq")
-        trades.append(
-            Trade(
-                id=trade_id,
-                price=price,
-                size=size,
-                side=side,
-                ts=_uint(item.get("T"), "T", topic),
-                block=block,
-                seq=0 if seq is None else _uint(seq, "seq", topic),
-            )
+        fields = TradeItem(
+            T=_uint(item.get("T"), "T", topic),
+            s=item["s"],
+            S=item["S"],
+            v=item["v"],
+            p=item["p"],
+            i=item["i"],
+            BT=block,
+            seq=None if seq is None else _uint(seq, "seq", topic),
         )
+        trades.append(trade_from(fields, symbol, topic))
     return TradeFrame(
         topic=topic, symbol=symbol, ts=_uint(obj.get("ts"), "ts", topic), trades=trades
     )
@@ -244,7 +223,3 @@ def _uint(value: object, field: str, topic: str) -> int:
     if type(value) is not int or value < 0:
         raise ParseError(f"{field} must be a non-negative integer, got {str(value)[:40]!r}", topic)
     return value
-
-
-def _opt_str(value: object) -> str:
-    return value if isinstance(value, str) else ""
