@@ -110,16 +110,16 @@ class Stack:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MDGW_")}
         env["MDGW_CONFIG"] = str(self.config)
         self.logs = {name: tmp / f"{name}.log" for name in ("book_builder", "ingestor")}
-        self.procs = {
-            name: subprocess.Popen(
-                [sys.executable, "-m", f"mdgw.{name}"],
-                cwd=ROOT,
-                env=env,
-                stdout=self.logs[name].open("wb"),
-                stderr=subprocess.STDOUT,
-            )
-            for name in ("book_builder", "ingestor")
-        }
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        for name in ("book_builder", "ingestor"):
+            with self.logs[name].open("wb") as out:  # the child keeps its own descriptor
+                self.procs[name] = subprocess.Popen(
+                    [sys.executable, "-m", f"mdgw.{name}"],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
 
     def log_lines(self, name: str) -> list[dict[str, Any]]:
         return [orjson.loads(x) for x in self.logs[name].read_bytes().splitlines() if x]

@@ -184,44 +184,56 @@ def test_frames_that_make_the_hub_raise_do_not_stop_the_builder(
     builder: Builder, ctx: zmq.Context[zmq.Socket[bytes]]
 ) -> None:
     push = ctx.socket(zmq.PUSH)
-    push.connect(builder.raw)
     sub = ctx.socket(zmq.SUB)
-    sub.subscribe(b"book.linear.")
-    sub.connect(builder.pub)
-    time.sleep(0.5)  # the subscription reaching the publisher (not an assertion)
-    seq = 0
+    try:
+        push.connect(builder.raw)
+        sub.subscribe(b"book.linear.")
+        sub.connect(builder.pub)
+        seq = 0
 
-    def send(frame: bytes) -> None:
-        nonlocal seq
-        seq += 1
-        push.send(
-            oracles.encode_raw(
-                EnvelopeKind.DATA,
-                ingestor=b"crash",
-                category=wire.category_code("linear"),
-                conn_id=1,
-                seq=seq,
-                recv_ns=time.time_ns(),
-                frame=frame,
+        def send(frame: bytes) -> None:
+            nonlocal seq
+            seq += 1
+            push.send(
+                oracles.encode_raw(
+                    EnvelopeKind.DATA,
+                    ingestor=b"crash",
+                    category=wire.category_code("linear"),
+                    conn_id=1,
+                    seq=seq,
+                    recv_ns=time.time_ns(),
+                    frame=frame,
+                )
             )
-        )
 
-    for n, (name, frame) in enumerate(KNOWN_CRASHERS.items()):
-        send(frame)
-        symbol = f"OK{n}USDT"
-        data = {"s": symbol, "b": [["1.0", "1"]], "a": [["2.0", "1"]], "u": 1, "seq": 1}
-        send(
-            orjson.dumps(
+        def snapshot(symbol: str) -> bytes:
+            data = {"s": symbol, "b": [["1.0", "1"]], "a": [["2.0", "1"]], "u": 1, "seq": 1}
+            return orjson.dumps(
                 {"topic": f"orderbook.50.{symbol}", "type": "snapshot", "ts": 1, "data": data}
             )
-        )
-        assert sub.poll(3000), f"nothing published after: {name}"
-        topic, _ = sub.recv_multipart()
-        assert topic == wire.topic("book", "linear", symbol), name
-    assert builder.service.alive
-    # Rejected at the decoder as malformed, not caught as an internal error.
-    deadline = time.monotonic() + 10
-    while (stats := builder.service.stats() or {}).get("malformed", 0) < len(KNOWN_CRASHERS):
-        assert time.monotonic() < deadline, stats
-        time.sleep(0.2)
-    assert stats["internal_errors"] == 0
+
+        # The subscription reaching the publisher: probe snapshots until one is published.
+        probe = wire.topic("book", "linear", "PROBEUSDT")
+        deadline = time.monotonic() + 30
+        while not sub.poll(200):
+            assert time.monotonic() < deadline, "the builder published nothing"
+            send(snapshot("PROBEUSDT"))
+        for n, (name, frame) in enumerate(KNOWN_CRASHERS.items()):
+            send(frame)
+            symbol = f"OK{n}USDT"
+            send(snapshot(symbol))
+            topic = probe
+            while topic == probe:  # late copies of the probe may still be on their way
+                assert sub.poll(10_000), f"nothing published after: {name}"
+                topic, _ = sub.recv_multipart()
+            assert topic == wire.topic("book", "linear", symbol), name
+        assert builder.service.alive
+        # Rejected at the decoder as malformed, not caught as an internal error.
+        deadline = time.monotonic() + 10
+        while (stats := builder.service.stats() or {}).get("malformed", 0) < len(KNOWN_CRASHERS):
+            assert time.monotonic() < deadline, stats
+            time.sleep(0.2)
+        assert stats["internal_errors"] == 0
+    finally:
+        push.close(linger=0)
+        sub.close(linger=0)

@@ -202,13 +202,14 @@ async def test_slow_and_stalled_consumers_lose_alone_and_recover_by_snapshot(
     fast.start()
     try:
         await wait_for(lambda: fast.all_live(gw.keys), "every book live", 30)
-        printer = subprocess.Popen(
-            [sys.executable, "-m", "mdgw.printer", "--json"],
-            cwd=ROOT,
-            env=clean_env(MDGW_CONFIG=str(gw.config)),
-            stdout=printer_out.open("wb"),
-            stderr=printer_err.open("wb"),
-        )
+        with printer_out.open("wb") as out, printer_err.open("wb") as err:
+            printer = subprocess.Popen(  # the child keeps its own descriptors
+                [sys.executable, "-m", "mdgw.printer", "--json"],
+                cwd=ROOT,
+                env=clean_env(MDGW_CONFIG=str(gw.config)),
+                stdout=out,
+                stderr=err,
+            )
         slow.start()
         await wait_for(lambda: printer_out.stat().st_size > 50_000, "the printer printing", 15)
         await wait_for(lambda: fast.seen.verified >= 1000, "1000 books checked", 20)
