@@ -274,10 +274,13 @@ def test_a_journal_that_fails_at_run_time_stops_and_the_books_go_on(tmp_path: Pa
         stderr=subprocess.STDOUT,
     )
     log: list[dict[str, object]] = []
-    reader = threading.Thread(
-        target=lambda: log.extend(orjson.loads(x) for x in proc.stdout or [] if x.strip()),
-        daemon=True,
-    )
+
+    def read_log() -> None:
+        assert proc.stdout is not None
+        with proc.stdout:  # closed at EOF, when the builder has exited
+            log.extend(orjson.loads(x) for x in proc.stdout if x.strip())
+
+    reader = threading.Thread(target=read_log, daemon=True)
     reader.start()
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     try:
