@@ -467,6 +467,8 @@ def test_mdgw_config_and_unrelated_variables_are_not_keys(tmp_path: Path) -> Non
     path = write(tmp_path, "")
 
     load_settings(env={"MDGW_CONFIG": str(path), "HOME": "/root", "MDGWX": "1"})
+    # MDGW_PURE selects the pure-Python core (mdgw.compiled), it is not a config key.
+    load_settings(env={"MDGW_CONFIG": str(path), "MDGW_PURE": "1"})
 
 
 def test_config_error_is_always_one_line() -> None:

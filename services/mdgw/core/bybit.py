@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any, Final, NamedTuple
+from typing import Final, NamedTuple
 
 import msgspec
 
+from mdgw.core.bybit_structs import BookMsg, TopicOnly, TradeItem, TradeMsg
 from mdgw.core.errors import ParseError, UnsupportedTopicError
 from mdgw.core.wire.topics import is_topic_symbol
 
@@ -115,50 +116,12 @@ def topic_of(frame: bytes) -> str | None:
 # msgspec's bounds stop at int64, and Bybit's ids are unsigned. One consequence of skipping:
 # invalid UTF-8 inside a field the gateway does not read does not make a frame malformed.
 # The orjson-based reference decoder in mdgw.testing.oracles is what the tests hold this to.
+# The structs live in core/bybit_structs.py, which is never compiled (see there).
 
 
-class _BookData(msgspec.Struct):
-    s: str
-    b: list[list[str]]
-    a: list[list[str]]
-    u: int
-    seq: int = 0  # absent in frames before the cross sequence was added
-
-
-class _BookMsg(msgspec.Struct):
-    topic: str
-    type: str
-    ts: int
-    data: _BookData
-    cts: int = 0  # absent in frames older than Dec 2023
-
-
-class TradeItem(msgspec.Struct):
-    """One trade as Bybit sends it (the JSON types; :func:`trade_from` checks the rest)."""
-
-    T: int
-    s: str
-    S: str
-    v: str
-    p: str
-    i: str
-    BT: bool = False
-    seq: int | None = None  # absent (or null) in frames before Aug 2025
-
-
-class _TradeMsg(msgspec.Struct):
-    topic: str
-    ts: int
-    data: list[TradeItem]
-
-
-class _TopicOnly(msgspec.Struct):
-    topic: Any = None
-
-
-_decode_book_msg = msgspec.json.Decoder(_BookMsg).decode
-_decode_trade_msg = msgspec.json.Decoder(_TradeMsg).decode
-_decode_topic_only = msgspec.json.Decoder(_TopicOnly).decode
+_decode_book_msg = msgspec.json.Decoder(BookMsg).decode
+_decode_trade_msg = msgspec.json.Decoder(TradeMsg).decode
+_decode_topic_only = msgspec.json.Decoder(TopicOnly).decode
 _BOOK_PREFIX: Final = b'{"topic":"orderbook.'
 _TRADE_PREFIX: Final = b'{"topic":"publicTrade.'
 _U64_MAX: Final = 2**64 - 1

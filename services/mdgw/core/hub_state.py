@@ -10,6 +10,7 @@ from collections import deque
 from dataclasses import dataclass, field, fields
 
 from mdgw.core.book import OrderBook
+from mdgw.core.bybit import BookFrame
 from mdgw.core.wire import BookTemplate
 
 __all__ = ["BookTopic", "HubStats", "SeqCounter", "State", "TradeTopic"]
@@ -102,6 +103,11 @@ class BookTopic:
     last_book: bytes | None = None  # last published payloads, for the snapshot service
     last_bbo: bytes | None = None
     last_best: tuple[str | None, str | None] | None = None  # OrderBook.best_json()
+    # Conflation (max_rate > 0): earliest time of the next publish, and the last frame
+    # applied since the last publish (None: nothing pending).
+    next_publish_at: float = 0.0
+    pending: BookFrame | None = None
+    pending_recv_ns: int = 0
 
 
 @dataclass(slots=True)

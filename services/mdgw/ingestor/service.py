@@ -25,6 +25,7 @@ import structlog
 import zmq
 import zmq.asyncio
 
+from mdgw import compiled
 from mdgw.core.backoff import Backoff, ConnectionRateLimiter
 from mdgw.core.bybit_spec import CONNECTION_WINDOW
 from mdgw.core.conn_ids import ConnIds
@@ -170,6 +171,7 @@ class Ingestor:
                 control=settings.zmq.control,
                 connections={cat: len(groups) for cat, groups in self.groups.items()},
                 topics=sum(len(g) for groups in self.groups.values() for g in groups),
+                hot_path=compiled.ACTIVE,
             )
             stop = asyncio.create_task(shutdown.wait(), name="shutdown")
             tasks.append(stop)

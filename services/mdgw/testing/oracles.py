@@ -29,7 +29,6 @@ from mdgw.core.bybit import (
     BookFrame,
     Trade,
     TradeFrame,
-    TradeItem,
     parse_levels,
     parse_orderbook_topic,
     topic_of,
@@ -37,6 +36,7 @@ from mdgw.core.bybit import (
 )
 from mdgw.core.bybit_control import Control, ControlFields, control_from
 from mdgw.core.bybit_spec import CATEGORIES
+from mdgw.core.bybit_structs import TradeItem
 from mdgw.core.errors import ParseError, UnsupportedTopicError, WireError
 from mdgw.core.wire.envelope import ENVELOPE_VERSION, EnvelopeKind
 from mdgw.core.wire.topics import EXCHANGE, is_topic_symbol

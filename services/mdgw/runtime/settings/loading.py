@@ -21,6 +21,7 @@ from typing import Final
 from pydantic import ValidationError
 from pydantic_settings.exceptions import SettingsError
 
+from mdgw.compiled import PURE_ENV
 from mdgw.runtime.settings.errors import (
     ConfigError,
     env_decode_error,
@@ -84,7 +85,7 @@ def _check_env_names(environ: Mapping[str, str], toml_file: Path) -> None:
     sections = list(Settings.model_fields)
     for name in environ:
         upper = name.upper()
-        if not upper.startswith(ENV_PREFIX) or upper == CONFIG_ENV_VAR:
+        if not upper.startswith(ENV_PREFIX) or upper in (CONFIG_ENV_VAR, PURE_ENV):
             continue
         head = upper[len(ENV_PREFIX) :].split(ENV_NESTED_DELIMITER, 1)[0].lower()
         if head in sections:

@@ -244,6 +244,9 @@ class BooksConfig(BaseModel):
     # from it, its books are marked resyncing (nothing stale passes for live).
     ingestor_timeout: Annotated[float, Field(gt=1.0)] = 3.0
     stale_after: Annotated[float, Field(gt=0)] = 60.0
+    # Conflation: at most this many `book` (and `bbo`) publishes a second per book, the
+    # latest state winning; 0 publishes every frame.
+    max_rate: Annotated[float, Field(ge=0)] = 0.0
 
 
 class JournalConfig(BaseModel):
