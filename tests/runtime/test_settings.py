@@ -712,3 +712,12 @@ def test_printer_topics_are_topic_specs_from_the_file_or_the_env(tmp_path: Path)
 def test_a_bad_printer_topic_is_a_config_error(tmp_path: Path, topics: str, problem: str) -> None:
     error = config_error(write(tmp_path, f"[printer]\ntopics = {topics}\n"))
     assert problem in str(error)
+
+
+def test_depth_choices_are_bybits_depths() -> None:
+    """The Depth Literal spells out bybit_spec.DEPTHS (a Literal cannot take a tuple)."""
+    from typing import get_args
+
+    from mdgw.core.bybit_spec import DEPTHS
+
+    assert get_args(StreamConfig.model_fields["depth"].annotation) == DEPTHS
