@@ -39,6 +39,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from mdgw.core import wire
 from mdgw.core.bybit_spec import (
     DEPTHS,
     MAX_NEW_CONNECTIONS,
@@ -46,7 +47,6 @@ from mdgw.core.bybit_spec import (
     Category,
     is_bybit_symbol,
 )
-from mdgw.core import wire
 from mdgw.core.errors import WireError
 from mdgw.runtime.settings.endpoints import check_zmq_endpoint
 
