@@ -21,9 +21,10 @@ driven with ``send(None)``: they never wait, so no event loop cost is counted fo
 
 Data: the benchmark's synthetic depth-50 deltas (``mdgw.testing.bench.frames``: 100 symbols,
 deltas of 1-5 levels; snapshots are fed before the clock starts) and the real Bybit
-recordings with order-book frames and a permissive licence, from ``tests/fixtures/bybit``
-or, until they are vendored there, ``../shared/bybit-recordings`` (files from cryptofeed's
-AGPL ``v3`` branch are never read). A recording is replayed whole (snapshot and deltas,
+recordings with order-book frames and a permissive licence, each from ``tests/fixtures/bybit``
+(vendored, see its NOTICE) or, for those not vendored there (whole or at all),
+``../shared/bybit-recordings`` when it exists (files from cryptofeed's AGPL ``v3`` branch
+are never read). A recording is replayed whole (snapshot and deltas,
 timed) as many times as it takes to reach ``--min-frames``.
 
 Every run is checked: after it, each path's books must equal a naive replay of the same
@@ -109,21 +110,20 @@ def synthetic(symbols: int, deltas: int) -> Dataset:
     )
 
 
-def recording_dir() -> Path | None:
+def recording_path(name: str) -> Path | None:
+    """The first of RECORDING_DIRS that holds ``name``: a file is looked up on its own, as
+    only some recordings are vendored in tests/fixtures/bybit."""
     for d in RECORDING_DIRS:
-        if any((d / name).is_file() for name in RECORDINGS):
-            return d
+        if (d / name).is_file():
+            return d / name
     return None
 
 
 def recordings(min_frames: int) -> list[Dataset]:
-    where = recording_dir()
-    if where is None:
-        return []
     out = []
     for name in RECORDINGS:
-        path = where / name
-        if not path.is_file():
+        path = recording_path(name)
+        if path is None:
             continue
         book = [
             line
