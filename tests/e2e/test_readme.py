@@ -3,8 +3,9 @@
 `make demo` runs for real (the repo's Makefile and deploy/ confs, byte for byte) in a
 private checkout (conftest.py), so its var/ is its own. Its tcp ports are reserved ones
 (mdgw.testing.endpoints), given as MDGW_* overrides instead of the shipped 7100/7101/7200,
-which another gateway on this shared machine may hold; the snippet is run exactly as README.md prints it but for that
-one endpoint string, which must be the demo config's own `zmq.pub`.
+which another gateway on this shared machine may hold; the snippet is run exactly as
+README.md prints it but for that one endpoint string, which must be the demo config's own
+`zmq.pub`.
 """
 
 from __future__ import annotations
@@ -42,16 +43,23 @@ def readme_snippet() -> str:
 
 
 class Lines:
-    """A subprocess' output, line by line, read by a thread."""
+    """A subprocess' output, line by line, read by a thread that closes the pipe at EOF."""
 
     def __init__(self, stream: IO[bytes]) -> None:
         self.queue: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
-        threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
+        self.thread = threading.Thread(target=self._pump, args=(stream,), daemon=True)
+        self.thread.start()
 
     def _pump(self, stream: IO[bytes]) -> None:
-        for raw in stream:
-            self.queue.put(raw.decode("utf-8", "replace"))
+        with stream:
+            for raw in stream:
+                self.queue.put(raw.decode("utf-8", "replace"))
+
+    def join(self, timeout: float = 30) -> None:
+        """Once the process has exited: wait for EOF, so the pipe is closed."""
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the pipe is still open: a process holds it"
 
     def wait_for(self, pattern: str, timeout: float) -> str:
         deadline = time.monotonic() + timeout
@@ -95,6 +103,9 @@ def demo(checkout_factory: Callable[[], Any]) -> Iterator[tuple[Any, subprocess.
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        if proc.stdout is not None and not proc.stdout.closed:
+            # The test failed before its reader saw EOF: the group is dead, EOF comes.
+            proc.stdout.close()
         if checkout.ctl("pid").returncode == 0:
             make(checkout, "down")
 
@@ -126,10 +137,12 @@ def test_the_readme_snippet_receives_books_from_make_demo(demo: tuple[Any, Any])
     finally:
         consumer.kill()
         consumer.wait()
+        got.join()
 
     # Ctrl-C in the terminal: SIGINT to the foreground process group. Only the viewing stops.
     os.killpg(proc.pid, signal.SIGINT)
     proc.wait(timeout=30)
+    out.join()
     status = make(checkout, "status")
     assert status.returncode == 0, status.stdout + status.stderr
     assert len(re.findall(r"^mdgw:\w+ +RUNNING", status.stdout, re.M)) == 4, status.stdout

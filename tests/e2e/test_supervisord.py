@@ -28,7 +28,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -115,6 +115,20 @@ class Stack:
         pid = int(result.stdout.strip())
         self.pids_seen.add(pid)
         return pid
+
+
+def read_lines(stream: IO[Any] | None, lines: queue.Queue[Any]) -> threading.Thread:
+    """Put the stream's lines on ``lines`` from a thread; the pipe is closed at EOF."""
+    assert stream is not None
+
+    def run() -> None:
+        with stream:
+            for line in stream:
+                lines.put(line)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
 
 
 def alive(pid: int) -> bool:
@@ -213,7 +227,7 @@ def test_supervisorctl_restart_and_tail_work_as_typed(stack: Stack) -> None:
         stderr=subprocess.STDOUT,
     )
     lines: queue.Queue[bytes] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(x) for x in tail.stdout or ()], daemon=True).start()
+    reader = read_lines(tail.stdout, lines)
     try:
         deadline = time.monotonic() + 20  # stats_interval is 1 s: a stats line comes soon
         while time.monotonic() < deadline:
@@ -228,6 +242,7 @@ def test_supervisorctl_restart_and_tail_work_as_typed(stack: Stack) -> None:
     finally:
         tail.kill()
         tail.wait()
+        reader.join(30)
 
 
 def test_the_printer_sees_books_of_every_configured_symbol(stack: Stack) -> None:
@@ -341,7 +356,7 @@ def test_the_asyncio_consumer_example_of_the_docs_works_against_the_gateway(stac
         text=True,
     )
     lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout or ()], daemon=True).start()
+    reader = read_lines(proc.stdout, lines)
     try:
         first = lines.get(timeout=30)
         # {} if the book happens to be resyncing at that moment: then updates follow it.
@@ -355,6 +370,7 @@ def test_the_asyncio_consumer_example_of_the_docs_works_against_the_gateway(stac
     finally:
         proc.kill()
         proc.wait()
+        reader.join(30)
 
 
 def test_shutdown_leaves_no_process_behind(stack: Stack) -> None:
