@@ -237,6 +237,9 @@ def gateway_config(
         f"stats_interval = {stats_interval:g}",
         "[ingestor]",
         'id = "bench-ingestor"',
+        "[metrics]",  # off unless asked for (--metrics-port auto): no fixed port
+        "book_builder = 0",
+        "ingestor = 0",
     ]
     path.write_text("\n".join(lines) + "\n")
     return path

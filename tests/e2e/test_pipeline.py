@@ -105,6 +105,9 @@ class Stack:
             "[log]",
             'format = "json"',
             "stats_interval = 2",
+            "[metrics]",
+            "book_builder = 0",
+            "ingestor = 0",
         ]
         self.config.write_text("\n".join(lines) + "\n")
         env = {k: v for k, v in os.environ.items() if not k.startswith("MDGW_")}

@@ -109,6 +109,10 @@ snapshot = "tcp://127.0.0.1:{snapshot}"
 format = "json"
 stats_interval = 1
 
+[metrics]                # no fixed port: tests run side by side
+book_builder = 0
+ingestor = 0
+
 [ingestor]
 id = "e2e-ingestor"
 

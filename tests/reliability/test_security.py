@@ -70,6 +70,7 @@ async def test_book_builder_makes_its_ipc_directory_owner_only(tmp_path: Path) -
     config.write_text(
         f'[zmq]\npub = "tcp://127.0.0.1:{free_port()}"\n'
         f'snapshot = "tcp://127.0.0.1:{free_port()}"\n[log]\nformat = "json"\n'
+        "[metrics]\nbook_builder = 0\n"  # no fixed port: tests run side by side
     )
     builder = Service("book_builder", config, tmp_path / "builder.log", cwd=tmp_path).start()
     try:
@@ -264,6 +265,8 @@ def curve_gateway(tmp_path: Path, rundir: Path) -> Iterator[dict[str, Any]]:
         "[log]",
         'format = "json"',
         "stats_interval = 1",
+        "[metrics]",
+        "book_builder = 0",
     ]
     config = tmp_path / "curve.toml"
     config.write_text("\n".join(lines) + "\n")

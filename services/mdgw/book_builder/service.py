@@ -18,12 +18,14 @@ import structlog
 import zmq
 import zmq.asyncio
 
+from mdgw.book_builder.metrics import BuilderMetrics
 from mdgw.core import wire
 from mdgw.core.errors import WireError
 from mdgw.core.hub import Hub
 from mdgw.runtime.curve import server_keys_or_exit, start_authenticator
 from mdgw.runtime.lifecycle import Shutdown
 from mdgw.runtime.logging import get_logger
+from mdgw.runtime.metrics import MetricsEndpoint
 from mdgw.runtime.ratelog import RateLimitedLog
 from mdgw.runtime.settings import Settings
 from mdgw.runtime.stats import percentiles
@@ -35,7 +37,9 @@ _SNAPSHOT_MAX_REQUEST = 4096  # bytes; larger requests make libzmq drop the peer
 
 
 class BookBuilder:
-    def __init__(self, settings: Settings, shutdown: Shutdown) -> None:
+    def __init__(
+        self, settings: Settings, shutdown: Shutdown, metrics: MetricsEndpoint | None = None
+    ) -> None:
         self.settings = settings
         self.shutdown = shutdown
         self.log: structlog.typing.FilteringBoundLogger = get_logger()
@@ -53,6 +57,8 @@ class BookBuilder:
         self.snapshots_rejected = 0
         self.pub_dropped = 0
         self.internal_errors = 0  # messages on which the hub raised (a bug: logged)
+        # /metrics and /health, served from their own thread (None: metrics.book_builder = 0)
+        self.metrics = None if metrics is None else BuilderMetrics(self, metrics)
         z = settings.zmq
         # CURVE server keys (None unless zmq.curve is on); exit 78 if they are missing.
         curve = server_keys_or_exit(settings)
@@ -107,6 +113,10 @@ class BookBuilder:
             snapshot=z.snapshot,
             publish_depth=self.settings.books.publish_depth,
         )
+        if self.metrics is not None:
+            self.metrics.start(asyncio.get_running_loop())
+            endpoint = self.metrics.endpoint
+            self.log.info("metrics_listening", url=endpoint.url, port=endpoint.port)
         tasks = [
             asyncio.create_task(self._pump(), name="pump"),
             asyncio.create_task(self._serve_snapshots(), name="snapshots"),
@@ -117,6 +127,8 @@ class BookBuilder:
         try:
             await self.shutdown.wait()
         finally:
+            if self.metrics is not None:
+                self.metrics.close()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -150,6 +162,8 @@ class BookBuilder:
                 await asyncio.sleep(_TICK_S)
                 self.hub.tick(time.monotonic())
                 self._flush()
+                if self.metrics is not None:
+                    self.metrics.fold_latencies()  # a batch per tick, not a call per book
         finally:
             loop.remove_reader(fd)
 
@@ -261,7 +275,11 @@ class BookBuilder:
         elapsed = max(now - then, 1e-9)
         lat = self.hub.latencies
         p50, p99 = percentiles(lat, (50, 99))
+        if self.metrics is not None:
+            self.metrics.fold_latencies()
         lat.clear()
+        if self.metrics is not None:
+            self.metrics.latencies_cleared()
         fields: dict[str, Any] = {
             "frames_in": stats["frames"],
             "frames_per_s": round((stats["frames"] - before["frames"]) / elapsed, 1),

@@ -25,14 +25,14 @@ import enum
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, NamedTuple
 
 from mdgw.core import wire
 from mdgw.core.book import OrderBook, Outcome
 from mdgw.core.bybit import BookFrame, TradeFrame, decode_frame, parse_book_topic
 from mdgw.core.errors import ParseError, UnsupportedTopicError, WireError
 
-__all__ = ["Hub", "HubStats", "State"]
+__all__ = ["BookRow", "Hub", "HubStats", "State", "resync_label"]
 
 Event = tuple[str, dict[str, Any]]
 # Per symbol, to drop a trade seen twice (a replay after a reconnect). Small on purpose:
@@ -58,6 +58,41 @@ class State(enum.Enum):
     LIVE = "live"
     RESYNCING = "resyncing"
     STALE = "stale"  # live, but no frame for stale_after seconds
+
+
+# Why a book resynced, as a bounded label for metrics (the log keeps the full reason).
+_RESYNC_LABELS = (
+    ("u gap", "gap"),
+    ("crossed", "crossed"),
+    ("delta before snapshot", "not_synced"),
+    ("malformed", "malformed"),
+    ("ingestor sequence hole", "seq_hole"),
+    ("connection closed", "connection_closed"),
+    ("ingestor silent", "ingestor_silent"),
+)
+
+
+def resync_label(reason: str) -> str:
+    """The metrics label of a resync reason: one of a fixed few, never a number."""
+    for prefix, label in _RESYNC_LABELS:
+        if reason.startswith(prefix):
+            return label
+    return "other"
+
+
+class BookRow(NamedTuple):
+    """One book as metrics and health see it (a copy, taken on the hub's thread)."""
+
+    category: str
+    symbol: str
+    depth: int
+    state: State
+    since: float  # monotonic time the book entered its state (or was created)
+    last_frame_at: float  # monotonic; 0.0 before the first frame
+    u: int | None
+    frames: int
+    published: int
+    resyncs: dict[str, int]  # resync_label -> episodes
 
 
 @dataclass(slots=True)
@@ -119,6 +154,11 @@ class _Book:
     last_book: bytes | None = None  # last published payloads, for the snapshot service
     last_bbo: bytes | None = None
     last_best: tuple[str | None, str | None] | None = None  # OrderBook.best_json()
+    # For metrics (read in copies by Hub.book_rows): counts and when the state last changed.
+    frames: int = 0
+    published: int = 0
+    since: float = 0.0
+    resyncs: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -127,6 +167,7 @@ class _Trades:
     seq: list[int]  # see _Book.book_seq
     seen: set[str] = field(default_factory=set)
     order: deque[str] = field(default_factory=deque)
+    frames: int = 0
 
 
 class Hub:
@@ -268,6 +309,7 @@ class Hub:
                     self._request(book, now)
             elif book.state is State.LIVE and now - book.last_frame_at > self.stale_after:
                 book.state = State.STALE  # contents kept: the next delta may continue them
+                book.since = now
                 self._status(book, "stale", f"no frame for {self.stale_after:g}s", None)
 
     # --------------------------------------------------------------- snapshot
@@ -283,6 +325,35 @@ class Hub:
             if book.last_bbo is not None and book.bbo_topic.startswith(prefix):
                 items.append((book.bbo_topic, book.last_bbo))
         return items
+
+    def book_rows(self) -> list[BookRow]:
+        """Every book, copied (for the metrics endpoint, which reads them on another thread)."""
+        return [
+            BookRow(
+                b.category,
+                b.symbol,
+                b.book.max_depth,
+                b.state,
+                b.since,
+                b.last_frame_at,
+                b.book.last_u,
+                b.frames,
+                b.published,
+                dict(b.resyncs),
+            )
+            for b in self._books.values()
+        ]
+
+    def trade_frames(self) -> dict[str, int]:
+        """Trade frames received, per category."""
+        counts: dict[str, int] = {}
+        for (category, _), trades in self._trades.items():
+            counts[category] = counts.get(category, 0) + trades.frames
+        return counts
+
+    def ingestors(self) -> dict[str, float]:
+        """Ingestors heard from within ``ingestor_timeout``: id -> monotonic time last heard."""
+        return dict(self._ingestors)
 
     def states(self) -> dict[str, int]:
         """How many books are in each state (for the stats line)."""
@@ -301,9 +372,10 @@ class Hub:
             if len(self._books) >= MAX_TOPICS:
                 self.stats.topics_refused += 1
                 return
-            book = self._new_book(category, frame.topic, frame.symbol, frame.depth)
+            book = self._new_book(category, frame.topic, frame.symbol, frame.depth, now)
         book.ingestor = source[0]
         book.last_frame_at = now
+        book.frames += 1
         if frame.snapshot or book.source == source:
             outcome = book.book.apply(frame)
         else:
@@ -316,6 +388,7 @@ class Hub:
                 book.source = source
             if book.state is not State.LIVE:
                 book.state = State.LIVE
+                book.since = now
                 book.episode_requested = False
                 self._status(book, "live", "snapshot" if frame.snapshot else "updates", recv_ns)
             self._publish_book(book, frame, recv_ns)
@@ -344,6 +417,7 @@ class Hub:
                 return
             topic = wire.topic("trade", category, frame.symbol)
             trades = self._trades[key] = _Trades(topic, self._counter(topic))
+        trades.frames += 1
         topic = trades.topic
         seen = trades.seen
         order = trades.order
@@ -404,7 +478,7 @@ class Hub:
             parsed = parse_book_topic(topic)
             if parsed is None or len(self._books) >= MAX_TOPICS:
                 return
-            book = self._new_book(category, topic, parsed[0], parsed[1])
+            book = self._new_book(category, topic, parsed[0], parsed[1], now)
         book.ingestor = source[0]
         self._resync(book, "malformed frame", now)
 
@@ -426,7 +500,7 @@ class Hub:
 
     # ---------------------------------------------------------------- output
 
-    def _new_book(self, category: str, topic: str, symbol: str, depth: int) -> _Book:
+    def _new_book(self, category: str, topic: str, symbol: str, depth: int, now: float) -> _Book:
         book_topic = wire.topic("book", category, symbol)
         bbo_topic = wire.topic("bbo", category, symbol)
         status_topic = wire.topic("status", category, symbol)
@@ -443,6 +517,7 @@ class Hub:
             book_seq=self._counter(book_topic),
             bbo_seq=self._counter(bbo_topic),
             status_seq=self._counter(status_topic),
+            since=now,
         )
         self._books[(category, topic)] = book
         return book
@@ -467,6 +542,7 @@ class Hub:
         ).encode()
         self.outbox.append((book.book_topic, payload))
         book.last_book = payload
+        book.published += 1
         self.stats.books_out += 1
         if len(self.latencies) < _LATENCY_SAMPLES_MAX:
             self.latencies.append(pub_ns - recv_ns)
@@ -535,7 +611,10 @@ class Hub:
         book.last_best = None
         if book.state is not State.RESYNCING:
             book.state = State.RESYNCING
+            book.since = now
             book.reason = reason
+            label = resync_label(reason)
+            book.resyncs[label] = book.resyncs.get(label, 0) + 1
             book.episode_requested = False
             book.episode_requests = 0
             self.stats.resyncs += 1

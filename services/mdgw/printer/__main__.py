@@ -26,8 +26,10 @@ from typing import Final, NoReturn
 
 from mdgw.core import wire
 from mdgw.core.errors import WireError
+from mdgw.printer.metrics import PrinterMetrics
 from mdgw.printer.service import Printer, PrinterOptions
 from mdgw.runtime.curve import client_keys_or_exit
+from mdgw.runtime.metrics import bind_or_exit
 from mdgw.runtime.settings import settings_or_exit
 
 EX_USAGE: Final = 64  # sysexits.h: the command was used incorrectly
@@ -65,6 +67,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=2.0,
         metavar="SECONDS",
         help="wait this long for a snapshot reply, then go on with live updates (default 2)",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        metavar="PORT",
+        help="serve /metrics and /health on this port, over metrics.printer (default 0: off); "
+        "auto: any free port (its number goes to stderr)",
     )
     parser.add_argument(
         "--config",
@@ -140,14 +148,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         snapshot_timeout=args.snapshot_timeout,
         curve=client_keys_or_exit(settings, (settings.zmq.pub, settings.zmq.snapshot)),
     )
+    endpoint = bind_or_exit(settings, "printer", args.metrics_port)
     stop = threading.Event()
+    printer = Printer(options, out=sys.stdout.buffer, warn=_warn, stop=stop)
+    metrics = None
+    if endpoint is not None:
+        metrics = PrinterMetrics(printer, endpoint, settings.metrics.unhealthy_after)
+        metrics.start()
+        _warn(f"metrics: {endpoint.url}/metrics and /health (port {endpoint.port})")
     try:
         with stop_on_signals(stop):
-            Printer(options, out=sys.stdout.buffer, warn=_warn, stop=stop).run()
+            printer.run()
     except BrokenPipeError:
         _silence_stdout()
     except KeyboardInterrupt:
         pass
+    finally:
+        if metrics is not None:
+            metrics.close()
     return 0
 
 

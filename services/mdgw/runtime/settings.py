@@ -60,6 +60,7 @@ __all__ = [
     "ConfigError",
     "IngestorConfig",
     "LogConfig",
+    "MetricsConfig",
     "Settings",
     "SimulatorConfig",
     "StreamConfig",
@@ -365,6 +366,39 @@ class IngestorConfig(BaseModel):
         return value
 
 
+Port = Annotated[int, Field(ge=0, le=65535)]
+
+
+class MetricsConfig(BaseModel):
+    """``[metrics]``: the HTTP ``/metrics`` + ``/health`` endpoint of each service.
+
+    One port per service; 0 turns that service's endpoint off. A port that is taken is
+    found when the service starts (exit 78 naming the key), not here.
+    """
+
+    model_config = _SECTION
+
+    host: Annotated[str, Field(min_length=1)] = "127.0.0.1"
+    book_builder: Port = 9110
+    ingestor: Port = 9111
+    printer: Port = 0
+    # /health turns 503 when a book has not been live (or had no frame) for this long.
+    unhealthy_after: Annotated[float, Field(gt=0)] = 10.0
+
+    @field_validator("host")
+    @classmethod
+    def _check_host(cls, host: str) -> str:
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            if not _HOSTNAME_RE.match(host):
+                raise ValueError(
+                    f"host must be an IP address (IPv6 without brackets) or a hostname "
+                    f"(got {host!r}); 0.0.0.0 listens on every interface"
+                ) from None
+        return host
+
+
 class SimulatorConfig(BaseModel):
     """``[simulator]``: only read by the simulator."""
 
@@ -426,6 +460,7 @@ class Settings(BaseSettings):
     log: LogConfig = LogConfig()
     ingestor: IngestorConfig = IngestorConfig()
     simulator: SimulatorConfig = SimulatorConfig()
+    metrics: MetricsConfig = MetricsConfig()
 
     @classmethod
     def settings_customise_sources(
