@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -62,3 +64,13 @@ async def metrics_port(service: Service, timeout: float = 30.0) -> int:
     await wait_for(lambda: bool(service.events("metrics_listening")), "metrics_listening", timeout)
     port: int = service.events("metrics_listening")[-1]["port"]
     return port
+
+
+async def wait_async(check: Callable[[], Awaitable[bool]], what: str, timeout: float) -> float:
+    """Like gateway_stack.wait_for, for a check that must await (an HTTP request)."""
+    start = time.monotonic()
+    while not await check():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        await asyncio.sleep(0.02)
+    return time.monotonic() - start

@@ -15,7 +15,16 @@ from pathlib import Path
 
 import pytest
 from gateway_stack import MIXED_STREAMS, ROOT, Gateway, Service, clean_env, sim_params
-from observability_helpers import health, label_sets, metrics_port, names, scrape, value
+from observability_helpers import (
+    Samples,
+    health,
+    label_sets,
+    metrics_port,
+    names,
+    scrape,
+    value,
+    wait_async,
+)
 
 from mdgw.simulator.faults import FaultKind, FaultRequest
 from mdgw.simulator.server import SimulatorServer
@@ -200,7 +209,7 @@ async def test_health_turns_503_within_unhealthy_after_when_the_exchange_falls_s
         async def unhealthy() -> bool:
             return (await health(port))[0] == 503
 
-        await wait_async(unhealthy, "builder /health 503", UNHEALTHY_AFTER + 10, interval=0.1)
+        await wait_async(unhealthy, "builder /health 503", UNHEALTHY_AFTER + 10)
         took = time.monotonic() - silenced
         status, body = await health(port)
         print(f"/health 503 {took:.2f}s after the silence: {body.get('problems')}")
@@ -210,7 +219,9 @@ async def test_health_turns_503_within_unhealthy_after_when_the_exchange_falls_s
         gw.kill()
 
 
-async def rose(builder_port: int, first: dict, ingestor_port: int, ingestor_first: dict) -> bool:  # type: ignore[type-arg]
+async def rose(
+    builder_port: int, first: Samples, ingestor_port: int, ingestor_first: Samples
+) -> bool:
     now, ingestor_now = await scrape(builder_port), await scrape(ingestor_port)
     return (
         all(
@@ -226,15 +237,6 @@ async def rose(builder_port: int, first: dict, ingestor_port: int, ingestor_firs
         and value(now, "mdgw_publish_latency_seconds_count")
         > value(first, "mdgw_publish_latency_seconds_count")
     )
-
-
-async def wait_async(check, what: str, timeout: float, *, interval: float = 0.05) -> float:  # type: ignore[no-untyped-def]
-    """Like gateway_stack.wait_for, for a check that must await (an HTTP request)."""
-    start = time.monotonic()
-    while not await check():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-    return time.monotonic() - start
 
 
 # --- a port that cannot be had is a configuration error ----------------------------------
