@@ -99,9 +99,11 @@ async def test_metrics_parse_rise_and_follow_a_gap_through_resyncing_to_live(
 
         async def all_live() -> bool:
             status, body = await health(builder_port)
-            return status == 200 and len(body["books"]) == len(STREAMS)
+            states = [book["state"] for book in body["books"].values()]
+            return status == 200 and states == ["live"] * len(STREAMS)
 
-        await wait_async(all_live, "builder /health 200 with every book", 30)
+        # (/health is 200 too while a book is new or resyncing for less than unhealthy_after)
+        await wait_async(all_live, "builder /health 200 with every book live", 30)
         status, body = await health(builder_port)
         assert body["status"] == "ok"
         assert set(body["books"]) == {f"{s.category}.{s.symbol}.{s.depth}" for s in STREAMS}

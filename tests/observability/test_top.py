@@ -34,10 +34,12 @@ async def test_top_shows_every_book_live_with_prices(
     try:
         builder, ingestor = await metrics_port(gw.builder), await metrics_port(gw.ingestor)
 
-        async def healthy() -> bool:
-            return (await health(builder))[0] == 200
+        async def all_live() -> bool:
+            status, body = await health(builder)
+            states = [book["state"] for book in body["books"].values()]
+            return status == 200 and states == ["live"] * len(STREAMS)
 
-        await wait_async(healthy, "builder /health 200", 30)
+        await wait_async(all_live, "every book live", 30)
         # A subprocess in this loop's terms: the simulator runs in this event loop.
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
