@@ -23,13 +23,15 @@ from typing import Any
 from scripts.bench import frames, profiling
 from scripts.bench.procs import BenchError, Proc, gateway_config, progress, stats_lines
 from scripts.bench.report import ERROR, FigureResult, Row, judged
+from scripts.bench.scraper import Scraper
 from scripts.bench.stage import Endpoints, Stage
 
-__all__ = ["Timing", "ingestor_rate", "latency", "throughput"]
+__all__ = ["Timing", "ingestor_rate", "latency", "metrics_scrape", "throughput"]
 
 BUILDER_TARGET = 120_000  # frames/s
 LATENCY_TARGETS = {2_000: {"p50": 100.0, "p99": 500.0}, 30_000: {"p99": 3_000.0}}  # µs
 INGESTOR_TARGET = 0.80  # of the bare client's rate
+SCRAPE_TARGET = 0.95  # builder throughput scraped every second / not scraped
 _VERIFY_EVERY = 200  # every N-th book is compared with the script
 
 
@@ -155,15 +157,25 @@ def problems_of(consumer: dict[str, Any], builder: dict[str, Any]) -> list[str]:
 
 
 def _pipe(
-    base: Path, kind: str, t: Timing, profile: Path | None = None, rep: int = 0
+    base: Path,
+    kind: str,
+    t: Timing,
+    profile: Path | None = None,
+    rep: int = 0,
+    *,
+    scrape: bool | None = None,
 ) -> dict[str, Any]:
     """Blaster -> builder (or pass-through) -> consumer; the consumer's rate in its window.
 
     With ``profile``, the builder is profiled (:mod:`.profiling`) and the summary kept.
+    With ``scrape`` not None, the builder serves /metrics (``--metrics-port auto``), and
+    with ``scrape`` True a :class:`~scripts.bench.scraper.Scraper` GETs it every second.
     """
     spy = profiling.py_spy() if profile is not None else None
     cprof = profile / "book_builder.cprofile" if profile is not None and spy is None else None
-    with Stage(base, f"{kind}-{rep + 1}") as stage:
+    label = kind if scrape is None else f"{kind}-{'scraped' if scrape else 'idle'}"
+    scraper: Scraper | None = None
+    with Stage(base, f"{label}-{rep + 1}") as stage:
         ep = Endpoints.in_dir(stage.dir)
         consumer_args = [
             "--endpoint",
@@ -186,8 +198,15 @@ def _pipe(
                 env = {"MDGW_CONFIG": str(config)}
                 hub = stage.add(Proc("book_builder", argv, stage.dir, env=env))
             else:
-                hub = stage.add(Proc.service("book_builder", "book_builder", config, stage.dir))
+                args = [] if scrape is None else ["--metrics-port", "auto"]
+                hub = stage.add(
+                    Proc.service("book_builder", "book_builder", config, stage.dir, args)
+                )
             hub.wait_event("book_builder_started")
+            if scrape is not None:
+                port = hub.wait_event("metrics_listening")["port"]
+                if scrape:
+                    scraper = Scraper(f"http://127.0.0.1:{port}/metrics", interval=1.0)
             consumer_args += ["--subscribe", "book.", "--subscribe", "status."]
             consumer_args += ["--verify-every", str(_VERIFY_EVERY)]
         else:
@@ -206,12 +225,16 @@ def _pipe(
             )
         )
         blaster.wait_ready()
+        if scraper is not None:
+            scraper.start()
         sampling = None
         if spy is not None and profile is not None and kind == "book_builder":
             time.sleep(t.pipe_warmup + 0.5)
             raw_profile = profile / "book_builder.pyspy.txt"
             sampling = profiling.record(hub, t.pipe_seconds - 0.5, raw_profile)
         consumer.wait_exit(t.pipe_warmup + t.pipe_seconds + 60)
+        if scraper is not None:
+            scraper.stop()
         stage.sampler.sample()
         if sampling is not None:
             sampling.wait(timeout=30)
@@ -261,10 +284,14 @@ def _pipe(
             out["passthrough"] = published
         if profile is not None and kind == "book_builder":
             out["profile"] = _summarize_profile(profile, spy is not None)
+        if scraper is not None:
+            out["scrapes"] = scraper.result(start, end)
+            if out["scrapes"]["failed"]:
+                out["problems"].append(f"{out['scrapes']['failed']} scrapes of /metrics failed")
         rates = out["sub_rates"] or [out["rate"]]
         out["median_rate"] = statistics.median(rates)
         progress(
-            f"{kind}: {out['median_rate']:,.0f}/s (sub-windows {', '.join(fmt(r) for r in rates)})"
+            f"{label}: {out['median_rate']:,.0f}/s (sub-windows {', '.join(fmt(r) for r in rates)})"
         )
         return out
 
@@ -396,6 +423,50 @@ def throughput(base: Path, t: Timing, profile: Path | None = None) -> FigureResu
     ]
     if builder["problems"]:
         fig.details["problems"] = builder["problems"]
+    return fig
+
+
+def metrics_scrape(base: Path, t: Timing) -> FigureResult:
+    """Builder throughput with /metrics scraped every second, against the same without.
+
+    Both arms serve /metrics (``--metrics-port auto``); only the scraping differs, and the
+    arms alternate (idle, scraped, idle, scraped) so slow phases of the machine hit both.
+    """
+    fig = FigureResult("metrics")
+    runs: dict[str, list[dict[str, Any]]] = {"idle": [], "scraped": []}
+    for rep in range(t.pipe_reps):
+        runs["idle"].append(_pipe(base, "book_builder", t, rep=rep, scrape=False))
+        runs["scraped"].append(_pipe(base, "book_builder", t, rep=rep, scrape=True))
+    idle = _combine(runs["idle"], "book_builder")
+    scraped = _combine(runs["scraped"], "book_builder")
+    scrapes = [run.get("scrapes") or {} for run in runs["scraped"]]
+    count = sum(s.get("in_window", 0) for s in scrapes)
+    durations = [d for s in scrapes for d in s.get("ms", [])]
+    fig.details = {**runs, "combined": {"idle": idle, "scraped": scraped}}
+    problems = idle["problems"] + scraped["problems"]
+    if problems:
+        fig.details["problems"] = problems
+    a, b = idle["median_rate"], scraped["median_rate"]
+    ratio = b / a if a and b else None
+    fig.rows = [
+        Row(
+            "book_builder throughput, /metrics scraped every 1 s (books/s)",
+            fmt(b),
+            f">= {SCRAPE_TARGET:.0%} of not scraped ({fmt(a)})",
+            ratio,
+            judged(ratio is not None and ratio >= SCRAPE_TARGET and not problems),
+            b,
+            "books/s",
+        ),
+        Row(
+            "  scrapes in the windows; duration p50 / max (ms)",
+            f"{count} ; {fmt(statistics.median(durations) if durations else None, 1)} / "
+            f"{fmt(max(durations) if durations else None, 1)}",
+            "one per second, all 200",
+            None,
+            judged(count > 0 and not problems),
+        ),
+    ]
     return fig
 
 

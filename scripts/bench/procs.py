@@ -86,9 +86,11 @@ class Proc:
         return cls(name, [*argv, "--out", str(out), "--ready", str(ready)], workdir)
 
     @classmethod
-    def service(cls, name: str, service: str, config: Path, workdir: Path) -> Proc:
-        """``python -m mdgw.<service>`` with ``MDGW_CONFIG=config``."""
-        argv = [PYTHON, "-m", f"mdgw.{service}"]
+    def service(
+        cls, name: str, service: str, config: Path, workdir: Path, args: Sequence[str] = ()
+    ) -> Proc:
+        """``python -m mdgw.<service> ARGS`` with ``MDGW_CONFIG=config``."""
+        argv = [PYTHON, "-m", f"mdgw.{service}", *args]
         return cls(name, argv, workdir, env={"MDGW_CONFIG": str(config)})
 
     # ------------------------------------------------------------------ state

@@ -41,6 +41,7 @@ def plan(args: argparse.Namespace) -> list[tuple[str, FigureFn]]:
         ("throughput", lambda base: figures.throughput(base, t, args.profile)),
         ("latency", lambda base: figures.latency(base, t)),
         ("ingestor", lambda base: figures.ingestor_rate(base, t)),
+        ("metrics", lambda base: figures.metrics_scrape(base, t)),
     ]
     long: list[tuple[str, FigureFn]] = [
         ("scale", lambda base: soak.scale(base, lt)),
