@@ -11,6 +11,7 @@ already samples for its stats line are folded into a histogram on the hub's 100 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -252,18 +253,12 @@ class BuilderMetrics:
         self._folded = 0
 
     def snapshot(self) -> BuilderView:
+        """On the event loop: copies only (the formatting happens in the HTTP thread)."""
         builder = self.builder
         hub = builder.hub
-        rows = hub.book_rows()
-        seen = {(r.category, r.symbol, r.depth) for r in rows}
-        for category, symbol, depth in self._configured:
-            if (category, symbol, depth) not in seen:
-                rows.append(
-                    BookRow(category, symbol, depth, State.NEW, self._started, 0.0, None, 0, 0, {})
-                )
         return BuilderView(
             now=time.monotonic(),
-            books=rows,
+            books=hub.book_rows(),  # type: ignore[arg-type]  # plain tuples: see _complete
             trade_frames=hub.trade_frames(),
             ingestors=hub.ingestors(),
             stats=hub.stats.as_dict(),
@@ -273,11 +268,22 @@ class BuilderMetrics:
             internal_errors=builder.internal_errors,
         )
 
+    def _complete(self, view: BuilderView) -> BuilderView:
+        """In the HTTP thread: rows as BookRow, plus configured books not seen yet (new)."""
+        rows = [BookRow._make(row) for row in view.books]
+        seen = {(r.category, r.symbol, r.depth) for r in rows}
+        for category, symbol, depth in self._configured:
+            if (category, symbol, depth) not in seen:
+                rows.append(
+                    BookRow(category, symbol, depth, State.NEW, self._started, 0.0, None, 0, 0, {})
+                )
+        return dataclasses.replace(view, books=rows)
+
     # ------------------------------------------------------------ in the HTTP thread
 
     def _view(self) -> BuilderView:
         assert self._loop is not None
-        view = call_in_loop(self._loop, self.snapshot, LOOP_TIMEOUT)
+        view = self._complete(call_in_loop(self._loop, self.snapshot, LOOP_TIMEOUT))
         self._last = view
         return view
 

@@ -80,6 +80,9 @@ def resync_label(reason: str) -> str:
     return "other"
 
 
+_NO_RESYNCS: dict[str, int] = {}  # shared by book_rows for books never resynced: never mutated
+
+
 class BookRow(NamedTuple):
     """One book as metrics and health see it (a copy, taken on the hub's thread)."""
 
@@ -326,10 +329,14 @@ class Hub:
                 items.append((book.bbo_topic, book.last_bbo))
         return items
 
-    def book_rows(self) -> list[BookRow]:
-        """Every book, copied (for the metrics endpoint, which reads them on another thread)."""
+    def book_rows(self) -> list[tuple[Any, ...]]:
+        """Every book as a plain tuple in :class:`BookRow`'s field order (wrap it with
+        ``BookRow._make`` where time does not matter): a copy, for the metrics endpoint,
+        which reads it on another thread. Plain tuples because this runs on the event loop
+        for every scrape: a NamedTuple's ``__new__`` is Python code, a tuple display is not.
+        """
         return [
-            BookRow(
+            (
                 b.category,
                 b.symbol,
                 b.book.max_depth,
@@ -339,7 +346,7 @@ class Hub:
                 b.book.last_u,
                 b.frames,
                 b.published,
-                dict(b.resyncs),
+                dict(b.resyncs) if b.resyncs else _NO_RESYNCS,
             )
             for b in self._books.values()
         ]
