@@ -459,6 +459,17 @@ def metrics_scrape(base: Path, t: Timing) -> FigureResult:
             "books/s",
         ),
         Row(
+            "  books per CPU-second of book_builder (incl. its HTTP thread), scraped",
+            fmt(scraped["per_cpu_second"]),
+            f"not scraped {fmt(idle['per_cpu_second'])} per CPU-s",
+            scraped["per_cpu_second"] / idle["per_cpu_second"]
+            if scraped["per_cpu_second"] and idle["per_cpu_second"]
+            else None,
+            "info",
+            scraped["per_cpu_second"],
+            "books/CPU-s",
+        ),
+        Row(
             "  scrapes in the windows; duration p50 / max (ms)",
             f"{count} ; {fmt(statistics.median(durations) if durations else None, 1)} / "
             f"{fmt(max(durations) if durations else None, 1)}",
