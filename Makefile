@@ -42,7 +42,7 @@ fmt: $(STAMP)  ## apply ruff's fixes and formatting
 BENCH_ARGS ?=
 .PHONY: bench bench-long
 
-bench: $(STAMP)  ## throughput, latency, ingestor rate (< 3 min): one table, JSON in var/bench/
+bench: $(STAMP)  ## throughput, latency, ingestor rate, metrics scrape (< 4 min): one table, JSON in var/bench/
 	$(PY) -m scripts.bench.run $(BENCH_ARGS)
 
 bench-long: $(STAMP)  ## scale (1,200 symbols) and 10-minute memory soak (~13 min)

@@ -2,9 +2,10 @@
 
     python -m scripts.bench.run [--quick] [--long] [--only NAME ...] [--strict]
 
-Default (``make bench``, under 3 minutes): builder throughput with its pass-through
+Default (``make bench``, under 4 minutes): builder throughput with its pass-through
 ceiling, latency at 2k and 30k frames/s, the ingestor's receive rate against a bare
-websockets client. ``--long`` (``make bench-long``): the 1,200-symbol scale run and the
+websockets client, and builder throughput with /metrics scraped every second against
+the same without. ``--long`` (``make bench-long``): the 1,200-symbol scale run and the
 10-minute memory soak instead. ``--quick``: the same figures for about a second each (the
 smoke test; its numbers mean nothing).
 
