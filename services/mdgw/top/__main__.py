@@ -3,7 +3,7 @@
 One row per book (state, age of the last frame, frames/s, u, best bid/ask and spread,
 recv->pub p50/p99, resyncs) under a header with the ingestors' connections and totals,
 refreshed every second. It reads book_builder's and the ingestors' /health and /metrics
-(the [metrics] ports of the config) and the bbo messages of the pub socket. q or Ctrl-C
+(the [metrics] ports of the config) and the bbo messages of the pub socket. Ctrl-C
 quits.
 
 Exit status: 0; 1 with --once when book_builder did not answer; 64 for bad options; 78 for
