@@ -10,8 +10,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-from gateway_stack import Service, wait_for
 from prometheus_client.parser import text_string_to_metric_families
+
+from mdgw.testing.gateway import Gateway
+from mdgw.testing.processes import Process, Service
+from mdgw.testing.truth import wait_for
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -59,7 +62,7 @@ async def health(port: int) -> tuple[int, dict[str, Any]]:
     return status, parsed
 
 
-async def metrics_port(service: Service, timeout: float = 30.0) -> int:
+async def metrics_port(service: Process, timeout: float = 30.0) -> int:
     """The port a service started with ``--metrics-port auto`` logged in metrics_listening."""
     await wait_for(lambda: bool(service.events("metrics_listening")), "metrics_listening", timeout)
     port: int = service.events("metrics_listening")[-1]["port"]
@@ -67,10 +70,21 @@ async def metrics_port(service: Service, timeout: float = 30.0) -> int:
 
 
 async def wait_async(check: Callable[[], Awaitable[bool]], what: str, timeout: float) -> float:
-    """Like gateway_stack.wait_for, for a check that must await (an HTTP request)."""
+    """Like mdgw.testing.truth.wait_for, for a check that must await (an HTTP request)."""
     start = time.monotonic()
     while not await check():
         if time.monotonic() - start > timeout:
             raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
         await asyncio.sleep(0.02)
     return time.monotonic() - start
+
+
+def with_metrics(gw: Gateway) -> Gateway:
+    """The gateway's two services, started with ``--metrics-port auto``."""
+    gw.builder = Service(
+        "book_builder", gw.config, gw.logdir / "book_builder.log", args=["--metrics-port", "auto"]
+    )
+    gw.ingestor = Service(
+        "ingestor", gw.config, gw.logdir / "ingestor.log", args=["--metrics-port", "auto"]
+    )
+    return gw

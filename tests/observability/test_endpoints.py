@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from gateway_stack import MIXED_STREAMS, ROOT, Gateway, Service, clean_env, sim_params
 from observability_helpers import (
     Samples,
     health,
@@ -24,10 +23,14 @@ from observability_helpers import (
     scrape,
     value,
     wait_async,
+    with_metrics,
 )
 
 from mdgw.simulator.faults import FaultKind, FaultRequest
 from mdgw.simulator.server import SimulatorServer
+from mdgw.testing.config import MIXED_STREAMS, sim_params
+from mdgw.testing.gateway import Gateway
+from mdgw.testing.processes import ROOT, Service, clean_env
 
 pytestmark = pytest.mark.e2e
 
@@ -73,9 +76,7 @@ def gateway(sim: SimulatorServer, rundir: Path, tmp_path: Path, **bybit: float) 
         ws_url=f"ws://127.0.0.1:{sim.port}/v5/public",
         sections={"metrics": {"unhealthy_after": UNHEALTHY_AFTER}, "bybit": dict(bybit)},
     )
-    gw.builder.args = ["--metrics-port", "auto"]
-    gw.ingestor.args = ["--metrics-port", "auto"]
-    return gw
+    return with_metrics(gw)
 
 
 async def test_metrics_parse_rise_and_follow_a_gap_through_resyncing_to_live(

@@ -8,10 +8,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from gateway_stack import MIXED_STREAMS, ROOT, Gateway, clean_env, sim_params
-from observability_helpers import health, metrics_port, wait_async
+from observability_helpers import health, metrics_port, wait_async, with_metrics
 
 from mdgw.simulator.server import SimulatorServer
+from mdgw.testing.config import MIXED_STREAMS, sim_params
+from mdgw.testing.gateway import Gateway
+from mdgw.testing.processes import ROOT, clean_env
 
 pytestmark = pytest.mark.e2e
 
@@ -27,9 +29,9 @@ async def sim() -> AsyncIterator[SimulatorServer]:
 async def test_top_shows_every_book_live_with_prices(
     sim: SimulatorServer, rundir: Path, tmp_path: Path
 ) -> None:
-    gw = Gateway(rundir, tmp_path, STREAMS, ws_url=f"ws://127.0.0.1:{sim.port}/v5/public")
-    gw.builder.args = ["--metrics-port", "auto"]
-    gw.ingestor.args = ["--metrics-port", "auto"]
+    gw = with_metrics(
+        Gateway(rundir, tmp_path, STREAMS, ws_url=f"ws://127.0.0.1:{sim.port}/v5/public")
+    )
     gw.start()
     try:
         builder, ingestor = await metrics_port(gw.builder), await metrics_port(gw.ingestor)
