@@ -26,10 +26,8 @@ from typing import Final, NoReturn
 
 from mdgw.core import wire
 from mdgw.core.errors import WireError
-from mdgw.printer.metrics import PrinterMetrics
 from mdgw.printer.service import Printer, PrinterOptions
 from mdgw.runtime.curve import client_keys_or_exit
-from mdgw.runtime.metrics import bind_or_exit
 from mdgw.runtime.settings import settings_or_exit
 
 EX_USAGE: Final = 64  # sysexits.h: the command was used incorrectly
@@ -148,14 +146,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         snapshot_timeout=args.snapshot_timeout,
         curve=client_keys_or_exit(settings, (settings.zmq.pub, settings.zmq.snapshot)),
     )
-    endpoint = bind_or_exit(settings, "printer", args.metrics_port)
     stop = threading.Event()
     printer = Printer(options, out=sys.stdout.buffer, warn=_warn, stop=stop)
     metrics = None
-    if endpoint is not None:
-        metrics = PrinterMetrics(printer, endpoint, settings.metrics.unhealthy_after)
-        metrics.start()
-        _warn(f"metrics: {endpoint.url}/metrics and /health (port {endpoint.port})")
+    if args.metrics_port is not None or settings.metrics.printer:
+        # Imported only when asked for: prometheus_client adds ~0.2 s to the printer's start,
+        # and its endpoint is off by default.
+        from mdgw.printer.metrics import PrinterMetrics  # noqa: PLC0415
+        from mdgw.runtime.metrics import bind_or_exit  # noqa: PLC0415
+
+        endpoint = bind_or_exit(settings, "printer", args.metrics_port)
+        if endpoint is not None:
+            metrics = PrinterMetrics(printer, endpoint, settings.metrics.unhealthy_after)
+            metrics.start()
+            _warn(f"metrics: {endpoint.url}/metrics and /health (port {endpoint.port})")
     try:
         with stop_on_signals(stop):
             printer.run()
