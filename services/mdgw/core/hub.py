@@ -17,6 +17,16 @@ it, that connection closing, or its ingestor going silent. It then publishes
 per ``resync_min_interval``; again after ``resync_timeout`` without a snapshot)
 and becomes live again on the next good snapshot. A book only takes deltas from
 the connection that delivered its snapshot: a new connection means new snapshots.
+
+Conflation (``max_rate`` > 0, ``books.max_rate``): a book publishes at most ``max_rate``
+times a second. Every frame is still applied and checked as it arrives; a frame that comes
+less than ``1 / max_rate`` after the book's last publish only marks the book pending, and
+:meth:`Hub.publish_due` (the shell calls it after each batch and when
+:attr:`Hub.next_due` comes) publishes the book as it stands then, with the ``u``, ``ts``
+and ``cts`` of the last frame applied: latest wins. ``seq`` stays +1 per published message
+on every topic, and ``u`` only grows; it is no longer +1 between two ``book`` messages.
+A book that stops being live drops what was pending; the first publish after it is live
+again goes out at once.
 """
 
 from __future__ import annotations
@@ -157,6 +167,11 @@ class _Book:
     last_book: bytes | None = None  # last published payloads, for the snapshot service
     last_bbo: bytes | None = None
     last_best: tuple[str | None, str | None] | None = None  # OrderBook.best_json()
+    # Conflation (max_rate > 0): earliest time of the next publish, and the last frame
+    # applied since the last publish (None: nothing pending).
+    next_publish_at: float = 0.0
+    pending: BookFrame | None = None
+    pending_recv_ns: int = 0
     # For metrics (read in copies by Hub.book_rows): counts and when the state last changed.
     frames: int = 0
     published: int = 0
@@ -185,8 +200,16 @@ class Hub:
         ingestor_timeout: float,
         stale_after: float,
         clock_ns: Callable[[], int],
+        max_rate: float = 0.0,
     ) -> None:
+        if max_rate < 0:
+            raise ValueError(f"max_rate must be >= 0, got {max_rate}")
         self.publish_depth = publish_depth
+        # Seconds between two publishes of one book; 0.0: every frame is published.
+        self.min_interval = 1.0 / max_rate if max_rate else 0.0
+        # Books that may have a publish pending, by (category, Bybit topic).
+        self._pending: dict[tuple[str, str], _Book] = {}
+        self.next_due: float | None = None  # earliest pending publish (monotonic s)
         self.resync_timeout = resync_timeout
         self.resync_min_interval = resync_min_interval
         self.ingestor_timeout = ingestor_timeout
@@ -234,8 +257,8 @@ class Hub:
             except UnsupportedTopicError:
                 stats.unsupported += 1
                 return
-            except ParseError as exc:
-                self._on_malformed(category, key, exc, len(frame), now)
+            except ParseError as bad:  # not `exc`: mypyc types a name once per function
+                self._on_malformed(category, key, bad, len(frame), now)
                 return
             if type(decoded) is BookFrame:
                 self._on_book(category, key, recv_ns, decoded, now)
@@ -281,6 +304,17 @@ class Hub:
         for book in self._books.values():
             if book.state is State.RESYNCING:
                 self._request(book, now, repeat=True)
+
+    def on_inputs_lost(self, reason: str, now: float) -> None:
+        """Inputs this hub should have had are gone (a hole in a replayed journal).
+
+        Nothing the hub holds can be trusted to continue: every book resyncs (no request is
+        sent: a replay has no ingestor to ask) and the connections' sequences start over.
+        The live builder never calls this.
+        """
+        self._conns.clear()
+        for book in self._books.values():
+            self._resync(book, reason, now, ask=False)
 
     def tick(self, now: float) -> None:
         """Deadlines: resync requests, silent ingestors, stale books."""
@@ -398,7 +432,13 @@ class Hub:
                 book.since = now
                 book.episode_requested = False
                 self._status(book, "live", "snapshot" if frame.snapshot else "updates", recv_ns)
+            elif self.min_interval and now < book.next_publish_at:
+                self._defer(book, frame, recv_ns)
+                return
             self._publish_book(book, frame, recv_ns)
+            if self.min_interval:
+                book.next_publish_at = now + self.min_interval
+                book.pending = None
             return
         stats = self.stats
         if outcome is Outcome.DUPLICATE:
@@ -414,6 +454,41 @@ class Hub:
             stats.not_synced += 1
             reason = "delta before snapshot"
         self._resync(book, reason, now, recv_ns=recv_ns)
+
+    def _defer(self, book: _Book, frame: BookFrame, recv_ns: int) -> None:
+        if book.pending is None:
+            self._pending[(book.category, book.bybit_topic)] = book
+            due = book.next_publish_at
+            if self.next_due is None or due < self.next_due:
+                self.next_due = due
+        book.pending = frame
+        book.pending_recv_ns = recv_ns
+
+    def publish_due(self, now: float) -> None:
+        """Publish every pending book whose interval has passed (conflation; see above).
+
+        Updates :attr:`next_due`: the time of the earliest publish still pending, or None.
+        """
+        if self.next_due is None or now < self.next_due:
+            return
+        interval = self.min_interval
+        waiting: dict[tuple[str, str], _Book] = {}
+        next_due: float | None = None
+        for key, book in self._pending.items():
+            frame = book.pending
+            if frame is None or book.state is not State.LIVE:
+                book.pending = None
+                continue
+            if now < book.next_publish_at:
+                waiting[key] = book
+                if next_due is None or book.next_publish_at < next_due:
+                    next_due = book.next_publish_at
+                continue
+            book.pending = None
+            self._publish_book(book, frame, book.pending_recv_ns)
+            book.next_publish_at = now + interval
+        self._pending = waiting
+        self.next_due = next_due
 
     def _on_trades(self, category: str, recv_ns: int, frame: TradeFrame) -> None:
         key = (category, frame.symbol)
@@ -616,6 +691,7 @@ class Hub:
         book.source = None
         book.last_book = book.last_bbo = None
         book.last_best = None
+        book.pending = None
         if book.state is not State.RESYNCING:
             book.state = State.RESYNCING
             book.since = now

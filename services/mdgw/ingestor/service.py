@@ -27,6 +27,7 @@ import structlog
 import zmq
 import zmq.asyncio
 
+from mdgw import compiled
 from mdgw.core.backoff import Backoff, ConnectionRateLimiter
 from mdgw.core.bybit import orderbook_topic, plan_connections, trade_topic
 from mdgw.core.errors import WireError
@@ -237,6 +238,7 @@ class Ingestor:
                 control=settings.zmq.control,
                 connections={cat: len(groups) for cat, groups in self.groups.items()},
                 topics=sum(len(g) for groups in self.groups.values() for g in groups),
+                hot_path=compiled.ACTIVE,
             )
             if self.metrics is not None:
                 self.metrics.start(asyncio.get_running_loop())
