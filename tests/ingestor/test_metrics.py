@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mdgw.core.bybit import Control, FrameKind
+from mdgw.core.bybit_control import Control, FrameKind
+from mdgw.core.subscriptions import Subscriptions
 from mdgw.ingestor.metrics import (
     RECONNECT_REASONS,
     ConnectionView,
@@ -16,7 +17,6 @@ from mdgw.ingestor.metrics import (
     health_of,
     reconnect_label,
 )
-from mdgw.ingestor.subscriptions import Subscriptions
 from mdgw.runtime.metrics import EXCHANGE_LATENCY_BOUNDS, Buckets
 
 

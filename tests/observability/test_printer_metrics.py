@@ -43,3 +43,5 @@ def test_printer_serves_metrics_and_says_503_when_nothing_arrives(tmp_path: Path
     finally:
         proc.terminate()
         proc.wait(10)
+        if proc.stderr is not None:
+            proc.stderr.close()

@@ -713,3 +713,12 @@ def test_bad_metrics_keys_are_config_errors_naming_the_key(
     with pytest.raises(ConfigError) as info:
         load_settings(write(tmp_path, body), {})
     assert info.value.key == key
+
+
+def test_depth_choices_are_bybits_depths() -> None:
+    """The Depth Literal spells out bybit_spec.DEPTHS (a Literal cannot take a tuple)."""
+    from typing import get_args
+
+    from mdgw.core.bybit_spec import DEPTHS
+
+    assert get_args(StreamConfig.model_fields["depth"].annotation) == DEPTHS

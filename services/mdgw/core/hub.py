@@ -31,16 +31,14 @@ again goes out at once.
 
 from __future__ import annotations
 
-import enum
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 
 from mdgw.core import wire
-from mdgw.core.book import OrderBook, Outcome
-from mdgw.core.bybit import BookFrame, TradeFrame, decode_frame, parse_book_topic
+from mdgw.core.book import BookOutcome, OrderBook
+from mdgw.core.bybit import BookFrame, TradeFrame, decode_frame, parse_orderbook_topic
 from mdgw.core.errors import ParseError, UnsupportedTopicError, WireError
+from mdgw.core.hub_state import BookTopic, HubStats, SeqCounter, State, TradeTopic
 
 __all__ = ["BookRow", "Hub", "HubStats", "State", "resync_label"]
 
@@ -61,13 +59,6 @@ _RECONNECT_AFTER_REQUESTS = 2
 _DATA = int(wire.EnvelopeKind.DATA)
 _CONN_UP = int(wire.EnvelopeKind.CONN_UP)
 _CONN_DOWN = int(wire.EnvelopeKind.CONN_DOWN)
-
-
-class State(enum.Enum):
-    NEW = "new"  # never had a snapshot
-    LIVE = "live"
-    RESYNCING = "resyncing"
-    STALE = "stale"  # live, but no frame for stale_after seconds
 
 
 # Why a book resynced, as a bounded label for metrics (the log keeps the full reason).
@@ -108,86 +99,6 @@ class BookRow(NamedTuple):
     resyncs: dict[str, int]  # resync_label -> episodes
 
 
-@dataclass(slots=True)
-class HubStats:
-    """Counters since start; the shell logs them (and rates) periodically."""
-
-    envelopes: int = 0
-    frames: int = 0
-    bad_envelopes: int = 0
-    malformed: int = 0
-    unsupported: int = 0
-    duplicates: int = 0
-    gaps: int = 0
-    crossed: int = 0
-    not_synced: int = 0
-    seq_holes: int = 0
-    frames_lost: int = 0
-    resyncs: int = 0
-    resync_requests: int = 0
-    reconnect_requests: int = 0
-    conn_up: int = 0
-    conn_down: int = 0
-    ingestors_lost: int = 0
-    books_out: int = 0
-    bbo_out: int = 0
-    trades_out: int = 0
-    trades_dup: int = 0
-    status_out: int = 0
-    topics_refused: int = 0  # frames of new topics past MAX_TOPICS
-
-    def as_dict(self) -> dict[str, int]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-
-@dataclass(slots=True)
-class _Book:
-    category: str
-    symbol: str
-    bybit_topic: str
-    book: OrderBook
-    publish_depth: int
-    book_topic: bytes
-    bbo_topic: bytes
-    status_topic: bytes
-    book_template: str  # wire.book_template of this topic
-    # The last seq of each gateway topic, shared with every other book that publishes on the
-    # same topic (another depth of the same symbol): one-element lists, see Hub._counter.
-    book_seq: list[int]
-    bbo_seq: list[int]
-    status_seq: list[int]
-    state: State = State.NEW
-    reason: str = ""  # why the book last left the live state
-    source: tuple[str, int] | None = None  # (ingestor, conn_id) of the current snapshot
-    ingestor: str = ""  # last ingestor that sent a frame for this topic
-    last_frame_at: float = 0.0
-    requested_at: float | None = None  # last resync request sent for this topic
-    episode_requested: bool = False  # a request was sent in the current resync episode
-    episode_requests: int = 0  # requests sent in the current resync episode
-    last_book: bytes | None = None  # last published payloads, for the snapshot service
-    last_bbo: bytes | None = None
-    last_best: tuple[str | None, str | None] | None = None  # OrderBook.best_json()
-    # Conflation (max_rate > 0): earliest time of the next publish, and the last frame
-    # applied since the last publish (None: nothing pending).
-    next_publish_at: float = 0.0
-    pending: BookFrame | None = None
-    pending_recv_ns: int = 0
-    # For metrics (read in copies by Hub.book_rows): counts and when the state last changed.
-    frames: int = 0
-    published: int = 0
-    since: float = 0.0
-    resyncs: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class _Trades:
-    topic: bytes
-    seq: list[int]  # see _Book.book_seq
-    seen: set[str] = field(default_factory=set)
-    order: deque[str] = field(default_factory=deque)
-    frames: int = 0
-
-
 class Hub:
     """All books of one book builder, and the gateway sequence of every topic."""
 
@@ -208,7 +119,7 @@ class Hub:
         # Seconds between two publishes of one book; 0.0: every frame is published.
         self.min_interval = 1.0 / max_rate if max_rate else 0.0
         # Books that may have a publish pending, by (category, Bybit topic).
-        self._pending: dict[tuple[str, str], _Book] = {}
+        self._pending: dict[tuple[str, str], BookTopic] = {}
         self.next_due: float | None = None  # earliest pending publish (monotonic s)
         self.resync_timeout = resync_timeout
         self.resync_min_interval = resync_min_interval
@@ -220,9 +131,9 @@ class Hub:
         self.events: list[Event] = []
         self.latencies: list[int] = []  # pub_ns - recv_ns of book messages, this interval
         self.stats = HubStats()
-        self._books: dict[tuple[str, str], _Book] = {}
-        self._trades: dict[tuple[str, str], _Trades] = {}
-        self._seq: dict[bytes, list[int]] = {}  # gateway topic -> [last seq published]
+        self._books: dict[tuple[str, str], BookTopic] = {}
+        self._trades: dict[tuple[str, str], TradeTopic] = {}
+        self._seq: dict[bytes, SeqCounter] = {}  # gateway topic -> its counter
         self._conns: dict[tuple[str, int], int] = {}  # -> last DATA seq seen
         self._ingestors: dict[str, float] = {}  # -> last time anything arrived
         self._peer_lost_at: float | None = None  # a raw-socket peer disconnected then
@@ -373,11 +284,11 @@ class Hub:
             (
                 b.category,
                 b.symbol,
-                b.book.max_depth,
+                b.order_book.max_depth,
                 b.state,
                 b.since,
                 b.last_frame_at,
-                b.book.last_u,
+                b.order_book.last_u,
                 b.frames,
                 b.published,
                 dict(b.resyncs) if b.resyncs else _NO_RESYNCS,
@@ -418,13 +329,13 @@ class Hub:
         book.last_frame_at = now
         book.frames += 1
         if frame.snapshot or book.source == source:
-            outcome = book.book.apply(frame)
+            outcome = book.order_book.apply(frame)
         else:
             # A delta from a connection that did not deliver this book's snapshot:
             # it cannot continue our sequence (Bybit's u is per connection stream).
-            book.book.invalidate()
-            outcome = Outcome.NOT_SYNCED
-        if outcome is Outcome.APPLIED or outcome is Outcome.RESET:
+            book.order_book.invalidate()
+            outcome = BookOutcome.NOT_SYNCED
+        if outcome is BookOutcome.APPLIED or outcome is BookOutcome.RESET:
             if frame.snapshot:
                 book.source = source
             if book.state is not State.LIVE:
@@ -441,13 +352,13 @@ class Hub:
                 book.pending = None
             return
         stats = self.stats
-        if outcome is Outcome.DUPLICATE:
+        if outcome is BookOutcome.DUPLICATE:
             stats.duplicates += 1
             return
-        if outcome is Outcome.GAP:
+        if outcome is BookOutcome.GAP:
             stats.gaps += 1
             reason = f"u gap at u={frame.u}"
-        elif outcome is Outcome.CROSSED:
+        elif outcome is BookOutcome.CROSSED:
             stats.crossed += 1
             reason = f"crossed book at u={frame.u}"
         else:
@@ -455,7 +366,7 @@ class Hub:
             reason = "delta before snapshot"
         self._resync(book, reason, now, recv_ns=recv_ns)
 
-    def _defer(self, book: _Book, frame: BookFrame, recv_ns: int) -> None:
+    def _defer(self, book: BookTopic, frame: BookFrame, recv_ns: int) -> None:
         if book.pending is None:
             self._pending[(book.category, book.bybit_topic)] = book
             due = book.next_publish_at
@@ -472,7 +383,7 @@ class Hub:
         if self.next_due is None or now < self.next_due:
             return
         interval = self.min_interval
-        waiting: dict[tuple[str, str], _Book] = {}
+        waiting: dict[tuple[str, str], BookTopic] = {}
         next_due: float | None = None
         for key, book in self._pending.items():
             frame = book.pending
@@ -498,13 +409,13 @@ class Hub:
                 self.stats.topics_refused += 1
                 return
             topic = wire.topic("trade", category, frame.symbol)
-            trades = self._trades[key] = _Trades(topic, self._counter(topic))
+            trades = self._trades[key] = TradeTopic(topic, self._counter(topic))
         trades.frames += 1
         topic = trades.topic
         seen = trades.seen
         order = trades.order
         counter = trades.seq
-        seq = counter[0]
+        seq = counter.last
         for trade in frame.trades:
             if trade.id in seen:
                 self.stats.trades_dup += 1
@@ -533,7 +444,7 @@ class Hub:
                 )
             )
             self.stats.trades_out += 1
-        counter[0] = seq
+        counter.last = seq
 
     def _on_malformed(
         self, category: str, source: tuple[str, int], exc: ParseError, size: int, now: float
@@ -557,10 +468,10 @@ class Hub:
             return
         book = self._books.get((category, topic))
         if book is None:
-            parsed = parse_book_topic(topic)
+            parsed = parse_orderbook_topic(topic)
             if parsed is None or len(self._books) >= MAX_TOPICS:
                 return
-            book = self._new_book(category, topic, parsed[0], parsed[1], now)
+            book = self._new_book(category, topic, parsed.symbol, parsed.depth, now)
         book.ingestor = source[0]
         self._resync(book, "malformed frame", now)
 
@@ -582,20 +493,22 @@ class Hub:
 
     # ---------------------------------------------------------------- output
 
-    def _new_book(self, category: str, topic: str, symbol: str, depth: int, now: float) -> _Book:
+    def _new_book(
+        self, category: str, topic: str, symbol: str, depth: int, now: float
+    ) -> BookTopic:
         book_topic = wire.topic("book", category, symbol)
         bbo_topic = wire.topic("bbo", category, symbol)
         status_topic = wire.topic("status", category, symbol)
-        book = _Book(
+        book = BookTopic(
             category=category,
             symbol=symbol,
             bybit_topic=topic,
-            book=OrderBook(depth),
+            order_book=OrderBook(depth),
             publish_depth=min(self.publish_depth, depth),
             book_topic=book_topic,
             bbo_topic=bbo_topic,
             status_topic=status_topic,
-            book_template=wire.book_template(category, symbol),
+            book_template=wire.BookTemplate(category, symbol),
             book_seq=self._counter(book_topic),
             bbo_seq=self._counter(bbo_topic),
             status_seq=self._counter(status_topic),
@@ -604,24 +517,22 @@ class Hub:
         self._books[(category, topic)] = book
         return book
 
-    def _counter(self, topic: bytes) -> list[int]:
-        """The seq counter of a gateway topic (one per topic, shared by all its books)."""
+    def _counter(self, topic: bytes) -> SeqCounter:
+        """The seq counter of a gateway topic (one per topic, shared by all its records)."""
         counter = self._seq.get(topic)
         if counter is None:
-            counter = self._seq[topic] = [0]
+            counter = self._seq[topic] = SeqCounter()
         return counter
 
-    def _publish_book(self, book: _Book, frame: BookFrame, recv_ns: int) -> None:
-        ob = book.book
+    def _publish_book(self, book: BookTopic, frame: BookFrame, recv_ns: int) -> None:
+        ob = book.order_book
         depth = book.publish_depth
         pub_ns = self._clock_ns()
-        counter = book.book_seq
-        seq = counter[0] = counter[0] + 1
+        seq = book.book_seq.next()
         bids, asks = ob.top_json(depth)
-        payload = (
-            book.book_template
-            % (seq, pub_ns, recv_ns, frame.u, frame.ts, frame.cts or "null", depth, bids, asks)
-        ).encode()
+        payload = book.book_template.render(
+            seq, pub_ns, recv_ns, frame.u, frame.ts, frame.cts, depth, bids, asks
+        )
         self.outbox.append((book.book_topic, payload))
         book.last_book = payload
         book.published += 1
@@ -632,8 +543,7 @@ class Hub:
         if best != book.last_best:
             book.last_best = best
             bid, ask = ob.best_bid(), ob.best_ask()
-            counter = book.bbo_seq
-            seq = counter[0] = counter[0] + 1
+            seq = book.bbo_seq.next()
             bbo = wire.encode_bbo(
                 book.category,
                 book.symbol,
@@ -651,13 +561,11 @@ class Hub:
             book.last_bbo = bbo
             self.stats.bbo_out += 1
 
-    def _status(self, book: _Book, state: str, reason: str, recv_ns: int | None) -> None:
-        counter = book.status_seq
-        counter[0] += 1
+    def _status(self, book: BookTopic, state: str, reason: str, recv_ns: int | None) -> None:
         payload = wire.encode_status(
             book.category,
             book.symbol,
-            seq=counter[0],
+            seq=book.status_seq.next(),
             pub_ns=self._clock_ns(),
             state=state,
             reason=reason,
@@ -673,21 +581,21 @@ class Hub:
                     "symbol": book.symbol,
                     "topic": book.bybit_topic,
                     "reason": reason,
-                    "u": book.book.last_u,
+                    "u": book.order_book.last_u,
                 },
             )
         )
 
     def _resync(
         self,
-        book: _Book,
+        book: BookTopic,
         reason: str,
         now: float,
         *,
         ask: bool = True,
         recv_ns: int | None = None,
     ) -> None:
-        book.book.invalidate()
+        book.order_book.invalidate()
         book.source = None
         book.last_book = book.last_bbo = None
         book.last_best = None
@@ -711,7 +619,7 @@ class Hub:
             if asked is None or now - asked >= self.resync_min_interval:
                 self._request(book, now)
 
-    def _request(self, book: _Book, now: float, *, repeat: bool = False) -> None:
+    def _request(self, book: BookTopic, now: float, *, repeat: bool = False) -> None:
         book.requested_at = now
         book.episode_requested = True
         if not repeat:  # a repeat for a new listener is not a failed attempt

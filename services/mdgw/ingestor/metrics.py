@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from mdgw.ingestor.subscriptions import Subscriptions, TopicState
+from mdgw.core.subscriptions import Subscriptions, TopicState
 from mdgw.runtime.metrics import (
     EXCHANGE_LATENCY_BOUNDS,
     Buckets,
