@@ -6,6 +6,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from mdgw.book_builder.journal import JournalStats
 from mdgw.book_builder.metrics import RESYNC_REASONS, BuilderView, families, health_of
 from mdgw.core.hub import BookRow, State
 from mdgw.runtime.metrics import PUBLISH_LATENCY_BOUNDS, Buckets
@@ -30,7 +31,11 @@ def row(state: State, *, since: float = 990.0, last: float = 999.9, **more: obje
     return BookRow(**fields)  # type: ignore[arg-type]
 
 
-def view(*books: BookRow, ingestors: dict[str, float] | None = None) -> BuilderView:
+def view(
+    *books: BookRow,
+    ingestors: dict[str, float] | None = None,
+    journal: dict[str, int] | None = None,
+) -> BuilderView:
     return BuilderView(
         now=NOW,
         books=list(books),
@@ -41,6 +46,7 @@ def view(*books: BookRow, ingestors: dict[str, float] | None = None) -> BuilderV
         snapshots_served=4,
         snapshots_rejected=0,
         internal_errors=0,
+        journal=journal,
     )
 
 
@@ -113,3 +119,32 @@ def test_families_as_prometheus_text() -> None:
     assert samples[("mdgw_pub_dropped_total", ())] == 3
     assert samples[("mdgw_ingestors_connected", ())] == 1
     assert samples[("mdgw_builder_events_total", (("event", "gaps"),))] == 2
+
+
+def samples_of(view: BuilderView) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    registry = CollectorRegistry(auto_describe=False)
+
+    class Collector:
+        def collect(self):  # type: ignore[no-untyped-def]
+            return families(view, Buckets(PUBLISH_LATENCY_BOUNDS))
+
+    registry.register(Collector())  # type: ignore[arg-type]
+    text = generate_latest(registry).decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+    }
+
+
+def test_the_journal_families_follow_its_stats_and_are_absent_when_it_is_off() -> None:
+    stats = JournalStats(records=7, holes=2, records_lost=3, errors=1, failed=1).as_dict()
+    samples = samples_of(view(row(State.LIVE), journal=stats))
+    assert samples[("mdgw_journal_failed", ())] == 1
+    assert samples[("mdgw_journal_errors_total", ())] == 1
+    assert samples[("mdgw_journal_holes_total", ())] == 2
+    assert samples[("mdgw_journal_records_lost_total", ())] == 3
+    assert samples[("mdgw_journal_records_total", ())] == 7
+    assert samples[("mdgw_journal_segments_total", ())] == 0
+    off = samples_of(view(row(State.LIVE)))
+    assert not any(name.startswith("mdgw_journal_") for name, _ in off)

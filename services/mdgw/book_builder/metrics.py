@@ -67,6 +67,20 @@ _EVENTS: Final = (
     "topics_refused",
 )
 
+# JournalStats counters exported as mdgw_journal_* (name, JournalStats field, help).
+_JOURNAL_COUNTERS: Final = (
+    ("mdgw_journal_errors_total", "errors", "journal write or rotate failures"),
+    (
+        "mdgw_journal_holes_total",
+        "holes",
+        "hand-overs left out of the journal (its writer was behind the feed)",
+    ),
+    ("mdgw_journal_records_lost_total", "records_lost", "hub inputs left out by those holes"),
+    ("mdgw_journal_records_total", "records", "hub inputs handed to the journal's writer"),
+    ("mdgw_journal_bytes_written_total", "bytes_written", "journal bytes written (compressed)"),
+    ("mdgw_journal_segments_total", "segments", "journal segments opened"),
+)
+
 
 @dataclass(frozen=True, slots=True)
 class BuilderView:
@@ -81,6 +95,7 @@ class BuilderView:
     snapshots_served: int
     snapshots_rejected: int
     internal_errors: int
+    journal: dict[str, int] | None = None  # JournalStats.as_dict(); None: journal off
 
 
 def book_key(row: BookRow) -> str:
@@ -210,6 +225,20 @@ def families(view: BuilderView, latency: Buckets) -> Iterable[Metric]:
         events.add_metric([name], view.stats.get(name, 0))
     events.add_metric(["internal_errors"], view.internal_errors)
     yield events
+    if view.journal is not None:
+        yield from journal_families(view.journal)
+
+
+def journal_families(stats: dict[str, int]) -> Iterable[Metric]:
+    """The journal's families (``[journal]`` on): its JournalStats counters."""
+    yield GaugeMetricFamily(
+        "mdgw_journal_failed",
+        "1 once the journal stopped on a write error (the books go on; it restarts with "
+        "the next book_builder start)",
+        value=stats["failed"],
+    )
+    for name, key, doc in _JOURNAL_COUNTERS:
+        yield CounterMetricFamily(name, doc, value=stats[key])
 
 
 class BuilderMetrics:
@@ -266,6 +295,7 @@ class BuilderMetrics:
             snapshots_served=builder.snapshots_served,
             snapshots_rejected=builder.snapshots_rejected,
             internal_errors=builder.internal_errors,
+            journal=None if builder.journal is None else builder.journal.stats.as_dict(),
         )
 
     def _complete(self, view: BuilderView) -> BuilderView:
