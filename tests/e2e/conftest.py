@@ -80,6 +80,9 @@ def make_checkout(base: Path) -> Checkout:
         MDGW_BYBIT__BACKOFF_INITIAL="0.2",
         MDGW_BYBIT__BACKOFF_MAX="2",
         MDGW_LOG__STATS_INTERVAL="1",
+        # No fixed metrics ports (config/demo.toml's 9120/9121): tests run side by side.
+        MDGW_METRICS__BOOK_BUILDER="0",
+        MDGW_METRICS__INGESTOR="0",
     )
     return Checkout(
         root,

@@ -72,6 +72,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="wait this long for a snapshot reply, then go on with live updates (default 2)",
     )
     parser.add_argument(
+        "--metrics-port",
+        metavar="PORT",
+        help="serve /metrics and /health on this port, over metrics.printer (default 0: off); "
+        "auto: any free port (its number goes to stderr)",
+    )
+    parser.add_argument(
         "--config",
         metavar="PATH",
         help="config file (default: $MDGW_CONFIG or config/gateway.toml)",
@@ -131,14 +137,31 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         snapshot_timeout=args.snapshot_timeout,
         curve=client_keys_or_exit(settings, (settings.zmq.pub, settings.zmq.snapshot)),
     )
+    printer = Printer(options, out=sys.stdout.buffer, warn=_warn)
+    metrics = None
+    if args.metrics_port is not None or settings.metrics.printer:
+        # Imported only when asked for: prometheus_client adds ~0.2 s to the printer's start,
+        # and its endpoint is off by default.
+        from mdgw.printer.metrics import PrinterMetrics  # noqa: PLC0415
+        from mdgw.runtime.metrics import bind_or_exit  # noqa: PLC0415
+
+        endpoint = bind_or_exit(settings, "printer", args.metrics_port)
+        if endpoint is not None:
+            metrics = PrinterMetrics(printer, endpoint, settings.metrics.unhealthy_after)
+            metrics.start()
+            _warn(f"metrics: {endpoint.url}/metrics and /health (port {endpoint.port})")
 
     async def serve(shutdown: Shutdown) -> None:
         try:
-            await Printer(options, out=sys.stdout.buffer, warn=_warn).run(shutdown)
+            await printer.run(shutdown)
         except BrokenPipeError:
             _silence_stdout()
 
-    run_service(serve, name="printer", shutdown_timeout=2.0)
+    try:
+        run_service(serve, name="printer", shutdown_timeout=2.0)
+    finally:
+        if metrics is not None:
+            metrics.close()
 
 
 if __name__ == "__main__":

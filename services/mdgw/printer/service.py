@@ -88,6 +88,11 @@ class Printer:
         self.dealer: zmq.asyncio.Socket | None = None
         self.lines: list[bytes] = []
         self._stopped: asyncio.Future[None] | None = None
+        # For /metrics (mdgw.printer.metrics): plain ints, read from the HTTP thread.
+        self.messages: dict[bytes, int] = {}  # channel (b"book", ...) -> messages printed
+        self.seq_holes = 0
+        self.seq_missed = 0
+        self.last_message_ns = 0
 
     async def run(self, shutdown: Shutdown) -> None:
         """Print until ``shutdown`` is requested (returns then) or ``out`` fails (raises)."""
@@ -289,6 +294,8 @@ class Printer:
                 else ""
             )
             if outcome is Delivery.GAP:
+                self.seq_holes += 1
+                self.seq_missed += gap.missed
                 self.warn(
                     f"seq hole on {_show(topic)}: expected {gap.expected}, got {gap.got} "
                     f"({gap.missed} missed){again}"
@@ -303,6 +310,9 @@ class Printer:
     # ----------------------------------------------------------------- output
 
     def _emit(self, topic: bytes, payload: dict[str, Any], now_ns: int, *, snapshot: bool) -> None:
+        channel = topic.split(b".", 1)[0]
+        self.messages[channel] = self.messages.get(channel, 0) + 1
+        self.last_message_ns = now_ns
         if self.options.json:
             self.lines.append(render_json(topic, payload) + b"\n")
         else:
