@@ -34,6 +34,10 @@ from mdgw.core.errors import ParseError, UnsupportedTopicError
 
 CATEGORIES: Final = ("spot", "linear", "inverse")
 DEPTHS: Final = (1, 50, 200, 1000)  # what Bybit offers on spot/linear/inverse since Sept 2025
+RPI_DEPTH: Final = 50  # orderbook.rpi.{symbol}: 50 levels a side, every 100 ms
+RPI_TOPIC_PREFIX: Final = "orderbook.rpi."
+SYSTEM_STATUS_TOPIC: Final = "system.status"  # on /v5/public/misc/status
+SYSTEM_STATUS_PATH: Final = "misc/status"  # appended to the public ws base URL
 
 # Bybit: spot accepts at most 10 args per subscribe request ("args size >10").
 # Derivatives have "no args limit for now"; we still keep requests small.
@@ -93,6 +97,28 @@ class BookFrame:
     asks: list[Level]
 
 
+RpiLevel = tuple[float, str, str, str, float]
+"""One RPI book level: (price key, price, non-RPI size, RPI size, the two sizes' sum).
+
+A sum of 0 (both sizes zero) deletes the level. The strings are exactly what Bybit sent."""
+
+
+@dataclass(slots=True)
+class RpiFrame:
+    """An ``orderbook.rpi.{symbol}`` frame (levels ``[price, non-RPI size, RPI size]``)."""
+
+    topic: str
+    symbol: str
+    depth: int  # RPI_DEPTH: Bybit's RPI book has 50 levels a side
+    snapshot: bool
+    u: int
+    seq: int
+    ts: int
+    cts: int
+    bids: list[RpiLevel]
+    asks: list[RpiLevel]
+
+
 @dataclass(slots=True, frozen=True)
 class Trade:
     """One public trade. ``side`` is the taker side, lower case."""
@@ -104,6 +130,34 @@ class Trade:
     ts: int  # fill time (ms)
     block: bool
     seq: int  # 0 if absent (frames before Aug 2025)
+    rpi: bool = False  # an RPI trade (Bybit's "RPI" flag; absent before mid 2025)
+    # Options only (Bybit's mP, iP, mIv, iv): mark price, index price, mark IV, IV.
+    option: tuple[str, str, str, str] | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class StatusNotice:
+    """One ``system.status`` record: a maintenance or incident notice."""
+
+    id: str
+    title: str
+    state: str  # Bybit's words: scheduled, ongoing, completed, canceled (others passed on)
+    begin: int  # ms; Bybit sends these as strings of digits
+    end: int  # ms: the expected end until the work completes, then the actual end
+    href: str
+    service_types: tuple[int, ...]
+    product: tuple[int, ...]
+    maintain_type: str
+    env: str
+
+
+@dataclass(slots=True)
+class StatusFrame:
+    """A ``system.status`` frame (``/v5/public/misc/status``)."""
+
+    topic: str
+    ts: int
+    notices: list[StatusNotice]
 
 
 @dataclass(slots=True)
@@ -125,6 +179,10 @@ def orderbook_topic(depth: int, symbol: str) -> str:
 
 def trade_topic(symbol: str) -> str:
     return f"publicTrade.{symbol}"
+
+
+def rpi_topic(symbol: str) -> str:
+    return f"{RPI_TOPIC_PREFIX}{symbol}"
 
 
 def topic_of(frame: bytes) -> str | None:
@@ -202,8 +260,11 @@ def failed_topics(ret_msg: str) -> tuple[str, ...]:
 # ------------------------------------------------------------------------ decode data
 
 
-def decode_frame(frame: bytes | str) -> BookFrame | TradeFrame:
-    """Decode an ``orderbook.*`` or ``publicTrade.*`` frame; ParseError otherwise."""
+def decode_frame(frame: bytes | str) -> BookFrame | TradeFrame | RpiFrame | StatusFrame:
+    """Decode an ``orderbook.*``, ``publicTrade.*`` or ``system.status`` frame.
+
+    ParseError otherwise (UnsupportedTopicError for a well-formed frame of another topic).
+    """
     if type(frame) is bytes and frame.startswith(_BOOK_PREFIX):
         fast = _decode_book_fast(frame)
         if fast is not None:
@@ -211,7 +272,7 @@ def decode_frame(frame: bytes | str) -> BookFrame | TradeFrame:
     return _decode_frame_checked(frame)
 
 
-def _decode_frame_checked(frame: bytes | str) -> BookFrame | TradeFrame:
+def _decode_frame_checked(frame: bytes | str) -> BookFrame | TradeFrame | RpiFrame | StatusFrame:
     # The reference decoder: every frame the fast path does not take, and the one that
     # names what is wrong with a bad frame.
     obj = _loads(frame, None)
@@ -219,9 +280,13 @@ def _decode_frame_checked(frame: bytes | str) -> BookFrame | TradeFrame:
     if not isinstance(topic, str) or not topic or len(topic) > MAX_TOPIC_LEN:
         raise ParseError("missing or invalid topic")
     if topic.startswith("orderbook."):
+        if topic.startswith(RPI_TOPIC_PREFIX):
+            return _decode_rpi(obj, topic)
         return _decode_book(obj, topic)
     if topic.startswith("publicTrade."):
         return _decode_trades(obj, topic)
+    if topic == SYSTEM_STATUS_TOPIC:
+        return _decode_status(obj, topic)
     raise UnsupportedTopicError("unsupported topic", topic)
 
 
@@ -421,6 +486,10 @@ def _decode_trades(obj: dict[str, Any], topic: str) -> TradeFrame:
         block = item.get("BT", False)
         if type(block) is not bool:
             raise ParseError("trade BT must be a boolean", topic)
+        rpi = item.get("RPI", False)
+        if type(rpi) is not bool:
+            raise ParseError("trade RPI must be a boolean", topic)
+        option = _option_fields(item, topic) if "mP" in item else None
         trades.append(
             Trade(
                 id=trade_id,
@@ -430,11 +499,122 @@ def _decode_trades(obj: dict[str, Any], topic: str) -> TradeFrame:
                 ts=_uint(item.get("T"), "T", topic),
                 block=block,
                 seq=_uint_or_zero(item.get("seq"), "seq", topic),
+                rpi=rpi,
+                option=option,
             )
         )
     return TradeFrame(
         topic=topic, symbol=symbol, ts=_uint(obj.get("ts"), "ts", topic), trades=trades
     )
+
+
+def _option_fields(item: dict[str, Any], topic: str) -> tuple[str, str, str, str]:
+    # Option trades carry mark price, index price, mark IV and IV as decimal strings.
+    values = []
+    for name in ("mP", "iP", "mIv", "iv"):
+        value = item.get(name)
+        if type(value) is not str or not value or not _is_signed_decimal(value):
+            raise ParseError(f"bad option trade field {name}: {str(value)[:40]!r}", topic)
+        values.append(value)
+    return values[0], values[1], values[2], values[3]
+
+
+def _is_signed_decimal(text: str) -> bool:
+    return _is_decimal(text[1:] if text.startswith("-") else text)
+
+
+def _decode_rpi(obj: dict[str, Any], topic: str) -> RpiFrame:
+    symbol = topic[len(RPI_TOPIC_PREFIX) :]
+    if not valid_symbol(symbol):
+        raise ParseError("malformed orderbook.rpi topic", topic)
+    kind = obj.get("type")
+    if kind not in ("snapshot", "delta"):
+        raise ParseError(f"unknown book frame type {str(kind)[:40]!r}", topic)
+    data = obj.get("data")
+    if type(data) is not dict:
+        raise ParseError("data is not an object", topic)
+    if data.get("s") != symbol:
+        raise ParseError(f"data.s {str(data.get('s'))[:40]!r} does not match the topic", topic)
+    return RpiFrame(
+        topic,
+        symbol,
+        RPI_DEPTH,
+        kind == "snapshot",
+        _uint(data.get("u"), "data.u", topic),
+        _uint_or_zero(data.get("seq"), "data.seq", topic),
+        _uint(obj.get("ts"), "ts", topic),
+        _uint_or_zero(obj.get("cts"), "cts", topic),
+        _rpi_levels(data.get("b"), "data.b", topic),
+        _rpi_levels(data.get("a"), "data.a", topic),
+    )
+
+
+def _rpi_levels(raw: object, field: str, topic: str) -> list[RpiLevel]:
+    if type(raw) is not list:
+        raise ParseError(f"{field} is not a list", topic)
+    out: list[RpiLevel] = []
+    for level in raw:
+        if type(level) is not list or len(level) != 3:
+            raise ParseError(f"{field}: bad level {str(level)[:60]}", topic)
+        price, non_rpi, rpi = level
+        # One size at a time through the two-size level check: same rules for each.
+        key, _, _, qty_n = _levels([[price, non_rpi]], field, topic)[0]
+        if type(rpi) is not str or not _is_decimal(rpi):
+            raise ParseError(f"{field}: bad level {str(level)[:60]}", topic)
+        out.append((key, price, non_rpi, rpi, qty_n + float(rpi)))
+    return out
+
+
+def _decode_status(obj: dict[str, Any], topic: str) -> StatusFrame:
+    data = obj.get("data")
+    if not isinstance(data, list):
+        raise ParseError("data is not a list", topic)
+    notices: list[StatusNotice] = []
+    for item in data:
+        if not isinstance(item, dict):
+            raise ParseError("notice is not an object", topic)
+        notice_id = item.get("id")
+        if type(notice_id) is not str or not notice_id or len(notice_id) > 128:
+            raise ParseError("notice id must be a non-empty string", topic)
+        notices.append(
+            StatusNotice(
+                id=notice_id,
+                title=_str_field(item, "title", topic),
+                state=_str_field(item, "state", topic),
+                begin=_ms_field(item, "begin", topic),
+                end=_ms_field(item, "end", topic),
+                href=_str_field(item, "href", topic),
+                service_types=_int_list(item, "serviceTypes", topic),
+                product=_int_list(item, "product", topic),
+                maintain_type=str(item.get("maintainType", ""))[:64],
+                env=str(item.get("env", ""))[:64],
+            )
+        )
+    return StatusFrame(topic=topic, ts=_uint(obj.get("ts"), "ts", topic), notices=notices)
+
+
+def _str_field(item: dict[str, Any], name: str, topic: str) -> str:
+    value = item.get(name, "")
+    if type(value) is not str or len(value) > 1024:
+        raise ParseError(f"notice {name} must be a string", topic)
+    return value
+
+
+def _ms_field(item: dict[str, Any], name: str, topic: str) -> int:
+    # Bybit documents begin/end as strings of milliseconds ("1751596902000"); take ints too.
+    value = item.get(name)
+    if type(value) is str and value.isascii() and value.isdigit() and len(value) <= 19:
+        return int(value)
+    if type(value) is int and value >= 0:
+        return value
+    raise ParseError(f"notice {name} must be milliseconds, got {str(value)[:40]!r}", topic)
+
+
+def _int_list(item: dict[str, Any], name: str, topic: str) -> tuple[int, ...]:
+    value = item.get(name, [])
+    if type(value) is not list or not all(type(v) is int for v in value) or len(value) > 64:
+        raise ParseError(f"notice {name} must be a list of integers", topic)
+    return tuple(value)
 
 
 # ----------------------------------------------------------------------- requests

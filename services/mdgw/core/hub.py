@@ -23,14 +23,27 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from mdgw.core import wire
+from mdgw.core.bbo_fusion import BboFusion
 from mdgw.core.book import OrderBook, Outcome
-from mdgw.core.bybit import BookFrame, TradeFrame, decode_frame, parse_book_topic
+from mdgw.core.bybit import (
+    RPI_DEPTH,
+    RPI_TOPIC_PREFIX,
+    BookFrame,
+    RpiFrame,
+    StatusFrame,
+    TradeFrame,
+    decode_frame,
+    parse_book_topic,
+    valid_symbol,
+)
 from mdgw.core.errors import ParseError, UnsupportedTopicError, WireError
+from mdgw.core.rpi_book import RpiBook
+from mdgw.core.system_status import NoticeBoard
 
 __all__ = ["Hub", "HubStats", "State"]
 
@@ -87,6 +100,10 @@ class HubStats:
     trades_dup: int = 0
     status_out: int = 0
     topics_refused: int = 0  # frames of new topics past MAX_TOPICS
+    trades_stale: int = 0  # trades with a Bybit seq older than the symbol's newest (replays)
+    bbo_older: int = 0  # fused tops refused: their Bybit seq was not newer
+    notices_out: int = 0  # system.status notices published
+    notices_dup: int = 0  # system.status notices seen before, unchanged
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -97,9 +114,9 @@ class _Book:
     category: str
     symbol: str
     bybit_topic: str
-    book: OrderBook
+    book: OrderBook | RpiBook
     publish_depth: int
-    book_topic: bytes
+    book_topic: bytes  # where this book publishes: book.* (or rpi.* for an RPI book)
     bbo_topic: bytes
     status_topic: bytes
     book_template: str  # wire.book_template of this topic
@@ -119,6 +136,9 @@ class _Book:
     last_book: bytes | None = None  # last published payloads, for the snapshot service
     last_bbo: bytes | None = None
     last_best: tuple[str | None, str | None] | None = None  # OrderBook.best_json()
+    # "book", "rpi", or "bbo" for a depth-1 book that only feeds its symbol's fused bbo.
+    feed: str = "book"
+    fusion: BboFusion | None = None  # set when depth 1 and a deeper depth share the bbo
 
 
 @dataclass(slots=True)
@@ -127,6 +147,7 @@ class _Trades:
     seq: list[int]  # see _Book.book_seq
     seen: set[str] = field(default_factory=set)
     order: deque[str] = field(default_factory=deque)
+    last_seq: int = 0  # newest Bybit seq published (0: none, or frames without seq)
 
 
 class Hub:
@@ -141,6 +162,7 @@ class Hub:
         ingestor_timeout: float,
         stale_after: float,
         clock_ns: Callable[[], int],
+        fused: Iterable[tuple[str, str]] = (),
     ) -> None:
         self.publish_depth = publish_depth
         self.resync_timeout = resync_timeout
@@ -159,6 +181,12 @@ class Hub:
         self._conns: dict[tuple[str, int], int] = {}  # -> last DATA seq seen
         self._ingestors: dict[str, float] = {}  # -> last time anything arrived
         self._peer_lost_at: float | None = None  # a raw-socket peer disconnected then
+        # (category, symbol) whose bbo fuses depth 1 with a deeper depth (from the config;
+        # a symbol seen on both without being configured so is fused when it happens).
+        self._fusions: dict[tuple[str, str], BboFusion] = {key: BboFusion() for key in fused}
+        self._symbol_books: dict[tuple[str, str], list[_Book]] = {}
+        self.notices = NoticeBoard()
+        self._status_seq = self._counter(wire.EXCHANGE_STATUS_TOPIC)
 
     # ------------------------------------------------------------------ input
 
@@ -195,9 +223,13 @@ class Hub:
                 return
             if type(decoded) is BookFrame:
                 self._on_book(category, key, recv_ns, decoded, now)
-            else:
-                assert isinstance(decoded, TradeFrame)
+            elif type(decoded) is TradeFrame:
                 self._on_trades(category, recv_ns, decoded)
+            elif type(decoded) is RpiFrame:
+                self._on_book(category, key, recv_ns, decoded, now)
+            else:
+                assert isinstance(decoded, StatusFrame)
+                self._on_system_status(recv_ns, decoded)
         elif kind == _CONN_UP:
             stats.conn_up += 1
             self._conns[key] = 0
@@ -275,12 +307,19 @@ class Hub:
     def snapshot(self, prefix: bytes) -> list[tuple[bytes, bytes]]:
         """Current ``book`` and ``bbo`` messages of every live book matching ``prefix``."""
         items: list[tuple[bytes, bytes]] = []
+        fused: set[int] = set()
         for book in self._books.values():
             if book.state is not State.LIVE:
                 continue
             if book.last_book is not None and book.book_topic.startswith(prefix):
                 items.append((book.book_topic, book.last_book))
-            if book.last_bbo is not None and book.bbo_topic.startswith(prefix):
+            fusion = book.fusion
+            if fusion is not None:
+                if id(fusion) not in fused and fusion.last_bbo is not None:
+                    fused.add(id(fusion))
+                    if book.bbo_topic.startswith(prefix):
+                        items.append((book.bbo_topic, fusion.last_bbo))
+            elif book.last_bbo is not None and book.bbo_topic.startswith(prefix):
                 items.append((book.bbo_topic, book.last_bbo))
         return items
 
@@ -294,7 +333,12 @@ class Hub:
     # --------------------------------------------------------------- frames
 
     def _on_book(
-        self, category: str, source: tuple[str, int], recv_ns: int, frame: BookFrame, now: float
+        self,
+        category: str,
+        source: tuple[str, int],
+        recv_ns: int,
+        frame: BookFrame | RpiFrame,
+        now: float,
     ) -> None:
         book = self._books.get((category, frame.topic))
         if book is None:
@@ -305,7 +349,8 @@ class Hub:
         book.ingestor = source[0]
         book.last_frame_at = now
         if frame.snapshot or book.source == source:
-            outcome = book.book.apply(frame)
+            # An RpiFrame only ever reaches an RpiBook: the topic names the kind.
+            outcome = book.book.apply(frame)  # type: ignore[arg-type]
         else:
             # A delta from a connection that did not deliver this book's snapshot:
             # it cannot continue our sequence (Bybit's u is per connection stream).
@@ -349,10 +394,20 @@ class Hub:
         order = trades.order
         counter = trades.seq
         seq = counter[0]
+        last_seq = trades.last_seq
         for trade in frame.trades:
+            # Bybit splits a batch of more than 1,024 trades over several messages with the
+            # same seq, so an equal seq is no duplicate; the id decides. A smaller seq is a
+            # replay (seq is the engine's, monotonic), even when its id has left `seen`.
+            bybit_seq = trade.seq
+            if bybit_seq and bybit_seq < last_seq:
+                self.stats.trades_stale += 1
+                continue
             if trade.id in seen:
                 self.stats.trades_dup += 1
                 continue
+            if bybit_seq:
+                last_seq = bybit_seq
             seen.add(trade.id)
             order.append(trade.id)
             if len(order) > _TRADE_IDS_KEPT:
@@ -373,11 +428,50 @@ class Hub:
                         side=trade.side,
                         ts=trade.ts,
                         block=trade.block,
+                        bybit_seq=bybit_seq,
+                        rpi=trade.rpi,
+                        option=trade.option,
                     ),
                 )
             )
             self.stats.trades_out += 1
         counter[0] = seq
+        trades.last_seq = last_seq
+
+    def _on_system_status(self, recv_ns: int, frame: StatusFrame) -> None:
+        """Bybit's maintenance and incident notices: each version published once."""
+        changed = self.notices.update(frame.notices)
+        self.stats.notices_dup += len(frame.notices) - len(changed)
+        counter = self._status_seq
+        for notice in changed:
+            counter[0] += 1
+            self.outbox.append(
+                (
+                    wire.EXCHANGE_STATUS_TOPIC,
+                    wire.encode_exchange_status(
+                        seq=counter[0],
+                        pub_ns=self._clock_ns(),
+                        recv_ns=recv_ns,
+                        notice_id=notice.id,
+                        title=notice.title,
+                        state=notice.state,
+                        begin=notice.begin,
+                        end=notice.end,
+                        href=notice.href,
+                        service_types=notice.service_types,
+                        product=notice.product,
+                        maintain_type=notice.maintain_type,
+                        env=notice.env,
+                    ),
+                )
+            )
+            self.stats.notices_out += 1
+            self.events.append(
+                (
+                    "system_status",
+                    {"id": notice.id, "state": notice.state, "title": notice.title[:80]},
+                )
+            )
 
     def _on_malformed(
         self, category: str, source: tuple[str, int], exc: ParseError, size: int, now: float
@@ -401,7 +495,11 @@ class Hub:
             return
         book = self._books.get((category, topic))
         if book is None:
-            parsed = parse_book_topic(topic)
+            if topic.startswith(RPI_TOPIC_PREFIX):
+                symbol = topic[len(RPI_TOPIC_PREFIX) :]
+                parsed = (symbol, RPI_DEPTH) if valid_symbol(symbol) else None
+            else:
+                parsed = parse_book_topic(topic)
             if parsed is None or len(self._books) >= MAX_TOPICS:
                 return
             book = self._new_book(category, topic, parsed[0], parsed[1])
@@ -427,25 +525,45 @@ class Hub:
     # ---------------------------------------------------------------- output
 
     def _new_book(self, category: str, topic: str, symbol: str, depth: int) -> _Book:
-        book_topic = wire.topic("book", category, symbol)
+        rpi = topic.startswith(RPI_TOPIC_PREFIX)
+        book_topic = wire.topic("rpi" if rpi else "book", category, symbol)
         bbo_topic = wire.topic("bbo", category, symbol)
         status_topic = wire.topic("status", category, symbol)
         book = _Book(
             category=category,
             symbol=symbol,
             bybit_topic=topic,
-            book=OrderBook(depth),
+            book=RpiBook(depth) if rpi else OrderBook(depth),
             publish_depth=min(self.publish_depth, depth),
             book_topic=book_topic,
             bbo_topic=bbo_topic,
             status_topic=status_topic,
-            book_template=wire.book_template(category, symbol),
+            book_template=wire.book_template(category, symbol, "rpi" if rpi else "book"),
             book_seq=self._counter(book_topic),
             bbo_seq=self._counter(bbo_topic),
             status_seq=self._counter(status_topic),
+            feed="rpi" if rpi else "book",
         )
         self._books[(category, topic)] = book
+        if not rpi:
+            self._join_symbol(book)
         return book
+
+    def _join_symbol(self, book: _Book) -> None:
+        """Fuse depth 1 into the bbo when the symbol also has a deeper book (docs/wire-format)."""
+        key = (book.category, book.symbol)
+        siblings = self._symbol_books.setdefault(key, [])
+        siblings.append(book)
+        fusion = self._fusions.get(key)
+        if fusion is None:
+            depths = {b.book.max_depth for b in siblings}
+            if 1 not in depths or len(depths) < 2:
+                return
+            fusion = self._fusions[key] = BboFusion()
+        for sibling in siblings:
+            sibling.fusion = fusion
+            if sibling.book.max_depth == 1:
+                sibling.feed = "bbo"  # book messages stay the deep book's alone
 
     def _counter(self, topic: bytes) -> list[int]:
         """The seq counter of a gateway topic (one per topic, shared by all its books)."""
@@ -454,44 +572,58 @@ class Hub:
             counter = self._seq[topic] = [0]
         return counter
 
-    def _publish_book(self, book: _Book, frame: BookFrame, recv_ns: int) -> None:
+    def _publish_book(self, book: _Book, frame: BookFrame | RpiFrame, recv_ns: int) -> None:
         ob = book.book
-        depth = book.publish_depth
         pub_ns = self._clock_ns()
-        counter = book.book_seq
-        seq = counter[0] = counter[0] + 1
-        bids, asks = ob.top_json(depth)
-        payload = (
-            book.book_template
-            % (seq, pub_ns, recv_ns, frame.u, frame.ts, frame.cts or "null", depth, bids, asks)
-        ).encode()
-        self.outbox.append((book.book_topic, payload))
-        book.last_book = payload
-        self.stats.books_out += 1
-        if len(self.latencies) < _LATENCY_SAMPLES_MAX:
-            self.latencies.append(pub_ns - recv_ns)
-        best = ob.best_json()
-        if best != book.last_best:
-            book.last_best = best
-            bid, ask = ob.best_bid(), ob.best_ask()
-            counter = book.bbo_seq
+        if book.feed != "bbo":
+            depth = book.publish_depth
+            counter = book.book_seq
             seq = counter[0] = counter[0] + 1
-            bbo = wire.encode_bbo(
-                book.category,
-                book.symbol,
-                seq=seq,
-                pub_ns=pub_ns,
-                recv_ns=recv_ns,
-                u=frame.u,
-                ts=frame.ts,
-                bid=bid[0] if bid else None,
-                bid_size=bid[1] if bid else None,
-                ask=ask[0] if ask else None,
-                ask_size=ask[1] if ask else None,
-            )
-            self.outbox.append((book.bbo_topic, bbo))
+            bids, asks = ob.top_json(depth)
+            payload = (
+                book.book_template
+                % (seq, pub_ns, recv_ns, frame.u, frame.ts, frame.cts or "null", depth, bids, asks)
+            ).encode()
+            self.outbox.append((book.book_topic, payload))
+            book.last_book = payload
+            self.stats.books_out += 1
+            if len(self.latencies) < _LATENCY_SAMPLES_MAX:
+                self.latencies.append(pub_ns - recv_ns)
+            if book.feed == "rpi":
+                return  # the bbo is the ordinary book's: RPI size is not on it
+        best = ob.best_json()
+        fusion = book.fusion
+        if fusion is not None:
+            if not fusion.offer(frame.seq, best):
+                return
+        elif best == book.last_best:
+            return
+        book.last_best = best
+        assert isinstance(ob, OrderBook)
+        bid, ask = ob.best_bid(), ob.best_ask()
+        counter = book.bbo_seq
+        seq = counter[0] = counter[0] + 1
+        bbo = wire.encode_bbo(
+            book.category,
+            book.symbol,
+            seq=seq,
+            pub_ns=pub_ns,
+            recv_ns=recv_ns,
+            u=frame.u,
+            ts=frame.ts,
+            bid=bid[0] if bid else None,
+            bid_size=bid[1] if bid else None,
+            ask=ask[0] if ask else None,
+            ask_size=ask[1] if ask else None,
+            bybit_seq=frame.seq,
+            depth=frame.depth,
+        )
+        self.outbox.append((book.bbo_topic, bbo))
+        if fusion is not None:
+            fusion.last_bbo = bbo
+        else:
             book.last_bbo = bbo
-            self.stats.bbo_out += 1
+        self.stats.bbo_out += 1
 
     def _status(self, book: _Book, state: str, reason: str, recv_ns: int | None) -> None:
         counter = book.status_seq
@@ -504,6 +636,7 @@ class Hub:
             state=state,
             reason=reason,
             recv_ns=recv_ns,
+            feed=book.feed,
         )
         self.outbox.append((book.status_topic, payload))
         self.stats.status_out += 1
@@ -533,6 +666,13 @@ class Hub:
         book.source = None
         book.last_book = book.last_bbo = None
         book.last_best = None
+        fusion = book.fusion
+        if fusion is not None:
+            self.stats.bbo_older += fusion.older
+            fusion.older = 0
+            siblings = self._symbol_books.get((book.category, book.symbol), ())
+            if not any(b.state is State.LIVE and b is not book for b in siblings):
+                fusion.reset()
         if book.state is not State.RESYNCING:
             book.state = State.RESYNCING
             book.reason = reason

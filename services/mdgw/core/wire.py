@@ -44,9 +44,11 @@ __all__ = [
     "ENVELOPE_VERSION",
     "ERROR",
     "EXCHANGE",
+    "EXCHANGE_STATUS_TOPIC",
     "HEADER_SIZE",
     "MAX_PREFIX_LEN",
     "MAX_RESYNC_TOPIC_LEN",
+    "NOTICE_FIELDS",
     "RESYNC",
     "STATES",
     "Envelope",
@@ -64,6 +66,7 @@ __all__ = [
     "decode_snapshot_request",
     "encode_bbo",
     "encode_book",
+    "encode_exchange_status",
     "encode_raw",
     "encode_resync",
     "encode_snapshot_error",
@@ -245,7 +248,10 @@ def decode_envelope(msg: bytes) -> Envelope:
 # ---------------------------------------------------------------------------------------------
 
 EXCHANGE = "bybit"
-CHANNELS: tuple[str, ...] = ("book", "bbo", "trade", "status")
+CHANNELS: tuple[str, ...] = ("book", "bbo", "trade", "status", "rpi")
+EXCHANGE_STATUS_TOPIC = b"status.bybit."
+"""Exchange-wide ``status``: Bybit's ``system.status`` notices (no category, no symbol)."""
+NOTICE_FIELDS = frozenset({"id", "title", "state", "begin", "end"})
 STATES: tuple[str, ...] = ("live", "resyncing", "stale")
 _SIDES = ("buy", "sell")
 
@@ -262,6 +268,7 @@ CHANNEL_FIELDS: dict[str, frozenset[str]] = {
     "bbo": COMMON_FIELDS | {"recv_ns", "u", "ts", "bid", "bid_size", "ask", "ask_size"},
     "trade": COMMON_FIELDS | {"recv_ns", "id", "price", "size", "side", "ts", "block"},
     "status": COMMON_FIELDS | {"state", "reason"},
+    "rpi": COMMON_FIELDS | {"recv_ns"} | BOOK_FIELDS,
 }
 """Fields every payload of a channel carries (a status may add ``recv_ns``)."""
 
@@ -300,6 +307,8 @@ def subscription(spec: str) -> bytes:
     if spec == "":
         return b""
     body = spec[:-1] if spec.endswith(".") else spec
+    if body == "status.bybit":
+        return EXCHANGE_STATUS_TOPIC
     parts = body.split(".")
     if len(parts) > 3:
         raise WireError(f"bad topic spec {spec!r}: at most channel.category.SYMBOL")
@@ -320,6 +329,8 @@ def parse_topic(raw: bytes) -> tuple[str, str, str]:
         raise WireError(f"topic {raw!r} is not ASCII bytes") from None
     if not text.endswith("."):
         raise WireError(f"topic {raw!r} lacks the '.' terminator")
+    if raw == EXCHANGE_STATUS_TOPIC:
+        return "status", EXCHANGE, ""
     parts = text[:-1].split(".")
     if len(parts) != 3:
         raise WireError(f"topic {raw!r} is not channel.category.SYMBOL.")
@@ -384,7 +395,7 @@ def encode_book(
     )
 
 
-def book_template(category: str, symbol: str) -> str:
+def book_template(category: str, symbol: str, channel: str = "book") -> str:
     """The ``book`` payload of one topic as a ``%`` template: the builder's hot path.
 
     ``(template % (seq, pub_ns, recv_ns, u, ts, cts, depth, bids, asks)).encode()`` is the
@@ -394,9 +405,9 @@ def book_template(category: str, symbol: str) -> str:
     dict and orjson: 1.6 instead of 2.5 µs for a top-25 book. ``category`` and ``symbol``
     are validated here, once per topic; they cannot hold ``%``, ``"`` or ``\\``.
     """
-    topic(CHANNELS[0], category, symbol)  # validates both (WireError), cached
+    topic(channel, category, symbol)  # validates all three (WireError), cached
     return (
-        f'{{"channel":"book","exchange":"{EXCHANGE}","category":"{category}",'
+        f'{{"channel":"{channel}","exchange":"{EXCHANGE}","category":"{category}",'
         f'"symbol":"{symbol}","seq":%d,"pub_ns":%d,"recv_ns":%d,"u":%d,"ts":%d,'
         '"cts":%s,"depth":%d,"bids":[%s],"asks":[%s]}'
     )
@@ -415,25 +426,35 @@ def encode_bbo(
     bid_size: str | None,
     ask: str | None,
     ask_size: str | None,
+    bybit_seq: int | None = None,
+    depth: int | None = None,
 ) -> bytes:
-    """A ``bbo`` payload (best bid and offer); a side is null while that side is empty."""
-    return _dumps(
-        {
-            "channel": "bbo",
-            "exchange": EXCHANGE,
-            "category": category,
-            "symbol": symbol,
-            "seq": seq,
-            "pub_ns": pub_ns,
-            "recv_ns": recv_ns,
-            "u": u,
-            "ts": ts,
-            "bid": bid,
-            "bid_size": bid_size,
-            "ask": ask,
-            "ask_size": ask_size,
-        }
-    )
+    """A ``bbo`` payload (best bid and offer); a side is null while that side is empty.
+
+    ``bybit_seq`` (Bybit's cross sequence of the frame) and ``depth`` (the Bybit depth topic
+    it came from) are added when given: with a symbol's depth 1 fused into its bbo they say
+    which stream the top of book came from.
+    """
+    payload: dict[str, Any] = {
+        "channel": "bbo",
+        "exchange": EXCHANGE,
+        "category": category,
+        "symbol": symbol,
+        "seq": seq,
+        "pub_ns": pub_ns,
+        "recv_ns": recv_ns,
+        "u": u,
+        "ts": ts,
+        "bid": bid,
+        "bid_size": bid_size,
+        "ask": ask,
+        "ask_size": ask_size,
+    }
+    if bybit_seq is not None:
+        payload["bybit_seq"] = bybit_seq
+    if depth is not None:
+        payload["depth"] = depth
+    return _dumps(payload)
 
 
 def encode_trade(
@@ -449,27 +470,39 @@ def encode_trade(
     side: str,
     ts: int,
     block: bool,
+    bybit_seq: int | None = None,
+    rpi: bool | None = None,
+    option: tuple[str, str, str, str] | None = None,
 ) -> bytes:
-    """A ``trade`` payload; ``side`` is the taker side, ``"buy"`` or ``"sell"``."""
+    """A ``trade`` payload; ``side`` is the taker side, ``"buy"`` or ``"sell"``.
+
+    ``bybit_seq`` (Bybit's cross sequence) and ``rpi`` (an RPI trade) are added when given;
+    ``option`` adds an option trade's ``mark_price``, ``index_price``, ``mark_iv``, ``iv``.
+    """
     if side not in _SIDES:
         raise WireError(f"trade side must be 'buy' or 'sell', got {side!r}")
-    return _dumps(
-        {
-            "channel": "trade",
-            "exchange": EXCHANGE,
-            "category": category,
-            "symbol": symbol,
-            "seq": seq,
-            "pub_ns": pub_ns,
-            "recv_ns": recv_ns,
-            "id": trade_id,
-            "price": price,
-            "size": size,
-            "side": side,
-            "ts": ts,
-            "block": block,
-        }
-    )
+    payload: dict[str, Any] = {
+        "channel": "trade",
+        "exchange": EXCHANGE,
+        "category": category,
+        "symbol": symbol,
+        "seq": seq,
+        "pub_ns": pub_ns,
+        "recv_ns": recv_ns,
+        "id": trade_id,
+        "price": price,
+        "size": size,
+        "side": side,
+        "ts": ts,
+        "block": block,
+    }
+    if bybit_seq is not None:
+        payload["bybit_seq"] = bybit_seq
+    if rpi is not None:
+        payload["rpi"] = rpi
+    if option is not None:
+        payload["mark_price"], payload["index_price"], payload["mark_iv"], payload["iv"] = option
+    return _dumps(payload)
 
 
 def encode_status(
@@ -481,8 +514,13 @@ def encode_status(
     state: str,
     reason: str,
     recv_ns: int | None = None,
+    feed: str | None = None,
 ) -> bytes:
-    """A ``status`` payload; ``recv_ns`` only when a Bybit frame caused the change."""
+    """A ``status`` payload; ``recv_ns`` only when a Bybit frame caused the change.
+
+    ``feed`` names the published channel whose state this is, when given: ``book``,
+    ``rpi``, or ``bbo`` (a depth-1 book that only feeds a fused ``bbo``).
+    """
     if state not in STATES:
         raise WireError(f"unknown state {state!r}; expected one of {STATES}")
     payload: dict[str, Any] = {
@@ -497,7 +535,51 @@ def encode_status(
         payload["recv_ns"] = recv_ns
     payload["state"] = state
     payload["reason"] = reason
+    if feed is not None:
+        payload["feed"] = feed
     return _dumps(payload)
+
+
+def encode_exchange_status(
+    *,
+    seq: int,
+    pub_ns: int,
+    recv_ns: int,
+    notice_id: str,
+    title: str,
+    state: str,
+    begin: int,
+    end: int,
+    href: str,
+    service_types: Sequence[int],
+    product: Sequence[int],
+    maintain_type: str,
+    env: str,
+) -> bytes:
+    """A ``status`` payload on :data:`EXCHANGE_STATUS_TOPIC`: one Bybit ``system.status``
+    notice (maintenance or incident), exchange-wide: ``scope`` is ``"exchange"`` and there
+    is no category or symbol. ``state`` is Bybit's (``scheduled``, ``ongoing``,
+    ``completed``, ``canceled``); ``begin``/``end`` are ms."""
+    return _dumps(
+        {
+            "channel": "status",
+            "exchange": EXCHANGE,
+            "scope": "exchange",
+            "seq": seq,
+            "pub_ns": pub_ns,
+            "recv_ns": recv_ns,
+            "id": notice_id,
+            "title": title,
+            "state": state,
+            "begin": begin,
+            "end": end,
+            "href": href,
+            "service_types": list(service_types),
+            "product": list(product),
+            "maintain_type": maintain_type,
+            "env": env,
+        }
+    )
 
 
 def _loads_object(data: bytes, what: str) -> dict[str, Any]:
@@ -517,6 +599,11 @@ def decode_payload(data: bytes) -> dict[str, Any]:
     """
     payload = _loads_object(data, "payload")
     channel = payload.get("channel")
+    if channel == "status" and payload.get("scope") == "exchange":
+        notice = NOTICE_FIELDS | {"channel", "exchange", "seq", "pub_ns"}
+        if not notice.issubset(payload):
+            raise WireError(f"status payload lacks {sorted(notice - payload.keys())}")
+        return payload
     required = CHANNEL_FIELDS.get(channel) if isinstance(channel, str) else None
     if required is None:
         raise WireError(f"payload has unknown channel {channel!r}")
