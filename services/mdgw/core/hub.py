@@ -25,7 +25,9 @@ import enum
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, cast
+
+import orjson
 
 from mdgw.core import wire
 from mdgw.core.bbo_fusion import BboFusion
@@ -560,6 +562,12 @@ class Hub:
             if 1 not in depths or len(depths) < 2:
                 return
             fusion = self._fusions[key] = BboFusion()
+            # Carry on from the bbo the deeper book published alone (rare: once per symbol).
+            for sibling in siblings:
+                if sibling.last_bbo is not None:
+                    fusion.seq = orjson.loads(sibling.last_bbo)["bybit_seq"]
+                    fusion.best = sibling.last_best
+                    fusion.last_bbo, sibling.last_bbo = sibling.last_bbo, None
         for sibling in siblings:
             sibling.fusion = fusion
             if sibling.book.max_depth == 1:
@@ -599,8 +607,7 @@ class Hub:
         elif best == book.last_best:
             return
         book.last_best = best
-        assert isinstance(ob, OrderBook)
-        bid, ask = ob.best_bid(), ob.best_ask()
+        bid, ask = cast(OrderBook, ob).best_bid(), cast(OrderBook, ob).best_ask()
         counter = book.bbo_seq
         seq = counter[0] = counter[0] + 1
         bbo = wire.encode_bbo(
