@@ -34,6 +34,15 @@ _TICK_S = 0.1
 _SNAPSHOT_MAX_REQUEST = 4096  # bytes; larger requests make libzmq drop the peer
 
 
+def fused_symbols(settings: Settings) -> set[tuple[str, str]]:
+    """(category, symbol) configured at depth 1 and at a deeper depth: their bbo is fused."""
+    depths: dict[tuple[str, str], set[int]] = {}
+    for stream in settings.bybit.streams:
+        for symbol in stream.symbols:
+            depths.setdefault((stream.category, symbol), set()).add(stream.depth)
+    return {key for key, seen in depths.items() if 1 in seen and len(seen) > 1}
+
+
 class BookBuilder:
     def __init__(self, settings: Settings, shutdown: Shutdown) -> None:
         self.settings = settings
@@ -48,6 +57,7 @@ class BookBuilder:
             ingestor_timeout=books.ingestor_timeout,
             stale_after=books.stale_after,
             clock_ns=time.time_ns,
+            fused=fused_symbols(settings),
         )
         self.snapshots_served = 0
         self.snapshots_rejected = 0

@@ -28,7 +28,14 @@ import zmq
 import zmq.asyncio
 
 from mdgw.core.backoff import Backoff, ConnectionRateLimiter
-from mdgw.core.bybit import orderbook_topic, plan_connections, trade_topic
+from mdgw.core.bybit import (
+    SYSTEM_STATUS_PATH,
+    SYSTEM_STATUS_TOPIC,
+    orderbook_topic,
+    plan_connections,
+    rpi_topic,
+    trade_topic,
+)
 from mdgw.core.errors import WireError
 from mdgw.core.wire import CATEGORIES, RESYNC, RawEncoder, decode_resync
 from mdgw.ingestor.connection import (
@@ -84,6 +91,8 @@ def stream_topics(stream: StreamConfig, symbols: Sequence[str] = ()) -> list[str
         if symbols and symbol not in symbols:
             continue
         topics.append(orderbook_topic(stream.depth, symbol))
+        if stream.rpi:
+            topics.append(rpi_topic(symbol))
         if stream.trades:
             topics.append(trade_topic(symbol))
     return topics
@@ -108,10 +117,31 @@ def plan(streams: Sequence[StreamConfig], selection: Selection) -> dict[str, lis
     by_category: dict[str, list[str]] = {}
     for stream in chosen:
         by_category.setdefault(stream.category, []).extend(stream_topics(stream, selection.symbols))
-    groups = {cat: plan_connections(topics) for cat, topics in by_category.items() if topics}
+    # A symbol at depth 1 and at a deeper depth is in two streams: its trades and RPI book
+    # are subscribed once (Bybit rejects a request naming a topic twice).
+    groups = {
+        cat: plan_connections(list(dict.fromkeys(topics)))
+        for cat, topics in by_category.items()
+        if topics
+    }
     if not groups:
         raise SelectionError("the selection leaves no topic to subscribe")
     return groups
+
+
+def owns_system_status(streams: Sequence[StreamConfig], selection: Selection) -> bool:
+    """Whether this ingestor opens the gateway's one ``system.status`` connection.
+
+    Notices are exchange-wide, so one connection serves the whole gateway: the ingestor
+    that serves the first symbol of the first configured stream opens it (with sharded
+    ingestors, exactly one of them does).
+    """
+    if not streams:
+        return False
+    first = streams[0]
+    return (not selection.categories or first.category in selection.categories) and (
+        not selection.symbols or first.symbols[0] in selection.symbols
+    )
 
 
 @dataclass(slots=True)
@@ -136,6 +166,9 @@ class Ingestor:
         self.settings = settings
         self.id = ingestor_id or settings.ingestor.id
         self.groups = plan(settings.bybit.streams, selection)
+        self.system_status = settings.bybit.system_status and owns_system_status(
+            settings.bybit.streams, selection
+        )
         self._rng = rng or random.Random(int.from_bytes(os.urandom(16), "big"))
         bybit = settings.bybit
         timing = ConnectionTiming(
@@ -298,6 +331,26 @@ class Ingestor:
                 self.connections.append(conn)
                 for topic in topics:
                     self._owners[(category, topic)] = conn
+        if self.system_status:
+            # Its frames go out under the first category's envelope: the builder routes
+            # them by topic (system.status is exchange-wide).
+            category = next(iter(self.groups))
+            self.connections.append(
+                Connection(
+                    name="system-status",
+                    url=f"{bybit.ws_url}/{SYSTEM_STATUS_PATH}",
+                    subscriptions=Subscriptions(category, [SYSTEM_STATUS_TOPIC]),
+                    encoder=self._encoders[category],
+                    push=push,
+                    conn_ids=conn_ids,
+                    limiter=limiter,
+                    backoff=Backoff(bybit.backoff_initial, bybit.backoff_max, rng=self._rng.random),
+                    timing=self.timing,
+                    max_frame_bytes=self.settings.ingestor.max_frame_bytes,
+                    log=self._log,
+                    ratelog=self._ratelog,
+                )
+            )
 
     async def _heartbeat(self, push: zmq.Socket[Any]) -> None:
         """One HEARTBEAT per category per second: the builder's proof that we are alive."""

@@ -212,6 +212,8 @@ class StreamConfig(BaseModel):
     symbols: list[Symbol]
     depth: Depth
     trades: bool = True
+    # Also subscribe orderbook.rpi.{SYMBOL} (50 levels with RPI sizes), published as `rpi`.
+    rpi: bool = False
 
     @field_validator("symbols")
     @classmethod
@@ -242,6 +244,8 @@ class BybitConfig(BaseModel):
     # Bybit allows 500 new connections per 5 minutes per IP; stay under it.
     max_new_connections_per_5min: Annotated[int, Field(ge=1, le=500)] = 450
     streams: list[StreamConfig] = Field(default_factory=_default_streams)
+    # Subscribe system.status on {ws_url}/misc/status: one connection for the gateway.
+    system_status: bool = True
 
     @field_validator("ws_url")
     @classmethod
@@ -278,15 +282,18 @@ class BybitConfig(BaseModel):
     @field_validator("streams")
     @classmethod
     def _symbol_once_per_category(cls, streams: list[StreamConfig]) -> list[StreamConfig]:
-        seen: dict[tuple[str, str], int] = {}
+        # A symbol may appear twice in a category only as depth 1 plus one deeper depth:
+        # depth 1 then feeds the symbol's bbo only (fused by Bybit's seq, docs/wire-format).
+        seen: dict[tuple[str, str, bool], int] = {}
         for index, stream in enumerate(streams):
             for symbol in stream.symbols:
-                first = seen.setdefault((stream.category, symbol), index)
+                first = seen.setdefault((stream.category, symbol, stream.depth == 1), index)
                 if first != index or stream.symbols.count(symbol) > 1:
                     where = f"streams {first} and {index}" if first != index else f"stream {index}"
                     raise ValueError(
                         f"symbol {symbol} appears more than once in category {stream.category} "
-                        f"({where}); list each symbol once per category"
+                        f"({where}); list each symbol once per category (or twice: at depth 1 "
+                        "and at one deeper depth)"
                     )
         return streams
 

@@ -50,6 +50,7 @@ from typing import Any, Final, Literal
 import orjson
 
 from mdgw.simulator.instruments import CATEGORIES, Category, Instrument, instrument_for
+from mdgw.simulator.rpi import RpiTopic, is_rpi_topic
 
 __all__ = [
     "DEPTHS",
@@ -93,6 +94,7 @@ class MarketParams:
     trade_rate: float = 2.0  # trade batches per second per symbol
     resend_interval: float = 3.0  # orderbook.1: re-send the same u after this many seconds
     truth_history: int = 2000  # market steps per symbol kept for truth()
+    trades_per_message: int = 1024  # a longer trade batch is split, same seq (Bybit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,9 +257,13 @@ class _SymbolMarket:
         ids = random.Random(name + "/ids")
         self.seq = ids.randrange(10**9, 10**11)
         self.spot_trade_id = 2_200_000_000_000_000_000 + ids.randrange(10**17)
+        # Which prints were RPI trades: a source of its own, the book's stays as it was.
+        self.rpi_trades = random.Random(name + "/rpi-trades")
+        self.trades_per_message = params.trades_per_message
         self.last_trade_price = 0
         self.last_tick_up = True
         self.topics: dict[int, _BookTopic] = {}
+        self.rpi: RpiTopic | None = None  # orderbook.rpi.{symbol}, once tracked
         self.trades_listening = False
         # Undo log, one entry per step since a book topic was first tracked (so the newest
         # is step_no): [bid pair count, bid key, previous size, ..., ask key, previous size, ...].
@@ -379,7 +385,11 @@ class _SymbolMarket:
             self._set(side, key, avail - take)
             want -= take
         if self.trades_listening and prints:
-            frames.append(self._trade_frame(buy, prints, fill_ms))
+            # Bybit: a batch of more than 1,024 trades comes as several messages that share
+            # the batch's seq.
+            size = self.trades_per_message
+            for start in range(0, len(prints), size):
+                frames.append(self._trade_frame(buy, prints[start : start + size], fill_ms))
 
     def _tick_direction(self, price: int) -> str:
         last = self.last_trade_price
@@ -413,7 +423,7 @@ class _SymbolMarket:
                     "seq": self.seq,
                     "s": self.symbol,
                     "BT": False,
-                    "RPI": False,
+                    "RPI": self.rpi_trades.random() < 0.1,
                 }
                 for price, size, _, trade_id in prints
             ]
@@ -429,7 +439,7 @@ class _SymbolMarket:
                     "L": direction,
                     "i": trade_id,
                     "BT": False,
-                    "RPI": False,
+                    "RPI": self.rpi_trades.random() < 0.1,
                     "seq": self.seq,
                 }
                 for price, size, direction, trade_id in prints
@@ -479,6 +489,8 @@ class _SymbolMarket:
                         self._emit_window(topic, now_ms, cts, frames)
         bids.pend = {}
         asks.pend = {}
+        if self.rpi is not None:
+            self.rpi.step(self, now_ms, cts, frames)
 
     def _emit_window(self, topic: _BookTopic, now_ms: int, cts: int, frames: list[Frame]) -> None:
         if not topic.pend_b and not topic.pend_a:
@@ -665,6 +677,8 @@ class Market:
 
     def topic_exists(self, category: str, topic: str) -> bool:
         """True for the topics Bybit would accept here: our symbols, Bybit's depths."""
+        if is_rpi_topic(topic):
+            return (category, topic[len("orderbook.rpi.") :]) in self._symbols
         parsed = parse_topic(topic)
         return parsed is not None and (category, parsed[1]) in self._symbols
 
@@ -683,8 +697,17 @@ class Market:
 
     # --- subscriptions ----------------------------------------------------------------
 
+    def _rpi(self, category: str, topic: str, now_ms: int) -> tuple[_SymbolMarket, RpiTopic]:
+        market = self._market(category, topic[len("orderbook.rpi.") :])
+        if market.rpi is None:
+            market.rpi = RpiTopic(market, now_ms, self.params.truth_history)
+        return market, market.rpi
+
     def track(self, category: str, topic: str, now_ms: int) -> None:
         """Start keeping a topic's u and history (idempotent)."""
+        if is_rpi_topic(topic):
+            self._rpi(category, topic, now_ms)
+            return
         market, depth = self._resolve(category, topic)
         if depth:
             known = depth in market.topics
@@ -694,6 +717,9 @@ class Market:
 
     def unlisten(self, category: str, topic: str) -> None:
         """Nobody subscribes to the topic any more: keep its state, stop encoding its frames."""
+        if is_rpi_topic(topic):
+            self._rpi(category, topic, 0)[1].listening = False
+            return
         market, depth = self._resolve(category, topic)
         if not depth:
             market.trades_listening = False
@@ -710,6 +736,10 @@ class Market:
         existing subscribers, so that the current u describes the current book. Trades have
         no snapshot (None).
         """
+        if is_rpi_topic(topic):
+            market, rpi = self._rpi(category, topic, now_ms)
+            rpi.listening = True
+            return [], rpi.snapshot(market, now_ms, fresh=False)
         self.track(category, topic, now_ms)
         market, depth = self._resolve(category, topic)
         if not depth:
@@ -758,6 +788,9 @@ class Market:
 
     def restart(self, category: str, topic: str, now_ms: int) -> Frame:
         """Restart a book topic at ``u = 1`` (part of the truth); returns the u=1 snapshot."""
+        if is_rpi_topic(topic):
+            market, rpi = self._rpi(category, topic, now_ms)
+            return rpi.restart(market, now_ms)
         self.track(category, topic, now_ms)
         market, depth = self._resolve(category, topic)
         if not depth:
@@ -790,6 +823,22 @@ class Market:
             raise TruthUnavailableError(f"orderbook.{depth}.{symbol} was never tracked")
         bids, asks = market.window(topic, u)
         return Window(u, market.render(bids, True), market.render(asks, False))
+
+    def rpi_truth(
+        self, category: str, symbol: str, u: int | None
+    ) -> tuple[int, list[list[str]], list[list[str]]]:
+        """The exact ``orderbook.rpi.{symbol}`` window at *u* (the latest when None):
+        ``(u, bids, asks)``, levels ``[price, non-RPI size, RPI size]`` as frames print them."""
+        market = self._market(category, symbol)
+        rpi = market.rpi
+        if rpi is None:
+            raise TruthUnavailableError(f"orderbook.rpi.{symbol} was never tracked")
+        at = rpi.u if u is None else u
+        try:
+            bids, asks = rpi.truth(market, at)
+        except LookupError as exc:
+            raise TruthUnavailableError(str(exc)) from None
+        return at, bids, asks
 
     def rest_orderbook(self, category: str, symbol: str, limit: int, now_ms: int) -> dict[str, Any]:
         """``result`` of GET /v5/market/orderbook: the 1000-level stream's book at its u."""

@@ -52,6 +52,7 @@ from mdgw.simulator.instruments import CATEGORIES
 from mdgw.simulator.market import DEPTHS, Frame, Market, TruthUnavailableError, parse_topic
 from mdgw.simulator.params import SimulatorParams
 from mdgw.simulator.protocol import Reply, Session, Subscribed
+from mdgw.simulator.system_status import STATUS_PATH, STATUS_TOPIC, NoticeBoard, status_frame
 
 __all__ = ["SimulatorServer"]
 
@@ -127,6 +128,7 @@ class SimulatorServer:
         self._silent: set[_Client] = set()
         self._refuse_until = 0.0
         self._now = 0.0  # loop time of the current tick
+        self.notices = NoticeBoard()  # system.status, on /v5/public/misc/status
         self._server: Server | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._conn_count = 0
@@ -211,12 +213,16 @@ class SimulatorServer:
         conn_id = str(uuid.UUID(int=self._ids.getrandbits(128), version=4))
         order = random.Random(f"{self.params.seed}/order/{self._conn_count}")
         chance = self.params.snapshot_first
-        session = Session(
-            category,
-            conn_id,
-            lambda topic: self.market.topic_exists(category, topic),
-            lambda: order.random() < chance,
-        )
+        if category == STATUS_PATH:
+
+            def exists(topic: str) -> bool:
+                return topic == STATUS_TOPIC
+        else:
+
+            def exists(topic: str) -> bool:
+                return self.market.topic_exists(category, topic)
+
+        session = Session(category, conn_id, exists, lambda: order.random() < chance)
         client = _Client(ws, category, session)
         self._clients[conn_id] = client
         log.info("connection_opened", conn_id=conn_id, category=category)
@@ -253,8 +259,14 @@ class SimulatorServer:
     def _subscribe(self, client: _Client, outcome: Subscribed) -> None:
         now_ms = _wall_ms()
         snapshots: list[Frame] = []
+        notices: bytes | None = None
         for topic in outcome.topics:
             key = (client.category, topic)
+            if topic == STATUS_TOPIC:
+                self._subs.setdefault(key, set()).add(client)
+                if self.notices.all():
+                    notices = status_frame(self.notices.all(), now_ms)
+                continue
             flushed, snapshot = self.market.subscribe(client.category, topic, now_ms)
             for frame in flushed:
                 self._dispatch(frame)
@@ -267,6 +279,8 @@ class SimulatorServer:
             self._deliver(client, snapshot)
         if outcome.snapshot_first:
             self._send_now(client, outcome.ack.payload)
+        if notices is not None:
+            self._send_now(client, notices)
         self._flush()
 
     def _unsubscribe(self, client: _Client, topic: str) -> None:
@@ -277,7 +291,8 @@ class SimulatorServer:
         subscribers.discard(client)
         if not subscribers:
             del self._subs[key]
-            self.market.unlisten(client.category, topic)
+            if topic != STATUS_TOPIC:
+                self.market.unlisten(client.category, topic)
 
     def _forget(self, client: _Client) -> None:
         for topic in client.session.topics:
@@ -613,6 +628,26 @@ class SimulatorServer:
         """Answer new websocket upgrades with HTTP 503 for *seconds*."""
         self.apply_fault(FaultRequest(FaultKind.REFUSE, seconds=seconds))
 
+    def post_notice(
+        self,
+        *,
+        notice_id: str,
+        state: str,
+        begin_ms: int,
+        end_ms: int,
+        title: str = "",
+    ) -> int:
+        """Post a system.status notice: sent now to every subscriber; returns how many."""
+        notice = self.notices.post(
+            notice_id=notice_id, state=state, begin_ms=begin_ms, end_ms=end_ms, title=title
+        )
+        payload = status_frame([notice], _wall_ms())
+        subscribers = self._subs.get((STATUS_PATH, STATUS_TOPIC), set())
+        for client in subscribers:
+            self._send_now(client, payload)
+        log.info("notice_posted", id=notice_id, state=state, subscribers=len(subscribers))
+        return len(subscribers)
+
     def clear_faults(self) -> int:
         """Disarm pending frame faults; end silences, mutes and refusals."""
         return self.apply_fault(FaultRequest(FaultKind.CLEAR))
@@ -623,7 +658,7 @@ class SimulatorServer:
         parts = urlsplit(request.path)
         path = parts.path
         if path.startswith(WS_PREFIX):
-            if path[len(WS_PREFIX) :] not in CATEGORIES:
+            if path[len(WS_PREFIX) :] not in (*CATEGORIES, STATUS_PATH):
                 return connection.respond(http.HTTPStatus.NOT_FOUND, "Not Found\n")
             if asyncio.get_running_loop().time() < self._refuse_until:
                 log.info("connection_refused", path=path)
@@ -637,6 +672,7 @@ class SimulatorServer:
             ("POST", "/sim/fault"): self._http_fault,
             ("GET", "/sim/status"): self._http_status,
             ("GET", "/sim/truth"): self._http_truth,
+            ("POST", "/sim/system_status"): self._http_notice,
         }
         route = routes.get((request.method, path))
         if route is not None:
@@ -701,10 +737,36 @@ class SimulatorServer:
         }
         return _json_response(200, body)
 
+    def _http_notice(self, query: dict[str, str]) -> Response:
+        try:
+            sent = self.post_notice(
+                notice_id=query.get("id", ""),
+                state=query.get("state", ""),
+                begin_ms=int(query.get("begin", "0")),
+                end_ms=int(query.get("end", "0")),
+                title=query.get("title", ""),
+            )
+        except ValueError as exc:
+            return _json_response(400, {"ok": False, "error": str(exc)})
+        return _json_response(200, {"ok": True, "sent": sent})
+
     def _http_truth(self, query: dict[str, str]) -> Response:
         category = query.get("category", "")
         symbol = query.get("symbol", "")
         depth_text = query.get("depth", "")
+        if depth_text == "rpi":
+            if not self.market.has_symbol(category, symbol):
+                return _json_response(404, {"ok": False, "error": f"no symbol {category}/{symbol}"})
+            try:
+                u_text = query.get("u")
+                u, bids, asks = self.market.rpi_truth(
+                    category, symbol, int(u_text) if u_text else None
+                )
+            except ValueError:
+                return _json_response(400, {"ok": False, "error": "u must be an integer"})
+            except TruthUnavailableError as exc:
+                return _json_response(404, {"ok": False, "error": str(exc)})
+            return _json_response(200, {"ok": True, "u": u, "b": bids, "a": asks})
         if not depth_text.isdigit() or int(depth_text) not in DEPTHS:
             return _json_response(400, {"ok": False, "error": "depth must be 1, 50, 200 or 1000"})
         if not self.market.has_symbol(category, symbol):
