@@ -6,34 +6,37 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mdgw.core.bbo_fusion import BboFusion
+from mdgw.core.bbo_fusion import RESTART_AFTER, BboFusion
 
 _best = st.tuples(st.sampled_from([None, "a", "b"]), st.sampled_from([None, "x", "y"]))
-_offers = st.lists(st.tuples(st.integers(0, 30), _best, st.booleans()), max_size=60)
+_offers = st.lists(st.tuples(st.integers(0, 30), _best), max_size=80)
 
 
 @given(_offers)
 def test_fusion_matches_the_naive_rule(
-    offers: list[tuple[int, tuple[str | None, str | None], bool]],
+    offers: list[tuple[int, tuple[str | None, str | None]]],
 ) -> None:
     fusion = BboFusion()
-    published: list[tuple[int, tuple[str | None, str | None]]] = []
-    ref_published: list[tuple[int, tuple[str | None, str | None]]] = []
-    seen: list[int] = []  # seqs taken since the last reset
+    published = [(seq, best) for seq, best in offers if fusion.offer(seq, best)]
+    # Naive: a top is taken if its seq beats every seq taken before; published if it differs.
+    ref: list[tuple[int, tuple[str | None, str | None]]] = []
+    taken: list[int] = []
     last: tuple[str | None, str | None] | None = None
-    for seq, best, reset in offers:
-        if reset:
-            fusion.reset()
-            seen, last = [], None
-            continue
-        if fusion.offer(seq, best):
-            published.append((seq, best))
-        if all(seq > s for s in seen):
-            seen.append(seq)
+    for seq, best in offers:
+        if all(seq > s for s in taken):
+            taken.append(seq)
             if best != last:
                 last = best
-                ref_published.append((seq, best))
-    assert published == ref_published
-    # Between resets the bbo never goes back in seq and never repeats itself.
+                ref.append((seq, best))
+    assert published == ref
     seqs = [s for s, _ in published]
-    assert len(set(seqs)) == len(seqs) or any(r for _, _, r in offers)
+    assert seqs == sorted(set(seqs))  # never back, never the same seq twice
+
+
+def test_a_restarted_sequence_is_taken_after_many_refusals_in_a_row() -> None:
+    fusion = BboFusion()
+    assert fusion.offer(10**9, ("a", "x"))
+    refused = [fusion.offer(5 + i, ("b", "y")) for i in range(RESTART_AFTER)]
+    assert not any(refused)
+    assert fusion.offer(5 + RESTART_AFTER, ("b", "y"))  # the sequence restarted lower
+    assert not fusion.offer(4, ("c", "z"))

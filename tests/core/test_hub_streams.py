@@ -183,19 +183,18 @@ def test_fusion_happens_without_config_when_both_depths_arrive() -> None:
     assert len(hub.snapshot(b"bbo.")) == 1
 
 
-def test_fused_seq_is_forgotten_once_no_book_is_live() -> None:
+def test_fused_bbo_does_not_go_back_after_both_books_resync() -> None:
     hub = make_hub(fused=[("linear", "BTCUSDT")])
     feed = Feed(hub)
     feed.send(deep(500, 100, [["99", "1"]], [["101", "1"]], snap=True))
     feed.send(l1(7, 200, "99", "100"))
-    feed.send(deep(502, 201, [], [], snap=False))  # gap: the deep book resyncs
-    feed.send(l1(9, 202, "98", "100"))
     drain(hub)
-    feed.event(wire.EnvelopeKind.CONN_DOWN)  # depth 1 resyncs too: nothing live
+    feed.event(wire.EnvelopeKind.CONN_DOWN)  # both books resync
     feed.event(wire.EnvelopeKind.CONN_UP)
     feed.seq = 0
-    feed.send(deep(1, 5, [["97", "1"]], [["100", "1"]], snap=True))  # Bybit restarted low
-    assert bbos(drain(hub)) == [("97", "100", 5, 50)]
+    feed.send(deep(600, 150, [["97", "1"]], [["100", "1"]], snap=True))  # older than 200
+    feed.send(l1(9, 210, "98", "100"))
+    assert bbos(drain(hub)) == [("98", "100", 210, 1)]
 
 
 def test_lone_depth1_still_publishes_its_book() -> None:

@@ -193,6 +193,8 @@ def write_config(tmp_path: Path, url: str, **bybit: Any) -> Path:
         "connect_timeout": 2.0,
         "backoff_initial": 0.1,
         "backoff_max": 0.4,
+        # The system.status connection has its own test (test_system_status_connection...).
+        "system_status": False,
         **bybit,
     }
     symbols = knobs.pop("symbols", ["BTCUSDT"])
@@ -200,7 +202,7 @@ def write_config(tmp_path: Path, url: str, **bybit: Any) -> Path:
     lines = [
         "[bybit]",
         f'ws_url = "{url}"',
-        *(f"{k} = {v!r}" for k, v in knobs.items()),
+        *(f"{k} = {str(v).lower() if isinstance(v, bool) else repr(v)}" for k, v in knobs.items()),
         "[[bybit.streams]]",
         'category = "linear"',
         f"symbols = {orjson.dumps(symbols).decode()}",
@@ -679,3 +681,43 @@ async def test_against_the_simulator_resync_and_drop(
         assert builder.kinds(EnvelopeKind.CONN_DOWN)[0].conn_id == ups[0].conn_id
         second = [e for e in builder.kinds(EnvelopeKind.DATA) if e.conn_id == ups[1].conn_id]
         assert [e.seq for e in second] == list(range(1, len(second) + 1))
+
+
+async def test_system_status_connection_is_one_more_socket_on_misc_status(
+    bybit: FakeBybit, builder: Builder, tmp_path: Path, start: Callable[..., Running]
+) -> None:
+    start(settings_for(tmp_path, bybit.url, system_status=True))
+    await until(lambda: len(bybit.ops("subscribe")) == 2)
+    assert sorted(bybit.paths) == ["/v5/public/linear", "/v5/public/misc/status"]
+    args = sorted(tuple(sub["args"]) for _, sub in bybit.ops("subscribe"))
+    assert args == [(BOOK, TRADE), ("system.status",)]
+
+
+def test_only_the_ingestor_serving_the_first_stream_owns_system_status() -> None:
+    from mdgw.ingestor.service import owns_system_status
+
+    streams = [
+        StreamConfig(category="linear", symbols=["BTCUSDT", "ETHUSDT"], depth=50),
+        StreamConfig(category="spot", symbols=["BTCUSDT"], depth=50),
+    ]
+    assert owns_system_status(streams, Selection())
+    assert owns_system_status(streams, Selection(categories=("linear",)))
+    assert not owns_system_status(streams, Selection(categories=("spot",)))
+    assert not owns_system_status(streams, Selection(symbols=("ETHUSDT",)))
+
+
+def test_plan_subscribes_rpi_and_shared_trades_once() -> None:
+    streams = [
+        StreamConfig(category="linear", symbols=["BTCUSDT"], depth=50, rpi=True),
+        StreamConfig(category="linear", symbols=["BTCUSDT"], depth=1),
+    ]
+    assert plan(streams, Selection()) == {
+        "linear": [
+            [
+                "orderbook.50.BTCUSDT",
+                "orderbook.rpi.BTCUSDT",
+                "publicTrade.BTCUSDT",
+                "orderbook.1.BTCUSDT",
+            ]
+        ]
+    }

@@ -564,7 +564,10 @@ def test_env_var_for_names_the_variable_that_overrides_each_scalar_key(tmp_path:
             continue  # a list, set as JSON: see test_env_sets_lists_as_json...
         section, name = key.split(".")
         default = getattr(getattr(defaults, section), name)
-        other = OTHER_VALUES[key] if isinstance(default, str) else default + 1
+        if isinstance(default, bool):
+            other: object = not default
+        else:
+            other = OTHER_VALUES[key] if isinstance(default, str) else default + 1
 
         settings = load_settings(path, {var: str(other)})
 

@@ -12,40 +12,43 @@ greater than that of every top taken before; a taken top is published when it di
 the last one published. So the ``bbo`` never goes back in ``seq`` and never repeats itself.
 Equal ``seq`` means the same engine state, hence the same top: nothing to publish.
 
-When none of the symbol's books is live any more (both resyncing, or stale after their
-ingestor vanished), :meth:`BboFusion.reset` forgets the ``seq``: a Bybit restart is allowed
-to start the sequence lower, and the next snapshot then brings the ``bbo`` back.
+The ``seq`` is never forgotten across resyncs: a book that comes back brings a snapshot
+whose ``seq`` may be older than the last top published, and it must not take the bbo back.
+The one way out is a safety valve: should Bybit ever restart its cross sequence lower, every
+top would be refused; after :data:`RESTART_AFTER` refusals in a row (about ten seconds of
+``orderbook.1`` traffic; in normal running refusals are interleaved with fresher tops) the
+sequence is taken to have restarted and the next top is taken.
 """
 
 from __future__ import annotations
 
-__all__ = ["BboFusion"]
+__all__ = ["RESTART_AFTER", "BboFusion"]
+
+RESTART_AFTER = 1000
 
 
 class BboFusion:
     """The freshest-``seq`` rule of one symbol's fused ``bbo`` (sans-I/O)."""
 
-    __slots__ = ("best", "last_bbo", "older", "seq")
+    __slots__ = ("best", "last_bbo", "older", "refused_in_a_row", "seq")
 
     def __init__(self) -> None:
         self.seq = -1  # seq of the freshest top taken; -1: none since the last reset
         self.best: tuple[str | None, str | None] | None = None  # last published top
         self.last_bbo: bytes | None = None  # last published payload (snapshot service)
         self.older = 0  # tops refused because their seq was not newer
+        self.refused_in_a_row = 0
 
     def offer(self, seq: int, best: tuple[str | None, str | None]) -> bool:
         """A book's top after a frame with Bybit ``seq``: True if it is to be published."""
         if seq <= self.seq:
-            self.older += 1
-            return False
+            self.refused_in_a_row += 1
+            if self.refused_in_a_row <= RESTART_AFTER:
+                self.older += 1
+                return False
+        self.refused_in_a_row = 0
         self.seq = seq
         if best == self.best:
             return False
         self.best = best
         return True
-
-    def reset(self) -> None:
-        """No book of the symbol is live: the next top is taken whatever its ``seq``."""
-        self.seq = -1
-        self.best = None
-        self.last_bbo = None

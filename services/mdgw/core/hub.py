@@ -677,9 +677,6 @@ class Hub:
         if fusion is not None:
             self.stats.bbo_older += fusion.older
             fusion.older = 0
-            siblings = self._symbol_books.get((book.category, book.symbol), ())
-            if not any(b.state is State.LIVE and b is not book for b in siblings):
-                fusion.reset()
         if book.state is not State.RESYNCING:
             book.state = State.RESYNCING
             book.reason = reason
