@@ -52,6 +52,7 @@ from mdgw.simulator.instruments import CATEGORIES
 from mdgw.simulator.market import DEPTHS, Frame, Market, TruthUnavailableError, parse_topic
 from mdgw.simulator.params import SimulatorParams
 from mdgw.simulator.protocol import Reply, Session, Subscribed
+from mdgw.simulator.rpi import is_rpi_topic
 from mdgw.simulator.system_status import STATUS_PATH, STATUS_TOPIC, NoticeBoard, status_frame
 
 __all__ = ["SimulatorServer"]
@@ -496,7 +497,7 @@ class SimulatorServer:
             elif kind in FRAME_FAULTS:
                 if kind is FaultKind.CROSSED and request.topic is not None:
                     parsed = parse_topic(request.topic)
-                    if parsed is None or parsed[0] == 0:
+                    if not is_rpi_topic(request.topic) and (parsed is None or parsed[0] == 0):
                         raise FaultError("crossed needs an orderbook topic")
                 for client in clients:
                     client.faults.append(request)
@@ -531,7 +532,7 @@ class SimulatorServer:
     def _restart(self, request: FaultRequest) -> int:
         assert request.category is not None and request.topic is not None
         parsed = parse_topic(request.topic)
-        if parsed is None or parsed[0] == 0:
+        if not is_rpi_topic(request.topic) and (parsed is None or parsed[0] == 0):
             raise FaultError("restart needs an orderbook topic")
         if not self.market.topic_exists(request.category, request.topic):
             raise FaultError(f"{request.category} does not serve {request.topic}")
