@@ -284,3 +284,52 @@ def test_bad_status_frames_are_counted_not_published(bad: dict[str, Any]) -> Non
     hub = make_hub()
     Feed(hub).send(orjson.dumps({"topic": "system.status", "ts": 1, "data": [bad]}))
     assert drain(hub) == [] and hub.stats.malformed == 1
+
+
+def test_option_trades_of_one_base_coin_go_to_each_instruments_topic() -> None:
+    hub = make_hub()
+    items = [
+        ("BTC-27DEC26-100000-C", "t1"),
+        ("BTC-27DEC26-90000-P", "t2"),
+        ("BTC-27DEC26-100000-C", "t3"),
+    ]
+    frame = {
+        "id": "publicTrade.BTC-2",
+        "topic": "publicTrade.BTC",
+        "ts": 5,
+        "type": "snapshot",
+        "data": [
+            {
+                "T": 4,
+                "s": sym,
+                "S": "Buy",
+                "v": "0.1",
+                "p": "1500",
+                "i": tid,
+                "BT": False,
+                "seq": 9,
+                "mP": "1501",
+                "iP": "95000",
+                "mIv": "0.5",
+                "iv": "0.49",
+            }
+            for sym, tid in items
+        ],
+    }
+    Feed(hub).send(orjson.dumps(frame))
+    out = drain(hub)
+    assert [(t, p["id"], p["seq"]) for t, p in out] == [
+        ("trade.linear.BTC-27DEC26-100000-C.", "t1", 1),
+        ("trade.linear.BTC-27DEC26-100000-C.", "t3", 2),
+        ("trade.linear.BTC-27DEC26-90000-P.", "t2", 1),
+    ]
+    assert out[0][1]["mark_iv"] == "0.5"
+
+
+def test_option_trade_of_another_base_coin_is_malformed() -> None:
+    hub = make_hub()
+    frame = orjson.loads(trades(("a", 5, False)))
+    frame["topic"] = "publicTrade.ETH"
+    frame["data"][0]["s"] = "BTC-27DEC26-100000-C"
+    Feed(hub).send(orjson.dumps(frame))
+    assert drain(hub) == [] and hub.stats.malformed == 1

@@ -150,7 +150,7 @@ def _header(
         (_header()[:-1], "shorter"),
         (_header(version=2) + b"ing", "version"),
         (_header(kind=4) + b"ing", "kind"),
-        (_header(category=3) + b"ing", "category"),
+        (_header(category=4) + b"ing", "category"),
         (_header(id_len=0), "empty ingestor"),
         (_header(id_len=10) + b"ing", "truncated"),
         (_header() + b"\xff\xfe\xfd", "UTF-8"),
@@ -172,7 +172,7 @@ def test_decode_raw_returns_plain_ints_comparable_with_kinds() -> None:
     "kwargs",
     [
         {"kind": 9},
-        {"category": 3},
+        {"category": 4},
         {"ingestor": b""},
         {"ingestor": b"x" * 256},
         {"conn_id": U32 + 1},
@@ -201,15 +201,15 @@ def test_raw_encoder_rejects_bad_construction_and_fields() -> None:
     with pytest.raises(WireError):
         RawEncoder("x" * 256, "spot")
     with pytest.raises(WireError):
-        RawEncoder("i", "option")
+        RawEncoder("i", "spread")
     with pytest.raises(WireError):
         RawEncoder("i", "spot").data(1, U64 + 1, 0, b"")
 
 
 def test_category_codes() -> None:
-    assert [category_code(c) for c in CATEGORIES] == [0, 1, 2]
+    assert [category_code(c) for c in CATEGORIES] == [0, 1, 2, 3]
     with pytest.raises(WireError):
-        category_code("option")
+        category_code("spread")
 
 
 # --- topics ----------------------------------------------------------------------------------
@@ -224,7 +224,7 @@ def test_topic_has_terminator() -> None:
     ("channel", "category", "symbol"),
     [
         ("books", "linear", "BTCUSDT"),
-        ("book", "option", "BTCUSDT"),
+        ("book", "spread", "BTCUSDT"),
         ("book", "linear", ""),
         ("book", "linear", "BTC.USDT"),
         ("book", "linear", "BTC USDT"),
@@ -307,7 +307,7 @@ def test_exact_subscription_matches_only_its_symbol(
         b"book.inverse.",
         b"book.inverse.BTCUSD.X.",
         b"nope.inverse.BTCUSD.",
-        b"book.option.BTCUSD.",
+        b"book.spread.BTCUSD.",
         b"book.inverse.BTC$.",
         b"book.inverse.\xffBTC.",
         b"",
@@ -462,7 +462,7 @@ def test_decode_payload_rejects(data: bytes) -> None:
 
 def test_decode_payload_rejects_unknown_category() -> None:
     payload = orjson.loads(_bbo())
-    payload["category"] = "option"
+    payload["category"] = "spread"
     with pytest.raises(WireError, match="category"):
         decode_payload(orjson.dumps(payload))
 
@@ -520,7 +520,7 @@ def _resync_body(**over: object) -> bytes:
         [b"other", _resync_body()],
         [b"resync", b"{bad json"],
         [b"resync", b"[]"],
-        [b"resync", _resync_body(category="option")],
+        [b"resync", _resync_body(category="spread")],
         [b"resync", _resync_body(category=None)],
         [b"resync", _resync_body(topic="")],
         [b"resync", _resync_body(topic="x" * 257)],
@@ -536,7 +536,7 @@ def test_decode_resync_rejects(frames: list[bytes]) -> None:
 
 def test_encode_resync_rejects() -> None:
     with pytest.raises(WireError):
-        encode_resync("option", "orderbook.1.BTCUSDT", "")
+        encode_resync("spread", "orderbook.1.BTCUSDT", "")
     with pytest.raises(WireError):
         encode_resync("spot", "x" * 257, "")
 

@@ -32,8 +32,9 @@ import orjson
 
 from mdgw.core.errors import ParseError, UnsupportedTopicError
 
-CATEGORIES: Final = ("spot", "linear", "inverse")
+CATEGORIES: Final = ("spot", "linear", "inverse", "option")
 DEPTHS: Final = (1, 50, 200, 1000)  # what Bybit offers on spot/linear/inverse since Sept 2025
+OPTION_DEPTHS: Final = (25, 100)  # option books: 25 levels every 20 ms, 100 every 100 ms
 RPI_DEPTH: Final = 50  # orderbook.rpi.{symbol}: 50 levels a side, every 100 ms
 RPI_TOPIC_PREFIX: Final = "orderbook.rpi."
 SYSTEM_STATUS_TOPIC: Final = "system.status"  # on /v5/public/misc/status
@@ -41,7 +42,9 @@ SYSTEM_STATUS_PATH: Final = "misc/status"  # appended to the public ws base URL
 
 # Bybit: spot accepts at most 10 args per subscribe request ("args size >10").
 # Derivatives have "no args limit for now"; we still keep requests small.
-MAX_ARGS_PER_REQUEST: Final = {"spot": 10, "linear": 100, "inverse": 100}
+MAX_ARGS_PER_REQUEST: Final = {"spot": 10, "linear": 100, "inverse": 100, "option": 100}
+# Bybit: an option connection may hold at most 2,000 args.
+MAX_ARGS_PER_CONNECTION: Final = {"option": 2000}
 # Bybit: the args of one public connection may total at most 21,000 characters.
 MAX_ARGS_CHARS_PER_CONNECTION: Final = 21_000
 
@@ -73,6 +76,7 @@ class Control:
     req_id: str
     conn_id: str
     failed_topics: tuple[str, ...] = ()
+    topics: tuple[str, ...] = ()  # options' COMMAND_RESP: the topics it acknowledges
 
 
 Level = tuple[float, str, str, float]
@@ -131,6 +135,8 @@ class Trade:
     block: bool
     seq: int  # 0 if absent (frames before Aug 2025)
     rpi: bool = False  # an RPI trade (Bybit's "RPI" flag; absent before mid 2025)
+    # The instrument when it is not the topic's: option trades come per base coin.
+    symbol: str = ""
     # Options only (Bybit's mP, iP, mIv, iv): mark price, index price, mark IV, IV.
     option: tuple[str, str, str, str] | None = None
 
@@ -185,6 +191,16 @@ def rpi_topic(symbol: str) -> str:
     return f"{RPI_TOPIC_PREFIX}{symbol}"
 
 
+def option_base(symbol: str) -> str:
+    """``BTC-27DEC26-100000-C`` -> ``BTC``: options trade on ``publicTrade.{baseCoin}``."""
+    return symbol.split("-", 1)[0]
+
+
+def trade_topic_for(category: str, symbol: str) -> str:
+    """The trade topic that carries *symbol*'s trades on *category*."""
+    return trade_topic(option_base(symbol) if category == "option" else symbol)
+
+
 def topic_of(frame: bytes) -> str | None:
     """Best-effort topic of a frame that may be malformed; None when none is visible.
 
@@ -229,11 +245,14 @@ def decode_control(frame: bytes | str) -> Control:
         return Control(FrameKind.PONG, op, ret_msg, req_id, conn_id)
     success = obj.get("success")
     if obj.get("type") == "COMMAND_RESP":  # option/spread shape: per-topic lists
+        # It names no op: the topics it lists say which request it answers.
         data = obj.get("data")
         fail = data.get("failTopics") if isinstance(data, dict) else None
+        ok = data.get("successTopics") if isinstance(data, dict) else None
         failed = tuple(t for t in fail if isinstance(t, str)) if isinstance(fail, list) else ()
+        good = tuple(t for t in ok if isinstance(t, str)) if isinstance(ok, list) else ()
         kind = FrameKind.ERROR if failed or success is False else FrameKind.ACK
-        return Control(kind, op or "subscribe", ret_msg, req_id, conn_id, failed)
+        return Control(kind, op, ret_msg, req_id, conn_id, failed, good)
     if success is True:
         return Control(FrameKind.ACK, op, ret_msg, req_id, conn_id)
     if success is False:
@@ -465,7 +484,14 @@ def _decode_trades(obj: dict[str, Any], topic: str) -> TradeFrame:
     for item in data:
         if not isinstance(item, dict):
             raise ParseError("trade is not an object", topic)
-        if item.get("s") != symbol:
+        trade_symbol = item.get("s")
+        if trade_symbol == symbol:
+            trade_symbol = ""
+        elif (
+            type(trade_symbol) is not str
+            or not trade_symbol.startswith(symbol + "-")  # an option of this base coin
+            or not valid_symbol(trade_symbol)
+        ):
             raise ParseError(f"trade symbol {item.get('s')!r} does not match the topic", topic)
         side = item.get("S")
         if side == "Buy":
@@ -501,6 +527,7 @@ def _decode_trades(obj: dict[str, Any], topic: str) -> TradeFrame:
                 seq=_uint_or_zero(item.get("seq"), "seq", topic),
                 rpi=rpi,
                 option=option,
+                symbol=trade_symbol,
             )
         )
     return TradeFrame(
@@ -665,7 +692,9 @@ def args_chars(topics: Iterable[str]) -> int:
 
 
 def plan_connections(
-    topics: Sequence[str], max_chars: int = MAX_ARGS_CHARS_PER_CONNECTION
+    topics: Sequence[str],
+    max_chars: int = MAX_ARGS_CHARS_PER_CONNECTION,
+    max_args: int | None = None,
 ) -> list[list[str]]:
     """Pack topics into as few connections as Bybit's per-connection args limit allows.
 
@@ -678,7 +707,7 @@ def plan_connections(
         cost = len(topic) + 2 + (1 if current else 0)
         if len(topic) + 4 > max_chars:
             raise ValueError(f"topic {topic!r} alone exceeds the per-connection args limit")
-        if used + cost > max_chars:
+        if used + cost > max_chars or (max_args is not None and len(current) >= max_args):
             groups.append(current)
             current, used = [], 2
             cost = len(topic) + 2

@@ -38,6 +38,7 @@ from mdgw.core.bybit import (
     BookFrame,
     RpiFrame,
     StatusFrame,
+    Trade,
     TradeFrame,
     decode_frame,
     parse_book_topic,
@@ -383,6 +384,15 @@ class Hub:
         self._resync(book, reason, now, recv_ns=recv_ns)
 
     def _on_trades(self, category: str, recv_ns: int, frame: TradeFrame) -> None:
+        if frame.trades and frame.trades[0].symbol not in ("", frame.symbol):
+            # Options: one frame per base coin, trades of many instruments. Each instrument
+            # gets its own trade topic, in the frame's order.
+            by_symbol: dict[str, list[Trade]] = {}
+            for trade in frame.trades:
+                by_symbol.setdefault(trade.symbol or frame.symbol, []).append(trade)
+            for symbol, batch in by_symbol.items():
+                self._on_trades(category, recv_ns, TradeFrame(frame.topic, symbol, frame.ts, batch))
+            return
         key = (category, frame.symbol)
         trades = self._trades.get(key)
         if trades is None:

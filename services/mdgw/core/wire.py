@@ -91,7 +91,7 @@ ENVELOPE_VERSION = 1
 _HEADER = struct.Struct("<BBBBIQQ")
 HEADER_SIZE = _HEADER.size
 
-CATEGORIES: tuple[str, ...] = ("spot", "linear", "inverse")
+CATEGORIES: tuple[str, ...] = ("spot", "linear", "inverse", "option")
 """Bybit v5 public categories; the index is the category code in the envelope header."""
 
 _CATEGORY_CODES = {name: code for code, name in enumerate(CATEGORIES)}
