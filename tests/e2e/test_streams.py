@@ -49,7 +49,9 @@ LINEAR = ("linear", "BTCUSDT")
 SPOT = ("spot", "ETHUSDT")
 # Linear at depth 200 (pushed every 100 ms) beside depth 1 (on every change), so depth 1
 # holds the freshest top between two depth-200 frames.
-DEEP = {LINEAR: 200, SPOT: 200}
+CALL = ("option", "BTC-27DEC26-100000-C")
+PUT = ("option", "BTC-27DEC26-90000-P")
+DEEP = {LINEAR: 200, SPOT: 200, CALL: 25, PUT: 100}
 
 
 @dataclass
@@ -58,9 +60,10 @@ class Seen:
     rpi: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
     rpi_unverifiable: int = 0
     books: int = 0
+    option_books: int = 0
     books_unverifiable: int = 0
     bbo_seq: dict[tuple[str, str], list[int]] = field(default_factory=lambda: defaultdict(list))
-    bbo_depths: set[int] = field(default_factory=set)
+    bbo_depths: dict[tuple[str, str], set[int]] = field(default_factory=lambda: defaultdict(set))
     state: dict[tuple[str, str, str], str] = field(default_factory=dict)
     last_rpi_at: dict[tuple[str, str], float] = field(default_factory=dict)
     trades: dict[tuple[str, str], list[tuple[str, int, bool]]] = field(
@@ -95,6 +98,16 @@ category = "spot"
 symbols = ["ETHUSDT"]
 depth = 200
 rpi = true
+
+[[bybit.streams]]
+category = "option"
+symbols = ["BTC-27DEC26-100000-C"]
+depth = 25
+
+[[bybit.streams]]
+category = "option"
+symbols = ["BTC-27DEC26-90000-P"]
+depth = 100
 
 [zmq]
 raw = "ipc://{tmp}/raw.sock"
@@ -146,11 +159,13 @@ def check(msg: dict[str, Any], sim: SimulatorServer, seen: Seen) -> None:
         except TruthUnavailableError:
             seen.books_unverifiable += 1  # a depth-1 book would land here: u of another topic
             return
+        if key[0] == "option":
+            seen.option_books += 1
         if msg["bids"] != [list(x) for x in truth.bids[:PUBLISH_DEPTH]]:
             seen.wrong.append(f"{key} book u={msg['u']} differs from depth {DEEP[key]}")
     elif channel == "bbo":
         seen.bbo_seq[key].append(msg["bybit_seq"])
-        seen.bbo_depths.add(msg["depth"])
+        seen.bbo_depths[key].add(msg["depth"])
         try:
             truth = market.truth(key[0], key[1], msg["depth"], msg["u"])
         except TruthUnavailableError:
@@ -160,6 +175,8 @@ def check(msg: dict[str, Any], sim: SimulatorServer, seen: Seen) -> None:
             seen.wrong.append(f"{key} bbo from depth {msg['depth']} u={msg['u']} is not its top")
     elif channel == "trade":
         seen.trades[key].append((msg["id"], msg["bybit_seq"], msg["rpi"]))
+        if key[0] == "option" and msg.get("mark_iv") != "0.4512":
+            seen.wrong.append(f"{key} option trade without its fields")
 
 
 async def consume(sub: zmq.asyncio.Socket, sim: SimulatorServer, seen: Seen) -> None:
@@ -171,7 +188,7 @@ async def consume(sub: zmq.asyncio.Socket, sim: SimulatorServer, seen: Seen) -> 
 @pytest.fixture
 async def sim() -> AsyncIterator[SimulatorServer]:
     params = SimulatorParams(
-        streams={"linear": ("BTCUSDT",), "spot": ("ETHUSDT",)},
+        streams={"linear": ("BTCUSDT",), "spot": ("ETHUSDT",), "option": (CALL[1], PUT[1])},
         port=0,
         seed=11,
         rate=40.0,
@@ -197,7 +214,7 @@ async def test_rpi_fused_bbo_trades_and_system_status(sim: SimulatorServer, tmp_
             key = (frame.category, frame.symbol)
             if sent[key] and sent[key][-1][1] == data[0]["seq"]:
                 split_batches += 1
-            sent[key] += [(t["i"], t["seq"], t["RPI"]) for t in data]
+            sent[key] += [(t["i"], t["seq"], t.get("RPI", False)) for t in data]
         dispatch(frame)
 
     sim._dispatch = recording_dispatch  # type: ignore[method-assign]
@@ -272,7 +289,7 @@ async def test_rpi_fused_bbo_trades_and_system_status(sim: SimulatorServer, tmp_
         # The fused bbo: never back in Bybit's seq; depth 1 feeds it.
         for key, seqs in seen.bbo_seq.items():
             assert all(a < b for a, b in itertools.pairwise(seqs)), key
-        assert seen.bbo_depths == {1, 200}
+        assert seen.bbo_depths[LINEAR] == {1, 200}
         # Trades: split batches happened; each trade once, with Bybit's seq and RPI flag.
         assert split_batches > 0
         assert any(rpi for trades in sent.values() for _, _, rpi in trades)
@@ -286,6 +303,12 @@ async def test_rpi_fused_bbo_trades_and_system_status(sim: SimulatorServer, tmp_
         start = quiet.index(got[0])
         assert got == quiet[start : start + len(got)]  # nothing lost on the quiet symbol
         assert len(quiet) - (start + len(got)) <= 6
+        # Options: books equal their truth; trades of both strikes from publicTrade.BTC.
+        assert seen.option_books > 10
+        for key in (CALL, PUT):
+            got, want = seen.trades[key], sent[key]
+            assert got, f"no {key} trades"
+            assert got == want[want.index(got[0]) :][: len(got)], key
         # Notices: the repeat and the replay after the reconnect published nothing.
         assert seen.notices == [("n1", "scheduled", now + 60_000), ("n1", "ongoing", now + 90_000)]
     finally:

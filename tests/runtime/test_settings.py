@@ -207,20 +207,58 @@ def stream(category: str = "linear", symbols: str = '["BTCUSDT"]', depth: object
         pytest.param(
             stream(category="futures"),
             "bybit.streams.0.category",
-            "must be 'spot', 'linear' or 'inverse' (got 'futures')",
+            "must be 'spot', 'linear', 'inverse' or 'option' (got 'futures')",
             id="bad-category",
         ),
         pytest.param(
             stream(depth=500),
             "bybit.streams.0.depth",
-            "depth must be one of 1, 50, 200, 1000 (got 500; Bybit removed 500 in 2025)",
+            "depth must be one of 1, 50, 200, 1000 (25 or 100 for category option) "
+            "(got 500; Bybit removed 500 in 2025)",
             id="depth-500",
         ),
         pytest.param(
             stream(depth=25),
             "bybit.streams.0.depth",
-            "depth must be one of 1, 50, 200, 1000 (got 25)",
+            "depth must be one of 1, 50, 200, 1000 for category linear (got 25)",
             id="depth-25",
+        ),
+        pytest.param(
+            stream(category="option", symbols='["BTC-27DEC26-100000-C"]', depth=50),
+            "bybit.streams.0.depth",
+            "depth must be one of 25, 100 for category option (got 50)",
+            id="option-depth-50",
+        ),
+        pytest.param(
+            stream(category="option", symbols='["BTC-27DEC26-100000-C"]', depth=1),
+            "bybit.streams.0.depth",
+            "depth must be one of 25, 100 for category option (got 1)",
+            id="option-depth-1",
+        ),
+        pytest.param(
+            stream(category="option", symbols='["BTC-27DEC26-100000-C"]', depth=100)
+            + "rpi = true\n",
+            "bybit.streams.0.rpi",
+            "no RPI book for options",
+            id="option-rpi",
+        ),
+        pytest.param(
+            stream(category="option", symbols='["BTC-27DEC26-100000-C"]', depth=25),
+            None,
+            None,
+            id="option-depth-25-is-fine",
+        ),
+        pytest.param(
+            stream(symbols='["BTCUSDT"]') + stream(symbols='["BTCUSDT"]', depth=1),
+            None,
+            None,
+            id="depth-1-beside-a-deeper-depth-is-fine",
+        ),
+        pytest.param(
+            stream(symbols='["BTCUSDT"]', depth=1) + stream(symbols='["BTCUSDT"]', depth=1),
+            "bybit.streams",
+            "symbol BTCUSDT appears more than once in category linear (streams 0 and 1)",
+            id="depth-1-twice",
         ),
         pytest.param(
             stream(symbols='["BTCUSDT", "ethusdt"]'),

@@ -29,12 +29,13 @@ import zmq.asyncio
 
 from mdgw.core.backoff import Backoff, ConnectionRateLimiter
 from mdgw.core.bybit import (
+    MAX_ARGS_PER_CONNECTION,
     SYSTEM_STATUS_PATH,
     SYSTEM_STATUS_TOPIC,
     orderbook_topic,
     plan_connections,
     rpi_topic,
-    trade_topic,
+    trade_topic_for,
 )
 from mdgw.core.errors import WireError
 from mdgw.core.wire import CATEGORIES, RESYNC, RawEncoder, decode_resync
@@ -94,7 +95,8 @@ def stream_topics(stream: StreamConfig, symbols: Sequence[str] = ()) -> list[str
         if stream.rpi:
             topics.append(rpi_topic(symbol))
         if stream.trades:
-            topics.append(trade_topic(symbol))
+            # Options: one publicTrade.{baseCoin} for all of a coin's options.
+            topics.append(trade_topic_for(stream.category, symbol))
     return topics
 
 
@@ -120,7 +122,9 @@ def plan(streams: Sequence[StreamConfig], selection: Selection) -> dict[str, lis
     # A symbol at depth 1 and at a deeper depth is in two streams: its trades and RPI book
     # are subscribed once (Bybit rejects a request naming a topic twice).
     groups = {
-        cat: plan_connections(list(dict.fromkeys(topics)))
+        cat: plan_connections(
+            list(dict.fromkeys(topics)), max_args=MAX_ARGS_PER_CONNECTION.get(cat)
+        )
         for cat, topics in by_category.items()
         if topics
     }

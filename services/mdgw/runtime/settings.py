@@ -76,8 +76,9 @@ ENV_PREFIX: Final = "MDGW_"
 ENV_NESTED_DELIMITER: Final = "__"
 EX_CONFIG: Final = 78  # sysexits.h: configuration error
 
-# Order-book depths Bybit v5 offers on the public streams (all three categories).
+# Order-book depths Bybit v5 offers on the public streams: spot, linear, inverse; option.
 BYBIT_DEPTHS: Final = (1, 50, 200, 1000)
+OPTION_DEPTHS: Final = (25, 100)
 _SYMBOL_RE: Final = re.compile(r"^[A-Z0-9][A-Z0-9-]*$")
 _INGESTOR_ID_RE: Final = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _HOSTNAME_RE: Final = re.compile(
@@ -108,11 +109,13 @@ class ConfigError(Exception):
 
 
 def _check_depth(value: object) -> object:
-    if value in BYBIT_DEPTHS and not isinstance(value, bool):
+    if value in (*BYBIT_DEPTHS, *OPTION_DEPTHS) and not isinstance(value, bool):
         return value
     note = "; Bybit removed 500 in 2025" if value == 500 else ""
     allowed = ", ".join(map(str, BYBIT_DEPTHS))
-    raise ValueError(f"depth must be one of {allowed} (got {value!r}{note})")
+    raise ValueError(
+        f"depth must be one of {allowed} (25 or 100 for category option) (got {value!r}{note})"
+    )
 
 
 def _check_symbol(value: str) -> str:
@@ -192,7 +195,7 @@ def check_zmq_endpoint(endpoint: str) -> str:
 
 
 Symbol = Annotated[str, AfterValidator(_check_symbol)]
-Depth = Annotated[Literal[1, 50, 200, 1000], BeforeValidator(_check_depth)]
+Depth = Annotated[Literal[1, 25, 50, 100, 200, 1000], BeforeValidator(_check_depth)]
 ZmqEndpoint = Annotated[str, AfterValidator(check_zmq_endpoint)]
 # A file or directory path, relative to the working directory like ipc endpoints.
 KeyPath = Annotated[str, Field(min_length=1)]
@@ -208,12 +211,31 @@ class StreamConfig(BaseModel):
 
     model_config = _SECTION
 
-    category: Literal["spot", "linear", "inverse"]
+    category: Literal["spot", "linear", "inverse", "option"]
     symbols: list[Symbol]
     depth: Depth
     trades: bool = True
     # Also subscribe orderbook.rpi.{SYMBOL} (50 levels with RPI sizes), published as `rpi`.
     rpi: bool = False
+
+    @field_validator("depth")
+    @classmethod
+    def _depth_of_category(cls, depth: int, info: ValidationInfo) -> int:
+        category = info.data.get("category")
+        allowed = OPTION_DEPTHS if category == "option" else BYBIT_DEPTHS
+        if category is not None and depth not in allowed:
+            raise ValueError(
+                f"depth must be one of {', '.join(map(str, allowed))} for category "
+                f"{category} (got {depth})"
+            )
+        return depth
+
+    @field_validator("rpi")
+    @classmethod
+    def _rpi_not_on_options(cls, rpi: bool, info: ValidationInfo) -> bool:
+        if rpi and info.data.get("category") == "option":
+            raise ValueError("Bybit has no RPI book for options (spot, linear, inverse only)")
+        return rpi
 
     @field_validator("symbols")
     @classmethod

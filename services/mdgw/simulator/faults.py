@@ -69,7 +69,7 @@ FRAME_FAULTS: Final = frozenset(
     {FaultKind.SKIP, FaultKind.CROSSED, FaultKind.MALFORMED, FaultKind.OVERSIZED}
 )
 _TIMED: Final = frozenset({FaultKind.SILENCE, FaultKind.MUTE_PONGS, FaultKind.REFUSE})
-_CATEGORIES: Final = ("spot", "linear", "inverse")
+_CATEGORIES: Final = ("spot", "linear", "inverse", "option", "misc/status")
 
 
 class FaultError(ValueError):

@@ -65,8 +65,9 @@ __all__ = [
 ]
 
 DEPTHS: Final = (1, 50, 200, 1000)
+OPTION_DEPTHS: Final = (25, 100)  # option books (spot, linear and inverse have DEPTHS)
 # Bybit's push interval per depth (docs: orderbook, 2026); level 1 goes out on every change.
-PUSH_INTERVAL_MS: Final[dict[int, int]] = {1: 0, 50: 20, 200: 100, 1000: 200}
+PUSH_INTERVAL_MS: Final[dict[int, int]] = {1: 0, 25: 20, 50: 20, 100: 100, 200: 100, 1000: 200}
 
 FrameKind = Literal["snapshot", "delta", "trade"]
 # One side of a window: (price, size) strings, best first.
@@ -134,7 +135,7 @@ def parse_topic(topic: str) -> tuple[int, str] | None:
         # "orderbook.050.X" is not a Bybit topic even though int("050") == 50.
         if (
             depth_text.isdigit()
-            and int(depth_text) in DEPTHS
+            and int(depth_text) in (*DEPTHS, *OPTION_DEPTHS)
             and str(int(depth_text)) == depth_text
             and symbol
             and "." not in symbol
@@ -411,6 +412,37 @@ class _SymbolMarket:
         topic = f"publicTrade.{self.symbol}"
         data: list[dict[str, Any]]
         obj: dict[str, Any]
+        if self.category == "option":
+            # Options trade on publicTrade.{baseCoin}, with mark/index price and IVs.
+            topic = f"publicTrade.{inst.base}"
+            mark = inst.price_str(self.fair)
+            data = [
+                {
+                    "T": t_ms,
+                    "s": self.symbol,
+                    "S": taker,
+                    "v": inst.size_str(size),
+                    "p": inst.price_str(price),
+                    "L": direction,
+                    "i": trade_id,
+                    "BT": False,
+                    "seq": self.seq,
+                    "mP": mark,
+                    "iP": "95000.00",
+                    "mIv": "0.4512",
+                    "iv": "0.4498",
+                }
+                for price, size, direction, trade_id in prints
+            ]
+            obj = {
+                "id": f"{topic}-{self.seq}",
+                "topic": topic,
+                "ts": t_ms + 1,
+                "data": data,
+                "type": "snapshot",
+            }
+            payload = orjson.dumps(obj)
+            return Frame(self.category, topic, self.symbol, "trade", 0, True, payload)
         if self.spot:
             # Spot's field order and numeric-string ids, as recorded; no tick direction.
             data = [
@@ -678,9 +710,21 @@ class Market:
     def topic_exists(self, category: str, topic: str) -> bool:
         """True for the topics Bybit would accept here: our symbols, Bybit's depths."""
         if is_rpi_topic(topic):
-            return (category, topic[len("orderbook.rpi.") :]) in self._symbols
+            symbol = topic[len("orderbook.rpi.") :]
+            return category != "option" and (category, symbol) in self._symbols
         parsed = parse_topic(topic)
-        return parsed is not None and (category, parsed[1]) in self._symbols
+        if parsed is None:
+            return False
+        depth, symbol = parsed
+        if category == "option":
+            if depth == 0:
+                return bool(self._option_markets(symbol))
+            return depth in OPTION_DEPTHS and (category, symbol) in self._symbols
+        return (depth == 0 or depth in DEPTHS) and (category, symbol) in self._symbols
+
+    def _option_markets(self, base: str) -> list[_SymbolMarket]:
+        """The option markets of a base coin: what publicTrade.{baseCoin} carries."""
+        return [m for m in self._symbols.values() if m.category == "option" and m.inst.base == base]
 
     def _market(self, category: str, symbol: str) -> _SymbolMarket:
         try:
@@ -708,6 +752,8 @@ class Market:
         if is_rpi_topic(topic):
             self._rpi(category, topic, now_ms)
             return
+        if category == "option" and topic.startswith("publicTrade."):
+            return  # trades keep no state
         market, depth = self._resolve(category, topic)
         if depth:
             known = depth in market.topics
@@ -719,6 +765,10 @@ class Market:
         """Nobody subscribes to the topic any more: keep its state, stop encoding its frames."""
         if is_rpi_topic(topic):
             self._rpi(category, topic, 0)[1].listening = False
+            return
+        if category == "option" and topic.startswith("publicTrade."):
+            for market in self._option_markets(topic[len("publicTrade.") :]):
+                market.trades_listening = False
             return
         market, depth = self._resolve(category, topic)
         if not depth:
@@ -740,6 +790,10 @@ class Market:
             market, rpi = self._rpi(category, topic, now_ms)
             rpi.listening = True
             return [], rpi.snapshot(market, now_ms, fresh=False)
+        if category == "option" and topic.startswith("publicTrade."):
+            for market in self._option_markets(topic[len("publicTrade.") :]):
+                market.trades_listening = True
+            return [], None
         self.track(category, topic, now_ms)
         market, depth = self._resolve(category, topic)
         if not depth:

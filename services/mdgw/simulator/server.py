@@ -49,7 +49,14 @@ from mdgw.simulator.faults import (
     oversized_frame,
 )
 from mdgw.simulator.instruments import CATEGORIES
-from mdgw.simulator.market import DEPTHS, Frame, Market, TruthUnavailableError, parse_topic
+from mdgw.simulator.market import (
+    DEPTHS,
+    OPTION_DEPTHS,
+    Frame,
+    Market,
+    TruthUnavailableError,
+    parse_topic,
+)
 from mdgw.simulator.params import SimulatorParams
 from mdgw.simulator.protocol import Reply, Session, Subscribed
 from mdgw.simulator.rpi import is_rpi_topic
@@ -223,7 +230,9 @@ class SimulatorServer:
             def exists(topic: str) -> bool:
                 return self.market.topic_exists(category, topic)
 
-        session = Session(category, conn_id, exists, lambda: order.random() < chance)
+        session = Session(
+            category, conn_id, exists, lambda: order.random() < chance, clock_ms=_wall_ms
+        )
         client = _Client(ws, category, session)
         self._clients[conn_id] = client
         log.info("connection_opened", conn_id=conn_id, category=category)
@@ -768,7 +777,7 @@ class SimulatorServer:
             except TruthUnavailableError as exc:
                 return _json_response(404, {"ok": False, "error": str(exc)})
             return _json_response(200, {"ok": True, "u": u, "b": bids, "a": asks})
-        if not depth_text.isdigit() or int(depth_text) not in DEPTHS:
+        if not depth_text.isdigit() or int(depth_text) not in (*DEPTHS, *OPTION_DEPTHS):
             return _json_response(400, {"ok": False, "error": "depth must be 1, 50, 200 or 1000"})
         if not self.market.has_symbol(category, symbol):
             return _json_response(404, {"ok": False, "error": f"no symbol {category}/{symbol}"})
