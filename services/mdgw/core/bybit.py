@@ -37,6 +37,11 @@ DEPTHS: Final = (1, 50, 200, 1000)  # what Bybit offers on spot/linear/inverse s
 OPTION_DEPTHS: Final = (25, 100)  # option books: 25 levels every 20 ms, 100 every 100 ms
 RPI_DEPTH: Final = 50  # orderbook.rpi.{symbol}: 50 levels a side, every 100 ms
 RPI_TOPIC_PREFIX: Final = "orderbook.rpi."
+# orderbook.full.{symbol}: delta-only, every 200 ms, synced from the REST full_orderbook
+# snapshot (up to 10,000 levels a side); kept to this many levels a side.
+FULL_TOPIC_PREFIX: Final = "orderbook.full."
+FULL_DEPTH: Final = 10_000
+FULL_ORDERBOOK_PATH: Final = "/v5/market/full_orderbook"
 SYSTEM_STATUS_TOPIC: Final = "system.status"  # on /v5/public/misc/status
 SYSTEM_STATUS_PATH: Final = "misc/status"  # appended to the public ws base URL
 
@@ -191,6 +196,38 @@ def rpi_topic(symbol: str) -> str:
     return f"{RPI_TOPIC_PREFIX}{symbol}"
 
 
+def full_topic(symbol: str) -> str:
+    return f"{FULL_TOPIC_PREFIX}{symbol}"
+
+
+def book_topic(depth: int | str, symbol: str) -> str:
+    """``orderbook.{depth}.{symbol}``; depth ``"full"`` is ``orderbook.full.{symbol}``."""
+    return full_topic(symbol) if depth == "full" else orderbook_topic(int(depth), symbol)
+
+
+def full_snapshot_frame(symbol: str, rest_body: bytes) -> bytes:
+    """The REST ``full_orderbook`` answer as a book frame the builder can take in order with
+    the deltas: ``{"topic":"orderbook.full.X","type":"snapshot",...,"data":{s,b,a,u,seq}}``.
+
+    ParseError if the body is not a successful Bybit answer for *symbol*.
+    """
+    obj = _loads(rest_body, full_topic(symbol))
+    result = obj.get("result")
+    if obj.get("retCode") != 0 or not isinstance(result, dict):
+        raise ParseError(f"REST answer retCode {str(obj.get('retCode'))[:20]}", full_topic(symbol))
+    if result.get("s") != symbol:
+        raise ParseError("REST answer for another symbol", full_topic(symbol))
+    data = {k: result.get(k) for k in ("s", "b", "a", "u", "seq")}
+    frame = {
+        "topic": full_topic(symbol),
+        "type": "snapshot",
+        "ts": result.get("ts", 0),
+        "data": data,
+        "cts": result.get("cts", 0),
+    }
+    return orjson.dumps(frame)
+
+
 def option_base(symbol: str) -> str:
     """``BTC-27DEC26-100000-C`` -> ``BTC``: options trade on ``publicTrade.{baseCoin}``."""
     return symbol.split("-", 1)[0]
@@ -301,7 +338,7 @@ def _decode_frame_checked(frame: bytes | str) -> BookFrame | TradeFrame | RpiFra
     if topic.startswith("orderbook."):
         if topic.startswith(RPI_TOPIC_PREFIX):
             return _decode_rpi(obj, topic)
-        return _decode_book(obj, topic)
+        return _decode_book(obj, topic)  # orderbook.full.X too: depth FULL_DEPTH
     if topic.startswith("publicTrade."):
         return _decode_trades(obj, topic)
     if topic == SYSTEM_STATUS_TOPIC:
@@ -338,6 +375,9 @@ def _decode_book(obj: dict[str, Any], topic: str) -> BookFrame:
     # The hot path of the book builder: direct indexing inside one try, type() checks
     # inline, no helper call per field. Every failure still ends in ParseError.
     parsed = parse_book_topic(topic)
+    if parsed is None and topic.startswith(FULL_TOPIC_PREFIX):
+        full_symbol = topic[len(FULL_TOPIC_PREFIX) :]
+        parsed = (full_symbol, FULL_DEPTH) if valid_symbol(full_symbol) else None
     if parsed is None:
         raise ParseError("malformed orderbook topic", topic)
     symbol, depth = parsed
