@@ -333,3 +333,55 @@ def test_option_trade_of_another_base_coin_is_malformed() -> None:
     frame["data"][0]["s"] = "BTC-27DEC26-100000-C"
     Feed(hub).send(orjson.dumps(frame))
     assert drain(hub) == [] and hub.stats.malformed == 1
+
+
+# --- orderbook.full ---------------------------------------------------------------------------
+
+
+def full(
+    u: int, seq: int, bids: list[list[str]], asks: list[list[str]], *, snap: bool = False
+) -> bytes:
+    return orjson.dumps(
+        {
+            "topic": "orderbook.full.BTCUSDT",
+            "ts": 7000 + u,
+            "type": "snapshot" if snap else "delta",
+            "data": {"s": "BTCUSDT", "b": bids, "a": asks, "u": u, "seq": seq},
+            "cts": 1,
+        }
+    )
+
+
+def test_full_book_asks_for_a_snapshot_buffers_then_publishes_depth_full() -> None:
+    hub = make_hub(publish_depth=2)
+    feed = Feed(hub)
+    feed.send(full(10, 100, [["99", "1"]], []))
+    out = drain(hub)
+    assert [(p["state"], p["reason"]) for _, p in out] == [
+        ("resyncing", "waiting for the REST snapshot")
+    ]
+    assert [wire.decode_resync(c).topic for c in hub.control] == ["orderbook.full.BTCUSDT"]
+    feed.send(full(11, 105, [["98", "1"]], []))
+    assert drain(hub) == []  # buffered, still resyncing
+    # The ingestor's REST snapshot, in order on the same connection: includes u=10.
+    feed.send(full(10, 100, [["99", "1"], ["97", "3"]], [["101", "1"]], snap=True))
+    out = drain(hub)
+    assert [p["channel"] for _, p in out] == ["status", "book", "bbo"]
+    book = out[1][1]
+    assert (book["depth"], book["u"]) == ("full", 11)
+    assert book["bids"] == [["99", "1"], ["98", "1"]]
+    assert out[2][1]["depth"] == "full"
+    feed.send(full(13, 120, [], []))  # a gap: resync, and the gap delta starts the buffer
+    assert [p["state"] for _, p in drain(hub)] == ["resyncing"]
+
+
+def test_full_book_snapshot_that_does_not_fit_is_asked_again() -> None:
+    hub = make_hub(resync_min_interval=0.0)
+    feed = Feed(hub)
+    feed.send(full(10, 100, [["99", "1"]], []))
+    hub.control.clear()
+    drain(hub)
+    feed.send(full(9, 90, [["99", "1"]], [], snap=True))  # older than the buffer
+    hub.tick(0.0)
+    assert [wire.decode_resync(c).topic for c in hub.control] == ["orderbook.full.BTCUSDT"]
+    assert drain(hub) == []

@@ -106,6 +106,14 @@ class BookFrame:
     asks: list[Level]
 
 
+class FullFrame(BookFrame):
+    """An ``orderbook.full.{symbol}`` frame: a delta, or the REST snapshot the ingestor
+    fetched (:func:`full_snapshot_frame`). Its own type so the builder's dispatch by
+    ``type()`` sends it to the full-book sync without a test on every ordinary frame."""
+
+    __slots__ = ()
+
+
 RpiLevel = tuple[float, str, str, str, float]
 """One RPI book level: (price key, price, non-RPI size, RPI size, the two sizes' sum).
 
@@ -405,7 +413,7 @@ def _decode_book(obj: dict[str, Any], topic: str) -> BookFrame:
         raise ParseError(f"ts must be a non-negative integer, got {str(ts)[:40]!r}", topic)
     if type(cts) is not int or cts < 0:
         raise ParseError(f"cts must be a non-negative integer, got {str(cts)[:40]!r}", topic)
-    return BookFrame(
+    return (FullFrame if depth == FULL_DEPTH else BookFrame)(
         topic,
         symbol,
         depth,

@@ -47,13 +47,16 @@ MAX_BUFFERED = 600  # deltas: two minutes at Bybit's 200 ms
 class FullBook:
     """One ``orderbook.full`` topic: a buffer of deltas until a snapshot fits, then a book."""
 
-    __slots__ = ("_book", "_buffer", "_last_seq", "wants_snapshot")
+    __slots__ = ("_book", "_buffer", "_last_seq", "last_frame", "wants_snapshot")
 
     def __init__(self, max_depth: int = FULL_DEPTH) -> None:
         self._book = OrderBook(max_depth)
         self._buffer: deque[BookFrame] = deque(maxlen=MAX_BUFFERED)
         self.wants_snapshot = True  # no book: a snapshot is needed
         self._last_seq = 0  # seq of the last frame the live book took in
+        # The last frame the book took in: after a sync, the last buffered delta applied on
+        # the snapshot (its u, ts and seq describe the book), else the snapshot.
+        self.last_frame: BookFrame | None = None
 
     # The OrderBook face the hub publishes from.
     @property
@@ -121,6 +124,7 @@ class FullBook:
             return Outcome.DUPLICATE
         outcome = book.apply_delta(frame.u, frame.bids, frame.asks)
         self._last_seq = frame.seq
+        self.last_frame = frame
         if outcome is Outcome.CROSSED:
             self._restart(None)
         return outcome
@@ -164,9 +168,11 @@ class FullBook:
             self._restart(None)
             return outcome
         self._last_seq = snap.seq
+        self.last_frame = snap
         while buffer:
             delta = buffer.popleft()
             self._last_seq = delta.seq
+            self.last_frame = delta
             outcome = book.apply_delta(delta.u, delta.bids, delta.asks)
             if outcome is not Outcome.APPLIED:
                 # The buffer was contiguous and follows the snapshot: only a crossed book

@@ -33,9 +33,11 @@ from mdgw.core import wire
 from mdgw.core.bbo_fusion import BboFusion
 from mdgw.core.book import OrderBook, Outcome
 from mdgw.core.bybit import (
+    FULL_TOPIC_PREFIX,
     RPI_DEPTH,
     RPI_TOPIC_PREFIX,
     BookFrame,
+    FullFrame,
     RpiFrame,
     StatusFrame,
     Trade,
@@ -45,6 +47,7 @@ from mdgw.core.bybit import (
     valid_symbol,
 )
 from mdgw.core.errors import ParseError, UnsupportedTopicError, WireError
+from mdgw.core.full_book import FullBook
 from mdgw.core.rpi_book import RpiBook
 from mdgw.core.system_status import NoticeBoard
 
@@ -117,7 +120,7 @@ class _Book:
     category: str
     symbol: str
     bybit_topic: str
-    book: OrderBook | RpiBook
+    book: OrderBook | RpiBook | FullBook
     publish_depth: int
     book_topic: bytes  # where this book publishes: book.* (or rpi.* for an RPI book)
     bbo_topic: bytes
@@ -230,6 +233,8 @@ class Hub:
                 self._on_trades(category, recv_ns, decoded)
             elif type(decoded) is RpiFrame:
                 self._on_book(category, key, recv_ns, decoded, now)
+            elif type(decoded) is FullFrame:
+                self._on_full(category, key, recv_ns, decoded, now)
             else:
                 assert isinstance(decoded, StatusFrame)
                 self._on_system_status(recv_ns, decoded)
@@ -382,6 +387,54 @@ class Hub:
             stats.not_synced += 1
             reason = "delta before snapshot"
         self._resync(book, reason, now, recv_ns=recv_ns)
+
+    def _on_full(
+        self, category: str, source: tuple[str, int], recv_ns: int, frame: FullFrame, now: float
+    ) -> None:
+        """``orderbook.full``: deltas are buffered until the REST snapshot the ingestor
+        fetches (asked for with a resync request) fits them (:mod:`mdgw.core.full_book`)."""
+        book = self._books.get((category, frame.topic))
+        if book is None:
+            if len(self._books) >= MAX_TOPICS:
+                self.stats.topics_refused += 1
+                return
+            book = self._new_book(category, frame.topic, frame.symbol, frame.depth)
+        book.ingestor = source[0]
+        book.last_frame_at = now
+        full = cast(FullBook, book.book)
+        if book.source != source:
+            # Deltas and the snapshot of one sync come over one connection; another
+            # connection starts the sync over.
+            if book.source is not None:
+                full.invalidate()
+            book.source = source
+        outcome = full.apply(frame)
+        if outcome is Outcome.APPLIED or outcome is Outcome.RESET:
+            if book.state is not State.LIVE:
+                book.state = State.LIVE
+                book.episode_requested = False
+                self._status(book, "live", "snapshot" if frame.snapshot else "updates", recv_ns)
+            self._publish_book(book, full.last_frame or frame, recv_ns)
+            return
+        stats = self.stats
+        if outcome is Outcome.DUPLICATE:
+            stats.duplicates += 1
+            return
+        if outcome is Outcome.GAP:
+            stats.gaps += 1
+            reason = "u reset to 1" if frame.u == 1 else f"u gap at u={frame.u}"
+        elif outcome is Outcome.CROSSED:
+            stats.crossed += 1
+            reason = f"crossed book at u={frame.u}"
+        elif frame.snapshot:
+            stats.not_synced += 1
+            reason = "REST snapshot does not fit the buffered deltas"
+        else:
+            reason = "waiting for the REST snapshot"
+        # The buffer is the sync in progress: keep it (invalidate=False), ask for a snapshot.
+        self._resync(book, reason, now, recv_ns=recv_ns, invalidate=False, keep_source=True)
+        if frame.snapshot and full.wants_snapshot:
+            book.episode_requested = False  # a snapshot that does not fit: fetch another
 
     def _on_trades(self, category: str, recv_ns: int, frame: TradeFrame) -> None:
         if frame.trades and frame.trades[0].symbol not in ("", frame.symbol):
@@ -537,6 +590,8 @@ class Hub:
     # ---------------------------------------------------------------- output
 
     def _new_book(self, category: str, topic: str, symbol: str, depth: int) -> _Book:
+        if topic.startswith(FULL_TOPIC_PREFIX):
+            return self._new_full_book(category, topic, symbol)
         rpi = topic.startswith(RPI_TOPIC_PREFIX)
         book_topic = wire.topic("rpi" if rpi else "book", category, symbol)
         bbo_topic = wire.topic("bbo", category, symbol)
@@ -559,6 +614,27 @@ class Hub:
         self._books[(category, topic)] = book
         if not rpi:
             self._join_symbol(book)
+        return book
+
+    def _new_full_book(self, category: str, topic: str, symbol: str) -> _Book:
+        book_topic = wire.topic("book", category, symbol)
+        bbo_topic = wire.topic("bbo", category, symbol)
+        status_topic = wire.topic("status", category, symbol)
+        book = _Book(
+            category=category,
+            symbol=symbol,
+            bybit_topic=topic,
+            book=FullBook(),
+            publish_depth=self.publish_depth,
+            book_topic=book_topic,
+            bbo_topic=bbo_topic,
+            status_topic=status_topic,
+            book_template=wire.book_template(category, symbol, full=True),
+            book_seq=self._counter(book_topic),
+            bbo_seq=self._counter(bbo_topic),
+            status_seq=self._counter(status_topic),
+        )
+        self._books[(category, topic)] = book
         return book
 
     def _join_symbol(self, book: _Book) -> None:
@@ -633,7 +709,7 @@ class Hub:
             ask=ask[0] if ask else None,
             ask_size=ask[1] if ask else None,
             bybit_seq=frame.seq,
-            depth=frame.depth,
+            depth="full" if type(frame) is FullFrame else frame.depth,
         )
         self.outbox.append((book.bbo_topic, bbo))
         if fusion is not None:
@@ -678,9 +754,13 @@ class Hub:
         *,
         ask: bool = True,
         recv_ns: int | None = None,
+        invalidate: bool = True,
+        keep_source: bool = False,
     ) -> None:
-        book.book.invalidate()
-        book.source = None
+        if invalidate:
+            book.book.invalidate()
+        if not keep_source:
+            book.source = None
         book.last_book = book.last_bbo = None
         book.last_best = None
         fusion = book.fusion

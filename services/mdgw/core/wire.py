@@ -395,7 +395,7 @@ def encode_book(
     )
 
 
-def book_template(category: str, symbol: str, channel: str = "book") -> str:
+def book_template(category: str, symbol: str, channel: str = "book", *, full: bool = False) -> str:
     """The ``book`` payload of one topic as a ``%`` template: the builder's hot path.
 
     ``(template % (seq, pub_ns, recv_ns, u, ts, cts, depth, bids, asks)).encode()`` is the
@@ -406,10 +406,13 @@ def book_template(category: str, symbol: str, channel: str = "book") -> str:
     are validated here, once per topic; they cannot hold ``%``, ``"`` or ``\\``.
     """
     topic(channel, category, symbol)  # validates all three (WireError), cached
+    # The full book says "depth":"full"; %.0s swallows the depth argument so every
+    # template takes the same tuple.
+    depth = '"full"%.0s' if full else "%d"
     return (
         f'{{"channel":"{channel}","exchange":"{EXCHANGE}","category":"{category}",'
         f'"symbol":"{symbol}","seq":%d,"pub_ns":%d,"recv_ns":%d,"u":%d,"ts":%d,'
-        '"cts":%s,"depth":%d,"bids":[%s],"asks":[%s]}'
+        f'"cts":%s,"depth":{depth},"bids":[%s],"asks":[%s]}}'
     )
 
 
@@ -427,7 +430,7 @@ def encode_bbo(
     ask: str | None,
     ask_size: str | None,
     bybit_seq: int | None = None,
-    depth: int | None = None,
+    depth: int | str | None = None,
 ) -> bytes:
     """A ``bbo`` payload (best bid and offer); a side is null while that side is empty.
 
