@@ -36,7 +36,7 @@ _SNAPSHOT_MAX_REQUEST = 4096  # bytes; larger requests make libzmq drop the peer
 
 def fused_symbols(settings: Settings) -> set[tuple[str, str]]:
     """(category, symbol) configured at depth 1 and at a deeper depth: their bbo is fused."""
-    depths: dict[tuple[str, str], set[int]] = {}
+    depths: dict[tuple[str, str], set[int | str]] = {}
     for stream in settings.bybit.streams:
         for symbol in stream.symbols:
             depths.setdefault((stream.category, symbol), set()).add(stream.depth)

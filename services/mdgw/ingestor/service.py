@@ -32,7 +32,7 @@ from mdgw.core.bybit import (
     MAX_ARGS_PER_CONNECTION,
     SYSTEM_STATUS_PATH,
     SYSTEM_STATUS_TOPIC,
-    orderbook_topic,
+    book_topic,
     plan_connections,
     rpi_topic,
     trade_topic_for,
@@ -45,6 +45,7 @@ from mdgw.ingestor.connection import (
     ConnectionTiming,
     ConnIds,
 )
+from mdgw.ingestor.snapshots import SnapshotFetcher, is_full_topic
 from mdgw.ingestor.subscriptions import ResyncDecision, Subscriptions
 from mdgw.runtime.curve import client_keys_or_exit
 from mdgw.runtime.lifecycle import Shutdown
@@ -91,7 +92,7 @@ def stream_topics(stream: StreamConfig, symbols: Sequence[str] = ()) -> list[str
     for symbol in stream.symbols:
         if symbols and symbol not in symbols:
             continue
-        topics.append(orderbook_topic(stream.depth, symbol))
+        topics.append(book_topic(stream.depth, symbol))
         if stream.rpi:
             topics.append(rpi_topic(symbol))
         if stream.trades:
@@ -194,6 +195,15 @@ class Ingestor:
         self._log = get_logger()
         self._ratelog = RateLimitedLog(self._log, interval=10.0)
         self._last_stats: tuple[float, int] = (time.monotonic(), 0)
+        self.snapshots = SnapshotFetcher(
+            rest_url=bybit.rest_url,
+            timeout=bybit.rest_timeout,
+            max_per_second=bybit.rest_max_per_second,
+            backoff=lambda: Backoff(
+                min(0.2, bybit.backoff_initial), bybit.backoff_max, rng=self._rng.random
+            ),
+            log=self._log,
+        )
 
     # ------------------------------------------------------------------ stats
 
@@ -214,6 +224,7 @@ class Ingestor:
             "refused_topics": sum(len(c.subscriptions.refused) for c in self.connections),
             "ping_rtt_ms": round(max(rtts) * 1000, 2) if rtts else None,
             **asdict(self.control),
+            **{f"rest_{k}": v for k, v in asdict(self.snapshots.counters).items()},
         }
 
     def _log_stats(self, **extra: Any) -> None:
@@ -261,6 +272,7 @@ class Ingestor:
                 asyncio.create_task(self._heartbeat(push), name="heartbeat"),
                 asyncio.create_task(self._read_control(sub), name="control"),
                 asyncio.create_task(self._report(), name="stats"),
+                asyncio.create_task(self.snapshots.run(), name="rest-snapshots"),
             ]
             self._log.info(
                 "ingestor_started",
@@ -381,6 +393,14 @@ class Ingestor:
             conn = self._owners.get((request.category, request.topic))
             if conn is None:
                 counters.resync_not_owned += 1
+                continue
+            if is_full_topic(request.topic):
+                # orderbook.full has no snapshot on the socket: the builder's resync asks
+                # for the REST one (mdgw.ingestor.snapshots), whatever the escalation.
+                self.snapshots.request(request.category, request.topic, conn.inject)
+                self._log.info(
+                    "rest_snapshot_requested", topic=request.topic, reason=request.reason
+                )
                 continue
             if request.reconnect:
                 conn.reconnect(f"resync of {request.topic} requested reconnect: {request.reason}")

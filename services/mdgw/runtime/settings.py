@@ -109,12 +109,15 @@ class ConfigError(Exception):
 
 
 def _check_depth(value: object) -> object:
+    if value == "full":
+        return value
     if value in (*BYBIT_DEPTHS, *OPTION_DEPTHS) and not isinstance(value, bool):
         return value
     note = "; Bybit removed 500 in 2025" if value == 500 else ""
     allowed = ", ".join(map(str, BYBIT_DEPTHS))
     raise ValueError(
-        f"depth must be one of {allowed} (25 or 100 for category option) (got {value!r}{note})"
+        f'depth must be one of {allowed}, "full" (25 or 100 for category option) '
+        f"(got {value!r}{note})"
     )
 
 
@@ -195,7 +198,7 @@ def check_zmq_endpoint(endpoint: str) -> str:
 
 
 Symbol = Annotated[str, AfterValidator(_check_symbol)]
-Depth = Annotated[Literal[1, 25, 50, 100, 200, 1000], BeforeValidator(_check_depth)]
+Depth = Annotated[Literal[1, 25, 50, 100, 200, 1000, "full"], BeforeValidator(_check_depth)]
 ZmqEndpoint = Annotated[str, AfterValidator(check_zmq_endpoint)]
 # A file or directory path, relative to the working directory like ipc endpoints.
 KeyPath = Annotated[str, Field(min_length=1)]
@@ -220,9 +223,11 @@ class StreamConfig(BaseModel):
 
     @field_validator("depth")
     @classmethod
-    def _depth_of_category(cls, depth: int, info: ValidationInfo) -> int:
+    def _depth_of_category(cls, depth: int | str, info: ValidationInfo) -> int | str:
         category = info.data.get("category")
-        allowed = OPTION_DEPTHS if category == "option" else BYBIT_DEPTHS
+        allowed: tuple[int | str, ...] = (
+            OPTION_DEPTHS if category == "option" else (*BYBIT_DEPTHS, "full")
+        )
         if category is not None and depth not in allowed:
             raise ValueError(
                 f"depth must be one of {', '.join(map(str, allowed))} for category "
@@ -268,6 +273,21 @@ class BybitConfig(BaseModel):
     streams: list[StreamConfig] = Field(default_factory=_default_streams)
     # Subscribe system.status on {ws_url}/misc/status: one connection for the gateway.
     system_status: bool = True
+    # REST for the orderbook.full snapshot (GET {rest_url}/v5/market/full_orderbook).
+    rest_url: str = "https://api.bybit.com"
+    rest_timeout: Annotated[float, Field(gt=0)] = 5.0
+    # Bybit allows 600 REST requests per 5 s per IP; full-book snapshots stay far below.
+    rest_max_per_second: Annotated[float, Field(gt=0, le=100)] = 2.0
+
+    @field_validator("rest_url")
+    @classmethod
+    def _check_rest_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(
+                f"rest_url must start with http:// or https:// and name a host (got {url!r})"
+            )
+        return url.rstrip("/")
 
     @field_validator("ws_url")
     @classmethod
