@@ -66,8 +66,19 @@ __all__ = [
 
 DEPTHS: Final = (1, 50, 200, 1000)
 OPTION_DEPTHS: Final = (25, 100)  # option books (spot, linear and inverse have DEPTHS)
+# orderbook.full.{symbol}: delta-only, every 200 ms, the whole book (Bybit's REST snapshot
+# caps at 10,000 levels a side; the simulated book is shallower). Its topics-dict key.
+FULL: Final = 10_000
 # Bybit's push interval per depth (docs: orderbook, 2026); level 1 goes out on every change.
-PUSH_INTERVAL_MS: Final[dict[int, int]] = {1: 0, 25: 20, 50: 20, 100: 100, 200: 100, 1000: 200}
+PUSH_INTERVAL_MS: Final[dict[int, int]] = {
+    1: 0,
+    25: 20,
+    50: 20,
+    100: 100,
+    200: 100,
+    1000: 200,
+    FULL: 200,
+}
 
 FrameKind = Literal["snapshot", "delta", "trade"]
 # One side of a window: (price, size) strings, best first.
@@ -132,6 +143,8 @@ def parse_topic(topic: str) -> tuple[int, str] | None:
         return (0, rest) if rest and "." not in rest else None
     if kind == "orderbook":
         depth_text, _, symbol = rest.partition(".")
+        if depth_text == "full":
+            return (FULL, symbol) if symbol and "." not in symbol else None
         # "orderbook.050.X" is not a Bybit topic even though int("050") == 50.
         if (
             depth_text.isdigit()
@@ -605,7 +618,8 @@ class _SymbolMarket:
     def track(self, depth: int, now_ms: int) -> _BookTopic:
         topic = self.topics.get(depth)
         if topic is None:
-            name = f"orderbook.{depth}.{self.symbol}"
+            label = "full" if depth == FULL else depth
+            name = f"orderbook.{label}.{self.symbol}"
             start = random.Random(f"{self.seed_name}/u{depth}").randrange(10**6, 8 * 10**7)
             topic = _BookTopic(name, depth, start + self.step_no, self.step_no, self.history)
             topic.bound_b = self.bids.boundary(depth)
@@ -625,7 +639,11 @@ class _SymbolMarket:
         return frames
 
     def restart(self, topic: _BookTopic, now_ms: int) -> Frame:
-        """A ``u = 1`` snapshot, as after a restart of Bybit's service; deltas go on from 1."""
+        """A ``u = 1`` snapshot, as after a restart of Bybit's service; deltas go on from 1.
+
+        The full book has no snapshot on the socket: it gets an empty ``u = 1`` delta, the
+        re-initialisation signal of Bybit's docs (the REST snapshot then has ``u >= 1``).
+        """
         topic.u = 0
         topic.pend_b = {}
         topic.pend_a = {}
@@ -633,6 +651,9 @@ class _SymbolMarket:
         topic.bound_a = self.asks.boundary(topic.depth)
         topic.last_top = self._top()
         self._advance_u(topic, now_ms, now_ms)
+        if topic.depth == FULL:
+            payload = self._book_payload(topic, "delta", [], [], ts=now_ms, cts=now_ms)
+            return Frame(self.category, topic.name, self.symbol, "delta", topic.u, True, payload)
         return self._snapshot_frame(topic, now_ms, now_ms, fresh=True)
 
     # --- truth ------------------------------------------------------------------------
@@ -720,7 +741,10 @@ class Market:
             if depth == 0:
                 return bool(self._option_markets(symbol))
             return depth in OPTION_DEPTHS and (category, symbol) in self._symbols
-        return (depth == 0 or depth in DEPTHS) and (category, symbol) in self._symbols
+        return (depth == 0 or depth in DEPTHS or depth == FULL) and (
+            category,
+            symbol,
+        ) in self._symbols
 
     def _option_markets(self, base: str) -> list[_SymbolMarket]:
         """The option markets of a base coin: what publicTrade.{baseCoin} carries."""
@@ -802,6 +826,8 @@ class Market:
         book_topic = market.topics[depth]
         flushed = market.flush(book_topic, now_ms)
         book_topic.listening = True
+        if depth == FULL:
+            return flushed, None  # delta-only: the client takes the REST snapshot
         snapshot = market._snapshot_frame(book_topic, now_ms, book_topic.last_cts, fresh=False)
         return flushed, snapshot
 
@@ -877,6 +903,30 @@ class Market:
             raise TruthUnavailableError(f"orderbook.{depth}.{symbol} was never tracked")
         bids, asks = market.window(topic, u)
         return Window(u, market.render(bids, True), market.render(asks, False))
+
+    def rest_full_orderbook(
+        self, category: str, symbol: str, now_ms: int
+    ) -> tuple[list[Frame], dict[str, Any]]:
+        """``GET /v5/market/full_orderbook``: (frames to send first, ``result``).
+
+        Changes a push interval held back go out first as a delta (to the topic's
+        subscribers), so the snapshot's ``u`` and ``seq`` are those of a delta sent.
+        """
+        market = self._market(category, symbol)
+        self.track(category, f"orderbook.full.{symbol}", now_ms)
+        topic = market.topics[FULL]
+        flushed = market.flush(topic, now_ms)
+        bids, asks = market.window(topic, topic.u)
+        result = {
+            "s": symbol,
+            "b": [list(level) for level in market.render(bids, True)],
+            "a": [list(level) for level in market.render(asks, False)],
+            "ts": now_ms,
+            "u": topic.u,
+            "seq": topic.last_seq,
+            "cts": topic.last_cts,
+        }
+        return flushed, result
 
     def rpi_truth(
         self, category: str, symbol: str, u: int | None

@@ -51,6 +51,7 @@ from mdgw.simulator.faults import (
 from mdgw.simulator.instruments import CATEGORIES
 from mdgw.simulator.market import (
     DEPTHS,
+    FULL,
     OPTION_DEPTHS,
     Frame,
     Market,
@@ -137,6 +138,9 @@ class SimulatorServer:
         self._refuse_until = 0.0
         self._now = 0.0  # loop time of the current tick
         self.notices = NoticeBoard()  # system.status, on /v5/public/misc/status
+        # Armed failures of GET /v5/market/full_orderbook: ("5xx" | "timeout", seconds).
+        self._rest_faults: list[tuple[str, float]] = []
+        self.rest_requests = 0  # full_orderbook requests answered (or failed)
         self._server: Server | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._conn_count = 0
@@ -638,6 +642,13 @@ class SimulatorServer:
         """Answer new websocket upgrades with HTTP 503 for *seconds*."""
         self.apply_fault(FaultRequest(FaultKind.REFUSE, seconds=seconds))
 
+    def fail_rest(self, kind: str, count: int = 1, *, seconds: float = 10.0) -> None:
+        """Fail the next *count* ``full_orderbook`` requests: ``"5xx"`` answers HTTP 503,
+        ``"timeout"`` answers only after *seconds* (past the client's timeout)."""
+        if kind not in ("5xx", "timeout") or count < 1:
+            raise FaultError("fail_rest needs kind 5xx or timeout and a count >= 1")
+        self._rest_faults += [(kind, seconds)] * count
+
     def post_notice(
         self,
         *,
@@ -664,7 +675,7 @@ class SimulatorServer:
 
     # --- HTTP -------------------------------------------------------------------------
 
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    def _process_request(self, connection: ServerConnection, request: Request) -> Any:
         parts = urlsplit(request.path)
         path = parts.path
         if path.startswith(WS_PREFIX):
@@ -677,8 +688,9 @@ class SimulatorServer:
                 )
             return None  # the websocket handshake goes on
         query = dict(parse_qsl(parts.query))
-        routes: dict[tuple[str, str], Callable[[dict[str, str]], Response]] = {
+        routes: dict[tuple[str, str], Callable[[dict[str, str]], Any]] = {
             ("GET", "/v5/market/orderbook"): self._http_orderbook,
+            ("GET", "/v5/market/full_orderbook"): self._http_full_orderbook,
             ("POST", "/sim/fault"): self._http_fault,
             ("GET", "/sim/status"): self._http_status,
             ("GET", "/sim/truth"): self._http_truth,
@@ -717,6 +729,35 @@ class SimulatorServer:
         if not limit_text.isdigit() or not 1 <= int(limit_text) <= REST_LIMIT_MAX:
             return error(f"Param validation for 'limit' failed: must be 1 to {REST_LIMIT_MAX}")
         result = self.market.rest_orderbook(category, symbol, int(limit_text), now_ms)
+        body = {"retCode": 0, "retMsg": "OK", "result": result, "retExtInfo": {}, "time": now_ms}
+        return _json_response(200, body)
+
+    def _http_full_orderbook(self, query: dict[str, str]) -> Any:
+        self.rest_requests += 1
+        if self._rest_faults:
+            kind, seconds = self._rest_faults.pop(0)
+            log.info("rest_fault_fired", kind=kind)
+            busy = _json_response(503, {"retCode": 10016, "retMsg": "service unavailable"})
+            if kind == "5xx":
+                return busy
+
+            async def late() -> Response:
+                await asyncio.sleep(seconds)
+                return busy
+
+            return late()
+        category = query.get("category", "")
+        symbol = query.get("symbol", "")
+        now_ms = _wall_ms()
+        if category not in ("spot", "linear", "inverse") or not self.market.has_symbol(
+            category, symbol
+        ):
+            body = {"retCode": PARAMS_ERROR, "retMsg": "params error", "result": {}, "time": now_ms}
+            return _json_response(200, body)
+        flushed, result = self.market.rest_full_orderbook(category, symbol, now_ms)
+        for frame in flushed:
+            self._dispatch(frame)
+        self._flush()
         body = {"retCode": 0, "retMsg": "OK", "result": result, "retExtInfo": {}, "time": now_ms}
         return _json_response(200, body)
 
@@ -777,7 +818,9 @@ class SimulatorServer:
             except TruthUnavailableError as exc:
                 return _json_response(404, {"ok": False, "error": str(exc)})
             return _json_response(200, {"ok": True, "u": u, "b": bids, "a": asks})
-        if not depth_text.isdigit() or int(depth_text) not in (*DEPTHS, *OPTION_DEPTHS):
+        if depth_text == "full":
+            depth_text = str(FULL)
+        if not depth_text.isdigit() or int(depth_text) not in (*DEPTHS, *OPTION_DEPTHS, FULL):
             return _json_response(400, {"ok": False, "error": "depth must be 1, 50, 200 or 1000"})
         if not self.market.has_symbol(category, symbol):
             return _json_response(404, {"ok": False, "error": f"no symbol {category}/{symbol}"})
