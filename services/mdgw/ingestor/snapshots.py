@@ -35,7 +35,6 @@ from structlog.typing import FilteringBoundLogger
 
 from mdgw.core.backoff import Backoff
 from mdgw.core.bybit import FULL_ORDERBOOK_PATH, FULL_TOPIC_PREFIX, full_snapshot_frame
-from mdgw.core.errors import ParseError
 
 __all__ = ["MAX_ATTEMPTS", "SnapshotCounters", "SnapshotFetcher", "is_full_topic"]
 
@@ -114,7 +113,7 @@ class SnapshotFetcher:
             self._last_request = time.monotonic()
             try:
                 return await asyncio.to_thread(self._get, url, symbol)
-            except (OSError, ParseError, ValueError) as exc:
+            except Exception as exc:
                 self.counters.failed_attempts += 1
                 delay = backoff.next_delay()
                 self._log.warning(
