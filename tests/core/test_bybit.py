@@ -369,3 +369,13 @@ def test_fast_book_path_defers_numbers_orjson_sees_differently(number: str) -> N
         b'"data":{"s":"BTCUSDT","b":[],"a":[],"u":' + number.encode() + b"}}"
     )
     assert _decoded(raw) == _reference(raw)
+
+
+def test_option_connections_hold_at_most_2000_topics() -> None:
+    from mdgw.core.bybit import MAX_ARGS_PER_CONNECTION, plan_connections
+
+    topics = [f"orderbook.25.BTC-27DEC26-{i}-C" for i in range(4500)]
+    # (the 21,000-character limit binds first on real topics; lift it to see this one)
+    groups = plan_connections(topics, 10**9, max_args=MAX_ARGS_PER_CONNECTION["option"])
+    assert [len(g) for g in groups] == [2000, 2000, 500]
+    assert [t for g in groups for t in g] == topics

@@ -284,6 +284,10 @@ class BookBuilder:
             "snapshots_served": self.snapshots_served,
             "snapshots_rejected": self.snapshots_rejected,
             "books": self.hub.states(),
+            # Bybit's system.status notices under way now: the hook for health and metrics.
+            "maintenance": [
+                n.id for n in self.hub.notices.maintenance(time.time_ns() // 1_000_000)
+            ],
             **{k: v for k, v in stats.items() if k not in ("frames", "books_out")},
         }
         self.events.flush_suppressed()
