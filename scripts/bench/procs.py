@@ -213,6 +213,8 @@ def gateway_config(
     lines = [
         "[bybit]",
         f'ws_url = "{ws_url}"',
+        # The blaster serves no /misc/status: no system.status connection to measure.
+        "system_status = false",
     ]
     if symbols:
         quoted = ", ".join(f'"{s}"' for s in symbols)

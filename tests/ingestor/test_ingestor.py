@@ -538,7 +538,7 @@ def test_cli_options_parse_into_a_selection() -> None:
 
 @pytest.mark.parametrize(
     "argv",
-    [["--category", "option"], ["--bogus"], ["--symbols", ","], ["--id", "has space"], ["extra"]],
+    [["--category", "spread"], ["--bogus"], ["--symbols", ","], ["--id", "has space"], ["extra"]],
 )
 def test_bad_options_exit_64(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:

@@ -213,14 +213,14 @@ def stream(category: str = "linear", symbols: str = '["BTCUSDT"]', depth: object
         pytest.param(
             stream(depth=500),
             "bybit.streams.0.depth",
-            "depth must be one of 1, 50, 200, 1000 (25 or 100 for category option) "
+            'depth must be one of 1, 50, 200, 1000, "full" (25 or 100 for category option) '
             "(got 500; Bybit removed 500 in 2025)",
             id="depth-500",
         ),
         pytest.param(
             stream(depth=25),
             "bybit.streams.0.depth",
-            "depth must be one of 1, 50, 200, 1000 for category linear (got 25)",
+            "depth must be one of 1, 50, 200, 1000, full for category linear (got 25)",
             id="depth-25",
         ),
         pytest.param(
@@ -579,6 +579,7 @@ def test_env_var_for(key: str, var: str) -> None:
 # A valid value other than the default for each string key; numbers get default + 1.
 OTHER_VALUES = {
     "bybit.ws_url": "ws://127.0.0.1:9/v5/public",
+    "bybit.rest_url": "http://127.0.0.1:9",
     "zmq.raw": "ipc://var/run/other-raw.sock",
     "zmq.control": "ipc://var/run/other-control.sock",
     "zmq.pub": "tcp://127.0.0.1:9000",
