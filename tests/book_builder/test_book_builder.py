@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,20 +21,14 @@ from mdgw.core.wire import EnvelopeKind
 ROOT = Path(__file__).parents[2]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Builder:
     def __init__(
         self, tmp: Path, books: str = "resync_timeout = 1.0\nresync_min_interval = 0.2\n"
     ) -> None:
         self.raw = f"ipc://{tmp}/raw.sock"
         self.control = f"ipc://{tmp}/control.sock"
-        self.pub = f"tcp://127.0.0.1:{free_port()}"
-        self.snapshot = f"tcp://127.0.0.1:{free_port()}"
+        self.pub = f"ipc://{tmp}/pub.sock"
+        self.snapshot = f"ipc://{tmp}/snapshot.sock"
         self.config = tmp / "builder.toml"
         self.config.write_text(
             f'[zmq]\nraw = "{self.raw}"\ncontrol = "{self.control}"\n'
@@ -260,3 +253,36 @@ def test_resync_requests_missed_while_no_ingestor_listened_are_repeated_on_join(
         assert time.monotonic() - started < 5
     finally:
         assert b.stop() == 0
+
+
+def test_max_rate_conflates_a_burst_and_the_last_state_gets_out(
+    tmp_path: Path, ctx: zmq.Context[zmq.Socket[bytes]]
+) -> None:
+    builder = Builder(tmp_path, books="max_rate = 2\n")  # one book per 0.5 s at most
+    try:
+        ing = Ingestor(ctx, builder.raw)
+        sub = subscriber(ctx, builder.pub)
+        wait_subscribed(ing, sub)
+        sub.subscribe(b"book.linear.BTCUSDT.")
+        sub.setsockopt(zmq.UNSUBSCRIBE, b"")
+        time.sleep(0.2)  # let the subscription change reach the publisher (not an assertion)
+        ing.data(book_frame(100, [["99", "1"]], [["101", "1"]], snapshot=True))
+        recv_until(sub, lambda m: len(m) == 1)  # the snapshot's book, at once
+        started = time.monotonic()
+        for u in range(101, 301):  # a burst of 200 deltas
+            ing.data(book_frame(u, [["99", str(u)]], [], snapshot=False))
+        got = recv_until(sub, lambda m: bool(m) and m[-1][1]["u"] == 300)
+        assert time.monotonic() - started < 5.0
+        # 200 deltas within far less than 0.5 s each: a handful of books, not 200; the last
+        # one is the whole burst applied, seq +1 per message.
+        assert 1 <= len(got) <= 1 + (time.monotonic() - started) / 0.5 + 1
+        assert [p["seq"] for _, p in got] == list(range(2, 2 + len(got)))
+        assert got[-1][1]["bids"] == [["99", "300"]]
+        assert builder.stop() == 0
+        started_line = next(x for x in builder.lines() if x["event"] == "book_builder_started")
+        assert started_line["max_rate"] == 2.0
+        assert started_line["hot_path"].startswith(("compiled", "pure-Python"))
+    finally:
+        if builder.proc.poll() is None:
+            builder.proc.kill()
+            builder.proc.wait()

@@ -21,11 +21,13 @@ import orjson
 import pytest
 import zmq
 import zmq.asyncio
-from tests.e2e.test_pipeline import free_port, wait_for
 
+from mdgw.simulator.faults import FaultKind, FaultRequest
 from mdgw.simulator.market import FULL, TruthUnavailableError
 from mdgw.simulator.params import SimulatorParams
 from mdgw.simulator.server import SimulatorServer
+from mdgw.testing.endpoints import tcp_endpoint
+from mdgw.testing.truth import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -91,7 +93,7 @@ async def test_full_book_matches_truth_through_rest_failures(
     sim: SimulatorServer, tmp_path: Path
 ) -> None:
     sim.fail_rest("5xx", 2)  # the first snapshot fetches fail: retried with backoff
-    pub = f"tcp://127.0.0.1:{free_port()}"
+    pub = f"{tcp_endpoint()}"
     config = tmp_path / "gateway.toml"
     config.write_text(
         f"""
@@ -115,7 +117,7 @@ trades = false
 raw = "ipc://{tmp_path}/raw.sock"
 control = "ipc://{tmp_path}/control.sock"
 pub = "{pub}"
-snapshot = "tcp://127.0.0.1:{free_port()}"
+snapshot = "{tcp_endpoint()}"
 
 [books]
 publish_depth = {PUBLISH_DEPTH}
@@ -152,16 +154,27 @@ stats_interval = 2
         assert sim.rest_requests >= 3  # two failures, then a snapshot
 
         faults: list[tuple[str, Callable[[], object]]] = [
-            ("gap", lambda: sim.skip_delta(topic, category="spot")),
-            ("u=1 reset", lambda: sim.restart_topic("spot", topic)),
+            (
+                "gap",
+                lambda: sim.apply_fault(FaultRequest(FaultKind.SKIP, category="spot", topic=topic)),
+            ),
+            (
+                "u=1 reset",
+                lambda: sim.apply_fault(
+                    FaultRequest(FaultKind.RESTART, category="spot", topic=topic)
+                ),
+            ),
             (
                 "REST timeout, then a gap",
                 lambda: (
                     sim.fail_rest("timeout", 1, seconds=3.0),
-                    sim.skip_delta(topic, category="spot"),
+                    sim.apply_fault(FaultRequest(FaultKind.SKIP, category="spot", topic=topic)),
                 ),
             ),
-            ("dropped connection", lambda: sim.drop(category="spot")),
+            (
+                "dropped connection",
+                lambda: sim.apply_fault(FaultRequest(FaultKind.DROP, category="spot")),
+            ),
         ]
         for name, inject in faults:
             before = sim.rest_requests

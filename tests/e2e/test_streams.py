@@ -34,12 +34,14 @@ import orjson
 import pytest
 import zmq
 import zmq.asyncio
-from tests.e2e.test_pipeline import free_port, wait_for
 
+from mdgw.simulator.faults import FaultKind, FaultRequest
 from mdgw.simulator.market import Frame, TruthUnavailableError
 from mdgw.simulator.params import SimulatorParams
 from mdgw.simulator.server import SimulatorServer
 from mdgw.simulator.system_status import STATUS_PATH
+from mdgw.testing.endpoints import tcp_endpoint
+from mdgw.testing.truth import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -113,7 +115,7 @@ depth = 100
 raw = "ipc://{tmp}/raw.sock"
 control = "ipc://{tmp}/control.sock"
 pub = "{pub}"
-snapshot = "tcp://127.0.0.1:{free_port()}"
+snapshot = "{tcp_endpoint()}"
 
 [books]
 publish_depth = {PUBLISH_DEPTH}
@@ -219,7 +221,7 @@ async def test_rpi_fused_bbo_trades_and_system_status(sim: SimulatorServer, tmp_
 
     sim._dispatch = recording_dispatch  # type: ignore[method-assign]
 
-    pub = f"tcp://127.0.0.1:{free_port()}"
+    pub = f"{tcp_endpoint()}"
     path = config(tmp_path, sim, pub)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MDGW_")}
     env["MDGW_CONFIG"] = str(path)
@@ -242,31 +244,58 @@ async def test_rpi_fused_bbo_trades_and_system_status(sim: SimulatorServer, tmp_
     consumer = asyncio.create_task(consume(sub, sim, seen))
     try:
         await wait_for(lambda: seen.rpi[LINEAR] > 5 and seen.rpi[SPOT] > 5, "rpi books", 30)
-        await wait_for(lambda: bool(sim.conn_ids(STATUS_PATH)), "the status connection")
+        await wait_for(lambda: bool(sim.conn_ids(STATUS_PATH)), "the status connection", 15)
 
         # system.status: each version once, a repeat and a replay after reconnect are not.
         now = int(time.time() * 1000)
         sim.post_notice(notice_id="n1", state="scheduled", begin_ms=now, end_ms=now + 60_000)
         sim.post_notice(notice_id="n1", state="scheduled", begin_ms=now, end_ms=now + 60_000)
         sim.post_notice(notice_id="n1", state="ongoing", begin_ms=now, end_ms=now + 90_000)
-        await wait_for(lambda: len(seen.notices) >= 2, "notices")
+        await wait_for(lambda: len(seen.notices) >= 2, "notices", 15)
         (status_conn,) = sim.conn_ids(STATUS_PATH)
-        assert sim.drop(conn_id=status_conn) == 1
+        assert sim.apply_fault(FaultRequest(FaultKind.DROP, conn_id=status_conn)) == 1
         await wait_for(
             lambda: bool(sim.conn_ids(STATUS_PATH)) and sim.conn_ids(STATUS_PATH) != [status_conn],
             "the status connection back",
+            15,
         )
 
         faults: list[tuple[str, Callable[[], int], tuple[str, str]]] = [
-            ("gap", lambda: sim.skip_delta("orderbook.rpi.BTCUSDT", category="linear"), LINEAR),
-            ("restart u=1", lambda: sim.restart_topic("spot", "orderbook.rpi.ETHUSDT"), SPOT),
-            ("crossed", lambda: sim.send_crossed("orderbook.rpi.ETHUSDT", category="spot"), SPOT),
             (
-                "malformed",
-                lambda: sim.send_malformed("orderbook.rpi.BTCUSDT", category="linear"),
+                "gap",
+                lambda: sim.apply_fault(
+                    FaultRequest(FaultKind.SKIP, category="linear", topic="orderbook.rpi.BTCUSDT")
+                ),
                 LINEAR,
             ),
-            ("drop", lambda: sim.drop(category="linear"), LINEAR),
+            (
+                "restart u=1",
+                lambda: sim.apply_fault(
+                    FaultRequest(FaultKind.RESTART, category="spot", topic="orderbook.rpi.ETHUSDT")
+                ),
+                SPOT,
+            ),
+            (
+                "crossed",
+                lambda: sim.apply_fault(
+                    FaultRequest(FaultKind.CROSSED, category="spot", topic="orderbook.rpi.ETHUSDT")
+                ),
+                SPOT,
+            ),
+            (
+                "malformed",
+                lambda: sim.apply_fault(
+                    FaultRequest(
+                        FaultKind.MALFORMED, category="linear", topic="orderbook.rpi.BTCUSDT"
+                    )
+                ),
+                LINEAR,
+            ),
+            (
+                "drop",
+                lambda: sim.apply_fault(FaultRequest(FaultKind.DROP, category="linear")),
+                LINEAR,
+            ),
         ]
         for name, inject, key in faults:
             before = seen.last_rpi_at.get(key, 0.0)
@@ -278,6 +307,7 @@ async def test_rpi_fused_bbo_trades_and_system_status(sim: SimulatorServer, tmp_
                     and seen.state.get((*key, "rpi")) == "live"
                 ),
                 f"{key} rpi live again after {name}",
+                15,
             )
             assert not seen.wrong, seen.wrong[:5]
         await asyncio.sleep(1.5)

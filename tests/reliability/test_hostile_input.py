@@ -23,11 +23,14 @@ from pathlib import Path
 import orjson
 import pytest
 import zmq
-from fuzz_builder import KNOWN_CRASHERS, Fuzzer, builder_config, fuzz
-from gateway_stack import LONG, Service, cpu_seconds, free_port
 
 from mdgw.core import wire
 from mdgw.core.wire import EnvelopeKind
+from mdgw.testing.config import LONG
+from mdgw.testing.endpoints import tcp_endpoint
+from mdgw.testing.fuzz import Fuzzer, builder_config, fuzz
+from mdgw.testing.hostile import KNOWN_CRASHERS
+from mdgw.testing.processes import Service, cpu_seconds
 
 pytestmark = pytest.mark.e2e
 
@@ -38,8 +41,8 @@ RSS_GROWTH_MAX_KIB = 64 * 1024
 class Builder:
     def __init__(self, rundir: Path, logdir: Path) -> None:
         self.raw = f"ipc://{rundir}/raw.sock"
-        self.pub = f"tcp://127.0.0.1:{free_port()}"
-        self.snapshot = f"tcp://127.0.0.1:{free_port()}"
+        self.pub = tcp_endpoint()
+        self.snapshot = tcp_endpoint()
         config = builder_config(rundir, self.raw, self.pub, self.snapshot)
         self.service = Service("book_builder", config, logdir / "book_builder.log").start()
 
@@ -187,7 +190,6 @@ def test_frames_that_make_the_hub_raise_do_not_stop_the_builder(
     sub = ctx.socket(zmq.SUB)
     sub.subscribe(b"book.linear.")
     sub.connect(builder.pub)
-    time.sleep(0.5)  # the subscription reaching the publisher (not an assertion)
     seq = 0
 
     def send(frame: bytes) -> None:
@@ -205,6 +207,20 @@ def test_frames_that_make_the_hub_raise_do_not_stop_the_builder(
             )
         )
 
+    # Until the subscription reaches the publisher, books go unseen: repeat a warm-up book
+    # (a new u each time) until one arrives.
+    deadline = time.monotonic() + 30
+    warm = 0
+    while not sub.poll(200):
+        assert time.monotonic() < deadline, "the warm-up book never arrived"
+        warm += 1
+        data = {"s": "WARMUP", "b": [["1.0", "1"]], "a": [["2.0", "1"]], "u": warm, "seq": warm}
+        send(
+            orjson.dumps(
+                {"topic": "orderbook.50.WARMUP", "type": "snapshot", "ts": 1, "data": data}
+            )
+        )
+
     for n, (name, frame) in enumerate(KNOWN_CRASHERS.items()):
         send(frame)
         symbol = f"OK{n}USDT"
@@ -214,8 +230,10 @@ def test_frames_that_make_the_hub_raise_do_not_stop_the_builder(
                 {"topic": f"orderbook.50.{symbol}", "type": "snapshot", "ts": 1, "data": data}
             )
         )
-        assert sub.poll(3000), f"nothing published after: {name}"
-        topic, _ = sub.recv_multipart()
+        topic = wire.topic("book", "linear", "WARMUP")
+        while topic == wire.topic("book", "linear", "WARMUP"):  # warm-ups still in flight
+            assert sub.poll(10_000), f"nothing published after: {name}"
+            topic, _ = sub.recv_multipart()
         assert topic == wire.topic("book", "linear", symbol), name
     assert builder.service.alive
     # Rejected at the decoder as malformed, not caught as an internal error.

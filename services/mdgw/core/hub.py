@@ -17,13 +17,23 @@ it, that connection closing, or its ingestor going silent. It then publishes
 per ``resync_min_interval``; again after ``resync_timeout`` without a snapshot)
 and becomes live again on the next good snapshot. A book only takes deltas from
 the connection that delivered its snapshot: a new connection means new snapshots.
+
+Conflation (``max_rate`` > 0, ``books.max_rate``): a book publishes at most ``max_rate``
+times a second. Every frame is still applied and checked as it arrives; a frame that comes
+less than ``1 / max_rate`` after the book's last publish only marks the book pending, and
+:meth:`Hub.publish_due` (the shell calls it after each batch and when
+:attr:`Hub.next_due` comes) publishes the book as it stands then, with the ``u``, ``ts``
+and ``cts`` of the last frame applied: latest wins. ``seq`` stays +1 per published message
+on every topic, and ``u`` only grows; it is no longer +1 between two ``book`` messages.
+A book that stops being live drops what was pending; the first publish after it is live
+again goes out at once.
 """
 
 from __future__ import annotations
 
 import enum
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, cast
 
@@ -145,6 +155,11 @@ class _Book:
     # "book", "rpi", or "bbo" for a depth-1 book that only feeds its symbol's fused bbo.
     feed: str = "book"
     fusion: BboFusion | None = None  # set when depth 1 and a deeper depth share the bbo
+    # Conflation (max_rate > 0): earliest time of the next publish, and the last frame
+    # applied since the last publish (None: nothing pending).
+    next_publish_at: float = 0.0
+    pending: BookFrame | RpiFrame | None = None
+    pending_recv_ns: int = 0
 
 
 @dataclass(slots=True)
@@ -168,9 +183,17 @@ class Hub:
         ingestor_timeout: float,
         stale_after: float,
         clock_ns: Callable[[], int],
-        fused: Iterable[tuple[str, str]] = (),
+        fused: Iterable[Sequence[str]] = (),
+        max_rate: float = 0.0,
     ) -> None:
+        if max_rate < 0:
+            raise ValueError(f"max_rate must be >= 0, got {max_rate}")
         self.publish_depth = publish_depth
+        # Seconds between two publishes of one book; 0.0: every frame is published.
+        self.min_interval = 1.0 / max_rate if max_rate else 0.0
+        # Books that may have a publish pending, by (category, Bybit topic).
+        self._pending: dict[tuple[str, str], _Book] = {}
+        self.next_due: float | None = None  # earliest pending publish (monotonic s)
         self.resync_timeout = resync_timeout
         self.resync_min_interval = resync_min_interval
         self.ingestor_timeout = ingestor_timeout
@@ -189,7 +212,9 @@ class Hub:
         self._peer_lost_at: float | None = None  # a raw-socket peer disconnected then
         # (category, symbol) whose bbo fuses depth 1 with a deeper depth (from the config;
         # a symbol seen on both without being configured so is fused when it happens).
-        self._fusions: dict[tuple[str, str], BboFusion] = {key: BboFusion() for key in fused}
+        self._fusions: dict[tuple[str, str], BboFusion] = {
+            (key[0], key[1]): BboFusion() for key in fused
+        }
         self._symbol_books: dict[tuple[str, str], list[_Book]] = {}
         self.notices = NoticeBoard()
         self._status_seq = self._counter(wire.EXCHANGE_STATUS_TOPIC)
@@ -224,8 +249,8 @@ class Hub:
             except UnsupportedTopicError:
                 stats.unsupported += 1
                 return
-            except ParseError as exc:
-                self._on_malformed(category, key, exc, len(frame), now)
+            except ParseError as bad:  # not `exc`: mypyc types a name once per function
+                self._on_malformed(category, key, bad, len(frame), now)
                 return
             if type(decoded) is BookFrame:
                 self._on_book(category, key, recv_ns, decoded, now)
@@ -277,6 +302,17 @@ class Hub:
         for book in self._books.values():
             if book.state is State.RESYNCING:
                 self._request(book, now, repeat=True)
+
+    def on_inputs_lost(self, reason: str, now: float) -> None:
+        """Inputs this hub should have had are gone (a hole in a replayed journal).
+
+        Nothing the hub holds can be trusted to continue: every book resyncs (no request is
+        sent: a replay has no ingestor to ask) and the connections' sequences start over.
+        The live builder never calls this.
+        """
+        self._conns.clear()
+        for book in self._books.values():
+            self._resync(book, reason, now, ask=False)
 
     def tick(self, now: float) -> None:
         """Deadlines: resync requests, silent ingestors, stale books."""
@@ -371,7 +407,13 @@ class Hub:
                 book.state = State.LIVE
                 book.episode_requested = False
                 self._status(book, "live", "snapshot" if frame.snapshot else "updates", recv_ns)
+            elif self.min_interval and now < book.next_publish_at:
+                self._defer(book, frame, recv_ns)
+                return
             self._publish_book(book, frame, recv_ns)
+            if self.min_interval:
+                book.next_publish_at = now + self.min_interval
+                book.pending = None
             return
         stats = self.stats
         if outcome is Outcome.DUPLICATE:
@@ -414,7 +456,13 @@ class Hub:
                 book.state = State.LIVE
                 book.episode_requested = False
                 self._status(book, "live", "snapshot" if frame.snapshot else "updates", recv_ns)
+            elif self.min_interval and now < book.next_publish_at:
+                self._defer(book, full.last_frame or frame, recv_ns)
+                return
             self._publish_book(book, full.last_frame or frame, recv_ns)
+            if self.min_interval:
+                book.next_publish_at = now + self.min_interval
+                book.pending = None
             return
         stats = self.stats
         if outcome is Outcome.DUPLICATE:
@@ -435,6 +483,41 @@ class Hub:
         self._resync(book, reason, now, recv_ns=recv_ns, invalidate=False, keep_source=True)
         if frame.snapshot and full.wants_snapshot:
             book.episode_requested = False  # a snapshot that does not fit: fetch another
+
+    def _defer(self, book: _Book, frame: BookFrame | RpiFrame, recv_ns: int) -> None:
+        if book.pending is None:
+            self._pending[(book.category, book.bybit_topic)] = book
+            due = book.next_publish_at
+            if self.next_due is None or due < self.next_due:
+                self.next_due = due
+        book.pending = frame
+        book.pending_recv_ns = recv_ns
+
+    def publish_due(self, now: float) -> None:
+        """Publish every pending book whose interval has passed (conflation; see above).
+
+        Updates :attr:`next_due`: the time of the earliest publish still pending, or None.
+        """
+        if self.next_due is None or now < self.next_due:
+            return
+        interval = self.min_interval
+        waiting: dict[tuple[str, str], _Book] = {}
+        next_due: float | None = None
+        for key, book in self._pending.items():
+            frame = book.pending
+            if frame is None or book.state is not State.LIVE:
+                book.pending = None
+                continue
+            if now < book.next_publish_at:
+                waiting[key] = book
+                if next_due is None or book.next_publish_at < next_due:
+                    next_due = book.next_publish_at
+                continue
+            book.pending = None
+            self._publish_book(book, frame, book.pending_recv_ns)
+            book.next_publish_at = now + interval
+        self._pending = waiting
+        self.next_due = next_due
 
     def _on_trades(self, category: str, recv_ns: int, frame: TradeFrame) -> None:
         if frame.trades and frame.trades[0].symbol not in ("", frame.symbol):
@@ -767,6 +850,7 @@ class Hub:
         if fusion is not None:
             self.stats.bbo_older += fusion.older
             fusion.older = 0
+        book.pending = None
         if book.state is not State.RESYNCING:
             book.state = State.RESYNCING
             book.reason = reason

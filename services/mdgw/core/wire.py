@@ -611,7 +611,7 @@ def decode_payload(data: bytes) -> dict[str, Any]:
     if required is None:
         raise WireError(f"payload has unknown channel {channel!r}")
     if not required.issubset(payload):
-        raise WireError(f"{channel} payload lacks {sorted(required - payload.keys())}")
+        raise WireError(f"{channel} payload lacks {sorted(required.difference(payload))}")
     category = payload["category"]
     if not isinstance(category, str) or category not in _CATEGORY_CODES:
         raise WireError(f"payload has unknown category {category!r}")

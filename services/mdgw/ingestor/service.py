@@ -27,6 +27,7 @@ import structlog
 import zmq
 import zmq.asyncio
 
+from mdgw import compiled
 from mdgw.core.backoff import Backoff, ConnectionRateLimiter
 from mdgw.core.bybit import (
     MAX_ARGS_PER_CONNECTION,
@@ -281,6 +282,7 @@ class Ingestor:
                 control=settings.zmq.control,
                 connections={cat: len(groups) for cat, groups in self.groups.items()},
                 topics=sum(len(g) for groups in self.groups.values() for g in groups),
+                hot_path=compiled.ACTIVE,
             )
             stop = asyncio.create_task(shutdown.wait(), name="shutdown")
             tasks.append(stop)

@@ -48,6 +48,8 @@ from pydantic_settings import (
 )
 from pydantic_settings.exceptions import SettingsError
 
+from mdgw.compiled import PURE_ENV
+
 __all__ = [
     "BYBIT_DEPTHS",
     "CONFIG_ENV_VAR",
@@ -59,6 +61,7 @@ __all__ = [
     "BybitConfig",
     "ConfigError",
     "IngestorConfig",
+    "JournalConfig",
     "LogConfig",
     "Settings",
     "SimulatorConfig",
@@ -384,6 +387,23 @@ class BooksConfig(BaseModel):
     # from it, its books are marked resyncing (nothing stale passes for live).
     ingestor_timeout: Annotated[float, Field(gt=1.0)] = 3.0
     stale_after: Annotated[float, Field(gt=0)] = 60.0
+    # Conflation: at most this many `book` (and `bbo`) publishes a second per book, the
+    # latest state winning; 0 publishes every frame.
+    max_rate: Annotated[float, Field(ge=0)] = 0.0
+
+
+class JournalConfig(BaseModel):
+    """``[journal]``: book_builder's record of every hub input, for ``mdgw.replay``."""
+
+    model_config = _SECTION
+
+    enabled: bool = False
+    dir: KeyPath = "var/journal"
+    segment_mb: Annotated[int, Field(ge=1, le=65536)] = 64
+    retain_gb: Annotated[float, Field(gt=0)] = 20.0
+    # The writer hands the builder's inputs over every 100 ms and writes them within
+    # flush_interval of their arrival; below 0.2 s that hand-over would be most of it.
+    flush_interval: Annotated[float, Field(ge=0.2, le=60)] = 1.0
 
 
 class LogConfig(BaseModel):
@@ -472,6 +492,7 @@ class Settings(BaseSettings):
     bybit: BybitConfig = BybitConfig()
     zmq: ZmqConfig = ZmqConfig()
     books: BooksConfig = BooksConfig()
+    journal: JournalConfig = JournalConfig()
     log: LogConfig = LogConfig()
     ingestor: IngestorConfig = IngestorConfig()
     simulator: SimulatorConfig = SimulatorConfig()
@@ -567,7 +588,7 @@ def _check_env_names(environ: Mapping[str, str], toml_file: Path) -> None:
     sections = list(Settings.model_fields)
     for name in environ:
         upper = name.upper()
-        if not upper.startswith(ENV_PREFIX) or upper == CONFIG_ENV_VAR:
+        if not upper.startswith(ENV_PREFIX) or upper in (CONFIG_ENV_VAR, PURE_ENV):
             continue
         head = upper[len(ENV_PREFIX) :].split(ENV_NESTED_DELIMITER, 1)[0].lower()
         if head in sections:

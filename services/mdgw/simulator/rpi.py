@@ -25,8 +25,11 @@ from typing import TYPE_CHECKING, Final
 
 import orjson
 
+from mdgw.simulator.book import Side
+from mdgw.simulator.frames import Frame
+
 if TYPE_CHECKING:  # the market imports this module; this one only reads the market
-    from mdgw.simulator.market import Frame, _Side, _SymbolMarket
+    from mdgw.simulator.market import _SymbolMarket
 
 __all__ = ["RPI_DEPTH", "RPI_INTERVAL_MS", "RpiTopic", "is_rpi_topic"]
 
@@ -83,7 +86,7 @@ class RpiTopic:
     def _evolve(self, market: _SymbolMarket) -> None:
         rng = self.rng
         tick = market.inst.tick
-        fair = market.fair
+        fair = market.book.fair
         for _ in range(int(rng.expovariate(1.0 / _CHANGES_MEAN))):
             bid = rng.random() < 0.5
             side = market.bids if bid else market.asks
@@ -147,7 +150,6 @@ class RpiTopic:
         cts: int,
         fresh: bool,
     ) -> Frame:
-        from mdgw.simulator.market import Frame  # noqa: PLC0415 (import cycle)
 
         data = {
             "s": market.symbol,
@@ -174,7 +176,7 @@ class RpiTopic:
         raise LookupError(f"{self.name} has not sent u={u} (or it is too old)")
 
 
-def _window(side: _Side, orders: Mapping[int, int]) -> Window:
+def _window(side: Side, orders: Mapping[int, int]) -> Window:
     keys = sorted({*side.keys[:RPI_DEPTH], *orders})[:RPI_DEPTH]
     sizes = side.sizes
     return {key: (sizes.get(key, 0), orders.get(key, 0)) for key in keys}

@@ -1,0 +1,303 @@
+"""The measuring end: counts messages, checks ``seq``, verifies books, records latency.
+
+``python -m scripts.bench.consumer --endpoint tcp://127.0.0.1:P [--subscribe book.] ...``
+
+Three ways in:
+
+- ``--mode sub`` (default): a SUB on the builder's pub socket; ``[topic, JSON payload]``.
+  Every topic's ``seq`` must go up by one (a hole means the PUB dropped, i.e. this consumer
+  or the network fell behind); with ``--verify-every N`` every N-th ``book`` is compared
+  with the truth of :mod:`.frames` at its ``u``; with ``--latency`` every ``book`` gives a
+  sample ``time.time_ns() at receive - recv_ns`` (the ingestor's receive time), split at
+  ``pub_ns`` into the ingestor + builder part and the PUB/SUB + consumer part.
+- ``--mode sub --payload raw``: the same SUB on the pass-through, whose payloads are raw
+  envelopes: their per-connection ``seq`` is checked instead.
+- ``--mode pull``: a PULL bound on the raw endpoint (a sink for the ingestor alone).
+
+The window: it opens ``--warmup`` seconds after the first counted message and lasts
+``--seconds`` (then the consumer exits by itself; 0 means until SIGTERM). Counts, the
+100 ms timeline and latency samples cover the window only; ``seq`` holes and wrong books are
+counted from the first message on. The result goes to ``--out`` as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import struct
+import time
+from array import array
+from collections import Counter
+from typing import Any
+
+import orjson
+import zmq
+
+from mdgw.testing.bench import frames
+from mdgw.testing.bench.common import StopFlag, helper_parser
+
+_SEQ = re.compile(rb'"seq":(\d+)')
+_RECV_NS = re.compile(rb'"recv_ns":(\d+)')
+_PUB_NS = re.compile(rb'"pub_ns":(\d+)')
+_HEADER = struct.Struct("<BBBBIQQ")  # the raw envelope header (docs/wire-format.md §1)
+_DATA, _CONN_UP = 0, 1
+_BUCKET_S = 0.1
+
+
+def percentile(ordered: list[int] | array[int], p: float) -> int:
+    """Nearest-rank percentile of an ascending sequence."""
+    last = len(ordered) - 1
+    return ordered[min(last, max(0, round(p / 100 * last)))]
+
+
+def summarize(samples: list[int] | array[int]) -> dict[str, float] | None:
+    """p50/p90/p99/p99.9/max of latency samples (ns), in microseconds."""
+    if not samples:
+        return None
+    ordered = sorted(samples)
+    return {
+        "n": len(ordered),
+        "p50_us": percentile(ordered, 50) / 1000,
+        "p90_us": percentile(ordered, 90) / 1000,
+        "p99_us": percentile(ordered, 99) / 1000,
+        "p999_us": percentile(ordered, 99.9) / 1000,
+        "max_us": ordered[-1] / 1000,
+        "mean_us": round(sum(ordered) / len(ordered) / 1000, 1),
+    }
+
+
+class Recorder:
+    """What one consumer saw; ``take_*`` run once per message."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.count_channel = args.count.encode()
+        self.first: float | None = None  # wall time of the first counted message
+        self.start = self.end = float("inf")  # the window
+        self.counts: Counter[str] = Counter()
+        self.window_counts: Counter[str] = Counter()
+        self.buckets: list[int] = []
+        self.seq: dict[bytes, int] = {}
+        self.seq_holes = 0
+        self.seq_lost = 0
+        self.verified = 0
+        self.wrong = 0
+        self.wrong_examples: list[str] = []
+        self.states: Counter[str] = Counter()
+        self.status_examples: list[str] = []
+        self.latency = array("q")
+        self.to_publish = array("q")  # pub_ns - recv_ns: ingestor + builder
+        self.from_publish = array("q")  # receive - pub_ns: PUB/SUB hop + this consumer
+        self.second_starts: list[int] = []  # index into latency where each second begins
+        self.books_seen = 0
+
+    # ------------------------------------------------------------------ window
+
+    def _open(self, now: float) -> None:
+        self.first = now
+        self.start = now + self.args.warmup
+        self.end = self.start + self.args.seconds if self.args.seconds > 0 else float("inf")
+
+    def _in_window(self, now: float) -> bool:
+        if now < self.start or now >= self.end:
+            return False
+        bucket = int((now - self.start) / _BUCKET_S)
+        buckets = self.buckets
+        while len(buckets) <= bucket:
+            buckets.append(0)
+        buckets[bucket] += 1
+        return True
+
+    def done(self) -> bool:
+        return time.time() >= self.end
+
+    # ------------------------------------------------------------------ messages
+
+    def take_json(self, topic: bytes, payload: bytes, t_ns: int) -> None:
+        channel = topic[: topic.find(b".")]
+        name = channel.decode()
+        self.counts[name] += 1
+        now = t_ns / 1e9
+        if channel == self.count_channel:
+            if self.first is None:
+                self._open(now)
+            counted = self._in_window(now)
+        else:
+            counted = self.start <= now < self.end
+        if counted:
+            self.window_counts[name] += 1
+        match = _SEQ.search(payload)
+        if match is not None:
+            seq = int(match.group(1))
+            last = self.seq.get(topic)
+            if last is not None and seq != last + 1:
+                self.seq_holes += 1
+                self.seq_lost += max(0, seq - last - 1)
+            self.seq[topic] = seq
+        if channel == b"book":
+            self.books_seen += 1
+            if counted and self.args.latency:
+                recv = _RECV_NS.search(payload)
+                if recv is not None:
+                    second = int(now - self.start)
+                    while len(self.second_starts) <= second:
+                        self.second_starts.append(len(self.latency))
+                    recv_ns = int(recv.group(1))
+                    self.latency.append(t_ns - recv_ns)
+                    pub = _PUB_NS.search(payload)
+                    if pub is not None:
+                        pub_ns = int(pub.group(1))
+                        self.to_publish.append(pub_ns - recv_ns)
+                        self.from_publish.append(t_ns - pub_ns)
+            every = self.args.verify_every
+            if every and self.books_seen % every == 1:
+                self._verify(payload)
+        elif channel == b"status":
+            msg = orjson.loads(payload)
+            self.states[msg.get("state", "?")] += 1
+            if msg.get("state") != "live" and len(self.status_examples) < 5:
+                self.status_examples.append(f"{msg.get('symbol')}: {msg.get('reason')}")
+
+    def _verify(self, payload: bytes) -> None:
+        msg = orjson.loads(payload)
+        symbol = msg["symbol"]
+        if not (symbol.startswith("S") and symbol.endswith("USDT")):
+            return
+        book = frames.script(int(symbol[1:-4]), self.args.seed)
+        bids, asks = book.top(msg["u"], msg["depth"])
+        self.verified += 1
+        if msg["bids"] != bids or msg["asks"] != asks:
+            self.wrong += 1
+            if len(self.wrong_examples) < 3:
+                self.wrong_examples.append(f"{symbol} u={msg['u']}: differs from the script")
+
+    def take_envelope(self, msg: bytes, t_ns: int) -> None:
+        """A raw envelope (pass-through payload or raw sink): per-connection seq."""
+        _, kind, _, _, conn_id, seq, _ = _HEADER.unpack_from(msg)
+        if kind == _CONN_UP:
+            self.seq.pop(conn_id.to_bytes(4, "little"), None)
+            return
+        if kind != _DATA:
+            return
+        self.counts["data"] += 1
+        now = t_ns / 1e9
+        if self.first is None:
+            self._open(now)
+        if self._in_window(now):
+            self.window_counts["data"] += 1
+        key = conn_id.to_bytes(4, "little")
+        last = self.seq.get(key)
+        if last is not None and seq != last + 1:
+            self.seq_holes += 1
+            self.seq_lost += max(0, seq - last - 1)
+        self.seq[key] = seq
+
+    # ------------------------------------------------------------------ result
+
+    def result(self) -> dict[str, Any]:
+        per_second = []
+        starts = [*self.second_starts, len(self.latency)]
+        for i in range(len(starts) - 1):
+            chunk = self.latency[starts[i] : starts[i + 1]]
+            summary = summarize(chunk)
+            if summary is not None:
+                per_second.append(
+                    [i, summary["n"], summary["p50_us"], summary["p99_us"], summary["max_us"]]
+                )
+        end = min(self.end, time.time())
+        return {
+            "first": self.first,
+            "window": [self.start, end] if self.first is not None else None,
+            "window_s": round(max(0.0, end - self.start), 3) if self.first is not None else 0,
+            "counts": dict(self.counts),
+            "window_counts": dict(self.window_counts),
+            "bucket_s": _BUCKET_S,
+            "buckets": self.buckets,
+            "topics": len(self.seq),
+            "seq_holes": self.seq_holes,
+            "seq_lost": self.seq_lost,
+            "verified": self.verified,
+            "wrong": self.wrong,
+            "wrong_examples": self.wrong_examples,
+            "states": dict(self.states),
+            "status_examples": self.status_examples,
+            "latency": summarize(self.latency),
+            "latency_to_publish": summarize(self.to_publish),
+            "latency_from_publish": summarize(self.from_publish),
+            "latency_per_second": per_second,
+        }
+
+
+def main() -> None:
+    parser = helper_parser(__doc__)
+    parser.add_argument("--endpoint", required=True)
+    parser.add_argument("--mode", choices=["sub", "pull"], default="sub")
+    parser.add_argument("--payload", choices=["json", "raw"], default="json")
+    parser.add_argument("--subscribe", action="append", help="topic prefix (default: book.)")
+    parser.add_argument("--count", default="book", help="the channel counted and timed")
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--seconds", type=float, default=0.0)
+    parser.add_argument("--latency", action="store_true")
+    parser.add_argument("--verify-every", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--hwm", type=int, default=100_000)
+    args = parser.parse_args()
+
+    stop = StopFlag()  # SIGTERM/SIGINT set it; the loops below test it
+
+    ctx = zmq.Context()
+    if args.mode == "pull":
+        sock = ctx.socket(zmq.PULL)
+        sock.setsockopt(zmq.RCVHWM, args.hwm)
+        sock.bind(args.endpoint)
+    else:
+        sock = ctx.socket(zmq.SUB)
+        sock.setsockopt(zmq.RCVHWM, args.hwm)
+        for prefix in args.subscribe or ["book."]:
+            sock.setsockopt(zmq.SUBSCRIBE, prefix.encode())
+        sock.connect(args.endpoint)
+    sock.setsockopt(zmq.LINGER, 0)
+    rec = Recorder(args)
+    poller = zmq.Poller()
+    poller.register(sock, zmq.POLLIN)
+    time_ns = time.time_ns
+    noblock = zmq.NOBLOCK
+    if args.mode == "pull":
+        recv_one = sock.recv
+
+        def take() -> None:
+            msg = recv_one(noblock)
+            rec.take_envelope(msg, time_ns())
+    else:
+        recv = sock.recv_multipart
+        if args.payload == "raw":
+
+            def take() -> None:
+                parts = recv(noblock)
+                rec.take_envelope(parts[1], time_ns())
+        else:
+
+            def take() -> None:
+                topic, payload = recv(noblock)
+                rec.take_json(topic, payload, time_ns())
+
+    time.sleep(0.2)  # let the subscription reach the publisher before anyone sends
+    args.ready.touch()
+    try:
+        while not stop and not rec.done():
+            if not poller.poll(100):
+                continue
+            for _ in range(4096):
+                try:
+                    take()
+                except zmq.Again:
+                    break
+    finally:
+        args.out.write_text(json.dumps(rec.result()))
+        sock.close(linger=0)
+        ctx.term()
+
+
+if __name__ == "__main__":
+    main()

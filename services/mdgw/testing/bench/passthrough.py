@@ -1,0 +1,96 @@
+"""The ceiling: a process that moves raw envelopes from PULL to PUB and does nothing else.
+
+``python -m scripts.bench.passthrough --raw ipc://.../raw.sock --pub tcp://127.0.0.1:P``
+
+Built like the book builder's drain (``mdgw.book_builder.service``): one asyncio readiness
+wait on the PULL socket (the builder uses a reader callback instead: no difference at
+saturation), then up to 2048 non-blocking receives, each sent on as
+``[topic, the same bytes]`` with non-blocking sends through the same Cython ``send``. No
+parsing, no book, no JSON: what is
+left is the cost of the sockets and of the Python loop around them, i.e. the fastest any
+builder written this way could go on this machine with the same blaster. Its rate is its
+own count of messages published (``timeline`` in ``--out``): the consumer, which must also
+parse what it counts, may fall behind it and lose messages at the PUB, which is no fault of
+the pass-through.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import time
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from mdgw.runtime.zmqsock import NOBLOCK, SNDMORE_NOBLOCK, fast_send
+from mdgw.testing.bench.common import helper_parser
+
+TOPIC = b"book.linear.PASSTHROUGH."  # a book topic, so the same "book." consumer counts it
+_BATCH = 2048
+
+
+async def pump(args: argparse.Namespace) -> dict[str, Any]:
+    ctx = zmq.asyncio.Context()
+    raw = ctx.socket(zmq.PULL)
+    raw.setsockopt(zmq.RCVHWM, args.hwm)
+    raw.setsockopt(zmq.LINGER, 0)
+    raw.bind(args.raw)
+    raw_sync: zmq.Socket[bytes] = zmq.Socket.shadow(raw.underlying)
+    sync_ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.shadow(ctx)
+    pub = sync_ctx.socket(zmq.PUB)
+    pub.setsockopt(zmq.SNDHWM, args.hwm)
+    pub.setsockopt(zmq.LINGER, 0)
+    pub.bind(args.pub)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    args.ready.touch()
+    recv = raw_sync.recv
+    send = fast_send  # as the builder sends (mdgw.runtime.zmqsock)
+    more, noblock = SNDMORE_NOBLOCK, NOBLOCK
+    forwarded = dropped = 0
+    timeline: list[tuple[float, int]] = []  # (wall time, forwarded) about every 100 ms
+    next_sample = 0.0
+    while not stop.is_set():
+        await raw.poll(100)
+        now = time.time()
+        if now >= next_sample:
+            timeline.append((now, forwarded))
+            next_sample = now + 0.1
+        for _ in range(_BATCH):
+            try:
+                msg = recv(noblock)
+            except zmq.Again:
+                break
+            try:
+                send(pub, TOPIC, more)
+                send(pub, msg, noblock)
+                forwarded += 1
+            except zmq.Again:
+                dropped += 1
+    raw.close(linger=0)
+    pub.close(linger=0)
+    ctx.term()
+    timeline.append((time.time(), forwarded))
+    return {"forwarded": forwarded, "dropped": dropped, "timeline": timeline}
+
+
+def main() -> None:
+    parser = helper_parser(__doc__)
+    parser.add_argument("--raw", required=True)
+    parser.add_argument("--pub", required=True)
+    parser.add_argument("--hwm", type=int, default=100_000)
+    args = parser.parse_args()
+    started = time.monotonic()
+    result = asyncio.run(pump(args))
+    result["seconds"] = round(time.monotonic() - started, 3)
+    args.out.write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
