@@ -35,6 +35,7 @@ import pytest
 import zmq
 import zmq.asyncio
 
+from mdgw.replay.reader import find_segments
 from mdgw.simulator.faults import FaultKind, FaultRequest
 from mdgw.simulator.market import Frame, TruthUnavailableError
 from mdgw.simulator.params import SimulatorParams
@@ -121,6 +122,10 @@ snapshot = "{tcp_endpoint()}"
 publish_depth = {PUBLISH_DEPTH}
 resync_timeout = 2
 resync_min_interval = 0.5
+
+[journal]
+enabled = true
+dir = "{tmp}/journal"
 
 [log]
 format = "json"
@@ -353,3 +358,26 @@ async def test_rpi_fused_bbo_trades_and_system_status(sim: SimulatorServer, tmp_
                 proc.kill()
                 proc.wait()
         ctx.destroy(linger=0)
+
+    # The journal: `fused` in its hub config (a JSON list), so a replay builds the same hub
+    # and publishes the same fused bbo as the live one did.
+    (segment, *_), _ = find_segments([tmp_path / "journal"])
+    assert segment.header.hub["fused"] == [["linear", "BTCUSDT"]]
+    replayed = tmp_path / "replay.jsonl"
+    done = subprocess.run(
+        [sys.executable, "-m", "mdgw.replay", "--out", str(replayed), str(tmp_path / "journal")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    replayed_seqs = [
+        msg["bybit_seq"]
+        for msg in map(orjson.loads, replayed.read_bytes().splitlines())
+        if msg["channel"] == "bbo" and (msg["category"], msg["symbol"]) == LINEAR
+    ]
+    live = seen.bbo_seq[LINEAR]
+    start = replayed_seqs.index(live[0])
+    assert replayed_seqs[start : start + len(live)] == live

@@ -776,7 +776,9 @@ class Hub:
         elif best == book.last_best:
             return
         book.last_best = best
-        bid, ask = cast(OrderBook, ob).best_bid(), cast(OrderBook, ob).best_ask()
+        # An RPI book returned above: an ordinary or a full book (mypyc checks the cast).
+        deep = cast(OrderBook | FullBook, ob)
+        bid, ask = deep.best_bid(), deep.best_ask()
         counter = book.bbo_seq
         seq = counter[0] = counter[0] + 1
         bbo = wire.encode_bbo(
