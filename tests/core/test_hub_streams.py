@@ -385,3 +385,22 @@ def test_full_book_snapshot_that_does_not_fit_is_asked_again() -> None:
     hub.tick(0.0)
     assert [wire.decode_resync(c).topic for c in hub.control] == ["orderbook.full.BTCUSDT"]
     assert drain(hub) == []
+
+
+def test_max_rate_conflates_the_full_book_like_any_book() -> None:
+    hub = make_hub(publish_depth=2, max_rate=10.0)  # at most one book per 0.1 s
+    feed = Feed(hub)
+    feed.send(full(10, 100, [["99", "1"]], []))
+    feed.send(full(10, 100, [["99", "1"]], [["101", "1"]], snap=True))
+    assert [p["channel"] for _, p in drain(hub)] == ["status", "status", "book", "bbo"]
+    feed.now = 0.01
+    feed.send(full(11, 105, [["98", "2"]], []))
+    feed.send(full(12, 110, [["99", "3"]], []))
+    assert drain(hub) == [] and hub.next_due == pytest.approx(0.1)
+    hub.publish_due(0.1)
+    out = drain(hub)
+    assert [p["channel"] for _, p in out] == ["book", "bbo"]
+    book = out[0][1]
+    assert (book["depth"], book["u"], book["seq"]) == ("full", 12, 2)
+    assert book["bids"] == [["99", "3"], ["98", "2"]]
+    assert hub.next_due is None
