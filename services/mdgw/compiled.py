@@ -41,9 +41,11 @@ __all__ = ["ACTIVE", "BUILDS_DIR", "IS_COMPILED", "MODULES", "source_key"]
 # that are `mypy --strict` clean and sans-I/O; tests/test_compiled.py checks both builds.
 MODULES: tuple[str, ...] = (
     "mdgw.core.errors",
+    "mdgw.core.wire.envelope",
+    "mdgw.core.wire.topics",
     "mdgw.core.bybit",
     "mdgw.core.book",
-    "mdgw.core.wire",
+    "mdgw.core.hub_state",
     "mdgw.core.hub",
 )
 PURE_ENV = "MDGW_PURE"  # set to 1: ignore any build, run the .py modules

@@ -17,6 +17,7 @@ import zmq
 
 from mdgw.core import wire
 from mdgw.core.wire import EnvelopeKind
+from mdgw.testing import oracles
 
 ROOT = Path(__file__).parents[2]
 
@@ -38,13 +39,14 @@ class Builder:
         )
         self.log = tmp / "builder.log"
         env = {**os.environ, "MDGW_CONFIG": str(self.config)}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mdgw.book_builder"],
-            cwd=ROOT,
-            env=env,
-            stdout=self.log.open("wb"),
-            stderr=subprocess.STDOUT,
-        )
+        with self.log.open("wb") as out:  # the child has its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "mdgw.book_builder"],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
 
     def lines(self) -> list[dict[str, Any]]:
         return [orjson.loads(line) for line in self.log.read_bytes().splitlines() if line]
@@ -64,10 +66,29 @@ def builder(tmp_path: Path) -> Iterator[Builder]:
         b.proc.wait()
 
 
+class _TrackingContext(zmq.Context):  # type: ignore[type-arg]
+    """A context that keeps its sockets until the test's teardown closes them.
+
+    Tests open sockets as locals; without a reference here they would be garbage-collected
+    open when the test returns (a ResourceWarning, an error under filterwarnings) before the
+    fixture's teardown gets to close them.
+    """
+
+    opened: list[zmq.Socket[bytes]]
+
+    def socket(self, *args: Any, **kwargs: Any) -> Any:
+        sock = super().socket(*args, **kwargs)
+        self.opened.append(sock)
+        return sock
+
+
 @pytest.fixture
 def ctx() -> Iterator[zmq.Context[zmq.Socket[bytes]]]:
-    c: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    c = _TrackingContext()
+    c.opened = []
     yield c
+    for sock in c.opened:
+        sock.close(linger=0)
     c.destroy(linger=0)
 
 
@@ -98,7 +119,7 @@ class Ingestor:
     def data(self, frame: bytes, *, skip: int = 0) -> None:
         self.seq += 1 + skip
         self.sock.send(
-            wire.encode_raw(
+            oracles.encode_raw(
                 EnvelopeKind.DATA,
                 ingestor=b"test",
                 category=1,

@@ -1,4 +1,4 @@
-"""mdgw.core.bybit: classification, decoding, request building; fuzzed decoders."""
+"""mdgw.core.bybit: decoding data frames, against the reference decoder; fuzzed."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mdgw.core import bybit
-from mdgw.core.bybit import BookFrame, FrameKind, TradeFrame
+from mdgw.core import bybit, bybit_control
+from mdgw.core.bybit import BookFrame, TradeFrame
 from mdgw.core.errors import ParseError
+from mdgw.testing import oracles
 
 LINEAR_DELTA = (
     b'{"topic":"orderbook.50.BTCUSDT","type":"delta","ts":1786310818229,'
@@ -106,77 +107,14 @@ def test_unsupported_topic() -> None:
         bybit.decode_frame(b'{"topic":"tickers.BTCUSDT","type":"snapshot","data":{}}')
 
 
-@pytest.mark.parametrize(
-    ("frame", "kind"),
-    [
-        (LINEAR_DELTA, FrameKind.DATA),
-        (b'{"topic":"orderbook.50.X", broken', FrameKind.DATA),  # forwarded; builder attributes it
-        (b'{"success":true,"ret_msg":"pong","conn_id":"c","op":"ping"}', FrameKind.PONG),
-        (b'{"success":true,"ret_msg":"pong","conn_id":"c","op":"pong"}', FrameKind.PONG),
-        (b'{"args":["1672916271846"],"op":"pong"}', FrameKind.PONG),
-        (b'{"success":true,"ret_msg":"subscribe","conn_id":"c","op":"subscribe"}', FrameKind.ACK),
-        (
-            b'{"success":true,"ret_msg":"","conn_id":"c","req_id":"","op":"subscribe"}',
-            FrameKind.ACK,
-        ),
-        (
-            b'{"success":false,"ret_msg":"args size >10","conn_id":"c","op":"subscribe"}',
-            FrameKind.ERROR,
-        ),
-        (b"not json", FrameKind.UNKNOWN),
-        (b"[1,2]", FrameKind.UNKNOWN),
-        (b'{"hello":1}', FrameKind.UNKNOWN),
-    ],
-)
-def test_classify(frame: bytes, kind: FrameKind) -> None:
-    assert bybit.classify(frame) is kind
-
-
-def test_error_texts_name_the_failed_topics() -> None:
-    derivatives = bybit.decode_control(
-        b'{"success":false,"ret_msg":"error:already subscribed,topic:publicTrade.BTCUSDT",'
-        b'"conn_id":"c","req_id":"2","op":"subscribe"}'
-    )
-    assert derivatives.kind is FrameKind.ERROR
-    assert derivatives.failed_topics == ("publicTrade.BTCUSDT",)
-    assert derivatives.req_id == "2"
-    spot = bybit.decode_control(
-        b'{"success":false,"ret_msg":"Invalid symbol :[orderbook.50.NOSUCHSYM]","conn_id":"c",'
-        b'"op":"subscribe"}'
-    )
-    assert spot.failed_topics == ("orderbook.50.NOSUCHSYM",)
-    assert bybit.failed_topics("args size >10") == ()
-
-
-def test_subscribe_requests_respect_spot_limit() -> None:
-    topics = [bybit.orderbook_topic(50, f"S{i}USDT") for i in range(23)]
-    spot = [orjson.loads(r) for r in bybit.subscribe_requests("spot", topics, "s")]
-    assert [len(r["args"]) for r in spot] == [10, 10, 3]
-    assert [r["req_id"] for r in spot] == ["s0", "s1", "s2"]
-    assert sum((r["args"] for r in spot), []) == topics
-    linear = [orjson.loads(r) for r in bybit.subscribe_requests("linear", topics, "l")]
-    assert len(linear) == 1
-    assert linear[0] == {"req_id": "l0", "op": "subscribe", "args": topics}
-    unsub = orjson.loads(bybit.unsubscribe_requests("inverse", topics[:1], "u")[0])
-    assert unsub["op"] == "unsubscribe"
-
-
-def test_plan_connections_stays_under_the_args_limit() -> None:
-    topics = [bybit.orderbook_topic(1000, f"SYM{i:05d}USDT") for i in range(2000)]
-    groups = bybit.plan_connections(topics)
-    assert [t for g in groups for t in g] == topics
-    assert all(bybit.args_chars(g) <= bybit.MAX_ARGS_CHARS_PER_CONNECTION for g in groups)
-    assert len(orjson.dumps(groups[0])) <= bybit.MAX_ARGS_CHARS_PER_CONNECTION
-    # Packing is tight: adding the next topic to a full group would exceed the limit.
-    assert bybit.args_chars([*groups[0], groups[1][0]]) > bybit.MAX_ARGS_CHARS_PER_CONNECTION
-
-
-def test_ping_request() -> None:
-    assert orjson.loads(bybit.ping_request()) == {"op": "ping"}
-    assert orjson.loads(bybit.ping_request("7")) == {"req_id": "7", "op": "ping"}
-
-
 # ------------------------------------------------------------------------------ fuzzing
+
+
+def _containers(children: st.SearchStrategy[object]) -> st.SearchStrategy[object]:
+    return st.lists(children, max_size=4) | st.dictionaries(
+        st.text(max_size=6), children, max_size=4
+    )
+
 
 json_values = st.recursive(
     st.none()
@@ -184,9 +122,7 @@ json_values = st.recursive(
     | st.integers(min_value=-(2**63), max_value=2**64 - 1)
     | st.floats(allow_nan=False)
     | st.text(max_size=20),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4)
-    ),
+    _containers,
     max_leaves=20,
 )
 
@@ -194,12 +130,12 @@ json_values = st.recursive(
 @settings(max_examples=400, deadline=None)
 @given(st.binary(max_size=300))
 def test_random_bytes_raise_only_parse_error(data: bytes) -> None:
-    for decoder in (bybit.decode_frame, bybit.decode_control):
+    for decoder in (bybit.decode_frame, bybit_control.decode_control):
         try:
             decoder(data)
         except ParseError:
             pass
-    bybit.classify(data)
+    bybit_control.classify(data)
     bybit.topic_of(data)
 
 
@@ -277,18 +213,18 @@ def test_topics_no_gateway_topic_could_carry_are_malformed(topic: str) -> None:
 
 
 def _reference(raw: bytes) -> object:
-    """What the reference decoder makes of a frame: the frame, or the error's (reason, topic)."""
+    """What the reference decoder makes of a frame: the frame, or ("error", topic)."""
     try:
-        return bybit._decode_frame_checked(raw)
+        return oracles.decode_frame(raw)
     except ParseError as exc:
-        return ("error", exc.reason, exc.topic)
+        return ("error", exc.topic)
 
 
 def _decoded(raw: bytes) -> object:
     try:
         return bybit.decode_frame(raw)
     except ParseError as exc:
-        return ("error", exc.reason, exc.topic)
+        return ("error", exc.topic)
 
 
 numbers = st.one_of(
@@ -318,8 +254,9 @@ ints = st.one_of(
     cts=ints,
     drop=st.sets(st.sampled_from(["type", "ts", "data", "cts", "s", "u", "seq", "b", "a"])),
     extra=json_values,
+    topic_last=st.booleans(),
 )
-def test_fast_book_path_decodes_exactly_as_the_reference(
+def test_book_decoder_agrees_with_the_reference(
     *,
     topic: str,
     kind: object,
@@ -332,22 +269,47 @@ def test_fast_book_path_decodes_exactly_as_the_reference(
     cts: object,
     drop: set[str],
     extra: object,
+    topic_last: bool,
 ) -> None:
-    """Every orderbook frame gives the same BookFrame, or the same ParseError, either way."""
+    """Every orderbook frame gives the same BookFrame, or a ParseError for the same topic."""
     data = {"s": symbol, "b": bids, "a": asks, "u": u, "seq": seq, "x": extra}
     obj = {"topic": topic, "type": kind, "ts": ts, "data": data, "cts": cts, "id": extra}
     for key in drop:
         obj.pop(key, None)
         data.pop(key, None)
-    raw = orjson.dumps(obj)
-    assert raw.startswith(b'{"topic":"orderbook.')  # the fast path's door
-    assert _decoded(raw) == _reference(raw)
-    fast = bybit._decode_book_fast(raw)
-    assert fast is None or fast == bybit._decode_frame_checked(raw)
+    if topic_last:  # not Bybit's order: the decoder finds the topic by parsing
+        obj["topic"] = obj.pop("topic")
+    assert _decoded(orjson.dumps(obj)) == _reference(orjson.dumps(obj))
 
 
-def test_fast_book_path_takes_well_formed_frames() -> None:
-    """The fast path is not silently declining everything (and handing it to the reference)."""
+@settings(max_examples=400, deadline=None)
+@given(
+    topic=st.sampled_from(["publicTrade.BTCUSDT", "publicTrade.X", "publicTrade.", "tickers.X"]),
+    items=st.lists(
+        st.fixed_dictionaries(
+            {
+                "T": ints,
+                "s": st.sampled_from(["BTCUSDT", "X", 7]),
+                "S": st.sampled_from(["Buy", "Sell", "buy", None]),
+                "v": numbers,
+                "p": numbers,
+                "i": st.sampled_from(["a1", "", 5, "x" * 129]),
+            },
+            optional={"BT": st.sampled_from([True, False, None, 1]), "seq": ints},
+        ),
+        max_size=3,
+    ),
+    ts=ints,
+    extra=json_values,
+)
+def test_trade_decoder_agrees_with_the_reference(
+    *, topic: str, items: list[dict[str, object]], ts: object, extra: object
+) -> None:
+    obj = {"topic": topic, "type": "snapshot", "ts": ts, "data": items, "x": extra}
+    assert _decoded(orjson.dumps(obj)) == _reference(orjson.dumps(obj))
+
+
+def test_well_formed_book_frame_decodes() -> None:
     raw = orjson.dumps(
         {
             "topic": "orderbook.50.BTCUSDT",
@@ -357,13 +319,15 @@ def test_fast_book_path_takes_well_formed_frames() -> None:
             "cts": 2,
         }
     )
-    fast = bybit._decode_book_fast(raw)
-    assert fast is not None and fast == bybit.decode_frame(raw)
-    assert fast.bids == [(65000.5, "65000.5", "0", 0.0)]
+    frame = bybit.decode_frame(raw)
+    assert isinstance(frame, BookFrame)
+    assert frame == oracles.decode_frame(raw)
+    assert frame.bids == [(65000.5, "65000.5", "0", 0.0)]
+    assert (frame.u, frame.seq, frame.ts, frame.cts) == (7, 9, 1, 2)
 
 
 @pytest.mark.parametrize("number", ["18446744073709551616", "1e400", "-0", "1.0"])
-def test_fast_book_path_defers_numbers_orjson_sees_differently(number: str) -> None:
+def test_numbers_orjson_sees_differently_agree_with_the_reference(number: str) -> None:
     raw = (
         b'{"topic":"orderbook.50.BTCUSDT","type":"delta","ts":1,'
         b'"data":{"s":"BTCUSDT","b":[],"a":[],"u":' + number.encode() + b"}}"
@@ -371,11 +335,178 @@ def test_fast_book_path_defers_numbers_orjson_sees_differently(number: str) -> N
     assert _decoded(raw) == _reference(raw)
 
 
-def test_option_connections_hold_at_most_2000_topics() -> None:
-    from mdgw.core.bybit import MAX_ARGS_PER_CONNECTION, plan_connections
+@settings(max_examples=400, deadline=None)
+@given(
+    topic=st.sampled_from(["orderbook.full.BTCUSDT", "orderbook.full.X", "orderbook.full."]),
+    kind=st.sampled_from(["snapshot", "delta", None]),
+    symbol=st.sampled_from(["BTCUSDT", "X", 7]),
+    bids=st.lists(st.tuples(numbers, numbers).map(list), max_size=3),
+    u=ints,
+    seq=ints,
+    drop=st.sets(st.sampled_from(["type", "ts", "cts", "s", "u", "seq"])),
+)
+def test_full_book_decoder_agrees_with_the_reference(
+    *,
+    topic: str,
+    kind: object,
+    symbol: object,
+    bids: list[object],
+    u: object,
+    seq: object,
+    drop: set[str],
+) -> None:
+    """orderbook.full frames: the same FullFrame, or a ParseError for the same topic."""
+    data = {"s": symbol, "b": bids, "a": [], "u": u, "seq": seq}
+    obj = {"topic": topic, "type": kind, "ts": 1, "data": data, "cts": 2}
+    for key in drop:
+        obj.pop(key, None)
+        data.pop(key, None)
+    assert _decoded(orjson.dumps(obj)) == _reference(orjson.dumps(obj))
 
-    topics = [f"orderbook.25.BTC-27DEC26-{i}-C" for i in range(4500)]
-    # (the 21,000-character limit binds first on real topics; lift it to see this one)
-    groups = plan_connections(topics, 10**9, max_args=MAX_ARGS_PER_CONNECTION["option"])
-    assert [len(g) for g in groups] == [2000, 2000, 500]
-    assert [t for g in groups for t in g] == topics
+
+@settings(max_examples=500, deadline=None)
+@given(
+    topic=st.sampled_from(["orderbook.rpi.BTCUSDT", "orderbook.rpi.X", "orderbook.rpi.B T"]),
+    kind=st.sampled_from(["snapshot", "delta", "Delta", 1, None]),
+    symbol=st.sampled_from(["BTCUSDT", "X", 7]),
+    bids=st.lists(st.lists(numbers, min_size=1, max_size=4), max_size=3),
+    asks=st.lists(st.tuples(numbers, numbers, numbers).map(list), max_size=3),
+    u=ints,
+    seq=ints,
+    ts=ints,
+    cts=ints,
+    drop=st.sets(st.sampled_from(["type", "ts", "data", "cts", "s", "u", "seq", "b", "a"])),
+    topic_last=st.booleans(),
+)
+def test_rpi_decoder_agrees_with_the_reference(
+    *,
+    topic: str,
+    kind: object,
+    symbol: object,
+    bids: list[object],
+    asks: list[object],
+    u: object,
+    seq: object,
+    ts: object,
+    cts: object,
+    drop: set[str],
+    topic_last: bool,
+) -> None:
+    """orderbook.rpi frames: the same RpiFrame, or a ParseError for the same topic."""
+    data = {"s": symbol, "b": bids, "a": asks, "u": u, "seq": seq}
+    obj = {"topic": topic, "type": kind, "ts": ts, "data": data, "cts": cts}
+    for key in drop:
+        obj.pop(key, None)
+        data.pop(key, None)
+    if topic_last:
+        obj["topic"] = obj.pop("topic")
+    assert _decoded(orjson.dumps(obj)) == _reference(orjson.dumps(obj))
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    topic=st.sampled_from(["publicTrade.BTC", "publicTrade.BTCUSDT"]),
+    items=st.lists(
+        st.fixed_dictionaries(
+            {
+                "T": ints,
+                "s": st.sampled_from(["BTC", "BTC-27DEC26-100000-C", "ETH-1-C", "BTC-"]),
+                "S": st.sampled_from(["Buy", "Sell"]),
+                "v": numbers,
+                "p": numbers,
+                "i": st.sampled_from(["a1", "b2"]),
+            },
+            optional={
+                "RPI": st.sampled_from([True, False, None, 1]),
+                "mP": st.sampled_from(["1.5", "-2", "", "x", None, 3]),
+                "iP": st.sampled_from(["1.5", "-2", ""]),
+                "mIv": st.sampled_from(["0.4", "nan"]),
+                "iv": st.sampled_from(["0.4", 0.4]),
+                "seq": ints,
+            },
+        ),
+        max_size=3,
+    ),
+)
+def test_trade_fields_agree_with_the_reference(*, topic: str, items: list[object]) -> None:
+    """RPI flags, option instruments on a base-coin topic and option fields."""
+    obj = {"topic": topic, "type": "snapshot", "ts": 1, "data": items}
+    assert _decoded(orjson.dumps(obj)) == _reference(orjson.dumps(obj))
+
+
+notice_values = st.one_of(
+    st.sampled_from(["", "t", "1751596902000", "x" * 1025, "-1", "1" * 20]),
+    st.integers(min_value=-1, max_value=2**64 - 1),
+    st.none(),
+    st.booleans(),
+    st.lists(st.integers(min_value=0, max_value=9), max_size=3),
+    st.just(["1"]),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    notices=st.lists(
+        st.dictionaries(
+            st.sampled_from(
+                (
+                    *("id", "title", "state", "begin", "end", "href"),
+                    *("serviceTypes", "product", "maintainType", "env"),
+                )
+            ),
+            notice_values,
+        ),
+        max_size=3,
+    ),
+    ts=ints,
+    topic_last=st.booleans(),
+)
+def test_system_status_decoder_agrees_with_the_reference(
+    *, notices: list[object], ts: object, topic_last: bool
+) -> None:
+    """system.status frames: the same StatusFrame, or a ParseError for the same topic."""
+    obj: dict[str, object] = {"topic": "system.status", "ts": ts, "data": notices}
+    if topic_last:
+        obj["topic"] = obj.pop("topic")
+    assert _decoded(orjson.dumps(obj)) == _reference(orjson.dumps(obj))
+
+
+def test_well_formed_rpi_status_and_option_trade_frames_decode() -> None:
+    rpi = orjson.dumps(
+        {
+            "topic": "orderbook.rpi.BTCUSDT",
+            "type": "snapshot",
+            "ts": 1,
+            "data": {"s": "BTCUSDT", "b": [["10", "1", "2"]], "a": [], "u": 3, "seq": 4},
+        }
+    )
+    frame = bybit.decode_frame(rpi)
+    assert isinstance(frame, bybit.RpiFrame)
+    assert frame == oracles.decode_frame(rpi)
+    assert frame.bids == [(10.0, "10", "1", "2", 3.0)]
+    status = orjson.dumps(
+        {
+            "topic": "system.status",
+            "ts": 5,
+            "data": [{"id": "n1", "title": "t", "state": "ongoing", "begin": "7", "end": 8}],
+        }
+    )
+    decoded = bybit.decode_frame(status)
+    assert isinstance(decoded, bybit.StatusFrame)
+    assert decoded == oracles.decode_frame(status)
+    assert (decoded.notices[0].begin, decoded.notices[0].end) == (7, 8)
+    trade = orjson.dumps(
+        {
+            "topic": "publicTrade.BTC",
+            "ts": 1,
+            "data": [
+                {"T": 1, "s": "BTC-1-C", "S": "Buy", "v": "1", "p": "2", "i": "a", "RPI": True}
+                | {"mP": "1", "iP": "2", "mIv": "0.3", "iv": "-0.4"}
+            ],
+        }
+    )
+    trades = bybit.decode_frame(trade)
+    assert isinstance(trades, TradeFrame)
+    assert trades == oracles.decode_frame(trade)
+    one = trades.trades[0]
+    assert (one.symbol, one.rpi, one.option) == ("BTC-1-C", True, ("1", "2", "0.3", "-0.4"))

@@ -10,8 +10,9 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from mdgw.core.book import Outcome
-from mdgw.core.bybit import FULL_DEPTH, BookFrame, Level, decode_frame, full_snapshot_frame
+from mdgw.core.book import BookOutcome
+from mdgw.core.bybit import BookFrame, Level, decode_frame, full_snapshot_frame
+from mdgw.core.bybit_spec import FULL_DEPTH
 from mdgw.core.full_book import FullBook
 
 Side = dict[int, int]  # tick -> size
@@ -44,12 +45,12 @@ def test_rest_answer_becomes_a_snapshot_frame() -> None:
 
 def test_snapshot_matching_a_buffered_delta_syncs_and_applies_the_rest() -> None:
     book = FullBook()
-    assert book.apply(frame(10, 100, {1: 1}, {})) is Outcome.NOT_SYNCED
-    assert book.apply(frame(11, 105, {2: 1}, {})) is Outcome.NOT_SYNCED
-    assert book.apply(frame(12, 107, {3: 1}, {})) is Outcome.NOT_SYNCED
+    assert book.apply(frame(10, 100, {1: 1}, {})) is BookOutcome.NOT_SYNCED
+    assert book.apply(frame(11, 105, {2: 1}, {})) is BookOutcome.NOT_SYNCED
+    assert book.apply(frame(12, 107, {3: 1}, {})) is BookOutcome.NOT_SYNCED
     # The snapshot includes delta u=11 (seq 105): 10 is dropped, 12 applied on top.
     snap = frame(11, 105, {1: 1, 2: 1}, {50: 1}, snapshot=True)
-    assert book.apply(snap) is Outcome.RESET
+    assert book.apply(snap) is BookOutcome.RESET
     assert book.live and book.last_u == 12 and book.buffered == 0
     assert [p for p, _ in book.top_bids(5)] == ["0.75", "0.5", "0.25"]
 
@@ -57,10 +58,10 @@ def test_snapshot_matching_a_buffered_delta_syncs_and_applies_the_rest() -> None
 def test_too_old_or_mismatched_snapshots_are_refused() -> None:
     book = FullBook()
     book.apply(frame(10, 100, {1: 1}, {}))
-    assert book.apply(frame(9, 90, {}, {}, snapshot=True)) is Outcome.NOT_SYNCED  # seq < first
+    assert book.apply(frame(9, 90, {}, {}, snapshot=True)) is BookOutcome.NOT_SYNCED  # seq < first
     assert book.wants_snapshot
-    assert book.apply(frame(7, 100, {}, {}, snapshot=True)) is Outcome.NOT_SYNCED  # u differs
-    assert book.apply(frame(10, 100, {1: 1}, {}, snapshot=True)) is Outcome.RESET
+    assert book.apply(frame(7, 100, {}, {}, snapshot=True)) is BookOutcome.NOT_SYNCED  # u differs
+    assert book.apply(frame(10, 100, {1: 1}, {}, snapshot=True)) is BookOutcome.RESET
 
 
 def test_hole_in_the_buffer_restarts_buffering_and_seq_going_down_is_dropped() -> None:
@@ -69,27 +70,27 @@ def test_hole_in_the_buffer_restarts_buffering_and_seq_going_down_is_dropped() -
     book.apply(frame(12, 110, {}, {}))  # hole: buffer restarts at 12
     book.apply(frame(13, 109, {}, {}))  # seq went down: dropped
     assert book.buffered == 1
-    assert book.apply(frame(11, 105, {}, {}, snapshot=True)) is Outcome.NOT_SYNCED  # too old
-    assert book.apply(frame(12, 110, {}, {}, snapshot=True)) is Outcome.RESET
+    assert book.apply(frame(11, 105, {}, {}, snapshot=True)) is BookOutcome.NOT_SYNCED  # too old
+    assert book.apply(frame(12, 110, {}, {}, snapshot=True)) is BookOutcome.RESET
     assert book.last_u == 12
 
 
 def test_live_book_gap_and_u1_restart_the_sync() -> None:
     book = FullBook()
     book.apply(frame(10, 100, {1: 1}, {50: 1}, snapshot=True))
-    assert book.apply(frame(11, 101, {2: 1}, {})) is Outcome.APPLIED
-    assert book.apply(frame(11, 101, {2: 1}, {})) is Outcome.DUPLICATE
-    assert book.apply(frame(13, 103, {}, {})) is Outcome.GAP
+    assert book.apply(frame(11, 101, {2: 1}, {})) is BookOutcome.APPLIED
+    assert book.apply(frame(11, 101, {2: 1}, {})) is BookOutcome.DUPLICATE
+    assert book.apply(frame(13, 103, {}, {})) is BookOutcome.GAP
     assert not book.live and book.buffered == 1 and book.wants_snapshot
     book.apply(frame(13, 103, {1: 1}, {50: 1}, snapshot=True))
-    assert book.apply(frame(1, 104, {}, {})) is Outcome.GAP  # u = 1: Bybit re-initialised
+    assert book.apply(frame(1, 104, {}, {})) is BookOutcome.GAP  # u = 1: Bybit re-initialised
     assert not book.live and book.buffered == 1
 
 
 def test_quiet_market_snapshot_goes_live_alone() -> None:
     book = FullBook()
-    assert book.apply(frame(10, 100, {1: 1}, {50: 1}, snapshot=True)) is Outcome.RESET
-    assert book.apply(frame(11, 101, {}, {})) is Outcome.APPLIED
+    assert book.apply(frame(10, 100, {1: 1}, {50: 1}, snapshot=True)) is BookOutcome.RESET
+    assert book.apply(frame(11, 101, {}, {})) is BookOutcome.APPLIED
 
 
 class FullBookMachine(RuleBasedStateMachine):
@@ -164,7 +165,7 @@ class FullBookMachine(RuleBasedStateMachine):
             return
         seq, bids, asks = self.history[key]
         outcome = self.book.apply(frame(u, seq, bids, asks, snapshot=True))
-        assert outcome in (Outcome.RESET, Outcome.NOT_SYNCED, Outcome.CROSSED)
+        assert outcome in (BookOutcome.RESET, BookOutcome.NOT_SYNCED, BookOutcome.CROSSED)
 
     @rule()
     def fresh_snapshot_after_contiguous_deltas_syncs(self) -> None:
@@ -174,8 +175,8 @@ class FullBookMachine(RuleBasedStateMachine):
         assert (
             self.book.apply(frame(self.u, seq, bids, asks, snapshot=True))
             in (
-                Outcome.RESET,
-                Outcome.NOT_SYNCED,  # already live: a snapshot is only used while syncing
+                BookOutcome.RESET,
+                BookOutcome.NOT_SYNCED,  # already live: a snapshot is only used while syncing
             )
             or self.book.live
         )

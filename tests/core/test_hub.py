@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from mdgw.core import wire
 from mdgw.core.hub import Hub
 from mdgw.core.wire import EnvelopeKind
+from mdgw.testing import oracles
 
 CAT = wire.category_code("linear")
 
@@ -61,7 +62,7 @@ class Feed:
     def send(self, frame: bytes, *, skip: int = 0) -> None:
         self.seq += 1 + skip
         self.hub.on_raw(
-            wire.encode_raw(
+            oracles.encode_raw(
                 EnvelopeKind.DATA,
                 ingestor=self.ingestor,
                 category=CAT,
@@ -75,7 +76,7 @@ class Feed:
 
     def event(self, kind: EnvelopeKind) -> None:
         self.hub.on_raw(
-            wire.encode_raw(
+            oracles.encode_raw(
                 kind,
                 ingestor=self.ingestor,
                 category=CAT,

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from mdgw.core.book import Outcome
+from mdgw.core.book import BookOutcome
 from mdgw.core.bybit import RpiFrame, RpiLevel, decode_frame
 from mdgw.core.rpi_book import RpiBook
 
@@ -34,7 +34,7 @@ def test_rpi_frame_decodes_to_triples_and_applies() -> None:
     )
     book = RpiBook(50)
     assert isinstance(frame, RpiFrame)
-    assert book.apply(frame) is Outcome.RESET
+    assert book.apply(frame) is BookOutcome.RESET
     assert book.top_bids(5) == [("121975.1", "0.114259", "0"), ("121960.5", "0", "0.163986")]
     _, asks = book.top_json(5)
     assert orjson.loads(f"[{asks}]") == [["121990.8", "0.441585", "0.78821"]]
@@ -65,18 +65,18 @@ def test_level_with_both_sizes_zero_is_removed_one_zero_keeps_the_other() -> Non
         10, levels([("99", "1", "0"), ("98", "2", "3")]), levels([("100", "1", "1")])
     )
     out = book.apply_delta(11, levels([("99", "0", "0"), ("98", "0", "3")]), [])
-    assert out is Outcome.APPLIED
+    assert out is BookOutcome.APPLIED
     assert book.top_bids(5) == [("98", "0", "3")]
 
 
 def test_sequencing_rules_match_the_ordinary_book() -> None:
     book = RpiBook(50)
-    assert book.apply_delta(5, [], []) is Outcome.NOT_SYNCED
+    assert book.apply_delta(5, [], []) is BookOutcome.NOT_SYNCED
     book.apply_snapshot(10, levels([("99", "1", "0")]), levels([("100", "1", "0")]))
-    assert book.apply_delta(10, [], []) is Outcome.DUPLICATE
-    assert book.apply_delta(12, [], []) is Outcome.GAP
+    assert book.apply_delta(10, [], []) is BookOutcome.DUPLICATE
+    assert book.apply_delta(12, [], []) is BookOutcome.GAP
     assert not book.live and book.top_bids(5) == []
-    assert book.apply_snapshot(1, [], []) is Outcome.RESET  # u = 1 after a Bybit restart
+    assert book.apply_snapshot(1, [], []) is BookOutcome.RESET  # u = 1 after a Bybit restart
 
 
 def test_crossed_only_on_non_rpi_sizes() -> None:
@@ -87,8 +87,8 @@ def test_crossed_only_on_non_rpi_sizes() -> None:
         levels([("101", "0", "1"), ("99", "1", "0")]),
         levels([("100.5", "0", "2"), ("102", "1", "0")]),
     )
-    assert ok is Outcome.RESET
-    assert book.apply_delta(2, levels([("102", "1", "0")]), []) is Outcome.CROSSED
+    assert ok is BookOutcome.RESET
+    assert book.apply_delta(2, levels([("102", "1", "0")]), []) is BookOutcome.CROSSED
     assert not book.live
 
 
@@ -131,33 +131,33 @@ class ReferenceRpiBook:
         self.live = False
         self.bids, self.asks = {}, {}
 
-    def snapshot(self, u: int, bids: list[Raw], asks: list[Raw]) -> Outcome:
+    def snapshot(self, u: int, bids: list[Raw], asks: list[Raw]) -> BookOutcome:
         self.bids, self.asks = {}, {}
         self._merge(self.bids, bids, descending=True)
         self._merge(self.asks, asks, descending=False)
         self.last_u = u
         if self._crossed():
             self._clear()
-            return Outcome.CROSSED
+            return BookOutcome.CROSSED
         self.live = True
-        return Outcome.RESET
+        return BookOutcome.RESET
 
-    def delta(self, u: int, bids: list[Raw], asks: list[Raw]) -> Outcome:
+    def delta(self, u: int, bids: list[Raw], asks: list[Raw]) -> BookOutcome:
         if not self.live:
-            return Outcome.NOT_SYNCED
+            return BookOutcome.NOT_SYNCED
         assert self.last_u is not None
         if u <= self.last_u:
-            return Outcome.DUPLICATE
+            return BookOutcome.DUPLICATE
         if u > self.last_u + 1:
             self._clear()
-            return Outcome.GAP
+            return BookOutcome.GAP
         self._merge(self.bids, bids, descending=True)
         self._merge(self.asks, asks, descending=False)
         self.last_u = u
         if self._crossed():
             self._clear()
-            return Outcome.CROSSED
-        return Outcome.APPLIED
+            return BookOutcome.CROSSED
+        return BookOutcome.APPLIED
 
     def invalidate(self) -> None:
         self._clear()

@@ -131,15 +131,17 @@ stats_interval = 2
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("MDGW_")}
     env["MDGW_CONFIG"] = str(config)
+    names = ("book_builder", "ingestor")
+    logs = [(tmp_path / f"{name}.log").open("wb") for name in names]  # closed below
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", f"mdgw.{name}"],
             cwd=ROOT,
             env=env,
-            stdout=(tmp_path / f"{name}.log").open("wb"),
+            stdout=log,
             stderr=subprocess.STDOUT,
         )
-        for name in ("book_builder", "ingestor")
+        for name, log in zip(names, logs, strict=True)
     ]
     ctx = zmq.asyncio.Context()
     sub = ctx.socket(zmq.SUB)
@@ -206,6 +208,8 @@ stats_interval = 2
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        for log in logs:
+            log.close()
         ctx.destroy(linger=0)
     ingestor_log = (tmp_path / "ingestor.log").read_text()
     assert "rest_snapshot_failed" in ingestor_log

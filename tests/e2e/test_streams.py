@@ -230,15 +230,17 @@ async def test_rpi_fused_bbo_trades_and_system_status(sim: SimulatorServer, tmp_
     path = config(tmp_path, sim, pub)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MDGW_")}
     env["MDGW_CONFIG"] = str(path)
+    names = ("book_builder", "ingestor")
+    logs = [(tmp_path / f"{name}.log").open("wb") for name in names]  # closed below
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", f"mdgw.{name}"],
             cwd=ROOT,
             env=env,
-            stdout=(tmp_path / f"{name}.log").open("wb"),
+            stdout=log,
             stderr=subprocess.STDOUT,
         )
-        for name in ("book_builder", "ingestor")
+        for name, log in zip(names, logs, strict=True)
     ]
     ctx = zmq.asyncio.Context()
     sub = ctx.socket(zmq.SUB)
@@ -357,6 +359,8 @@ async def test_rpi_fused_bbo_trades_and_system_status(sim: SimulatorServer, tmp_
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        for log in logs:
+            log.close()
         ctx.destroy(linger=0)
 
     # The journal: `fused` in its hub config (a JSON list), so a replay builds the same hub

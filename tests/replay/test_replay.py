@@ -28,6 +28,7 @@ from mdgw.replay.__main__ import main as replay_main
 from mdgw.replay.reader import SegmentReader, find_segments
 from mdgw.replay.service import Progress, Replayer, Selection
 from mdgw.runtime.settings import JournalConfig
+from mdgw.testing import oracles
 
 ROOT = Path(__file__).parents[2]
 HUB = {
@@ -58,7 +59,7 @@ def frame(symbol: str, u: int, *, snapshot: bool) -> bytes:
 
 
 def envelope(seq: int, recv_ns: int, payload: bytes) -> bytes:
-    return wire.encode_raw(
+    return oracles.encode_raw(
         wire.EnvelopeKind.DATA,
         ingestor=b"ing",
         category=wire.category_code("linear"),
@@ -342,7 +343,9 @@ def test_pub_publishes_what_out_writes(journal_dir: Path, tmp_path: Path) -> Non
             topic, payload = sub.recv_multipart()
             got.append((topic.decode(), orjson.loads(payload)))
         assert proc.wait(timeout=30) == 0
-        assert proc.stderr is not None and "0 hole(s)" in proc.stderr.read()
+        assert proc.stderr is not None
+        with proc.stderr:
+            assert "0 hole(s)" in proc.stderr.read()
     finally:
         ctx.destroy(linger=0)
     strip = [(t, {k: v for k, v in m.items() if k != "pub_ns"}) for t, m in got]

@@ -728,3 +728,14 @@ def test_docs_include_the_real_gateway_toml() -> None:
     blocks = re.findall(r"```toml\n(.*?)```", docs, flags=re.DOTALL)
 
     assert GATEWAY_TOML.read_text() in blocks
+
+
+def test_depth_choices_are_bybits_depths() -> None:
+    """The Depth Literal spells out bybit_spec.DEPTHS and OPTION_DEPTHS (a Literal cannot take
+    a tuple), and "full"."""
+    from typing import get_args
+
+    from mdgw.core.bybit_spec import DEPTHS, OPTION_DEPTHS
+
+    choices = get_args(StreamConfig.model_fields["depth"].annotation)
+    assert choices == (*sorted((*DEPTHS, *OPTION_DEPTHS)), "full")

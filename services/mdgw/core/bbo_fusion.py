@@ -22,7 +22,14 @@ sequence is taken to have restarted and the next top is taken.
 
 from __future__ import annotations
 
-__all__ = ["RESTART_AFTER", "BboFusion"]
+from typing import TYPE_CHECKING
+
+import orjson
+
+if TYPE_CHECKING:
+    from mdgw.core.hub_state import BookTopic
+
+__all__ = ["RESTART_AFTER", "BboFusion", "join_symbol"]
 
 RESTART_AFTER = 1000
 
@@ -52,3 +59,32 @@ class BboFusion:
             return False
         self.best = best
         return True
+
+
+def join_symbol(
+    book: BookTopic, siblings: list[BookTopic], fusions: dict[tuple[str, str], BboFusion]
+) -> None:
+    """Add a new ordinary book to its symbol's books (``siblings``, of one category);
+    fuse depth 1 into the bbo when the symbol also has a deeper book (docs/wire-format).
+
+    ``fusions`` holds the symbols configured fused; a symbol seen at both depths without
+    being configured so is fused here, when it happens.
+    """
+    key = (book.category, book.symbol)
+    siblings.append(book)
+    fusion = fusions.get(key)
+    if fusion is None:
+        depths = {b.order_book.max_depth for b in siblings}
+        if 1 not in depths or len(depths) < 2:
+            return
+        fusion = fusions[key] = BboFusion()
+        # Carry on from the bbo the deeper book published alone (rare: once per symbol).
+        for sibling in siblings:
+            if sibling.last_bbo is not None:
+                fusion.seq = orjson.loads(sibling.last_bbo)["bybit_seq"]
+                fusion.best = sibling.last_best
+                fusion.last_bbo, sibling.last_bbo = sibling.last_bbo, None
+    for sibling in siblings:
+        sibling.fusion = fusion
+        if sibling.order_book.max_depth == 1:
+            sibling.feed = "bbo"  # book messages stay the deep book's alone

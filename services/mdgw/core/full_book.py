@@ -24,7 +24,7 @@ machine implements it:
    changed the tick/lot size): the book is dropped and buffering starts again with that
    delta. A crossed book is dropped the same way.
 
-Outcomes are :class:`mdgw.core.book.Outcome`'s: ``RESET`` when a snapshot made the book live,
+Outcomes are :class:`mdgw.core.book.BookOutcome`'s: ``RESET`` when a snapshot made the book live,
 ``APPLIED``, ``DUPLICATE``, ``GAP``, ``CROSSED``; ``NOT_SYNCED`` for a delta buffered while
 no usable snapshot is in, and for a snapshot that does not fit (:attr:`FullBook.wants_snapshot`
 is then true: the shell fetches another one). Levels live in an :class:`OrderBook` of
@@ -36,8 +36,9 @@ from __future__ import annotations
 
 from collections import deque
 
-from mdgw.core.book import OrderBook, Outcome
-from mdgw.core.bybit import FULL_DEPTH, BookFrame
+from mdgw.core.book import BookOutcome, OrderBook
+from mdgw.core.bybit import BookFrame
+from mdgw.core.bybit_spec import FULL_DEPTH
 
 __all__ = ["MAX_BUFFERED", "FullBook"]
 
@@ -99,33 +100,33 @@ class FullBook:
         self._buffer.clear()
         self.wants_snapshot = True
 
-    def apply(self, frame: BookFrame) -> Outcome:
+    def apply(self, frame: BookFrame) -> BookOutcome:
         if frame.snapshot:
             return self._snapshot(frame)
         return self._delta(frame)
 
     # ------------------------------------------------------------------------- deltas
 
-    def _delta(self, frame: BookFrame) -> Outcome:
+    def _delta(self, frame: BookFrame) -> BookOutcome:
         book = self._book
         if not book.live:
             self._buffer_delta(frame)
-            return Outcome.NOT_SYNCED
+            return BookOutcome.NOT_SYNCED
         last_u = book.last_u
         assert last_u is not None  # live implies a u
         if frame.seq < self._last_seq:
             # seq went down: an older delta (a replay from before a reset that happens to
             # carry the next u). Bybit: discard it.
-            return Outcome.DUPLICATE
+            return BookOutcome.DUPLICATE
         if frame.u == 1 or frame.u > last_u + 1:
             self._restart(frame)
-            return Outcome.GAP
+            return BookOutcome.GAP
         if frame.u <= last_u:
-            return Outcome.DUPLICATE
+            return BookOutcome.DUPLICATE
         outcome = book.apply_delta(frame.u, frame.bids, frame.asks)
         self._last_seq = frame.seq
         self.last_frame = frame
-        if outcome is Outcome.CROSSED:
+        if outcome is BookOutcome.CROSSED:
             self._restart(None)
         return outcome
 
@@ -148,11 +149,11 @@ class FullBook:
 
     # ---------------------------------------------------------------------- snapshot
 
-    def _snapshot(self, snap: BookFrame) -> Outcome:
+    def _snapshot(self, snap: BookFrame) -> BookOutcome:
         buffer = self._buffer
         if buffer and snap.seq < buffer[0].seq:
             self.wants_snapshot = True
-            return Outcome.NOT_SYNCED  # too old for what is buffered: fetch again
+            return BookOutcome.NOT_SYNCED  # too old for what is buffered: fetch again
         while buffer and buffer[0].seq < snap.seq:
             buffer.popleft()
         if buffer:
@@ -161,10 +162,10 @@ class FullBook:
                 buffer.popleft()  # the snapshot includes it
             elif first.u != snap.u + 1:
                 self.wants_snapshot = True
-                return Outcome.NOT_SYNCED
+                return BookOutcome.NOT_SYNCED
         book = self._book
         outcome = book.apply_snapshot(snap.u, snap.bids, snap.asks)
-        if outcome is not Outcome.RESET:
+        if outcome is not BookOutcome.RESET:
             self._restart(None)
             return outcome
         self._last_seq = snap.seq
@@ -174,10 +175,10 @@ class FullBook:
             self._last_seq = delta.seq
             self.last_frame = delta
             outcome = book.apply_delta(delta.u, delta.bids, delta.asks)
-            if outcome is not Outcome.APPLIED:
+            if outcome is not BookOutcome.APPLIED:
                 # The buffer was contiguous and follows the snapshot: only a crossed book
                 # lands here. Start over.
                 self._restart(None)
-                return Outcome.CROSSED
+                return BookOutcome.CROSSED
         self.wants_snapshot = False
-        return Outcome.RESET
+        return BookOutcome.RESET

@@ -31,33 +31,27 @@ again goes out at once.
 
 from __future__ import annotations
 
-import enum
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, fields
 from typing import Any, cast
 
-import orjson
-
 from mdgw.core import wire
-from mdgw.core.bbo_fusion import BboFusion
-from mdgw.core.book import OrderBook, Outcome
+from mdgw.core.bbo_fusion import BboFusion, join_symbol
+from mdgw.core.book import BookOutcome, OrderBook
 from mdgw.core.bybit import (
-    FULL_TOPIC_PREFIX,
-    RPI_DEPTH,
-    RPI_TOPIC_PREFIX,
     BookFrame,
     FullFrame,
+    OrderbookTopic,
     RpiFrame,
     StatusFrame,
     Trade,
     TradeFrame,
     decode_frame,
     parse_book_topic,
-    valid_symbol,
 )
+from mdgw.core.bybit_spec import FULL_TOPIC_PREFIX, RPI_DEPTH, RPI_TOPIC_PREFIX
 from mdgw.core.errors import ParseError, UnsupportedTopicError, WireError
 from mdgw.core.full_book import FullBook
+from mdgw.core.hub_state import BookTopic, HubStats, SeqCounter, State, TradeTopic
 from mdgw.core.rpi_book import RpiBook
 from mdgw.core.system_status import NoticeBoard
 
@@ -82,95 +76,6 @@ _CONN_UP = int(wire.EnvelopeKind.CONN_UP)
 _CONN_DOWN = int(wire.EnvelopeKind.CONN_DOWN)
 
 
-class State(enum.Enum):
-    NEW = "new"  # never had a snapshot
-    LIVE = "live"
-    RESYNCING = "resyncing"
-    STALE = "stale"  # live, but no frame for stale_after seconds
-
-
-@dataclass(slots=True)
-class HubStats:
-    """Counters since start; the shell logs them (and rates) periodically."""
-
-    envelopes: int = 0
-    frames: int = 0
-    bad_envelopes: int = 0
-    malformed: int = 0
-    unsupported: int = 0
-    duplicates: int = 0
-    gaps: int = 0
-    crossed: int = 0
-    not_synced: int = 0
-    seq_holes: int = 0
-    frames_lost: int = 0
-    resyncs: int = 0
-    resync_requests: int = 0
-    reconnect_requests: int = 0
-    conn_up: int = 0
-    conn_down: int = 0
-    ingestors_lost: int = 0
-    books_out: int = 0
-    bbo_out: int = 0
-    trades_out: int = 0
-    trades_dup: int = 0
-    status_out: int = 0
-    topics_refused: int = 0  # frames of new topics past MAX_TOPICS
-    trades_stale: int = 0  # trades with a Bybit seq older than the symbol's newest (replays)
-    bbo_older: int = 0  # fused tops refused: their Bybit seq was not newer
-    notices_out: int = 0  # system.status notices published
-    notices_dup: int = 0  # system.status notices seen before, unchanged
-
-    def as_dict(self) -> dict[str, int]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-
-@dataclass(slots=True)
-class _Book:
-    category: str
-    symbol: str
-    bybit_topic: str
-    book: OrderBook | RpiBook | FullBook
-    publish_depth: int
-    book_topic: bytes  # where this book publishes: book.* (or rpi.* for an RPI book)
-    bbo_topic: bytes
-    status_topic: bytes
-    book_template: str  # wire.book_template of this topic
-    # The last seq of each gateway topic, shared with every other book that publishes on the
-    # same topic (another depth of the same symbol): one-element lists, see Hub._counter.
-    book_seq: list[int]
-    bbo_seq: list[int]
-    status_seq: list[int]
-    state: State = State.NEW
-    reason: str = ""  # why the book last left the live state
-    source: tuple[str, int] | None = None  # (ingestor, conn_id) of the current snapshot
-    ingestor: str = ""  # last ingestor that sent a frame for this topic
-    last_frame_at: float = 0.0
-    requested_at: float | None = None  # last resync request sent for this topic
-    episode_requested: bool = False  # a request was sent in the current resync episode
-    episode_requests: int = 0  # requests sent in the current resync episode
-    last_book: bytes | None = None  # last published payloads, for the snapshot service
-    last_bbo: bytes | None = None
-    last_best: tuple[str | None, str | None] | None = None  # OrderBook.best_json()
-    # "book", "rpi", or "bbo" for a depth-1 book that only feeds its symbol's fused bbo.
-    feed: str = "book"
-    fusion: BboFusion | None = None  # set when depth 1 and a deeper depth share the bbo
-    # Conflation (max_rate > 0): earliest time of the next publish, and the last frame
-    # applied since the last publish (None: nothing pending).
-    next_publish_at: float = 0.0
-    pending: BookFrame | RpiFrame | None = None
-    pending_recv_ns: int = 0
-
-
-@dataclass(slots=True)
-class _Trades:
-    topic: bytes
-    seq: list[int]  # see _Book.book_seq
-    seen: set[str] = field(default_factory=set)
-    order: deque[str] = field(default_factory=deque)
-    last_seq: int = 0  # newest Bybit seq published (0: none, or frames without seq)
-
-
 class Hub:
     """All books of one book builder, and the gateway sequence of every topic."""
 
@@ -192,7 +97,7 @@ class Hub:
         # Seconds between two publishes of one book; 0.0: every frame is published.
         self.min_interval = 1.0 / max_rate if max_rate else 0.0
         # Books that may have a publish pending, by (category, Bybit topic).
-        self._pending: dict[tuple[str, str], _Book] = {}
+        self._pending: dict[tuple[str, str], BookTopic] = {}
         self.next_due: float | None = None  # earliest pending publish (monotonic s)
         self.resync_timeout = resync_timeout
         self.resync_min_interval = resync_min_interval
@@ -204,9 +109,9 @@ class Hub:
         self.events: list[Event] = []
         self.latencies: list[int] = []  # pub_ns - recv_ns of book messages, this interval
         self.stats = HubStats()
-        self._books: dict[tuple[str, str], _Book] = {}
-        self._trades: dict[tuple[str, str], _Trades] = {}
-        self._seq: dict[bytes, list[int]] = {}  # gateway topic -> [last seq published]
+        self._books: dict[tuple[str, str], BookTopic] = {}
+        self._trades: dict[tuple[str, str], TradeTopic] = {}
+        self._seq: dict[bytes, SeqCounter] = {}  # gateway topic -> its counter
         self._conns: dict[tuple[str, int], int] = {}  # -> last DATA seq seen
         self._ingestors: dict[str, float] = {}  # -> last time anything arrived
         self._peer_lost_at: float | None = None  # a raw-socket peer disconnected then
@@ -215,7 +120,7 @@ class Hub:
         self._fusions: dict[tuple[str, str], BboFusion] = {
             (key[0], key[1]): BboFusion() for key in fused
         }
-        self._symbol_books: dict[tuple[str, str], list[_Book]] = {}
+        self._symbol_books: dict[tuple[str, str], list[BookTopic]] = {}
         self.notices = NoticeBoard()
         self._status_seq = self._counter(wire.EXCHANGE_STATUS_TOPIC)
 
@@ -393,14 +298,18 @@ class Hub:
         book.ingestor = source[0]
         book.last_frame_at = now
         if frame.snapshot or book.source == source:
-            # An RpiFrame only ever reaches an RpiBook: the topic names the kind.
-            outcome = book.book.apply(frame)  # type: ignore[arg-type]
+            # The topic names the kind: an RpiFrame only reaches an RpiBook (mypyc checks).
+            ob = book.order_book
+            if type(frame) is RpiFrame:
+                outcome = cast(RpiBook, ob).apply(frame)
+            else:
+                outcome = cast(OrderBook, ob).apply(cast(BookFrame, frame))
         else:
             # A delta from a connection that did not deliver this book's snapshot:
             # it cannot continue our sequence (Bybit's u is per connection stream).
-            book.book.invalidate()
-            outcome = Outcome.NOT_SYNCED
-        if outcome is Outcome.APPLIED or outcome is Outcome.RESET:
+            book.order_book.invalidate()
+            outcome = BookOutcome.NOT_SYNCED
+        if outcome is BookOutcome.APPLIED or outcome is BookOutcome.RESET:
             if frame.snapshot:
                 book.source = source
             if book.state is not State.LIVE:
@@ -416,13 +325,13 @@ class Hub:
                 book.pending = None
             return
         stats = self.stats
-        if outcome is Outcome.DUPLICATE:
+        if outcome is BookOutcome.DUPLICATE:
             stats.duplicates += 1
             return
-        if outcome is Outcome.GAP:
+        if outcome is BookOutcome.GAP:
             stats.gaps += 1
             reason = f"u gap at u={frame.u}"
-        elif outcome is Outcome.CROSSED:
+        elif outcome is BookOutcome.CROSSED:
             stats.crossed += 1
             reason = f"crossed book at u={frame.u}"
         else:
@@ -443,7 +352,7 @@ class Hub:
             book = self._new_book(category, frame.topic, frame.symbol, frame.depth)
         book.ingestor = source[0]
         book.last_frame_at = now
-        full = cast(FullBook, book.book)
+        full = cast(FullBook, book.order_book)
         if book.source != source:
             # Deltas and the snapshot of one sync come over one connection; another
             # connection starts the sync over.
@@ -451,27 +360,28 @@ class Hub:
                 full.invalidate()
             book.source = source
         outcome = full.apply(frame)
-        if outcome is Outcome.APPLIED or outcome is Outcome.RESET:
+        if outcome is BookOutcome.APPLIED or outcome is BookOutcome.RESET:
+            shown = full.last_frame or frame
             if book.state is not State.LIVE:
                 book.state = State.LIVE
                 book.episode_requested = False
                 self._status(book, "live", "snapshot" if frame.snapshot else "updates", recv_ns)
             elif self.min_interval and now < book.next_publish_at:
-                self._defer(book, full.last_frame or frame, recv_ns)
+                self._defer(book, shown, recv_ns)
                 return
-            self._publish_book(book, full.last_frame or frame, recv_ns)
+            self._publish_book(book, shown, recv_ns)
             if self.min_interval:
                 book.next_publish_at = now + self.min_interval
                 book.pending = None
             return
         stats = self.stats
-        if outcome is Outcome.DUPLICATE:
+        if outcome is BookOutcome.DUPLICATE:
             stats.duplicates += 1
             return
-        if outcome is Outcome.GAP:
+        if outcome is BookOutcome.GAP:
             stats.gaps += 1
             reason = "u reset to 1" if frame.u == 1 else f"u gap at u={frame.u}"
-        elif outcome is Outcome.CROSSED:
+        elif outcome is BookOutcome.CROSSED:
             stats.crossed += 1
             reason = f"crossed book at u={frame.u}"
         elif frame.snapshot:
@@ -484,7 +394,7 @@ class Hub:
         if frame.snapshot and full.wants_snapshot:
             book.episode_requested = False  # a snapshot that does not fit: fetch another
 
-    def _defer(self, book: _Book, frame: BookFrame | RpiFrame, recv_ns: int) -> None:
+    def _defer(self, book: BookTopic, frame: BookFrame | RpiFrame, recv_ns: int) -> None:
         if book.pending is None:
             self._pending[(book.category, book.bybit_topic)] = book
             due = book.next_publish_at
@@ -501,7 +411,7 @@ class Hub:
         if self.next_due is None or now < self.next_due:
             return
         interval = self.min_interval
-        waiting: dict[tuple[str, str], _Book] = {}
+        waiting: dict[tuple[str, str], BookTopic] = {}
         next_due: float | None = None
         for key, book in self._pending.items():
             frame = book.pending
@@ -524,8 +434,8 @@ class Hub:
             # Options: one frame per base coin, trades of many instruments. Each instrument
             # gets its own trade topic, in the frame's order.
             by_symbol: dict[str, list[Trade]] = {}
-            for trade in frame.trades:
-                by_symbol.setdefault(trade.symbol or frame.symbol, []).append(trade)
+            for one in frame.trades:
+                by_symbol.setdefault(one.symbol or frame.symbol, []).append(one)
             for symbol, batch in by_symbol.items():
                 self._on_trades(category, recv_ns, TradeFrame(frame.topic, symbol, frame.ts, batch))
             return
@@ -536,12 +446,12 @@ class Hub:
                 self.stats.topics_refused += 1
                 return
             topic = wire.topic("trade", category, frame.symbol)
-            trades = self._trades[key] = _Trades(topic, self._counter(topic))
+            trades = self._trades[key] = TradeTopic(topic, self._counter(topic))
         topic = trades.topic
         seen = trades.seen
         order = trades.order
         counter = trades.seq
-        seq = counter[0]
+        seq = counter.last
         last_seq = trades.last_seq
         for trade in frame.trades:
             # Bybit splits a batch of more than 1,024 trades over several messages with the
@@ -583,36 +493,18 @@ class Hub:
                 )
             )
             self.stats.trades_out += 1
-        counter[0] = seq
+        counter.last = seq
         trades.last_seq = last_seq
 
     def _on_system_status(self, recv_ns: int, frame: StatusFrame) -> None:
         """Bybit's maintenance and incident notices: each version published once."""
         changed = self.notices.update(frame.notices)
         self.stats.notices_dup += len(frame.notices) - len(changed)
-        counter = self._status_seq
         for notice in changed:
-            counter[0] += 1
-            self.outbox.append(
-                (
-                    wire.EXCHANGE_STATUS_TOPIC,
-                    wire.encode_exchange_status(
-                        seq=counter[0],
-                        pub_ns=self._clock_ns(),
-                        recv_ns=recv_ns,
-                        notice_id=notice.id,
-                        title=notice.title,
-                        state=notice.state,
-                        begin=notice.begin,
-                        end=notice.end,
-                        href=notice.href,
-                        service_types=notice.service_types,
-                        product=notice.product,
-                        maintain_type=notice.maintain_type,
-                        env=notice.env,
-                    ),
-                )
+            payload = self.notices.payload(
+                notice, self._status_seq.next(), self._clock_ns(), recv_ns
             )
+            self.outbox.append((wire.EXCHANGE_STATUS_TOPIC, payload))
             self.stats.notices_out += 1
             self.events.append(
                 (
@@ -643,14 +535,15 @@ class Hub:
             return
         book = self._books.get((category, topic))
         if book is None:
+            parsed: OrderbookTopic | None
             if topic.startswith(RPI_TOPIC_PREFIX):
                 symbol = topic[len(RPI_TOPIC_PREFIX) :]
-                parsed = (symbol, RPI_DEPTH) if valid_symbol(symbol) else None
+                parsed = OrderbookTopic(symbol, RPI_DEPTH) if wire.is_topic_symbol(symbol) else None
             else:
                 parsed = parse_book_topic(topic)
             if parsed is None or len(self._books) >= MAX_TOPICS:
                 return
-            book = self._new_book(category, topic, parsed[0], parsed[1])
+            book = self._new_book(category, topic, parsed.symbol, parsed.depth)
         book.ingestor = source[0]
         self._resync(book, "malformed frame", now)
 
@@ -672,95 +565,58 @@ class Hub:
 
     # ---------------------------------------------------------------- output
 
-    def _new_book(self, category: str, topic: str, symbol: str, depth: int) -> _Book:
-        if topic.startswith(FULL_TOPIC_PREFIX):
-            return self._new_full_book(category, topic, symbol)
+    def _new_book(self, category: str, topic: str, symbol: str, depth: int) -> BookTopic:
+        full = topic.startswith(FULL_TOPIC_PREFIX)
         rpi = topic.startswith(RPI_TOPIC_PREFIX)
-        book_topic = wire.topic("rpi" if rpi else "book", category, symbol)
+        channel = "rpi" if rpi else "book"
+        book_topic = wire.topic(channel, category, symbol)
         bbo_topic = wire.topic("bbo", category, symbol)
         status_topic = wire.topic("status", category, symbol)
-        book = _Book(
+        order_book: OrderBook | RpiBook | FullBook
+        if full:
+            order_book = FullBook()
+        elif rpi:
+            order_book = RpiBook(depth)
+        else:
+            order_book = OrderBook(depth)
+        book = BookTopic(
             category=category,
             symbol=symbol,
             bybit_topic=topic,
-            book=RpiBook(depth) if rpi else OrderBook(depth),
-            publish_depth=min(self.publish_depth, depth),
+            order_book=order_book,
+            publish_depth=self.publish_depth if full else min(self.publish_depth, depth),
             book_topic=book_topic,
             bbo_topic=bbo_topic,
             status_topic=status_topic,
-            book_template=wire.book_template(category, symbol, "rpi" if rpi else "book"),
+            book_template=wire.BookTemplate(category, symbol, channel, full=full),
             book_seq=self._counter(book_topic),
             bbo_seq=self._counter(bbo_topic),
             status_seq=self._counter(status_topic),
-            feed="rpi" if rpi else "book",
+            feed=channel,
         )
         self._books[(category, topic)] = book
-        if not rpi:
-            self._join_symbol(book)
+        if not rpi and not full:
+            siblings = self._symbol_books.setdefault((category, symbol), [])
+            join_symbol(book, siblings, self._fusions)
         return book
 
-    def _new_full_book(self, category: str, topic: str, symbol: str) -> _Book:
-        book_topic = wire.topic("book", category, symbol)
-        bbo_topic = wire.topic("bbo", category, symbol)
-        status_topic = wire.topic("status", category, symbol)
-        book = _Book(
-            category=category,
-            symbol=symbol,
-            bybit_topic=topic,
-            book=FullBook(),
-            publish_depth=self.publish_depth,
-            book_topic=book_topic,
-            bbo_topic=bbo_topic,
-            status_topic=status_topic,
-            book_template=wire.book_template(category, symbol, full=True),
-            book_seq=self._counter(book_topic),
-            bbo_seq=self._counter(bbo_topic),
-            status_seq=self._counter(status_topic),
-        )
-        self._books[(category, topic)] = book
-        return book
-
-    def _join_symbol(self, book: _Book) -> None:
-        """Fuse depth 1 into the bbo when the symbol also has a deeper book (docs/wire-format)."""
-        key = (book.category, book.symbol)
-        siblings = self._symbol_books.setdefault(key, [])
-        siblings.append(book)
-        fusion = self._fusions.get(key)
-        if fusion is None:
-            depths = {b.book.max_depth for b in siblings}
-            if 1 not in depths or len(depths) < 2:
-                return
-            fusion = self._fusions[key] = BboFusion()
-            # Carry on from the bbo the deeper book published alone (rare: once per symbol).
-            for sibling in siblings:
-                if sibling.last_bbo is not None:
-                    fusion.seq = orjson.loads(sibling.last_bbo)["bybit_seq"]
-                    fusion.best = sibling.last_best
-                    fusion.last_bbo, sibling.last_bbo = sibling.last_bbo, None
-        for sibling in siblings:
-            sibling.fusion = fusion
-            if sibling.book.max_depth == 1:
-                sibling.feed = "bbo"  # book messages stay the deep book's alone
-
-    def _counter(self, topic: bytes) -> list[int]:
-        """The seq counter of a gateway topic (one per topic, shared by all its books)."""
+    def _counter(self, topic: bytes) -> SeqCounter:
+        """The seq counter of a gateway topic (one per topic, shared by all its records)."""
         counter = self._seq.get(topic)
         if counter is None:
-            counter = self._seq[topic] = [0]
+            counter = self._seq[topic] = SeqCounter()
         return counter
 
-    def _publish_book(self, book: _Book, frame: BookFrame | RpiFrame, recv_ns: int) -> None:
-        ob = book.book
+    def _publish_book(self, book: BookTopic, frame: BookFrame | RpiFrame, recv_ns: int) -> None:
+        ob = book.order_book
         pub_ns = self._clock_ns()
         if book.feed != "bbo":
             depth = book.publish_depth
-            counter = book.book_seq
-            seq = counter[0] = counter[0] + 1
+            seq = book.book_seq.next()
             bids, asks = ob.top_json(depth)
-            payload = (
-                book.book_template
-                % (seq, pub_ns, recv_ns, frame.u, frame.ts, frame.cts or "null", depth, bids, asks)
-            ).encode()
+            payload = book.book_template.render(
+                seq, pub_ns, recv_ns, frame.u, frame.ts, frame.cts, depth, bids, asks
+            )
             self.outbox.append((book.book_topic, payload))
             book.last_book = payload
             self.stats.books_out += 1
@@ -779,12 +635,10 @@ class Hub:
         # An RPI book returned above: an ordinary or a full book (mypyc checks the cast).
         deep = cast(OrderBook | FullBook, ob)
         bid, ask = deep.best_bid(), deep.best_ask()
-        counter = book.bbo_seq
-        seq = counter[0] = counter[0] + 1
         bbo = wire.encode_bbo(
             book.category,
             book.symbol,
-            seq=seq,
+            seq=book.bbo_seq.next(),
             pub_ns=pub_ns,
             recv_ns=recv_ns,
             u=frame.u,
@@ -803,13 +657,11 @@ class Hub:
             book.last_bbo = bbo
         self.stats.bbo_out += 1
 
-    def _status(self, book: _Book, state: str, reason: str, recv_ns: int | None) -> None:
-        counter = book.status_seq
-        counter[0] += 1
+    def _status(self, book: BookTopic, state: str, reason: str, recv_ns: int | None) -> None:
         payload = wire.encode_status(
             book.category,
             book.symbol,
-            seq=counter[0],
+            seq=book.status_seq.next(),
             pub_ns=self._clock_ns(),
             state=state,
             reason=reason,
@@ -826,14 +678,14 @@ class Hub:
                     "symbol": book.symbol,
                     "topic": book.bybit_topic,
                     "reason": reason,
-                    "u": book.book.last_u,
+                    "u": book.order_book.last_u,
                 },
             )
         )
 
     def _resync(
         self,
-        book: _Book,
+        book: BookTopic,
         reason: str,
         now: float,
         *,
@@ -843,7 +695,7 @@ class Hub:
         keep_source: bool = False,
     ) -> None:
         if invalidate:
-            book.book.invalidate()
+            book.order_book.invalidate()
         if not keep_source:
             book.source = None
         book.last_book = book.last_bbo = None
@@ -869,7 +721,7 @@ class Hub:
             if asked is None or now - asked >= self.resync_min_interval:
                 self._request(book, now)
 
-    def _request(self, book: _Book, now: float, *, repeat: bool = False) -> None:
+    def _request(self, book: BookTopic, now: float, *, repeat: bool = False) -> None:
         book.requested_at = now
         book.episode_requested = True
         if not repeat:  # a repeat for a new listener is not a failed attempt

@@ -30,7 +30,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Sequence
 
-from mdgw.core.book import Outcome
+from mdgw.core.book import BookOutcome
 from mdgw.core.bybit import RpiFrame, RpiLevel
 
 __all__ = ["RpiBook"]
@@ -78,31 +78,35 @@ class RpiBook:
     def max_depth(self) -> int:
         return self._max_depth
 
-    def apply(self, frame: RpiFrame) -> Outcome:
+    def apply(self, frame: RpiFrame) -> BookOutcome:
         """Apply a decoded ``orderbook.rpi.*`` frame (snapshot or delta)."""
         if frame.snapshot:
             return self.apply_snapshot(frame.u, frame.bids, frame.asks)
         return self.apply_delta(frame.u, frame.bids, frame.asks)
 
-    def apply_snapshot(self, u: int, bids: Sequence[RpiLevel], asks: Sequence[RpiLevel]) -> Outcome:
+    def apply_snapshot(
+        self, u: int, bids: Sequence[RpiLevel], asks: Sequence[RpiLevel]
+    ) -> BookOutcome:
         self._bid_keys, self._bids, self._bid_json = _build_side(bids, -1.0, self._max_depth)
         self._ask_keys, self._asks, self._ask_json = _build_side(asks, 1.0, self._max_depth)
         self._last_u = u
         if self._is_crossed():
             self._drop()
-            return Outcome.CROSSED
+            return BookOutcome.CROSSED
         self._live = True
-        return Outcome.RESET
+        return BookOutcome.RESET
 
-    def apply_delta(self, u: int, bids: Sequence[RpiLevel], asks: Sequence[RpiLevel]) -> Outcome:
+    def apply_delta(
+        self, u: int, bids: Sequence[RpiLevel], asks: Sequence[RpiLevel]
+    ) -> BookOutcome:
         last_u = self._last_u
         if not self._live or last_u is None:
-            return Outcome.NOT_SYNCED
+            return BookOutcome.NOT_SYNCED
         if u <= last_u:
-            return Outcome.DUPLICATE
+            return BookOutcome.DUPLICATE
         if u != last_u + 1:
             self._drop()
-            return Outcome.GAP
+            return BookOutcome.GAP
         depth = self._max_depth
         if bids:
             _update_side(self._bid_keys, self._bids, self._bid_json, bids, -1.0, depth)
@@ -111,8 +115,8 @@ class RpiBook:
         self._last_u = u
         if self._is_crossed():
             self._drop()
-            return Outcome.CROSSED
-        return Outcome.APPLIED
+            return BookOutcome.CROSSED
+        return BookOutcome.APPLIED
 
     def invalidate(self) -> None:
         self._drop()

@@ -15,6 +15,7 @@ health and metrics (a hook for them; this module reads no clock).
 
 from __future__ import annotations
 
+from mdgw.core import wire
 from mdgw.core.bybit import StatusNotice
 
 __all__ = ["NoticeBoard"]
@@ -49,6 +50,25 @@ class NoticeBoard:
             known[notice.id] = notice
             changed.append(notice)
         return changed
+
+    @staticmethod
+    def payload(notice: StatusNotice, seq: int, pub_ns: int, recv_ns: int) -> bytes:
+        """The ``status.bybit.`` payload of one notice (:func:`wire.encode_exchange_status`)."""
+        return wire.encode_exchange_status(
+            seq=seq,
+            pub_ns=pub_ns,
+            recv_ns=recv_ns,
+            notice_id=notice.id,
+            title=notice.title,
+            state=notice.state,
+            begin=notice.begin,
+            end=notice.end,
+            href=notice.href,
+            service_types=notice.service_types,
+            product=notice.product,
+            maintain_type=notice.maintain_type,
+            env=notice.env,
+        )
 
     def notices(self) -> list[StatusNotice]:
         return list(self._notices.values())

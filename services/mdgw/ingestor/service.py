@@ -1,8 +1,7 @@
 """The ingestor's asyncio shell: Bybit websockets in, raw envelopes out (DESIGN §2).
 
-- :func:`plan` turns the configured streams (and the command line's selection) into
-  connection slots: topics ``orderbook.{depth}.{symbol}`` and ``publicTrade.{symbol}``,
-  packed per category within Bybit's per-connection args limit.
+- :func:`mdgw.core.connection_plan.plan_streams` turns the configured streams (and the
+  command line's selection) into connection slots.
 - :class:`Ingestor` runs one :class:`~mdgw.ingestor.connection.Connection` task per slot,
   all pushing on one PUSH socket (connected to ``zmq.raw``, IMMEDIATE, sends never block),
   plus three small tasks: a heartbeat envelope per category every second, the control
@@ -19,8 +18,7 @@ import contextlib
 import os
 import random
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any, Final
 
 import structlog
@@ -29,40 +27,29 @@ import zmq.asyncio
 
 from mdgw import compiled
 from mdgw.core.backoff import Backoff, ConnectionRateLimiter
-from mdgw.core.bybit import (
-    MAX_ARGS_PER_CONNECTION,
-    SYSTEM_STATUS_PATH,
-    SYSTEM_STATUS_TOPIC,
-    book_topic,
-    plan_connections,
-    rpi_topic,
-    trade_topic_for,
-)
+from mdgw.core.bybit_spec import CONNECTION_WINDOW, SYSTEM_STATUS_PATH, SYSTEM_STATUS_TOPIC
+from mdgw.core.conn_ids import ConnIds
+from mdgw.core.connection_plan import Selection, owns_system_status, plan_streams
 from mdgw.core.errors import WireError
-from mdgw.core.wire import CATEGORIES, RESYNC, RawEncoder, decode_resync
+from mdgw.core.subscriptions import ResyncDecision, Subscriptions
+from mdgw.core.wire import RESYNC, RawEncoder, decode_resync
 from mdgw.ingestor.connection import (
     Connection,
-    ConnectionCounters,
     ConnectionTiming,
-    ConnIds,
 )
+from mdgw.ingestor.counters import ConnectionCounters, ControlCounters
 from mdgw.ingestor.snapshots import SnapshotFetcher, is_full_topic
-from mdgw.ingestor.subscriptions import ResyncDecision, Subscriptions
 from mdgw.runtime.curve import client_keys_or_exit
 from mdgw.runtime.lifecycle import Shutdown
 from mdgw.runtime.logging import get_logger
 from mdgw.runtime.ratelog import RateLimitedLog
-from mdgw.runtime.settings import Settings, StreamConfig
+from mdgw.runtime.settings import Settings
 from mdgw.runtime.zmqsock import make_socket
 
 __all__ = [
     "HEARTBEAT_INTERVAL",
     "Ingestor",
-    "Selection",
-    "SelectionError",
-    "plan",
     "serve",
-    "stream_topics",
 ]
 
 HEARTBEAT_INTERVAL: Final = 1.0
@@ -72,89 +59,6 @@ STOP_TIMEOUT: Final = 1.5
 LINGER_MS: Final = 200
 # How long to wait at start for the raw socket's connection to the book builder.
 BUILDER_WAIT: Final = 1.0
-CONNECTION_WINDOW: Final = 300.0  # bybit.max_new_connections_per_5min is per 5 minutes
-
-
-class SelectionError(ValueError):
-    """The command line asked for streams the configuration does not have."""
-
-
-@dataclass(frozen=True, slots=True)
-class Selection:
-    """Which configured streams this process serves; empty means all (for sharding)."""
-
-    categories: tuple[str, ...] = ()
-    symbols: tuple[str, ...] = ()
-
-
-def stream_topics(stream: StreamConfig, symbols: Sequence[str] = ()) -> list[str]:
-    """A stream's Bybit topics, a symbol's book and trades next to each other."""
-    topics: list[str] = []
-    for symbol in stream.symbols:
-        if symbols and symbol not in symbols:
-            continue
-        topics.append(book_topic(stream.depth, symbol))
-        if stream.rpi:
-            topics.append(rpi_topic(symbol))
-        if stream.trades:
-            # Options: one publicTrade.{baseCoin} for all of a coin's options.
-            topics.append(trade_topic_for(stream.category, symbol))
-    return topics
-
-
-def plan(streams: Sequence[StreamConfig], selection: Selection) -> dict[str, list[list[str]]]:
-    """Category -> topic groups, one group per websocket. SelectionError if nothing fits."""
-    for category in selection.categories:
-        if category not in CATEGORIES:
-            raise SelectionError(f"unknown category {category!r}; choose from {CATEGORIES}")
-        if not any(s.category == category for s in streams):
-            raise SelectionError(f"--category {category}: no stream of that category in the config")
-    chosen = [s for s in streams if not selection.categories or s.category in selection.categories]
-    known = {symbol for s in chosen for symbol in s.symbols}
-    missing = [symbol for symbol in selection.symbols if symbol not in known]
-    if missing:
-        where = f" in categories {', '.join(selection.categories)}" if selection.categories else ""
-        raise SelectionError(
-            f"--symbols {','.join(missing)}: not configured{where} "
-            f"(configured: {', '.join(sorted(known)) or 'none'})"
-        )
-    by_category: dict[str, list[str]] = {}
-    for stream in chosen:
-        by_category.setdefault(stream.category, []).extend(stream_topics(stream, selection.symbols))
-    # A symbol at depth 1 and at a deeper depth is in two streams: its trades and RPI book
-    # are subscribed once (Bybit rejects a request naming a topic twice).
-    groups = {
-        cat: plan_connections(
-            list(dict.fromkeys(topics)), max_args=MAX_ARGS_PER_CONNECTION.get(cat)
-        )
-        for cat, topics in by_category.items()
-        if topics
-    }
-    if not groups:
-        raise SelectionError("the selection leaves no topic to subscribe")
-    return groups
-
-
-def owns_system_status(streams: Sequence[StreamConfig], selection: Selection) -> bool:
-    """Whether this ingestor opens the gateway's one ``system.status`` connection.
-
-    Notices are exchange-wide, so one connection serves the whole gateway: the ingestor
-    that serves the first symbol of the first configured stream opens it (with sharded
-    ingestors, exactly one of them does).
-    """
-    if not streams:
-        return False
-    first = streams[0]
-    return (not selection.categories or first.category in selection.categories) and (
-        not selection.symbols or first.symbols[0] in selection.symbols
-    )
-
-
-@dataclass(slots=True)
-class ControlCounters:
-    resync_requests: int = 0  # well-formed requests received
-    resync_not_owned: int = 0  # for topics another ingestor owns
-    malformed_control: int = 0
 
 
 class Ingestor:
@@ -171,7 +75,7 @@ class Ingestor:
     ) -> None:
         self.settings = settings
         self.id = ingestor_id or settings.ingestor.id
-        self.groups = plan(settings.bybit.streams, selection)
+        self.groups = plan_streams(settings.bybit.streams, selection)
         self.system_status = settings.bybit.system_status and owns_system_status(
             settings.bybit.streams, selection
         )

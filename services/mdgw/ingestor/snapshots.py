@@ -34,7 +34,8 @@ from urllib.parse import urlencode
 from structlog.typing import FilteringBoundLogger
 
 from mdgw.core.backoff import Backoff
-from mdgw.core.bybit import FULL_ORDERBOOK_PATH, FULL_TOPIC_PREFIX, full_snapshot_frame
+from mdgw.core.bybit import full_snapshot_frame
+from mdgw.core.bybit_spec import FULL_ORDERBOOK_PATH, FULL_TOPIC_PREFIX
 
 __all__ = ["MAX_ATTEMPTS", "SnapshotCounters", "SnapshotFetcher", "is_full_topic"]
 

@@ -30,7 +30,7 @@ from mdgw.core import wire
 from mdgw.core.errors import WireError
 from mdgw.core.hub import Hub
 from mdgw.core.journal_format import InputKind, Record
-from mdgw.printer.render import render_json
+from mdgw.core.render import render_json
 from mdgw.replay.reader import Segment, SegmentReader, Tear
 
 __all__ = [
@@ -396,6 +396,7 @@ def export_raw(
     started = time.monotonic()
     data_kind = int(wire.EnvelopeKind.DATA)
     gz = out_path.suffix == ".gz"
+    # SIM115: the with-block follows on the next line; gzip.open is typed as GzipFile.
     out: BinaryIO = gzip.open(out_path, "wb") if gz else out_path.open("wb")  # type: ignore[assignment]  # noqa: SIM115
     with out:
         lines: list[bytes] = []

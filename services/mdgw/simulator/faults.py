@@ -37,6 +37,8 @@ from typing import Final
 
 import orjson
 
+from mdgw.core.bybit_spec import CATEGORIES
+
 __all__ = [
     "DEFAULT_OVERSIZED_BYTES",
     "FRAME_FAULTS",
@@ -71,7 +73,7 @@ FRAME_FAULTS: Final = frozenset(
     {FaultKind.SKIP, FaultKind.CROSSED, FaultKind.MALFORMED, FaultKind.OVERSIZED}
 )
 _TIMED: Final = frozenset({FaultKind.SILENCE, FaultKind.MUTE_PONGS, FaultKind.REFUSE})
-_CATEGORIES: Final = ("spot", "linear", "inverse", "option", "misc/status")
+_CATEGORIES: Final = (*CATEGORIES, "misc/status")  # misc/status: system.status
 
 
 class FaultError(ValueError):

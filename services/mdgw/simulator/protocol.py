@@ -41,6 +41,8 @@ from typing import Any, Final, Literal
 
 import orjson
 
+from mdgw.core.bybit_spec import MAX_ARGS_PER_CONNECTION
+
 __all__ = [
     "ARGS_LENGTH_LIMIT",
     "SPOT_ARGS_LIMIT",
@@ -52,7 +54,7 @@ __all__ = [
 ]
 
 SPOT_ARGS_LIMIT: Final = 10
-OPTION_ARGS_LIMIT: Final = 2000  # args per option connection (Bybit docs, connect)
+OPTION_ARGS_LIMIT: Final = MAX_ARGS_PER_CONNECTION["option"]  # args per option connection
 ARGS_LENGTH_LIMIT: Final = 21_000
 INVALID_REQUEST: Final = "error:invalid request"
 

@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Final
 
+from mdgw.core.bybit_spec import DEPTHS, FULL_DEPTH, OPTION_DEPTHS
 from mdgw.simulator.book import INF, Side
 
 __all__ = [
@@ -27,11 +28,9 @@ __all__ = [
     "window_delta",
 ]
 
-DEPTHS: Final = (1, 50, 200, 1000)
-OPTION_DEPTHS: Final = (25, 100)  # option books (spot, linear and inverse have DEPTHS)
 # orderbook.full.{symbol}: delta-only, every 200 ms, the whole book (Bybit's REST snapshot
 # caps at 10,000 levels a side; the simulated book is shallower). Its topics-dict key.
-FULL: Final = 10_000
+FULL: Final = FULL_DEPTH
 # Bybit's push interval per depth (docs: orderbook, 2026); level 1 goes out on every change.
 PUSH_INTERVAL_MS: Final[dict[int, int]] = {
     1: 0,
