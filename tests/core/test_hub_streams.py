@@ -404,3 +404,15 @@ def test_max_rate_conflates_the_full_book_like_any_book() -> None:
     assert (book["depth"], book["u"], book["seq"]) == ("full", 12, 2)
     assert book["bids"] == [["99", "3"], ["98", "2"]]
     assert hub.next_due is None
+
+
+def test_book_rows_label_rpi_and_full_books_by_their_kind() -> None:
+    """Metrics and health see an RPI book as depth "rpi" and a full book as depth "full",
+    so neither collides with the symbol's ordinary depth-50 book."""
+    hub = make_hub(publish_depth=2)
+    feed = Feed(hub)
+    feed.send(rpi_frame(10, [["99", "1", "0"]], [["101", "1", "0"]], snapshot=True))
+    feed.send(deep(1, 5, [["99", "1"]], [["101", "1"]], snap=True))
+    feed.send(full(10, 100, [["99", "1"]], []))
+    rows = {(row[2], row[3].value) for row in hub.book_rows()}
+    assert rows == {("rpi", "live"), (50, "live"), ("full", "resyncing")}

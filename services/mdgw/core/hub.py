@@ -32,7 +32,7 @@ again goes out at once.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from mdgw.core import wire
 from mdgw.core.bbo_fusion import BboFusion, join_symbol
@@ -55,7 +55,7 @@ from mdgw.core.hub_state import BookTopic, HubStats, SeqCounter, State, TradeTop
 from mdgw.core.rpi_book import RpiBook
 from mdgw.core.system_status import NoticeBoard
 
-__all__ = ["Hub", "HubStats", "State"]
+__all__ = ["BookRow", "Hub", "HubStats", "State", "resync_label"]
 
 Event = tuple[str, dict[str, Any]]
 # Per symbol, to drop a trade seen twice (a replay after a reconnect). Small on purpose:
@@ -74,6 +74,56 @@ _RECONNECT_AFTER_REQUESTS = 2
 _DATA = int(wire.EnvelopeKind.DATA)
 _CONN_UP = int(wire.EnvelopeKind.CONN_UP)
 _CONN_DOWN = int(wire.EnvelopeKind.CONN_DOWN)
+
+
+# Why a book resynced, as a bounded label for metrics (the log keeps the full reason).
+_RESYNC_LABELS = (
+    ("u gap", "gap"),
+    ("u reset", "gap"),
+    ("crossed", "crossed"),
+    ("delta before snapshot", "not_synced"),
+    ("waiting for the REST snapshot", "not_synced"),
+    ("REST snapshot", "not_synced"),
+    ("malformed", "malformed"),
+    ("ingestor sequence hole", "seq_hole"),
+    ("connection closed", "connection_closed"),
+    ("ingestor silent", "ingestor_silent"),
+)
+
+
+def resync_label(reason: str) -> str:
+    """The metrics label of a resync reason: one of a fixed few, never a number."""
+    for prefix, label in _RESYNC_LABELS:
+        if reason.startswith(prefix):
+            return label
+    return "other"
+
+
+_NO_RESYNCS: dict[str, int] = {}  # shared by book_rows for books never resynced: never mutated
+
+
+def _depth_label(book: BookTopic) -> int | str:
+    """A book's ``depth`` in metrics and health: as configured (``"full"``), or ``"rpi"``."""
+    if book.feed == "rpi":
+        return "rpi"
+    if book.bybit_topic.startswith(FULL_TOPIC_PREFIX):
+        return "full"
+    return book.order_book.max_depth
+
+
+class BookRow(NamedTuple):
+    """One book as metrics and health see it (a copy, taken on the hub's thread)."""
+
+    category: str
+    symbol: str
+    depth: int | str  # "rpi" for an orderbook.rpi book, "full" for orderbook.full
+    state: State
+    since: float  # monotonic time the book entered its state (or was created)
+    last_frame_at: float  # monotonic; 0.0 before the first frame
+    u: int | None
+    frames: int
+    published: int
+    resyncs: dict[str, int]  # resync_label -> episodes
 
 
 class Hub:
@@ -249,6 +299,7 @@ class Hub:
                     self._request(book, now)
             elif book.state is State.LIVE and now - book.last_frame_at > self.stale_after:
                 book.state = State.STALE  # contents kept: the next delta may continue them
+                book.since = now
                 self._status(book, "stale", f"no frame for {self.stale_after:g}s", None)
 
     # --------------------------------------------------------------- snapshot
@@ -272,6 +323,39 @@ class Hub:
                 items.append((book.bbo_topic, book.last_bbo))
         return items
 
+    def book_rows(self) -> list[tuple[Any, ...]]:
+        """Every book as a plain tuple in :class:`BookRow`'s field order (wrap it with
+        ``BookRow._make`` where time does not matter): a copy, for the metrics endpoint,
+        which reads it on another thread. Plain tuples because this runs on the event loop
+        for every scrape: a NamedTuple's ``__new__`` is Python code, a tuple display is not.
+        """
+        return [
+            (
+                b.category,
+                b.symbol,
+                _depth_label(b),
+                b.state,
+                b.since,
+                b.last_frame_at,
+                b.order_book.last_u,
+                b.frames,
+                b.published,
+                dict(b.resyncs) if b.resyncs else _NO_RESYNCS,
+            )
+            for b in self._books.values()
+        ]
+
+    def trade_frames(self) -> dict[str, int]:
+        """Trade frames received, per category."""
+        counts: dict[str, int] = {}
+        for (category, _), trades in self._trades.items():
+            counts[category] = counts.get(category, 0) + trades.frames
+        return counts
+
+    def ingestors(self) -> dict[str, float]:
+        """Ingestors heard from within ``ingestor_timeout``: id -> monotonic time last heard."""
+        return dict(self._ingestors)
+
     def states(self) -> dict[str, int]:
         """How many books are in each state (for the stats line)."""
         counts = {s.value: 0 for s in State}
@@ -294,9 +378,10 @@ class Hub:
             if len(self._books) >= MAX_TOPICS:
                 self.stats.topics_refused += 1
                 return
-            book = self._new_book(category, frame.topic, frame.symbol, frame.depth)
+            book = self._new_book(category, frame.topic, frame.symbol, frame.depth, now)
         book.ingestor = source[0]
         book.last_frame_at = now
+        book.frames += 1
         if frame.snapshot or book.source == source:
             # The topic names the kind: an RpiFrame only reaches an RpiBook (mypyc checks).
             ob = book.order_book
@@ -314,6 +399,7 @@ class Hub:
                 book.source = source
             if book.state is not State.LIVE:
                 book.state = State.LIVE
+                book.since = now
                 book.episode_requested = False
                 self._status(book, "live", "snapshot" if frame.snapshot else "updates", recv_ns)
             elif self.min_interval and now < book.next_publish_at:
@@ -349,9 +435,10 @@ class Hub:
             if len(self._books) >= MAX_TOPICS:
                 self.stats.topics_refused += 1
                 return
-            book = self._new_book(category, frame.topic, frame.symbol, frame.depth)
+            book = self._new_book(category, frame.topic, frame.symbol, frame.depth, now)
         book.ingestor = source[0]
         book.last_frame_at = now
+        book.frames += 1
         full = cast(FullBook, book.order_book)
         if book.source != source:
             # Deltas and the snapshot of one sync come over one connection; another
@@ -364,6 +451,7 @@ class Hub:
             shown = full.last_frame or frame
             if book.state is not State.LIVE:
                 book.state = State.LIVE
+                book.since = now
                 book.episode_requested = False
                 self._status(book, "live", "snapshot" if frame.snapshot else "updates", recv_ns)
             elif self.min_interval and now < book.next_publish_at:
@@ -447,6 +535,7 @@ class Hub:
                 return
             topic = wire.topic("trade", category, frame.symbol)
             trades = self._trades[key] = TradeTopic(topic, self._counter(topic))
+        trades.frames += 1
         topic = trades.topic
         seen = trades.seen
         order = trades.order
@@ -543,7 +632,7 @@ class Hub:
                 parsed = parse_book_topic(topic)
             if parsed is None or len(self._books) >= MAX_TOPICS:
                 return
-            book = self._new_book(category, topic, parsed.symbol, parsed.depth)
+            book = self._new_book(category, topic, parsed.symbol, parsed.depth, now)
         book.ingestor = source[0]
         self._resync(book, "malformed frame", now)
 
@@ -565,7 +654,9 @@ class Hub:
 
     # ---------------------------------------------------------------- output
 
-    def _new_book(self, category: str, topic: str, symbol: str, depth: int) -> BookTopic:
+    def _new_book(
+        self, category: str, topic: str, symbol: str, depth: int, now: float
+    ) -> BookTopic:
         full = topic.startswith(FULL_TOPIC_PREFIX)
         rpi = topic.startswith(RPI_TOPIC_PREFIX)
         channel = "rpi" if rpi else "book"
@@ -593,6 +684,7 @@ class Hub:
             bbo_seq=self._counter(bbo_topic),
             status_seq=self._counter(status_topic),
             feed=channel,
+            since=now,
         )
         self._books[(category, topic)] = book
         if not rpi and not full:
@@ -619,6 +711,7 @@ class Hub:
             )
             self.outbox.append((book.book_topic, payload))
             book.last_book = payload
+            book.published += 1
             self.stats.books_out += 1
             if len(self.latencies) < _LATENCY_SAMPLES_MAX:
                 self.latencies.append(pub_ns - recv_ns)
@@ -707,7 +800,10 @@ class Hub:
         book.pending = None
         if book.state is not State.RESYNCING:
             book.state = State.RESYNCING
+            book.since = now
             book.reason = reason
+            label = resync_label(reason)
+            book.resyncs[label] = book.resyncs.get(label, 0) + 1
             book.episode_requested = False
             book.episode_requests = 0
             self.stats.resyncs += 1

@@ -122,6 +122,12 @@ class BookTopic:
     next_publish_at: float = 0.0
     pending: BookFrame | RpiFrame | None = None
     pending_recv_ns: int = 0
+    # For metrics (read in copies by Hub.book_rows): counts, and when the state last
+    # changed. Never read by the hub's rules, so a replay's output does not depend on them.
+    frames: int = 0
+    published: int = 0
+    since: float = 0.0
+    resyncs: dict[str, int] = field(default_factory=dict)  # resync_label -> episodes
 
 
 @dataclass(slots=True)
@@ -133,3 +139,4 @@ class TradeTopic:
     seen: set[str] = field(default_factory=set)
     order: deque[str] = field(default_factory=deque)  # the ids in ``seen``, oldest first
     last_seq: int = 0  # newest Bybit seq published (0: none, or frames without seq)
+    frames: int = 0  # for metrics
