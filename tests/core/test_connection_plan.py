@@ -55,3 +55,14 @@ def test_plan_streams_packs_topics_per_category_and_validates_the_selection() ->
     ]
     groups = plan_streams(many, Selection())["linear"]
     assert len(groups) > 1 and sum(len(g) for g in groups) == 3000
+
+
+def test_option_connections_hold_at_most_2000_topics() -> None:
+    from mdgw.core.bybit_spec import MAX_ARGS_PER_CONNECTION
+    from mdgw.core.connection_plan import plan_connections
+
+    topics = [f"orderbook.25.BTC-27DEC26-{i}-C" for i in range(4500)]
+    # (the 21,000-character limit binds first on real topics; lift it to see this one)
+    groups = plan_connections(topics, 10**9, max_args=MAX_ARGS_PER_CONNECTION["option"])
+    assert [len(g) for g in groups] == [2000, 2000, 500]
+    assert [t for g in groups for t in g] == topics

@@ -14,14 +14,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from mdgw.core.bybit import orderbook_topic, trade_topic
-from mdgw.core.bybit_spec import CATEGORIES, MAX_ARGS_CHARS_PER_CONNECTION
+from mdgw.core.bybit import book_topic, rpi_topic, trade_topic_for
+from mdgw.core.bybit_spec import (
+    CATEGORIES,
+    MAX_ARGS_CHARS_PER_CONNECTION,
+    MAX_ARGS_PER_CONNECTION,
+)
 
 __all__ = [
     "Selection",
     "SelectionError",
     "StreamSpec",
     "args_chars",
+    "owns_system_status",
     "plan_connections",
     "plan_streams",
     "stream_topics",
@@ -36,9 +41,11 @@ class StreamSpec(Protocol):
     @property
     def symbols(self) -> Sequence[str]: ...
     @property
-    def depth(self) -> int: ...
+    def depth(self) -> int | str: ...
     @property
     def trades(self) -> bool: ...
+    @property
+    def rpi(self) -> bool: ...
 
 
 class SelectionError(ValueError):
@@ -59,9 +66,12 @@ def stream_topics(stream: StreamSpec, symbols: Sequence[str] = ()) -> list[str]:
     for symbol in stream.symbols:
         if symbols and symbol not in symbols:
             continue
-        topics.append(orderbook_topic(stream.depth, symbol))
+        topics.append(book_topic(stream.depth, symbol))
+        if stream.rpi:
+            topics.append(rpi_topic(symbol))
         if stream.trades:
-            topics.append(trade_topic(symbol))
+            # Options: one publicTrade.{baseCoin} for all of a coin's options.
+            topics.append(trade_topic_for(stream.category, symbol))
     return topics
 
 
@@ -84,10 +94,33 @@ def plan_streams(streams: Sequence[StreamSpec], selection: Selection) -> dict[st
     by_category: dict[str, list[str]] = {}
     for stream in chosen:
         by_category.setdefault(stream.category, []).extend(stream_topics(stream, selection.symbols))
-    groups = {cat: plan_connections(topics) for cat, topics in by_category.items() if topics}
+    # A symbol at depth 1 and at a deeper depth is in two streams: its trades and RPI book
+    # are subscribed once (Bybit rejects a request naming a topic twice).
+    groups = {
+        cat: plan_connections(
+            list(dict.fromkeys(topics)), max_args=MAX_ARGS_PER_CONNECTION.get(cat)
+        )
+        for cat, topics in by_category.items()
+        if topics
+    }
     if not groups:
         raise SelectionError("the selection leaves no topic to subscribe")
     return groups
+
+
+def owns_system_status(streams: Sequence[StreamSpec], selection: Selection) -> bool:
+    """Whether this ingestor opens the gateway's one ``system.status`` connection.
+
+    Notices are exchange-wide, so one connection serves the whole gateway: the ingestor
+    that serves the first symbol of the first configured stream opens it (with sharded
+    ingestors, exactly one of them does).
+    """
+    if not streams:
+        return False
+    first = streams[0]
+    return (not selection.categories or first.category in selection.categories) and (
+        not selection.symbols or first.symbols[0] in selection.symbols
+    )
 
 
 def args_chars(topics: Iterable[str]) -> int:
@@ -103,7 +136,9 @@ def args_chars(topics: Iterable[str]) -> int:
 
 
 def plan_connections(
-    topics: Sequence[str], max_chars: int = MAX_ARGS_CHARS_PER_CONNECTION
+    topics: Sequence[str],
+    max_chars: int = MAX_ARGS_CHARS_PER_CONNECTION,
+    max_args: int | None = None,
 ) -> list[list[str]]:
     """Pack topics into as few connections as Bybit's per-connection args limit allows.
 
@@ -116,7 +151,7 @@ def plan_connections(
         cost = len(topic) + 2 + (1 if current else 0)
         if len(topic) + 4 > max_chars:
             raise ValueError(f"topic {topic!r} alone exceeds the per-connection args limit")
-        if used + cost > max_chars:
+        if used + cost > max_chars or (max_args is not None and len(current) >= max_args):
             groups.append(current)
             current, used = [], 2
             cost = len(topic) + 2

@@ -30,8 +30,9 @@ from typing import NamedTuple
 
 __all__ = ["SNAPSHOT_CHANNELS", "Delivery", "Follower", "Gap"]
 
-SNAPSHOT_CHANNELS: tuple[bytes, ...] = (b"book.", b"bbo.")
-"""Topic prefixes the snapshot service serves: current book and bbo (docs/wire-format.md)."""
+SNAPSHOT_CHANNELS: tuple[bytes, ...] = (b"book.", b"bbo.", b"rpi.")
+"""Topic prefixes the snapshot service serves: current book, rpi book and bbo
+(docs/wire-format.md)."""
 
 
 class Delivery(enum.Enum):

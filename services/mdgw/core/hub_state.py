@@ -9,8 +9,11 @@ import enum
 from collections import deque
 from dataclasses import dataclass, field, fields
 
+from mdgw.core.bbo_fusion import BboFusion
 from mdgw.core.book import OrderBook
-from mdgw.core.bybit import BookFrame
+from mdgw.core.bybit import BookFrame, RpiFrame
+from mdgw.core.full_book import FullBook
+from mdgw.core.rpi_book import RpiBook
 from mdgw.core.wire import BookTemplate
 
 __all__ = ["BookTopic", "HubStats", "SeqCounter", "State", "TradeTopic"]
@@ -52,6 +55,10 @@ class HubStats:
     trades_dup: int = 0
     status_out: int = 0
     topics_refused: int = 0  # frames of new topics past MAX_TOPICS
+    trades_stale: int = 0  # trades with a Bybit seq older than the symbol's newest (replays)
+    bbo_older: int = 0  # fused tops refused: their Bybit seq was not newer
+    notices_out: int = 0  # system.status notices published
+    notices_dup: int = 0  # system.status notices seen before, unchanged
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -78,14 +85,18 @@ class SeqCounter:
 
 @dataclass(slots=True)
 class BookTopic:
-    """One Bybit ``orderbook.{depth}.{symbol}`` topic of one category, and what it publishes."""
+    """One Bybit ``orderbook.{depth}.{symbol}`` topic of one category, and what it publishes.
+
+    Also ``orderbook.rpi.{symbol}`` (an :class:`RpiBook` publishing on ``rpi.*``) and
+    ``orderbook.full.{symbol}`` (a :class:`FullBook`, synced from the REST snapshot).
+    """
 
     category: str
     symbol: str
     bybit_topic: str
-    order_book: OrderBook
+    order_book: OrderBook | RpiBook | FullBook
     publish_depth: int
-    book_topic: bytes
+    book_topic: bytes  # where this book publishes: book.* (or rpi.* for an RPI book)
     bbo_topic: bytes
     status_topic: bytes
     book_template: BookTemplate
@@ -103,10 +114,13 @@ class BookTopic:
     last_book: bytes | None = None  # last published payloads, for the snapshot service
     last_bbo: bytes | None = None
     last_best: tuple[str | None, str | None] | None = None  # OrderBook.best_json()
+    # "book", "rpi", or "bbo" for a depth-1 book that only feeds its symbol's fused bbo.
+    feed: str = "book"
+    fusion: BboFusion | None = None  # set when depth 1 and a deeper depth share the bbo
     # Conflation (max_rate > 0): earliest time of the next publish, and the last frame
     # applied since the last publish (None: nothing pending).
     next_publish_at: float = 0.0
-    pending: BookFrame | None = None
+    pending: BookFrame | RpiFrame | None = None
     pending_recv_ns: int = 0
     # For metrics (read in copies by Hub.book_rows): counts, and when the state last
     # changed. Never read by the hub's rules, so a replay's output does not depend on them.
@@ -124,4 +138,5 @@ class TradeTopic:
     seq: SeqCounter
     seen: set[str] = field(default_factory=set)
     order: deque[str] = field(default_factory=deque)  # the ids in ``seen``, oldest first
+    last_seq: int = 0  # newest Bybit seq published (0: none, or frames without seq)
     frames: int = 0  # for metrics
