@@ -1,8 +1,8 @@
 """``python -m mdgw.printer [TOPIC ...]``: print what the gateway publishes, one line per message.
 
 TOPIC is a topic spec: ``book.inverse.BTCUSD`` is that symbol only (never BTCUSDH26),
-``book.inverse`` every inverse book, ``book`` every book. Channels are book, bbo, trade
-and status; categories spot, linear and inverse.
+``book.inverse`` every inverse book, ``book`` every book. Channels are book, bbo, trade,
+status and rpi; categories spot, linear, inverse and option.
 
 Without TOPIC, the topics are the config's ``printer.topics`` (default: none, which means
 everything); ``--json`` or ``printer.json = true`` prints JSON lines. Under supervisord the
