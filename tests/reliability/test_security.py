@@ -408,6 +408,7 @@ def test_missing_key_files_exit_78_naming_the_key(
         f'curve_server_public = "{keys}/server.key"\n'
         f'curve_client_secret = "{keys}/client.key_secret"\n'
         f'curve_authorized_dir = "{keys}/authorized"\n'
+        "[metrics]\nbook_builder = 0\ningestor = 0\n"  # no fixed port: tests run side by side
     )
     env = clean_env(MDGW_CONFIG=str(config))
     env.update({k: v.format(tmp=tmp_path) for k, v in override.items()})
