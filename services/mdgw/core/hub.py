@@ -9,14 +9,18 @@ each batch sends what the hub queued:
 - ``events``: ``(event, fields)`` for the log; rare by construction (state changes,
   bad input), never one per frame.
 
-Rules (DESIGN.md §3): a book is published only while it is live. It stops being
-live on a ``u`` hole, a delta before any snapshot, a crossed book, a malformed
-frame for its topic, a hole in the sequence of the ingestor connection that feeds
-it, that connection closing, or its ingestor going silent. It then publishes
-``status: resyncing``, asks the ingestors to resubscribe the topic (at most once
-per ``resync_min_interval``; again after ``resync_timeout`` without a snapshot)
-and becomes live again on the next good snapshot. A book only takes deltas from
-the connection that delivered its snapshot: a new connection means new snapshots.
+Rules (DESIGN.md §3): a book is published only while it is live. A topic may arrive on
+several ingestor connections (*sources*); :class:`~mdgw.core.arbiter.Arbiter` decides which
+frame the book takes: the first delivery of ``last_u + 1`` from any source, later copies are
+duplicates, snapshots never older than the book. A source that loses frames (a hole in its
+envelope sequence, a malformed frame), skips a ``u``, closes or whose ingestor goes silent
+costs nothing while another source can continue the book: it is counted in its
+:class:`~mdgw.core.arbiter.SourceStats` and logged once per event. The book stops being live
+only when no source can continue it (a ``u`` no source delivers, the last source lost),
+on a delta before any snapshot, or on a crossed book. It then publishes
+``status: resyncing``, asks one source that can serve the topic to resubscribe it (at most
+once per ``resync_min_interval``; again after ``resync_timeout`` without a snapshot, each
+time the next source) and becomes live again on the next good snapshot.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from mdgw.core import wire
+from mdgw.core.arbiter import Arbiter, Source, SourceStats, Verdict
 from mdgw.core.book import OrderBook, Outcome
 from mdgw.core.bybit import BookFrame, TradeFrame, decode_frame, parse_book_topic
 from mdgw.core.errors import ParseError, UnsupportedTopicError, WireError
@@ -48,6 +53,11 @@ _PEER_LOSS_GRACE = 1.6
 MAX_TOPICS = 20_000
 # After this many resubscribe requests without a snapshot, ask for a new connection.
 _RECONNECT_AFTER_REQUESTS = 2
+# A book whose next u one source skipped waits this long for another source to deliver it
+# (a slower path is milliseconds behind), then resyncs.
+HOLD_GRACE = 1.0
+# Named sources (ingestor/connection) whose counters are kept; beyond it new names share one.
+_MAX_SOURCE_NAMES = 1024
 _DATA = int(wire.EnvelopeKind.DATA)
 _CONN_UP = int(wire.EnvelopeKind.CONN_UP)
 _CONN_DOWN = int(wire.EnvelopeKind.CONN_DOWN)
@@ -87,12 +97,16 @@ class HubStats:
     trades_dup: int = 0
     status_out: int = 0
     topics_refused: int = 0  # frames of new topics past MAX_TOPICS
+    held: int = 0  # deltas of a later u kept until another source filled the hole
+    filled: int = 0  # held deltas applied after another source filled the hole
+    older_snapshots: int = 0  # snapshots older than their book, dropped
+    failovers: int = 0  # a source became unusable for a book another source kept live
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # identity: books are kept in sets
 class _Book:
     category: str
     symbol: str
@@ -108,10 +122,9 @@ class _Book:
     book_seq: list[int]
     bbo_seq: list[int]
     status_seq: list[int]
+    arb: Arbiter  # which source's frames this book takes (mdgw.core.arbiter)
     state: State = State.NEW
     reason: str = ""  # why the book last left the live state
-    source: tuple[str, int] | None = None  # (ingestor, conn_id) of the current snapshot
-    ingestor: str = ""  # last ingestor that sent a frame for this topic
     last_frame_at: float = 0.0
     requested_at: float | None = None  # last resync request sent for this topic
     episode_requested: bool = False  # a request was sent in the current resync episode
@@ -156,7 +169,9 @@ class Hub:
         self._books: dict[tuple[str, str], _Book] = {}
         self._trades: dict[tuple[str, str], _Trades] = {}
         self._seq: dict[bytes, list[int]] = {}  # gateway topic -> [last seq published]
-        self._conns: dict[tuple[str, int], int] = {}  # -> last DATA seq seen
+        self._conns: dict[tuple[str, int], Source] = {}  # (ingestor, conn_id) -> its source
+        self._source_stats: dict[str, SourceStats] = {}  # by source name, across reconnects
+        self._holding: set[_Book] = set()  # books with held frames (Arbiter.held)
         self._ingestors: dict[str, float] = {}  # -> last time anything arrived
         self._peer_lost_at: float | None = None  # a raw-socket peer disconnected then
 
@@ -178,11 +193,14 @@ class Hub:
         ingestors[ingestor] = now
         key = (ingestor, conn_id)
         if kind == _DATA:
-            conns = self._conns
-            last = conns.get(key)
-            if last is not None and seq != last + 1 and seq != 1:
-                self._on_seq_hole(key, last, seq, now)
-            conns[key] = seq
+            src = self._conns.get(key)
+            if src is None:  # its CONN_UP was lost (or came before this builder started)
+                src = self._new_source(key, f"{conn_id:#x}")
+            else:
+                last = src.seq
+                if seq != last + 1 and seq != 1:
+                    self._on_seq_hole(src, last, seq, now)
+            src.seq = seq
             stats.frames += 1
             # The per-frame path, inlined (it runs for every Bybit frame).
             try:
@@ -191,33 +209,51 @@ class Hub:
                 stats.unsupported += 1
                 return
             except ParseError as exc:
-                self._on_malformed(category, key, exc, len(frame), now)
+                self._on_malformed(category, src, exc, len(frame), now)
                 return
             if type(decoded) is BookFrame:
-                self._on_book(category, key, recv_ns, decoded, now)
+                self._on_book(category, src, recv_ns, decoded, now)
             else:
                 assert isinstance(decoded, TradeFrame)
                 self._on_trades(category, recv_ns, decoded)
         elif kind == _CONN_UP:
             stats.conn_up += 1
-            self._conns[key] = 0
+            old = self._conns.get(key)
+            if old is not None:  # the same conn_id again: forget what it delivered before
+                self._source_gone(old, "connection reopened", now)
+            # The ingestor names the connection slot in the frame ("linear#0"), so the
+            # counters of a slot add up across its reconnects.
+            slot = frame[:64].decode("utf-8", "replace")
+            if not slot or not slot.isprintable():
+                slot = f"{conn_id:#x}"
+            src = self._new_source(key, slot)
             self.events.append(
-                ("connection_up", {"ingestor": ingestor, "category": category, "conn_id": conn_id})
+                (
+                    "connection_up",
+                    {
+                        "ingestor": ingestor,
+                        "category": category,
+                        "conn_id": conn_id,
+                        "source": src.name,
+                    },
+                )
             )
         elif kind == _CONN_DOWN:
             stats.conn_down += 1
-            self._conns.pop(key, None)
+            src = self._conns.pop(key, None)
             self.events.append(
                 (
                     "connection_down",
-                    {"ingestor": ingestor, "category": category, "conn_id": conn_id},
+                    {
+                        "ingestor": ingestor,
+                        "category": category,
+                        "conn_id": conn_id,
+                        "source": None if src is None else src.name,
+                    },
                 )
             )
-            for book in self._books.values():
-                if book.source == key:
-                    # The ingestor reconnects and resubscribes by itself; ask only if
-                    # no snapshot comes within resync_timeout.
-                    self._resync(book, "connection closed", now, ask=False)
+            if src is not None:
+                self._source_gone(src, "connection closed", now)
 
     def on_peer_disconnected(self, now: float) -> None:
         """The raw socket lost a peer (an ingestor exited or was killed).
@@ -254,10 +290,18 @@ class Hub:
                     ("ingestor_lost", {"ingestor": ingestor, "silent_s": round(now - seen, 3)})
                 )
                 for key in [k for k in self._conns if k[0] == ingestor]:
-                    del self._conns[key]
-                for book in self._books.values():
-                    if book.ingestor == ingestor and book.state is not State.RESYNCING:
-                        self._resync(book, "ingestor silent", now, ask=False)
+                    self._source_gone(self._conns.pop(key), "ingestor silent", now)
+        if self._holding:
+            for book in list(self._holding):
+                arb = book.arb
+                since = arb.held_since
+                if not arb.held or since is None:
+                    self._holding.discard(book)
+                elif now - since >= HOLD_GRACE:
+                    self.stats.gaps += 1
+                    self._resync(
+                        book, f"u gap at u={(arb.last_u or 0) + 1}: no source delivered it", now
+                    )
         for book in self._books.values():
             if book.state is State.RESYNCING:
                 asked = book.requested_at
@@ -294,7 +338,7 @@ class Hub:
     # --------------------------------------------------------------- frames
 
     def _on_book(
-        self, category: str, source: tuple[str, int], recv_ns: int, frame: BookFrame, now: float
+        self, category: str, src: Source, recv_ns: int, frame: BookFrame, now: float
     ) -> None:
         book = self._books.get((category, frame.topic))
         if book is None:
@@ -302,38 +346,62 @@ class Hub:
                 self.stats.topics_refused += 1
                 return
             book = self._new_book(category, frame.topic, frame.symbol, frame.depth)
-        book.ingestor = source[0]
         book.last_frame_at = now
-        if frame.snapshot or book.source == source:
-            outcome = book.book.apply(frame)
+        arb = book.arb
+        verdict = arb.offer(src, frame, recv_ns, now)
+        stats = self.stats
+        if verdict is Verdict.APPLY:
+            if self._apply(book, frame, recv_ns, now) and arb.held:
+                self._apply_held(book, now)
+            return
+        if verdict is Verdict.DUPLICATE:
+            stats.duplicates += 1
+        elif verdict is Verdict.HELD:
+            stats.held += 1
+            self._holding.add(book)
+        elif verdict is Verdict.OLDER:
+            stats.older_snapshots += 1
+        elif verdict is Verdict.NOT_SYNCED:
+            stats.not_synced += 1
+            self._resync(book, "delta before snapshot", now, recv_ns=recv_ns)
         else:
-            # A delta from a connection that did not deliver this book's snapshot:
-            # it cannot continue our sequence (Bybit's u is per connection stream).
-            book.book.invalidate()
-            outcome = Outcome.NOT_SYNCED
+            stats.gaps += 1
+            self._resync(book, f"u gap at u={frame.u}", now, recv_ns=recv_ns)
+
+    def _apply(self, book: _Book, frame: BookFrame, recv_ns: int, now: float) -> bool:
+        """Apply a frame the arbiter passed and publish; False if the book broke."""
+        outcome = book.book.apply(frame)
         if outcome is Outcome.APPLIED or outcome is Outcome.RESET:
-            if frame.snapshot:
-                book.source = source
             if book.state is not State.LIVE:
                 book.state = State.LIVE
                 book.episode_requested = False
                 self._status(book, "live", "snapshot" if frame.snapshot else "updates", recv_ns)
             self._publish_book(book, frame, recv_ns)
-            return
-        stats = self.stats
-        if outcome is Outcome.DUPLICATE:
-            stats.duplicates += 1
-            return
-        if outcome is Outcome.GAP:
-            stats.gaps += 1
-            reason = f"u gap at u={frame.u}"
-        elif outcome is Outcome.CROSSED:
-            stats.crossed += 1
+            return True
+        if outcome is Outcome.CROSSED:
+            self.stats.crossed += 1
             reason = f"crossed book at u={frame.u}"
-        else:
-            stats.not_synced += 1
-            reason = "delta before snapshot"
+        else:  # the arbiter and the book disagree on u: a bug, but never publish it
+            self.stats.gaps += 1
+            reason = f"u {outcome.value} at u={frame.u}"
         self._resync(book, reason, now, recv_ns=recv_ns)
+        return False
+
+    def _apply_held(self, book: _Book, now: float) -> None:
+        """Apply the held frames that now continue the book (another source filled the hole)."""
+        arb = book.arb
+        while True:
+            item = arb.next_held()
+            if item is None:
+                break
+            frame, recv_ns = item
+            self.stats.filled += 1
+            if not self._apply(book, frame, recv_ns, now):
+                return
+        if arb.held:
+            arb.restart_wait(now)  # progress: the wait for the next hole starts now
+        else:
+            self._holding.discard(book)
 
     def _on_trades(self, category: str, recv_ns: int, frame: TradeFrame) -> None:
         key = (category, frame.symbol)
@@ -380,7 +448,7 @@ class Hub:
         counter[0] = seq
 
     def _on_malformed(
-        self, category: str, source: tuple[str, int], exc: ParseError, size: int, now: float
+        self, category: str, src: Source, exc: ParseError, size: int, now: float
     ) -> None:
         self.stats.malformed += 1
         topic = exc.topic
@@ -392,8 +460,9 @@ class Hub:
                     "topic": topic,
                     "reason": exc.reason,
                     "size": size,
-                    "ingestor": source[0],
-                    "conn_id": source[1],
+                    "ingestor": src.ingestor,
+                    "conn_id": src.conn_id,
+                    "source": src.name,
                 },
             )
         )
@@ -405,24 +474,104 @@ class Hub:
             if parsed is None or len(self._books) >= MAX_TOPICS:
                 return
             book = self._new_book(category, topic, parsed[0], parsed[1])
-        book.ingestor = source[0]
+        # The frame is lost: that source cannot continue this book until its next frame.
+        book.arb.mark_lost(src)
+        if book.arb.synced and book.arb.can_continue():
+            src.stats.failovers += 1
+            self.stats.failovers += 1
+            return
         self._resync(book, "malformed frame", now)
 
-    def _on_seq_hole(self, key: tuple[str, int], last: int, seq: int, now: float) -> None:
+    def _on_seq_hole(self, src: Source, last: int, seq: int, now: float) -> None:
         self.stats.seq_holes += 1
+        src.stats.seq_holes += 1
         lost = seq - last - 1 if seq > last else 0
         self.stats.frames_lost += lost
+        # We cannot know which topics the lost frames belonged to: every book fed by this
+        # source may have missed a delta. It resyncs unless another source can continue it.
+        kept = resynced = 0
+        for arb in src.arbiters:
+            arb.mark_lost(src)
+            if not arb.synced:
+                continue
+            if arb.can_continue():
+                kept += 1
+                continue
+            resynced += 1
+            self._resync(self._books[arb.key], "ingestor sequence hole", now)
+        if kept:
+            src.stats.failovers += 1
+            self.stats.failovers += kept
         self.events.append(
             (
                 "sequence_hole",
-                {"ingestor": key[0], "conn_id": key[1], "expected": last + 1, "got": seq},
+                {
+                    "ingestor": src.ingestor,
+                    "conn_id": src.conn_id,
+                    "source": src.name,
+                    "expected": last + 1,
+                    "got": seq,
+                    "books_kept": kept,
+                    "books_resynced": resynced,
+                },
             )
         )
-        # We cannot know which topics the lost frames belonged to: every book fed by
-        # this connection may have missed a delta.
-        for book in self._books.values():
-            if book.source == key:
-                self._resync(book, "ingestor sequence hole", now)
+
+    # --------------------------------------------------------------- sources
+
+    def _new_source(self, key: tuple[str, int], slot: str) -> Source:
+        name = f"{key[0]}/{slot}"
+        stats = self._source_stats.get(name)
+        if stats is None:
+            if len(self._source_stats) >= _MAX_SOURCE_NAMES:
+                name = f"{key[0]}/other"
+                stats = self._source_stats.setdefault(name, SourceStats())
+            else:
+                stats = self._source_stats[name] = SourceStats()
+        src = Source(key[0], key[1], name, stats)
+        self._conns[key] = src
+        return src
+
+    def _source_gone(self, src: Source, reason: str, now: float) -> None:
+        """A source's connection closed or its ingestor died: its books go on without it."""
+        src.alive = False
+        kept = 0
+        for arb in src.arbiters:
+            arb.remove(src)
+            if not arb.synced:
+                continue
+            if arb.can_continue():
+                kept += 1
+                continue
+            # Its ingestor reconnects and resubscribes by itself (or another ingestor
+            # serves the topic): ask only if no snapshot comes within resync_timeout.
+            self._resync(self._books[arb.key], reason, now, ask=False)
+        if kept:
+            src.stats.failovers += 1
+            self.stats.failovers += kept
+            self.events.append(
+                ("source_failover", {"source": src.name, "reason": reason, "books_kept": kept})
+            )
+        src.arbiters.clear()
+
+    def source_stats(self) -> dict[str, SourceStats]:
+        """Counters per named source (``ingestor/slot``), kept across reconnects.
+
+        The stats line reports them; a metrics exporter may read them too (they only grow,
+        except ``lag_ns_max``, which :meth:`reset_lag_max` clears).
+        """
+        return self._source_stats
+
+    def live_sources(self) -> dict[str, int]:
+        """How many open connections each source name has now."""
+        counts: dict[str, int] = {}
+        for src in self._conns.values():
+            counts[src.name] = counts.get(src.name, 0) + 1
+        return counts
+
+    def reset_lag_max(self) -> None:
+        for stats in self._source_stats.values():
+            stats.lag_ns_max = 0
 
     # ---------------------------------------------------------------- output
 
@@ -443,6 +592,7 @@ class Hub:
             book_seq=self._counter(book_topic),
             bbo_seq=self._counter(bbo_topic),
             status_seq=self._counter(status_topic),
+            arb=Arbiter((category, topic)),
         )
         self._books[(category, topic)] = book
         return book
@@ -530,7 +680,8 @@ class Hub:
         recv_ns: int | None = None,
     ) -> None:
         book.book.invalidate()
-        book.source = None
+        book.arb.desync()
+        self._holding.discard(book)
         book.last_book = book.last_bbo = None
         book.last_best = None
         if book.state is not State.RESYNCING:
@@ -560,6 +711,35 @@ class Hub:
         reconnect = book.episode_requests > _RECONNECT_AFTER_REQUESTS
         if reconnect:
             self.stats.reconnect_requests += 1
+        if book.episode_requests >= 2:
+            # The first request brought no snapshot we could take: if Bybit restarted
+            # and we missed its u = 1, only snapshots below the floor will ever come.
+            book.arb.forget_floor()
+        ingestor, conn_id = self._resync_target(book)
         self.control.append(
-            wire.encode_resync(book.category, book.bybit_topic, book.reason, reconnect=reconnect)
+            wire.encode_resync(
+                book.category,
+                book.bybit_topic,
+                book.reason,
+                reconnect=reconnect,
+                ingestor=ingestor,
+                conn_id=conn_id,
+            )
         )
+
+    def _resync_target(self, book: _Book) -> tuple[str, int]:
+        """Who should resubscribe: one source that serves the topic, not every ingestor.
+
+        Its live sources first (the one most often first leads), in turn from one request of
+        an episode to the next; else an ingestor alive that served it before (``conn_id``
+        0: whichever of its connections holds the topic); else everyone (``""``).
+        """
+        turn = max(0, book.episode_requests - 1)
+        sources = book.arb.sources()
+        if sources:
+            src = sources[turn % len(sources)]
+            return src.ingestor, src.conn_id
+        alive = sorted(i for i in book.arb.ingestors if i in self._ingestors)
+        if alive:
+            return alive[turn % len(alive)], 0
+        return "", 0

@@ -30,7 +30,7 @@ import zmq.asyncio
 from mdgw.core.backoff import Backoff, ConnectionRateLimiter
 from mdgw.core.bybit import orderbook_topic, plan_connections, trade_topic
 from mdgw.core.errors import WireError
-from mdgw.core.wire import CATEGORIES, RESYNC, RawEncoder, decode_resync
+from mdgw.core.wire import CATEGORIES, RESYNC, RawEncoder, ResyncRequest, decode_resync
 from mdgw.ingestor.connection import (
     Connection,
     ConnectionCounters,
@@ -90,7 +90,10 @@ def stream_topics(stream: StreamConfig, symbols: Sequence[str] = ()) -> list[str
 
 
 def plan(streams: Sequence[StreamConfig], selection: Selection) -> dict[str, list[list[str]]]:
-    """Category -> topic groups, one group per websocket. SelectionError if nothing fits."""
+    """Category -> topic groups, one group per websocket. SelectionError if nothing fits.
+
+    A stream with ``connections = N`` has its topics in N groups of its category.
+    """
     for category in selection.categories:
         if category not in CATEGORIES:
             raise SelectionError(f"unknown category {category!r}; choose from {CATEGORIES}")
@@ -105,10 +108,18 @@ def plan(streams: Sequence[StreamConfig], selection: Selection) -> dict[str, lis
             f"--symbols {','.join(missing)}: not configured{where} "
             f"(configured: {', '.join(sorted(known)) or 'none'})"
         )
-    by_category: dict[str, list[str]] = {}
-    for stream in chosen:
-        by_category.setdefault(stream.category, []).extend(stream_topics(stream, selection.symbols))
-    groups = {cat: plan_connections(topics) for cat, topics in by_category.items() if topics}
+    groups: dict[str, list[list[str]]] = {}
+    # Copy k carries the streams with more than k connections: with `connections = 2`,
+    # every topic of the stream is on two websockets (an A/B feed), never twice on one.
+    for copy in range(max(s.connections for s in chosen)):
+        by_category: dict[str, list[str]] = {}
+        for stream in chosen:
+            if stream.connections > copy:
+                topics = stream_topics(stream, selection.symbols)
+                by_category.setdefault(stream.category, []).extend(topics)
+        for cat, topics in by_category.items():
+            if topics:
+                groups.setdefault(cat, []).extend(plan_connections(topics))
     if not groups:
         raise SelectionError("the selection leaves no topic to subscribe")
     return groups
@@ -152,7 +163,8 @@ class Ingestor:
         # CURVE client keys for tcp raw/control sockets (None when off); exit 78 if missing.
         self._curve = client_keys_or_exit(settings, (settings.zmq.raw, settings.zmq.control))
         self.connections: list[Connection] = []
-        self._owners: dict[tuple[str, str], Connection] = {}
+        # Every connection carrying a topic (several with `connections` > 1).
+        self._owners: dict[tuple[str, str], list[Connection]] = {}
         self._encoders = {cat: RawEncoder(self.id, cat) for cat in self.groups}
         self._log = get_logger()
         self._ratelog = RateLimitedLog(self._log, interval=10.0)
@@ -297,7 +309,7 @@ class Ingestor:
                 )
                 self.connections.append(conn)
                 for topic in topics:
-                    self._owners[(category, topic)] = conn
+                    self._owners.setdefault((category, topic), []).append(conn)
 
     async def _heartbeat(self, push: zmq.Socket[Any]) -> None:
         """One HEARTBEAT per category per second: the builder's proof that we are alive."""
@@ -321,7 +333,10 @@ class Ingestor:
                     self._log.warning("control_message_rejected", error=exc.reason)
                 continue
             counters.resync_requests += 1
-            conn = self._owners.get((request.category, request.topic))
+            if request.ingestor and request.ingestor != self.id:
+                counters.resync_not_owned += 1  # the builder asked another source
+                continue
+            conn = self._resync_connection(request)
             if conn is None:
                 counters.resync_not_owned += 1
                 continue
@@ -339,6 +354,20 @@ class Ingestor:
                 self._log.info("resync_started", **fields)
             else:
                 self._log.debug("resync_skipped", decision=decision.value, **fields)
+
+    def _resync_connection(self, request: ResyncRequest) -> Connection | None:
+        """The connection to resubscribe: the one the builder named, else the first one up."""
+        conns = self._owners.get((request.category, request.topic))
+        if not conns:
+            return None
+        if request.conn_id:
+            for conn in conns:
+                if conn.conn_id == request.conn_id:
+                    return conn
+        for conn in conns:
+            if conn.up:
+                return conn
+        return conns[0]
 
     async def _report(self) -> None:
         interval = self.settings.log.stats_interval

@@ -203,6 +203,9 @@ _SECTION = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 # --- sections ---------------------------------------------------------------------------
 
 
+MAX_STREAM_CONNECTIONS = 4
+
+
 class StreamConfig(BaseModel):
     """One ``[[bybit.streams]]`` entry: symbols of one category at one book depth."""
 
@@ -212,6 +215,9 @@ class StreamConfig(BaseModel):
     symbols: list[Symbol]
     depth: Depth
     trades: bool = True
+    # Websockets carrying each of these topics: 2 or more is an A/B feed, the book builder
+    # takes every u from whichever connection delivers it first (mdgw.core.arbiter).
+    connections: Annotated[int, Field(ge=1, le=MAX_STREAM_CONNECTIONS)] = 1
 
     @field_validator("symbols")
     @classmethod
