@@ -114,11 +114,14 @@ def test_snapshots_never_roll_the_book_back() -> None:
     assert arb.offer(a, frame(15, snapshot=True), 0, 0.0) is Verdict.APPLY
     arb.desync()  # resyncing: the floor stays
     assert arb.offer(b, frame(14, snapshot=True), 0, 0.0) is Verdict.OLDER
-    assert arb.offer(b, frame(1, snapshot=True), 0, 0.0) is Verdict.OLDER  # a late copy
+    assert arb.offer(b, frame(1, snapshot=True), 0, 0.0) is Verdict.OLDER  # ts before the book
     assert arb.offer(b, frame(1, snapshot=True, ts=5000), 0, 0.0) is Verdict.APPLY  # restart
+    arb.offer(b, frame(2, ts=5001), 0, 0.0)
+    assert arb.offer(a, frame(1, snapshot=True, ts=5000), 0, 0.0) is Verdict.OLDER  # late copy
+    assert arb.offer(a, frame(1, snapshot=True, ts=6000), 0, 0.0) is Verdict.APPLY  # another
     arb.desync()
     arb.forget_floor()
-    assert arb.offer(b, frame(0 + 1, snapshot=True, ts=9), 0, 0.0) is Verdict.APPLY
+    assert arb.offer(b, frame(3, snapshot=True, ts=9), 0, 0.0) is Verdict.APPLY
 
 
 def test_delta_before_any_snapshot_is_not_synced() -> None:

@@ -173,7 +173,8 @@ def test_gap_stops_publishing_and_asks_for_resync_once() -> None:
     hub.control.clear()
     hub.tick(10.0)  # resubscribing twice did not help: ask for a new connection
     assert [wire.decode_resync(m).reconnect for m in hub.control] == [True]
-    feed.send(book_frame(1, [["50", "1"]], [["51", "1"]], snapshot=True))  # Bybit restart: u = 1
+    restart = book_frame(1, [["50", "1"]], [["51", "1"]], snapshot=True)
+    feed.send(restart.replace(b'"ts":1001', b'"ts":9001'))  # Bybit restart: u = 1, newer ts
     out = drain(hub)
     assert channels(out) == ["status:live", "book:1", "bbo:1"]
     assert out[1][1]["seq"] == 2  # never reset while the builder runs

@@ -18,8 +18,9 @@ Rules of :meth:`Arbiter.offer` (one per frame, in arrival order):
   (:meth:`Arbiter.next_held`); else :attr:`Verdict.GAP` (the shell resyncs). The shell also
   gives up on held frames after a grace period (:attr:`Arbiter.held_since`);
 - a snapshot is taken (:attr:`Verdict.APPLY`) only if it is not older than the book:
-  ``u > last_u``, ``u == 1`` with a ``ts`` after the book's (Bybit's restart; a late copy
-  of that snapshot is older) or ``u == last_u`` with a new ``ts`` (the
+  ``u > last_u``, ``u == 1`` with a ``ts`` after the book's (Bybit's restart; a slower
+  source's copy of it, after the book moved on, is older) or ``u == last_u`` with a new
+  ``ts`` (the
   same book sent again: a level-1 re-push or a fresh subscription). The same message again
   (same ``u`` and ``ts``: another source's copy) is a duplicate; an older snapshot is
   dropped (:attr:`Verdict.OLDER`) and never rolls the book back. While the book is out of
@@ -212,8 +213,8 @@ class Arbiter:
         u = frame.u
         last = self.last_u
         if last is not None:
-            # u = 1 is Bybit's restart, but a slower source's copy of that same snapshot
-            # may arrive after the book moved on: a restart is also newer than the book.
+            # u = 1 is Bybit's restart, generated after everything the book holds; a slower
+            # source's copy of it may arrive after the book moved on (its ts is older).
             if u < last and (u != 1 or frame.ts <= self._last_ts):
                 src.stats.older_snapshots += 1
                 return Verdict.OLDER

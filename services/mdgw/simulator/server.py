@@ -26,6 +26,7 @@ import http
 import random
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from email.utils import formatdate
 from types import TracebackType
@@ -86,6 +87,8 @@ class _Client:
     __slots__ = (
         "category",
         "conn_id",
+        "delay",
+        "delayed",
         "faults",
         "frames",
         "muted_until",
@@ -106,6 +109,8 @@ class _Client:
         self.silent_until = 0.0
         self.muted_until = 0.0
         self.frames = 0
+        self.delay = 0.0  # seconds every frame waits (the delay fault)
+        self.delayed: deque[tuple[float, bytes]] = deque()  # (due, payload), in order
 
 
 class SimulatorServer:
@@ -125,6 +130,7 @@ class SimulatorServer:
         self._touched: set[_Client] = set()
         self._faulted: set[_Client] = set()  # clients with armed frame faults
         self._silent: set[_Client] = set()
+        self._delayed: set[_Client] = set()  # clients with the delay fault
         self._refuse_until = 0.0
         self._now = 0.0  # loop time of the current tick
         self._server: Server | None = None
@@ -285,6 +291,7 @@ class SimulatorServer:
         self._clients.pop(client.conn_id, None)
         self._faulted.discard(client)
         self._silent.discard(client)
+        self._delayed.discard(client)
         self._touched.discard(client)
 
     # --- sending ----------------------------------------------------------------------
@@ -292,6 +299,9 @@ class SimulatorServer:
     def _send_now(self, client: _Client, payload: bytes) -> None:
         """Send a control frame (ack, pong, error) unless the connection is silenced."""
         if client.silent_until > self._now:
+            return
+        if client.delay:
+            client.delayed.append((self._now + client.delay, payload))
             return
         try:
             client.send_text(payload)
@@ -305,7 +315,7 @@ class SimulatorServer:
         subscribers = self._subs.get((frame.category, frame.topic))
         if not subscribers:
             return
-        if self._faulted or self._silent:
+        if self._faulted or self._silent or self._delayed:
             for client in subscribers:
                 self._deliver(client, frame)
             return
@@ -338,6 +348,9 @@ class SimulatorServer:
                 )
                 if not payload:
                     return
+        if client.delay:
+            client.delayed.append((self._now + client.delay, payload))
+            return
         try:
             client.send_text(payload)
         except InvalidState:
@@ -345,6 +358,24 @@ class SimulatorServer:
         client.frames += 1
         self._frames_out += 1
         self._touched.add(client)
+
+    def _send_delayed(self) -> None:
+        """Send what the delay fault held back and is now due (every tick)."""
+        now = self._now
+        for client in list(self._delayed):
+            queue = client.delayed
+            while queue and queue[0][0] <= now:
+                payload = queue.popleft()[1]
+                try:
+                    client.send_text(payload)
+                except InvalidState:
+                    queue.clear()
+                    break
+                client.frames += 1
+                self._frames_out += 1
+                self._touched.add(client)
+            if not client.delay and not queue:
+                self._delayed.discard(client)
 
     def _take_fault(self, client: _Client, frame: Frame) -> FaultRequest | None:
         for index, fault in enumerate(client.faults):
@@ -432,6 +463,8 @@ class SimulatorServer:
                 due[index] = when
             for frame in self.market.resends(now_ms):
                 dispatch(frame)
+            if self._delayed:
+                self._send_delayed()
             self._flush()
             if now >= next_stats:
                 self._log_stats(now - last_stats)
@@ -492,6 +525,10 @@ class SimulatorServer:
             elif kind is FaultKind.MUTE_PONGS:
                 for client in clients:
                     client.muted_until = self._now + request.seconds
+            elif kind is FaultKind.DELAY:
+                for client in clients:
+                    client.delay = request.seconds
+                    self._delayed.add(client)
             hit = len(clients)
         log.info(
             "fault_applied",
@@ -546,6 +583,7 @@ class SimulatorServer:
         for client in self._clients.values():
             client.faults.clear()
             client.muted_until = 0.0
+            client.delay = 0.0  # what is held back still goes out, in order
             if client.silent_until:
                 client.silent_until = 0.0
                 if not client.ws.transport.is_closing():
@@ -607,6 +645,13 @@ class SimulatorServer:
     ) -> int:
         """Answer no {"op":"ping"} on matching connections for *seconds*."""
         request = FaultRequest(FaultKind.MUTE_PONGS, category, conn_id, seconds=seconds)
+        return self.apply_fault(request)
+
+    def delay(
+        self, seconds: float, *, category: str | None = None, conn_id: str | None = None
+    ) -> int:
+        """Send everything to matching connections *seconds* late, until clear_faults()."""
+        request = FaultRequest(FaultKind.DELAY, category, conn_id, seconds=seconds)
         return self.apply_fault(request)
 
     def refuse(self, seconds: float) -> None:
