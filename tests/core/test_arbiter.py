@@ -58,11 +58,11 @@ def test_a_skipped_u_is_held_until_another_source_fills_it() -> None:
     arb.offer(a, frame(10, snapshot=True), 0, 0.0)
     arb.offer(b, frame(10, snapshot=True), 0, 0.0)
     assert arb.offer(a, frame(12), 0, 1.0) is Verdict.HELD  # a skipped 11
-    assert a.stats.gaps == 1 and arb.held == 1 and arb.held_since == 1.0
+    assert a.stats.gaps == 1 and len(arb.held) == 1 and arb.held_since == 1.0
     assert arb.offer(a, frame(13), 0, 1.1) is Verdict.HELD
     assert arb.offer(b, frame(11), 0, 1.2) is Verdict.APPLY
     assert [f.u for f, _ in iter(arb.next_held, None)] == [12, 13]
-    assert arb.held == 0 and arb.held_since is None and arb.last_u == 13
+    assert not arb.held and arb.held_since is None and arb.last_u == 13
     assert arb.offer(b, frame(12), 0, 1.3) is Verdict.DUPLICATE
 
 

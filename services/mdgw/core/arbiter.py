@@ -71,6 +71,11 @@ class Verdict(enum.Enum):
     GAP = "gap"  # a u no source can deliver: the book must resync
 
 
+# Enum members are slow to look up (a descriptor call each): the per-frame path uses these.
+_APPLY: Final = Verdict.APPLY
+_DUPLICATE: Final = Verdict.DUPLICATE
+
+
 @dataclass(slots=True)
 class SourceStats:
     """Counters of one named source (``ingestor/connection``), kept across its reconnects."""
@@ -111,11 +116,11 @@ class Arbiter:
     """Which source's frame the book of one topic takes; see the module docstring."""
 
     __slots__ = (
-        "_held",
         "_last_ts",
         "_pos",
         "_ring_ns",
         "_ring_u",
+        "held",
         "held_since",
         "ingestors",
         "key",
@@ -129,7 +134,9 @@ class Arbiter:
         self.last_u: int | None = None  # u of the book; kept as a floor while not synced
         self._last_ts = -1
         self._pos: dict[Source, int] = {}  # last u each source delivered (_LOST: unknown)
-        self._held: dict[int, tuple[BookFrame, int, Source]] = {}
+        # Deltas of a later u waiting for a hole to be filled: u -> (frame, recv_ns, source).
+        # The shell only tests it for emptiness (then calls next_held).
+        self.held: dict[int, tuple[BookFrame, int, Source]] = {}
         self.held_since: float | None = None  # when the current wait for a hole began
         self.ingestors: set[str] = set()  # every ingestor that ever delivered this topic
         self._ring_u = [-1] * _RING
@@ -145,7 +152,7 @@ class Arbiter:
         if prev is None:
             src.arbiters.append(self)
             self.ingestors.add(src.ingestor)
-        elif u < prev and self._held:
+        elif u < prev and self.held:
             # Its u went back (a Bybit restart reached it): what it delivered before
             # belongs to the old sequence.
             self._drop_held_from(src)
@@ -165,10 +172,10 @@ class Arbiter:
             i = u & _RING_MASK
             self._ring_u[i] = u
             self._ring_ns[i] = recv_ns
-            return Verdict.APPLY
+            return _APPLY
         if u <= last:
             self._late(src, u, recv_ns)
-            return Verdict.DUPLICATE
+            return _DUPLICATE
         return self._hold(src, frame, recv_ns, now)
 
     def next_held(self) -> tuple[BookFrame, int] | None:
@@ -177,7 +184,7 @@ class Arbiter:
         Call after every applied frame while :attr:`held` is true, and apply what it gives
         until it gives ``None``.
         """
-        held = self._held
+        held = self.held
         last = self.last_u
         if not held or last is None or not self.synced:
             return None
@@ -199,14 +206,9 @@ class Arbiter:
             self.held_since = None
         return frame, recv_ns
 
-    @property
-    def held(self) -> int:
-        """How many frames of later u wait for a hole to be filled."""
-        return len(self._held)
-
     def restart_wait(self, now: float) -> None:
         """The book advanced but frames are still held: the wait for the next hole starts now."""
-        if self._held:
+        if self.held:
             self.held_since = now
 
     def _offer_snapshot(self, src: Source, frame: BookFrame, recv_ns: int) -> Verdict:
@@ -222,7 +224,7 @@ class Arbiter:
                 self._late(src, u, recv_ns)
                 return Verdict.DUPLICATE
         if last is not None and u < last:  # a restart: nothing held belongs to it
-            self._held.clear()
+            self.held.clear()
             self.held_since = None
         self.synced = True
         self.last_u = u
@@ -245,7 +247,7 @@ class Arbiter:
             stats.lag_samples += 1
 
     def _hold(self, src: Source, frame: BookFrame, recv_ns: int, now: float) -> Verdict:
-        held = self._held
+        held = self.held
         verdict = Verdict.HELD
         if frame.u in held:
             src.stats.late += 1
@@ -261,7 +263,7 @@ class Arbiter:
         return verdict
 
     def _drop_held_from(self, src: Source) -> None:
-        held = self._held
+        held = self.held
         for u in [u for u, item in held.items() if item[2] is src]:
             del held[u]
         if not held:
@@ -300,7 +302,7 @@ class Arbiter:
         ``last_u`` stays as the floor below which no snapshot is taken.
         """
         self.synced = False
-        self._held.clear()
+        self.held.clear()
         self.held_since = None
 
     def forget_floor(self) -> None:

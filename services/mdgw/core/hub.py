@@ -70,6 +70,13 @@ class State(enum.Enum):
     STALE = "stale"  # live, but no frame for stale_after seconds
 
 
+# Enum members are slow to look up (a descriptor call each): the per-frame path uses these.
+_APPLY = Verdict.APPLY
+_APPLIED = Outcome.APPLIED
+_RESET = Outcome.RESET
+_LIVE = State.LIVE
+
+
 @dataclass(slots=True)
 class HubStats:
     """Counters since start; the shell logs them (and rates) periodically."""
@@ -350,9 +357,18 @@ class Hub:
         arb = book.arb
         verdict = arb.offer(src, frame, recv_ns, now)
         stats = self.stats
-        if verdict is Verdict.APPLY:
-            if self._apply(book, frame, recv_ns, now) and arb.held:
-                self._apply_held(book, now)
+        if verdict is _APPLY:  # _apply() inlined: this is the per-frame path
+            outcome = book.book.apply(frame)
+            if outcome is _APPLIED or outcome is _RESET:
+                if book.state is not _LIVE:
+                    book.state = _LIVE
+                    book.episode_requested = False
+                    self._status(book, "live", "snapshot" if frame.snapshot else "updates", recv_ns)
+                self._publish_book(book, frame, recv_ns)
+                if arb.held:
+                    self._apply_held(book, now)
+            else:
+                self._broken(book, frame, outcome, recv_ns, now)
             return
         if verdict is Verdict.DUPLICATE:
             stats.duplicates += 1
@@ -371,13 +387,20 @@ class Hub:
     def _apply(self, book: _Book, frame: BookFrame, recv_ns: int, now: float) -> bool:
         """Apply a frame the arbiter passed and publish; False if the book broke."""
         outcome = book.book.apply(frame)
-        if outcome is Outcome.APPLIED or outcome is Outcome.RESET:
-            if book.state is not State.LIVE:
-                book.state = State.LIVE
+        if outcome is _APPLIED or outcome is _RESET:
+            if book.state is not _LIVE:
+                book.state = _LIVE
                 book.episode_requested = False
                 self._status(book, "live", "snapshot" if frame.snapshot else "updates", recv_ns)
             self._publish_book(book, frame, recv_ns)
             return True
+        self._broken(book, frame, outcome, recv_ns, now)
+        return False
+
+    def _broken(
+        self, book: _Book, frame: BookFrame, outcome: Outcome, recv_ns: int, now: float
+    ) -> None:
+        """Applying ``frame`` broke the book (crossed): resync it."""
         if outcome is Outcome.CROSSED:
             self.stats.crossed += 1
             reason = f"crossed book at u={frame.u}"
@@ -385,7 +408,6 @@ class Hub:
             self.stats.gaps += 1
             reason = f"u {outcome.value} at u={frame.u}"
         self._resync(book, reason, now, recv_ns=recv_ns)
-        return False
 
     def _apply_held(self, book: _Book, now: float) -> None:
         """Apply the held frames that now continue the book (another source filled the hole)."""
