@@ -116,10 +116,10 @@ class Arbiter:
     """Which source's frame the book of one topic takes; see the module docstring."""
 
     __slots__ = (
-        "_last_ts",
         "_pos",
         "_ring_ns",
-        "_ring_u",
+        "_snap_ts",
+        "_snap_u",
         "held",
         "held_since",
         "ingestors",
@@ -132,15 +132,15 @@ class Arbiter:
         self.key = key  # (category, Bybit topic): the shell's name for this book
         self.synced = False  # the book holds a snapshot and every u since
         self.last_u: int | None = None  # u of the book; kept as a floor while not synced
-        self._last_ts = -1
+        self._snap_u = 0  # u and ts of the last snapshot taken
+        self._snap_ts = -1
         self._pos: dict[Source, int] = {}  # last u each source delivered (_LOST: unknown)
         # Deltas of a later u waiting for a hole to be filled: u -> (frame, recv_ns, source).
         # The shell only tests it for emptiness (then calls next_held).
         self.held: dict[int, tuple[BookFrame, int, Source]] = {}
         self.held_since: float | None = None  # when the current wait for a hole began
         self.ingestors: set[str] = set()  # every ingestor that ever delivered this topic
-        self._ring_u = [-1] * _RING
-        self._ring_ns = [0] * _RING
+        self._ring_ns = [0] * _RING  # recv_ns of the first delivery of u, at u % _RING
 
     # ------------------------------------------------------------------ frames
 
@@ -149,6 +149,25 @@ class Arbiter:
         u = frame.u
         pos = self._pos
         prev = pos.get(src)
+        pos[src] = u
+        # The two cases of nearly every frame, first: a source that delivered u - 1 before
+        # delivers the next u, which the book takes (first) or already has (late).
+        if prev == u - 1 and self.synced and not frame.snapshot:
+            last: int = self.last_u  # type: ignore[assignment]  # synced: never None
+            if u == last + 1:
+                self.last_u = u
+                src.stats.first += 1
+                self._ring_ns[u & _RING_MASK] = recv_ns
+                return _APPLY
+            if u <= last:
+                self._late(src, u, recv_ns)
+                return _DUPLICATE
+        return self._offer(src, frame, recv_ns, now, prev)
+
+    def _offer(
+        self, src: Source, frame: BookFrame, recv_ns: int, now: float, prev: int | None
+    ) -> Verdict:
+        u = frame.u
         if prev is None:
             src.arbiters.append(self)
             self.ingestors.add(src.ingestor)
@@ -156,7 +175,6 @@ class Arbiter:
             # Its u went back (a Bybit restart reached it): what it delivered before
             # belongs to the old sequence.
             self._drop_held_from(src)
-        pos[src] = u
         if frame.snapshot:
             return self._offer_snapshot(src, frame, recv_ns)
         if prev is not None and u > prev + 1 and prev != _LOST:
@@ -167,11 +185,8 @@ class Arbiter:
         assert last is not None  # synced implies it
         if u == last + 1:
             self.last_u = u
-            self._last_ts = frame.ts
             src.stats.first += 1
-            i = u & _RING_MASK
-            self._ring_u[i] = u
-            self._ring_ns[i] = recv_ns
+            self._ring_ns[u & _RING_MASK] = recv_ns
             return _APPLY
         if u <= last:
             self._late(src, u, recv_ns)
@@ -197,11 +212,8 @@ class Arbiter:
             return None
         frame, recv_ns, src = item
         self.last_u = frame.u
-        self._last_ts = frame.ts
         src.stats.first += 1
-        i = frame.u & _RING_MASK
-        self._ring_u[i] = frame.u
-        self._ring_ns[i] = recv_ns
+        self._ring_ns[frame.u & _RING_MASK] = recv_ns
         if not held:
             self.held_since = None
         return frame, recv_ns
@@ -217,30 +229,29 @@ class Arbiter:
         if last is not None:
             # u = 1 is Bybit's restart, generated after everything the book holds; a slower
             # source's copy of it may arrive after the book moved on (its ts is older).
-            if u < last and (u != 1 or frame.ts <= self._last_ts):
+            if u < last and (u != 1 or frame.ts <= self._snap_ts):
                 src.stats.older_snapshots += 1
                 return Verdict.OLDER
-            if self.synced and u == last and frame.ts == self._last_ts:
+            if self.synced and u == last and u == self._snap_u and frame.ts == self._snap_ts:
                 self._late(src, u, recv_ns)
-                return Verdict.DUPLICATE
+                return _DUPLICATE
         if last is not None and u < last:  # a restart: nothing held belongs to it
             self.held.clear()
             self.held_since = None
         self.synced = True
-        self.last_u = u
-        self._last_ts = frame.ts
+        self.last_u = self._snap_u = u
+        self._snap_ts = frame.ts
         src.stats.first += 1
-        i = u & _RING_MASK
-        self._ring_u[i] = u
-        self._ring_ns[i] = recv_ns
-        return Verdict.APPLY
+        self._ring_ns[u & _RING_MASK] = recv_ns
+        return _APPLY
 
     def _late(self, src: Source, u: int, recv_ns: int) -> None:
         stats = src.stats
         stats.late += 1
-        i = u & _RING_MASK
-        if self._ring_u[i] == u:
-            lag = recv_ns - self._ring_ns[i]
+        # The ring holds the first delivery of every u from the last snapshot on, the
+        # last _RING of them.
+        if self._snap_u <= u and self.last_u - u < _RING:  # type: ignore[operator]
+            lag = recv_ns - self._ring_ns[u & _RING_MASK]
             if lag > 0:  # another host's clock may be behind ours: no negative lags
                 stats.lag_ns_total += lag
                 stats.lag_ns_max = max(stats.lag_ns_max, lag)
