@@ -53,12 +53,16 @@ def test_first_delivery_applies_and_later_copies_are_duplicates_with_their_lag()
 
 
 def test_a_skipped_u_is_held_until_another_source_fills_it() -> None:
-    arb = Arbiter(("linear", TOPIC))
+    events: list[tuple[str, dict[str, object]]] = []
+    arb = Arbiter(("linear", TOPIC), events)
     a, b = source("a", 1), source("b", 2)
     arb.offer(a, frame(10, snapshot=True), 0, 0.0)
     arb.offer(b, frame(10, snapshot=True), 0, 0.0)
     assert arb.offer(a, frame(12), 0, 1.0) is Verdict.HELD  # a skipped 11
     assert a.stats.gaps == 1 and len(arb.held) == 1 and arb.held_since == 1.0
+    assert [(name, f["source"], f["expected"], f["got"]) for name, f in events] == [
+        ("source_gap", "a", 11, 12)
+    ]
     assert arb.offer(a, frame(13), 0, 1.1) is Verdict.HELD
     assert arb.offer(b, frame(11), 0, 1.2) is Verdict.APPLY
     assert [f.u for f, _ in iter(arb.next_held, None)] == [12, 13]

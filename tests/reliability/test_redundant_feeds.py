@@ -138,6 +138,7 @@ async def test_faults_on_one_of_two_connections_cost_no_resync(
         assert sum(s["failovers"] for s in per_source.values()) >= 3  # the drops, counted
         assert all(s["first"] > 0 for s in per_source.values() if s["connections"])
         assert gw.builder.events("source_failover")
+        assert gw.builder.events("source_gap")  # each skipped delta, logged with its source
         assert gw.stop() == {"ingestor": 0, "book_builder": 0}
     finally:
         await consumer.stop()

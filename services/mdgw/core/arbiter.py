@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, fields
-from typing import Final
+from typing import Any, Final
 
 from mdgw.core.bybit import BookFrame
 
@@ -116,6 +116,7 @@ class Arbiter:
     """Which source's frame the book of one topic takes; see the module docstring."""
 
     __slots__ = (
+        "_events",
         "_pos",
         "_ring_ns",
         "_snap_ts",
@@ -128,8 +129,13 @@ class Arbiter:
         "synced",
     )
 
-    def __init__(self, key: tuple[str, str]) -> None:
+    def __init__(
+        self, key: tuple[str, str], events: list[tuple[str, dict[str, Any]]] | None = None
+    ) -> None:
         self.key = key  # (category, Bybit topic): the shell's name for this book
+        # Where a source's hole in u is reported, as ("source_gap", fields): the hub's
+        # event list (the shell logs it, rate limited). Never one per frame.
+        self._events = events
         self.synced = False  # the book holds a snapshot and every u since
         self.last_u: int | None = None  # u of the book; kept as a floor while not synced
         self._snap_u = 0  # u and ts of the last snapshot taken
@@ -179,6 +185,21 @@ class Arbiter:
             return self._offer_snapshot(src, frame, recv_ns)
         if prev is not None and u > prev + 1 and prev != _LOST:
             src.stats.gaps += 1
+            if self._events is not None:
+                self._events.append(
+                    (
+                        "source_gap",
+                        {
+                            "source": src.name,
+                            "ingestor": src.ingestor,
+                            "conn_id": src.conn_id,
+                            "category": self.key[0],
+                            "topic": self.key[1],
+                            "expected": prev + 1,
+                            "got": u,
+                        },
+                    )
+                )
         if not self.synced:
             return Verdict.NOT_SYNCED
         last = self.last_u

@@ -614,7 +614,7 @@ class Hub:
             book_seq=self._counter(book_topic),
             bbo_seq=self._counter(bbo_topic),
             status_seq=self._counter(status_topic),
-            arb=Arbiter((category, topic)),
+            arb=Arbiter((category, topic), self.events),
         )
         self._books[(category, topic)] = book
         return book
