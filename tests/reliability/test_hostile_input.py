@@ -187,7 +187,6 @@ def test_frames_that_make_the_hub_raise_do_not_stop_the_builder(
     sub = ctx.socket(zmq.SUB)
     sub.subscribe(b"book.linear.")
     sub.connect(builder.pub)
-    time.sleep(0.5)  # the subscription reaching the publisher (not an assertion)
     seq = 0
 
     def send(frame: bytes) -> None:
@@ -205,15 +204,27 @@ def test_frames_that_make_the_hub_raise_do_not_stop_the_builder(
             )
         )
 
+    def snapshot(symbol: str) -> bytes:
+        data = {"s": symbol, "b": [["1.0", "1"]], "a": [["2.0", "1"]], "u": 1, "seq": 1}
+        return orjson.dumps(
+            {"topic": f"orderbook.50.{symbol}", "type": "snapshot", "ts": 1, "data": data}
+        )
+
+    # The builder up and the subscription joined (both take a while on a loaded machine):
+    # a new symbol until one of its books comes through.
+    deadline = time.monotonic() + 15
+    n = 0
+    while not sub.poll(100):
+        assert time.monotonic() < deadline, "the builder published nothing"
+        n += 1
+        send(snapshot(f"WARMUP{n}USDT"))
+    while sub.poll(300):  # the rest of the warm-up books
+        sub.recv_multipart()
+
     for n, (name, frame) in enumerate(KNOWN_CRASHERS.items()):
         send(frame)
         symbol = f"OK{n}USDT"
-        data = {"s": symbol, "b": [["1.0", "1"]], "a": [["2.0", "1"]], "u": 1, "seq": 1}
-        send(
-            orjson.dumps(
-                {"topic": f"orderbook.50.{symbol}", "type": "snapshot", "ts": 1, "data": data}
-            )
-        )
+        send(snapshot(symbol))
         assert sub.poll(3000), f"nothing published after: {name}"
         topic, _ = sub.recv_multipart()
         assert topic == wire.topic("book", "linear", symbol), name
