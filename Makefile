@@ -43,10 +43,10 @@ BENCH_ARGS ?=
 .PHONY: bench bench-long
 
 bench: $(STAMP)  ## throughput, latency, ingestor rate (< 3 min): one table, JSON in var/bench/
-	$(PY) -m scripts.bench.run $(BENCH_ARGS)
+	$(PY) scripts/bench.py $(BENCH_ARGS)
 
 bench-long: $(STAMP)  ## scale (1,200 symbols) and 10-minute memory soak (~13 min)
-	$(PY) -m scripts.bench.run --long $(BENCH_ARGS)
+	$(PY) scripts/bench.py --long $(BENCH_ARGS)
 
 clean:  ## remove the venv and run-time files
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -37,7 +37,7 @@ EXPECTED_ROWS = [
 
 def test_quick_bench_reports_every_figure(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "scripts.bench.run", "--quick", "--out-dir", str(tmp_path)],
+        [sys.executable, "scripts/bench.py", "--quick", "--out-dir", str(tmp_path)],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,20 +21,14 @@ from mdgw.core.wire import EnvelopeKind
 ROOT = Path(__file__).parents[2]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Builder:
     def __init__(
         self, tmp: Path, books: str = "resync_timeout = 1.0\nresync_min_interval = 0.2\n"
     ) -> None:
         self.raw = f"ipc://{tmp}/raw.sock"
         self.control = f"ipc://{tmp}/control.sock"
-        self.pub = f"tcp://127.0.0.1:{free_port()}"
-        self.snapshot = f"tcp://127.0.0.1:{free_port()}"
+        self.pub = f"ipc://{tmp}/pub.sock"
+        self.snapshot = f"ipc://{tmp}/snapshot.sock"
         self.config = tmp / "builder.toml"
         self.config.write_text(
             f'[zmq]\nraw = "{self.raw}"\ncontrol = "{self.control}"\n'

@@ -17,7 +17,6 @@ import json
 import os
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -29,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from mdgw.testing.endpoints import reserve_port
 
 pytestmark = pytest.mark.e2e
 
@@ -59,14 +60,7 @@ START_TIMEOUT = 40.0
 RESTART_TIMEOUT = 30.0
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def config_text(run: Path, pub: int, snapshot: int, simulator: int) -> str:
+def config_text(run: Path, simulator: int) -> str:
     """Like config/demo.toml, with this test's own sockets and port."""
     return f"""
 [bybit]
@@ -102,8 +96,8 @@ trades = true
 [zmq]
 raw = "ipc://{run}/raw.sock"
 control = "ipc://{run}/control.sock"
-pub = "tcp://127.0.0.1:{pub}"
-snapshot = "tcp://127.0.0.1:{snapshot}"
+pub = "ipc://{run}/pub.sock"
+snapshot = "ipc://{run}/snapshot.sock"
 
 [log]
 format = "json"
@@ -185,7 +179,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     (var / "log").mkdir(parents=True)
     (var / "run").mkdir(mode=0o700)
     config = base / "demo.toml"
-    config.write_text(config_text(var / "run", free_port(), free_port(), free_port()))
+    # The simulator's port is held for this process: supervisord restarts the simulator on it.
+    config.write_text(config_text(var / "run", reserve_port()))
     env = {k: v for k, v in os.environ.items() if not k.startswith("MDGW_")}
     env.update(DEPLOY_VAR_DIR=str(var), DEPLOY_SIMULATORS="1", MDGW_CONFIG=str(config))
     with open(var / "supervisord.out", "wb") as out:

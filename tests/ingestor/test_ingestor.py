@@ -38,6 +38,7 @@ from mdgw.ingestor.subscriptions import TopicState
 from mdgw.runtime.lifecycle import Shutdown
 from mdgw.runtime.settings import Settings, StreamConfig, load_settings
 from mdgw.runtime.zmqsock import make_socket
+from mdgw.simulator.faults import FaultKind, FaultRequest
 
 REPO = Path(__file__).parents[2]
 BOOK = "orderbook.50.BTCUSDT"
@@ -664,7 +665,7 @@ async def test_against_the_simulator_resync_and_drop(
         await until(fresh_snapshot)
 
         # A dropped TCP connection: CONN_DOWN, a new conn_id, a new snapshot.
-        sim.drop(category="linear")
+        sim.apply_fault(FaultRequest(FaultKind.DROP, category="linear"))
 
         async def reconnected() -> bool:
             await builder.collect()

@@ -302,7 +302,7 @@ def test_three_hosts_over_curve_follow_the_faster_feed_and_survive_kill_9(
         start("sim", "sim", "-m", "mdgw.simulator", config="sim")
         start("hub", "hub", "-m", "mdgw.book_builder", config="hub")
         if relay:
-            start("fb", "relay", "-m", "mdgw.simulator.relay", *relay)
+            start("fb", "relay", "-m", "mdgw.testing.relay", *relay)
         start("fa", "fa", "-m", "mdgw.ingestor", config="fa")
         start("fb", "fb", "-m", "mdgw.ingestor", config="fb")
         checker = consumer(records, keys / "consumer.key_secret")

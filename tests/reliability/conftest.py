@@ -1,21 +1,16 @@
 """Shared set-up of the reliability tests: real processes, the in-process simulator.
 
-The harness itself is ``scripts/gateway_stack.py`` (also used by ``make soak``), made
-importable here. ``RELIABILITY_LONG=1`` runs the long versions (builder down 30 s, fuzzing
-2 minutes, a longer soak); ``make test`` runs the short ones.
+The harness itself is :mod:`mdgw.testing` (also used by ``make soak``, the benchmarks and
+the fuzzer); the ``rundir`` fixture is in tests/conftest.py. ``RELIABILITY_LONG=1`` runs
+the long versions (builder down 30 s, fuzzing 2 minutes, a longer soak); ``make test`` runs
+the short ones.
 """
 
 from __future__ import annotations
 
-import shutil
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts"))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -29,13 +24,3 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if here in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.reliability)
-
-
-@pytest.fixture
-def rundir() -> Iterator[Path]:
-    """A short private directory for ipc sockets (paths are limited to 107 bytes)."""
-    from gateway_stack import short_tempdir
-
-    path = short_tempdir()
-    yield path
-    shutil.rmtree(path, ignore_errors=True)

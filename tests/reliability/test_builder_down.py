@@ -24,9 +24,11 @@ from pathlib import Path
 
 import pytest
 import zmq.asyncio
-from gateway_stack import LONG, MIXED_STREAMS, Gateway, TruthConsumer, sim_params, wait_for
 
 from mdgw.simulator.server import SimulatorServer
+from mdgw.testing.config import LONG, MIXED_STREAMS, sim_params
+from mdgw.testing.gateway import Gateway
+from mdgw.testing.truth import TruthConsumer, wait_for
 
 pytestmark = pytest.mark.e2e
 

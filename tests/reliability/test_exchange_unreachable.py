@@ -30,9 +30,13 @@ from typing import Any
 
 import pytest
 import zmq.asyncio
-from gateway_stack import Gateway, Service, Stream, TruthConsumer, clean_env, sim_params, wait_for
 
+from mdgw.simulator.faults import FaultKind, FaultRequest
 from mdgw.simulator.server import SimulatorServer
+from mdgw.testing.config import Stream, sim_params
+from mdgw.testing.gateway import Gateway
+from mdgw.testing.processes import Service, clean_env
+from mdgw.testing.truth import TruthConsumer, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -129,7 +133,7 @@ async def test_unreachable_exchange_backs_off_with_jitter_to_the_cap_and_recover
         sims.append(new)
 
     async def end_refusal() -> None:
-        sims[-1].clear_faults()
+        sims[-1].apply_fault(FaultRequest(FaultKind.CLEAR))
 
     async def end_black_hole() -> None:
         await hole.stop()
@@ -172,7 +176,7 @@ async def test_unreachable_exchange_backs_off_with_jitter_to_the_cap_and_recover
         await sim.stop()
         await outage("refused", "connection refused", 0.0, restart_sim)
 
-        sims[-1].refuse(3600)
+        sims[-1].apply_fault(FaultRequest(FaultKind.REFUSE, seconds=3600))
         await outage("503", "HTTP 503 on upgrade", 0.0, end_refusal)
 
         await sims[-1].stop()

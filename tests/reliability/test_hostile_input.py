@@ -23,11 +23,14 @@ from pathlib import Path
 import orjson
 import pytest
 import zmq
-from fuzz_builder import KNOWN_CRASHERS, Fuzzer, builder_config, fuzz
-from gateway_stack import LONG, Service, cpu_seconds, free_port
 
 from mdgw.core import wire
 from mdgw.core.wire import EnvelopeKind
+from mdgw.testing.config import LONG
+from mdgw.testing.endpoints import tcp_endpoint
+from mdgw.testing.fuzz import Fuzzer, builder_config, fuzz
+from mdgw.testing.hostile import KNOWN_CRASHERS
+from mdgw.testing.processes import Service, cpu_seconds
 
 pytestmark = pytest.mark.e2e
 
@@ -38,8 +41,8 @@ RSS_GROWTH_MAX_KIB = 64 * 1024
 class Builder:
     def __init__(self, rundir: Path, logdir: Path) -> None:
         self.raw = f"ipc://{rundir}/raw.sock"
-        self.pub = f"tcp://127.0.0.1:{free_port()}"
-        self.snapshot = f"tcp://127.0.0.1:{free_port()}"
+        self.pub = tcp_endpoint()
+        self.snapshot = tcp_endpoint()
         config = builder_config(rundir, self.raw, self.pub, self.snapshot)
         self.service = Service("book_builder", config, logdir / "book_builder.log").start()
 
@@ -204,29 +207,33 @@ def test_frames_that_make_the_hub_raise_do_not_stop_the_builder(
             )
         )
 
-    def snapshot(symbol: str) -> bytes:
-        data = {"s": symbol, "b": [["1.0", "1"]], "a": [["2.0", "1"]], "u": 1, "seq": 1}
-        return orjson.dumps(
-            {"topic": f"orderbook.50.{symbol}", "type": "snapshot", "ts": 1, "data": data}
+    # Until the subscription reaches the publisher, books go unseen: repeat a warm-up book
+    # (a new u each time) until one arrives.
+    deadline = time.monotonic() + 30
+    warm = 0
+    while not sub.poll(200):
+        assert time.monotonic() < deadline, "the warm-up book never arrived"
+        warm += 1
+        data = {"s": "WARMUP", "b": [["1.0", "1"]], "a": [["2.0", "1"]], "u": warm, "seq": warm}
+        send(
+            orjson.dumps(
+                {"topic": "orderbook.50.WARMUP", "type": "snapshot", "ts": 1, "data": data}
+            )
         )
-
-    # The builder up and the subscription joined (both take a while on a loaded machine):
-    # a new symbol until one of its books comes through.
-    deadline = time.monotonic() + 15
-    n = 0
-    while not sub.poll(100):
-        assert time.monotonic() < deadline, "the builder published nothing"
-        n += 1
-        send(snapshot(f"WARMUP{n}USDT"))
-    while sub.poll(300):  # the rest of the warm-up books
-        sub.recv_multipart()
 
     for n, (name, frame) in enumerate(KNOWN_CRASHERS.items()):
         send(frame)
         symbol = f"OK{n}USDT"
-        send(snapshot(symbol))
-        assert sub.poll(3000), f"nothing published after: {name}"
-        topic, _ = sub.recv_multipart()
+        data = {"s": symbol, "b": [["1.0", "1"]], "a": [["2.0", "1"]], "u": 1, "seq": 1}
+        send(
+            orjson.dumps(
+                {"topic": f"orderbook.50.{symbol}", "type": "snapshot", "ts": 1, "data": data}
+            )
+        )
+        topic = wire.topic("book", "linear", "WARMUP")
+        while topic == wire.topic("book", "linear", "WARMUP"):  # warm-ups still in flight
+            assert sub.poll(10_000), f"nothing published after: {name}"
+            topic, _ = sub.recv_multipart()
         assert topic == wire.topic("book", "linear", symbol), name
     assert builder.service.alive
     # Rejected at the decoder as malformed, not caught as an internal error.

@@ -21,18 +21,14 @@ from typing import Any
 
 import pytest
 import zmq.asyncio
-from gateway_stack import (
-    MIXED_STREAMS,
-    Gateway,
-    Service,
-    Stream,
-    TruthConsumer,
-    sim_params,
-    wait_for,
-)
 
-from mdgw.simulator.relay import DelayRelay
+from mdgw.simulator.faults import FaultKind, FaultRequest
 from mdgw.simulator.server import SimulatorServer
+from mdgw.testing.config import MIXED_STREAMS, Stream, sim_params
+from mdgw.testing.gateway import Gateway
+from mdgw.testing.processes import Service
+from mdgw.testing.relay import DelayRelay
+from mdgw.testing.truth import TruthConsumer, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -105,15 +101,16 @@ async def test_faults_on_one_of_two_connections_cost_no_resync(
         # Skip a delta (three times) on one connection of every category.
         for _ in range(3):
             for category, conn_id in victims.items():
-                assert sim.skip_delta(category=category, conn_id=conn_id) == 1
+                assert sim.apply_fault(FaultRequest(FaultKind.SKIP, category, conn_id)) == 1
             await more_books(consumer, 60)
         # Silence one connection of every category (shorter than the ingestor's watchdog).
         for category, conn_id in victims.items():
-            assert sim.silence(1.5, category=category, conn_id=conn_id) == 1
+            silence = FaultRequest(FaultKind.SILENCE, category, conn_id, seconds=1.5)
+            assert sim.apply_fault(silence) == 1
         await more_books(consumer, 150)
         # Drop it: the ingestor reconnects; its new snapshot must not disturb the book.
         for category, conn_id in victims.items():
-            assert sim.drop(category=category, conn_id=conn_id) == 1
+            assert sim.apply_fault(FaultRequest(FaultKind.DROP, category, conn_id)) == 1
         await wait_for(
             lambda: all(
                 len(sim.conn_ids(c)) == 2 and victims[c] not in sim.conn_ids(c) for c in CATEGORIES
@@ -155,7 +152,8 @@ async def test_both_connections_skipping_the_same_delta_resync_once(
     topic, key = "orderbook.50.BTCUSDT", ("linear", "BTCUSDT")
     try:
         live_ns = await started(gw, consumer, sim, 2)
-        assert sim.skip_delta(topic, category="linear") == 2  # both connections: the same u
+        skip = FaultRequest(FaultKind.SKIP, "linear", topic=topic)
+        assert sim.apply_fault(skip) == 2  # both connections: the same u
         await wait_for(lambda: bool(resyncing_since(consumer, live_ns)), "status resyncing", 10)
         back = time.monotonic()
         await wait_for(lambda: consumer.books_since([key], back), "the book live again", 15)
@@ -245,7 +243,7 @@ async def test_books_follow_the_faster_path_and_a_late_snapshot_never_rolls_back
             assert seen["slow"]["lag_ms"] > 150  # about the relay's 300 ms
             # A reconnect through the slow path: its snapshot is 0.3 s old when it arrives.
             for conn_id in slow_ids:
-                sim.drop(conn_id=conn_id)
+                sim.apply_fault(FaultRequest(FaultKind.DROP, conn_id=conn_id))
             await wait_for(
                 lambda: (
                     (sources(gw.builder).get("slow/linear#0") or {}).get("older_snapshots", 0) >= 1

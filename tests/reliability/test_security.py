@@ -27,8 +27,6 @@ import orjson
 import pytest
 import zmq
 import zmq.auth
-from fuzz_builder import TrackedBook
-from gateway_stack import ROOT, Service, clean_env, free_port
 from zmq.utils.monitor import recv_monitor_message
 
 from mdgw.core import wire
@@ -42,6 +40,9 @@ from mdgw.runtime.curve import (
     server_keys,
 )
 from mdgw.runtime.settings import ConfigError, Settings, ZmqConfig, load_settings
+from mdgw.testing.endpoints import tcp_endpoint
+from mdgw.testing.processes import ROOT, Service, clean_env
+from mdgw.testing.tracked import TrackedBook
 
 LOOPBACK = ("tcp://127.0.0.1:", "tcp://[::1]:", "tcp://localhost:")
 
@@ -68,8 +69,7 @@ async def test_book_builder_makes_its_ipc_directory_owner_only(tmp_path: Path) -
     # The defaults' relative ipc://var/run/... in a directory where var/ does not exist yet.
     config = tmp_path / "gateway.toml"
     config.write_text(
-        f'[zmq]\npub = "tcp://127.0.0.1:{free_port()}"\n'
-        f'snapshot = "tcp://127.0.0.1:{free_port()}"\n[log]\nformat = "json"\n'
+        f'[zmq]\npub = "{tcp_endpoint()}"\nsnapshot = "{tcp_endpoint()}"\n[log]\nformat = "json"\n'
     )
     builder = Service("book_builder", config, tmp_path / "builder.log", cwd=tmp_path).start()
     try:
@@ -251,8 +251,8 @@ def curve_gateway(tmp_path: Path, rundir: Path) -> Iterator[dict[str, Any]]:
     endpoints = {
         "raw": f"ipc://{rundir}/raw.sock",
         "control": f"ipc://{rundir}/control.sock",
-        "pub": f"tcp://127.0.0.1:{free_port()}",
-        "snapshot": f"tcp://127.0.0.1:{free_port()}",
+        "pub": tcp_endpoint(),
+        "snapshot": tcp_endpoint(),
     }
     lines = ["[zmq]", *(f'{k} = "{v}"' for k, v in endpoints.items())]
     lines += [
@@ -393,7 +393,7 @@ def test_missing_key_files_exit_78_naming_the_key(
     config = tmp_path / "curve.toml"
     config.write_text(
         "[zmq]\ncurve = true\n"
-        f'pub = "tcp://127.0.0.1:{free_port()}"\nsnapshot = "tcp://127.0.0.1:{free_port()}"\n'
+        f'pub = "{tcp_endpoint()}"\nsnapshot = "{tcp_endpoint()}"\n'
         f'raw = "ipc://{tmp_path}/raw.sock"\ncontrol = "ipc://{tmp_path}/control.sock"\n'
         f'curve_server_secret = "{keys}/server.key_secret"\n'
         f'curve_server_public = "{keys}/server.key"\n'

@@ -33,12 +33,15 @@ import orjson
 import pytest
 import zmq
 import zmq.asyncio
-from gateway_stack import ROOT, Gateway, Stream, TruthConsumer, clean_env, sim_params, wait_for
 
 from mdgw.core import wire
 from mdgw.printer.follower import Follower, Outcome
 from mdgw.simulator.market import TruthUnavailableError
 from mdgw.simulator.server import SimulatorServer
+from mdgw.testing.config import Stream, sim_params
+from mdgw.testing.gateway import Gateway
+from mdgw.testing.processes import ROOT, clean_env
+from mdgw.testing.truth import TruthConsumer, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -13,8 +13,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
-from gateway_stack import LONG
-from soak import Options, soak
+
+from mdgw.testing.config import LONG
+from mdgw.testing.soak import Options, soak
 
 pytestmark = pytest.mark.e2e
 

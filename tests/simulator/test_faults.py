@@ -14,7 +14,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from mdgw.simulator.faults import FaultError, FaultKind, FaultRequest, malformed_frame
 from mdgw.simulator.params import SimulatorParams
 from mdgw.simulator.server import SimulatorServer
-from mdgw.simulator.testing import ReferenceBook, recv_frame, recv_until
+from mdgw.testing.reference import ReferenceBook, recv_frame, recv_until
 
 TOPIC = "orderbook.50.BTCUSDT"
 
@@ -56,7 +56,7 @@ async def test_drop_aborts_without_a_close_frame(sim: SimulatorServer) -> None:
     async with connect(sim.ws_url("linear")) as ws, connect(sim.ws_url("spot")) as spared:
         conn_id, _ = await subscribed(ws, TOPIC)
         await subscribed(spared, TOPIC)
-        assert sim.drop(category="linear") == 1
+        assert sim.apply_fault(FaultRequest(FaultKind.DROP, category="linear")) == 1
         with pytest.raises(ConnectionClosed) as closed:
             await recv_until(ws, lambda f: False)
         assert closed.value.rcvd is None  # no close frame: the TCP connection was aborted
@@ -72,7 +72,7 @@ async def test_skip_makes_a_gap_for_one_connection_only(sim: SimulatorServer) ->
     async with connect(sim.ws_url("linear")) as ws, connect(sim.ws_url("linear")) as other:
         conn_id, book = await subscribed(ws, TOPIC)
         _, other_book = await subscribed(other, TOPIC)
-        assert sim.skip_delta(TOPIC, conn_id=conn_id) == 1
+        assert sim.apply_fault(FaultRequest(FaultKind.SKIP, conn_id=conn_id, topic=TOPIC)) == 1
         steps: list[int] = []
         last_u = book.u
         assert last_u is not None
@@ -90,7 +90,7 @@ async def test_skip_makes_a_gap_for_one_connection_only(sim: SimulatorServer) ->
 async def test_restart_sends_u_1_and_the_truth_follows(sim: SimulatorServer) -> None:
     async with connect(sim.ws_url("linear")) as ws:
         _, book = await subscribed(ws, TOPIC)
-        assert sim.restart_topic("linear", TOPIC) == 1
+        assert sim.apply_fault(FaultRequest(FaultKind.RESTART, category="linear", topic=TOPIC)) == 1
         restart = await recv_until(
             ws, lambda f: f.get("topic") == TOPIC and f["type"] == "snapshot"
         )
@@ -107,7 +107,7 @@ async def test_restart_sends_u_1_and_the_truth_follows(sim: SimulatorServer) -> 
 async def test_crossed_delta_crosses_the_book_on_the_wire_only(sim: SimulatorServer) -> None:
     async with connect(sim.ws_url("linear")) as ws:
         conn_id, book = await subscribed(ws, TOPIC)
-        sim.send_crossed(TOPIC, conn_id=conn_id)
+        sim.apply_fault(FaultRequest(FaultKind.CROSSED, conn_id=conn_id, topic=TOPIC))
         while not book.crossed():
             delta = await recv_until(ws, lambda f: f.get("topic") == TOPIC)
             assert delta["data"]["u"] == book.u + 1  # type: ignore[operator]
@@ -123,7 +123,7 @@ async def test_crossed_delta_crosses_the_book_on_the_wire_only(sim: SimulatorSer
 async def test_malformed_frame_is_attributable_invalid_json(sim: SimulatorServer) -> None:
     async with connect(sim.ws_url("linear")) as ws:
         conn_id, book = await subscribed(ws, TOPIC, "orderbook.1.BTCUSDT")
-        sim.send_malformed(TOPIC, conn_id=conn_id)
+        sim.apply_fault(FaultRequest(FaultKind.MALFORMED, conn_id=conn_id, topic=TOPIC))
         while True:
             raw = await next_raw(ws)
             try:
@@ -140,14 +140,16 @@ async def test_oversized_frame_trips_a_4_mib_limit(sim: SimulatorServer) -> None
     limit = 4 * 1024 * 1024
     async with connect(sim.ws_url("linear"), max_size=limit) as small:
         conn_id, _ = await subscribed(small, TOPIC)
-        assert sim.send_oversized(TOPIC, conn_id=conn_id) == 1
+        assert sim.apply_fault(FaultRequest(FaultKind.OVERSIZED, conn_id=conn_id, topic=TOPIC)) == 1
         with pytest.raises(ConnectionClosed) as closed:
             await recv_until(small, lambda f: False, timeout=10)
         assert closed.value.sent is not None
         assert closed.value.sent.code == 1009  # the client gave up: message too big
     async with connect(sim.ws_url("linear"), max_size=None) as big:
         conn_id, _ = await subscribed(big, TOPIC, "publicTrade.BTCUSDT")
-        sim.send_oversized(conn_id=conn_id)  # the next data frame of any topic
+        sim.apply_fault(
+            FaultRequest(FaultKind.OVERSIZED, conn_id=conn_id)
+        )  # the next data frame of any topic
         raw = await recv_until_big(big)
         assert len(raw) >= 5 * 1024 * 1024 > limit
         frame = orjson.loads(raw)
@@ -167,7 +169,7 @@ async def test_silence_sends_nothing_not_even_pongs(sim: SimulatorServer) -> Non
         conn_id, _ = await subscribed(ws, TOPIC)
         await recv_until(ws, lambda f: f.get("topic") == TOPIC)
         started = time.monotonic()
-        assert sim.silence(1.0, conn_id=conn_id) == 1
+        assert sim.apply_fault(FaultRequest(FaultKind.SILENCE, conn_id=conn_id, seconds=1.0)) == 1
         # Drain what was already on its way, then nothing for the rest of the second.
         await ws.send('{"op":"ping"}')
         async with asyncio.timeout(5):
@@ -186,7 +188,7 @@ async def test_silence_sends_nothing_not_even_pongs(sim: SimulatorServer) -> Non
 async def test_mute_pongs_keeps_data_flowing(sim: SimulatorServer) -> None:
     async with connect(sim.ws_url("spot")) as ws:
         conn_id, _ = await subscribed(ws, TOPIC)
-        sim.mute_pongs(0.6, conn_id=conn_id)
+        sim.apply_fault(FaultRequest(FaultKind.MUTE_PONGS, conn_id=conn_id, seconds=0.6))
         await ws.send('{"op":"ping"}')
         started = time.monotonic()
         data = 0
@@ -204,7 +206,7 @@ async def test_mute_pongs_keeps_data_flowing(sim: SimulatorServer) -> None:
 
 
 async def test_refuse_answers_503_then_recovers(sim: SimulatorServer) -> None:
-    sim.refuse(0.5)
+    sim.apply_fault(FaultRequest(FaultKind.REFUSE, seconds=0.5))
     with pytest.raises(InvalidStatus) as refused:
         async with connect(sim.ws_url("linear")):
             pass
@@ -223,9 +225,9 @@ async def test_refuse_answers_503_then_recovers(sim: SimulatorServer) -> None:
 async def test_clear_disarms_pending_faults(sim: SimulatorServer) -> None:
     async with connect(sim.ws_url("linear")) as ws:
         conn_id, book = await subscribed(ws, TOPIC)
-        sim.skip_delta(TOPIC, conn_id=conn_id)
-        sim.mute_pongs(30, conn_id=conn_id)
-        assert sim.clear_faults() == 1
+        sim.apply_fault(FaultRequest(FaultKind.SKIP, conn_id=conn_id, topic=TOPIC))
+        sim.apply_fault(FaultRequest(FaultKind.MUTE_PONGS, conn_id=conn_id, seconds=30))
+        assert sim.apply_fault(FaultRequest(FaultKind.CLEAR)) == 1
         for _ in range(4):
             delta = await recv_until(ws, lambda f: f.get("topic") == TOPIC)
             assert delta["data"]["u"] == book.u + 1  # type: ignore[operator]
@@ -249,9 +251,11 @@ async def test_fault_requests_parse_and_refuse_nonsense(sim: SimulatorServer) ->
         with pytest.raises(FaultError):
             FaultRequest.from_query(query)
     with pytest.raises(FaultError):
-        sim.send_crossed("publicTrade.BTCUSDT")
+        sim.apply_fault(FaultRequest(FaultKind.CROSSED, topic="publicTrade.BTCUSDT"))
     with pytest.raises(FaultError):
-        sim.restart_topic("linear", "orderbook.50.NOSUCH")
+        sim.apply_fault(
+            FaultRequest(FaultKind.RESTART, category="linear", topic="orderbook.50.NOSUCH")
+        )
     assert malformed_frame(b'{"topic":"t","x":1}').startswith(b'{"topic":"t"')
 
 
@@ -269,7 +273,7 @@ async def test_every_connection_gets_the_same_u_and_bytes_and_delay_holds_one_ba
     async with connect(sim.ws_url("linear")) as a, connect(sim.ws_url("linear")) as b:
         await subscribed(a, TOPIC)
         b_id, _ = await subscribed(b, TOPIC)
-        assert sim.delay(0.3, conn_id=b_id) == 1
+        assert sim.apply_fault(FaultRequest(FaultKind.DELAY, conn_id=b_id, seconds=0.3)) == 1
         got_a, got_b = await asyncio.gather(read(a, 40), read(b, 20))
         us = sorted(got_b)
         assert us == list(range(us[0], us[0] + 20))  # late, not lost, in order
@@ -278,4 +282,4 @@ async def test_every_connection_gets_the_same_u_and_bytes_and_delay_holds_one_ba
         for u in common:
             assert got_a[u][1] == got_b[u][1]  # the same bytes for the same u
             assert got_b[u][0] - got_a[u][0] > 0.2  # and 0.3 s later on the delayed one
-        assert sim.clear_faults() >= 0
+        assert sim.apply_fault(FaultRequest(FaultKind.CLEAR)) >= 0

@@ -22,7 +22,7 @@ from mdgw.simulator.market import (
     Window,
     parse_topic,
 )
-from mdgw.simulator.testing import ReferenceBook
+from mdgw.testing.reference import ReferenceBook
 
 T0 = 1_790_000_000_000
 STEP_MS = 50

@@ -33,7 +33,7 @@ A frame fault is a fault on the wire: the market and its truth do not change. On
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -46,8 +46,10 @@ __all__ = [
     "FaultKind",
     "FaultRequest",
     "crossed_frame",
+    "faulty_payload",
     "malformed_frame",
     "oversized_frame",
+    "take_fault",
 ]
 
 DEFAULT_OVERSIZED_BYTES: Final = 5 * 1024 * 1024
@@ -164,3 +166,42 @@ def oversized_frame(payload: bytes, size: int) -> bytes:
     """The same frame with a padding field that makes it at least *size* bytes long."""
     pad = max(0, size - len(payload) - len(b',"pad":""'))
     return payload[:-1] + b',"pad":"' + b"x" * pad + b'"}'
+
+
+def take_fault(
+    armed: list[FaultRequest], topic: str, trade: bool, fresh: bool
+) -> FaultRequest | None:
+    """The first of a connection's *armed* frame faults that this frame fires (removed from
+    the list), or None.
+
+    A fault with a topic waits for a frame of that topic. ``oversized`` fires on any frame;
+    the others on the next frame that advances u (*fresh*), or on a trade frame only when
+    they name its topic.
+    """
+    for index, fault in enumerate(armed):
+        if fault.topic is not None and fault.topic != topic:
+            continue
+        if fault.kind is FaultKind.OVERSIZED:
+            hit = True
+        elif trade:
+            hit = fault.topic is not None
+        else:
+            hit = fresh
+        if hit:
+            del armed[index]
+            return fault
+    return None
+
+
+def faulty_payload(fault: FaultRequest, payload: bytes, crossing_bid: Callable[[], str]) -> bytes:
+    """What a fired frame fault sends instead of *payload* (empty: nothing, for ``skip``).
+
+    *crossing_bid* gives a bid price one tick above the best ask (for ``crossed``).
+    """
+    if fault.kind is FaultKind.SKIP:
+        return b""
+    if fault.kind is FaultKind.CROSSED:
+        return crossed_frame(payload, crossing_bid())
+    if fault.kind is FaultKind.MALFORMED:
+        return malformed_frame(payload)
+    return oversized_frame(payload, fault.size)

@@ -4,23 +4,15 @@ Sans-I/O and deterministic: no clocks, sockets or global randomness. The shell p
 time in (``now_ms``) and decides when a symbol steps; given the same seed and the same
 sequence of calls, the books evolve identically.
 
-Model, per (category, symbol):
+Model, per (category, symbol), one module each:
 
-- a deep book of ``levels`` price levels per side (>= 1000, deeper than the deepest topic),
-  integers of the instrument's price and size units (see :mod:`.instruments`); bids are
-  kept under negated keys so that for both sides "better" means "smaller key";
-- a fair price doing a seeded random walk: bids stay at or below it, asks above it, so the
-  book is never crossed; each step cancels, joins, resizes and inserts a few levels (the
-  touch changes often, the deep book rarely), trades take liquidity at the touch, and the
-  far end is refilled so each side keeps exactly ``levels`` levels;
-- every depth topic (``orderbook.{1,50,200,1000}.SYMBOL``) is a window on that one deep
-  book. Its delta is the difference between the window at its previous message and now:
-  changed levels, levels leaving the window as size ``"0"``, levels entering as inserts.
-  Applying snapshot + deltas reproduces the window exactly. A topic sends nothing when its
-  window did not change (no empty deltas), and at most one message per Bybit push interval
-  (50: 20 ms, 200: 100 ms, 1000: 200 ms); changes in between are merged into one delta.
-  ``orderbook.1`` is snapshot-only: a new snapshot (``u`` + 1) when the top changes, the
-  same ``u`` re-sent after ``resend_interval`` without change (:meth:`Market.resends`).
+- :mod:`.book`: a deep book of ``levels`` price levels per side and the seeded random walk
+  of its fair price (never crossed); trades (here) take liquidity at the touch;
+- :mod:`.topics`: every depth topic (``orderbook.{1,50,200,1000}.SYMBOL``) is a window on
+  that one deep book, whose deltas are the window's changes, at most one message per Bybit
+  push interval. ``orderbook.1`` is snapshot-only: a new snapshot (``u`` + 1) when the top
+  changes, the same ``u`` re-sent after ``resend_interval`` without change
+  (:meth:`Market.resends`);
 - each topic has its own ``u`` (+1 per message, starting at a large seeded number); ``seq``
   is the symbol's cross sequence, increasing across its topics and trades.
 
@@ -29,27 +21,25 @@ request, a restart): from then on it keeps its ``u`` going like Bybit's engine d
 anybody listens or not. Frames are only encoded for topics somebody subscribed to
 (:meth:`Market.subscribe`, :meth:`Market.unlisten`).
 
-Truth: :meth:`Market.truth` gives the exact window of a topic at any ``u`` it has sent,
-for the last ``truth_history`` market steps of the symbol (an undo log of the deep book).
+Truth (:mod:`.truth`): :meth:`Market.truth` gives the exact window of a topic at any ``u``
+it has sent, for the last ``truth_history`` market steps of the symbol (an undo log of the
+deep book).
 """
 
 from __future__ import annotations
 
-import itertools
 import random
 import uuid
-from array import array
-from bisect import bisect_right, insort
-from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from heapq import nsmallest
-from itertools import chain, pairwise
-from typing import Any, Final, Literal
+from itertools import pairwise
+from typing import Any
 
-import orjson
-
+from mdgw.simulator.book import DeepBook
+from mdgw.simulator.frames import Frame, FrameKind, Print, book_payload, trade_payload
 from mdgw.simulator.instruments import CATEGORIES, Category, Instrument, instrument_for
+from mdgw.simulator.topics import DEPTHS, PUSH_INTERVAL_MS, BookTopic, parse_topic, window_delta
+from mdgw.simulator.truth import Levels, TruthLog, TruthUnavailableError, Window
 
 __all__ = [
     "DEPTHS",
@@ -62,24 +52,6 @@ __all__ = [
     "Window",
     "parse_topic",
 ]
-
-DEPTHS: Final = (1, 50, 200, 1000)
-# Bybit's push interval per depth (docs: orderbook, 2026); level 1 goes out on every change.
-PUSH_INTERVAL_MS: Final[dict[int, int]] = {1: 0, 50: 20, 200: 100, 1000: 200}
-
-FrameKind = Literal["snapshot", "delta", "trade"]
-# One side of a window: (price, size) strings, best first.
-Levels = list[tuple[str, str]]
-
-_INF: Final = 1 << 62  # a boundary key past every level: "the window holds the whole side"
-_MOVE_P: Final = 0.08  # chance per step that the fair price moves one tick
-_JOIN_P: Final = 0.35  # chance per step that a new level improves the touch
-_RANK_MEAN: Final = 12.0  # mean book rank of a quote change: the touch moves most
-_GAP_MEAN: Final = 1.2  # mean count of empty ticks between levels
-
-
-class TruthUnavailableError(LookupError):
-    """The topic never sent this ``u``, or it is older than the kept history."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,145 +67,6 @@ class MarketParams:
     truth_history: int = 2000  # market steps per symbol kept for truth()
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
-    """One data frame, encoded once for every subscriber of its topic."""
-
-    category: Category
-    topic: str
-    symbol: str
-    kind: FrameKind
-    u: int  # 0 for trades
-    # True when the frame moves the topic to a new u (a delta, or a level-1 snapshot of a
-    # new top); False for re-sends and for the snapshot a new subscriber gets.
-    fresh: bool
-    payload: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Window:
-    """A topic's book at one ``u``: price and size strings exactly as the frames print them."""
-
-    u: int
-    bids: Levels
-    asks: Levels
-
-
-def parse_topic(topic: str) -> tuple[int, str] | None:
-    """``orderbook.50.BTCUSDT`` -> (50, "BTCUSDT"); ``publicTrade.X`` -> (0, "X"); else None.
-
-    Depth 0 stands for the trade topic. Depths Bybit does not offer give None.
-    """
-    kind, _, rest = topic.partition(".")
-    if kind == "publicTrade":
-        return (0, rest) if rest and "." not in rest else None
-    if kind == "orderbook":
-        depth_text, _, symbol = rest.partition(".")
-        # "orderbook.050.X" is not a Bybit topic even though int("050") == 50.
-        if (
-            depth_text.isdigit()
-            and int(depth_text) in DEPTHS
-            and str(int(depth_text)) == depth_text
-            and symbol
-            and "." not in symbol
-        ):
-            return int(depth_text), symbol
-    return None
-
-
-class _Side:
-    """One side of the deep book, with the sizes its levels had before the current step."""
-
-    __slots__ = ("keys", "pend", "sizes")
-
-    def __init__(self) -> None:
-        self.keys: list[int] = []  # ascending: best first (bids are stored negated)
-        self.sizes: dict[int, int] = {}
-        # key -> size before this step (0: absent), recorded at the first touch of the step.
-        self.pend: dict[int, int] = {}
-
-    def boundary(self, depth: int) -> int:
-        """The worst key inside a window of *depth* levels (_INF when the side is shorter)."""
-        return self.keys[depth - 1] if len(self.keys) >= depth else _INF
-
-    def top(self, depth: int) -> list[tuple[int, int]]:
-        sizes = self.sizes
-        return [(key, sizes[key]) for key in self.keys[:depth]]
-
-
-class _BookTopic:
-    __slots__ = (
-        "bound_a",
-        "bound_b",
-        "depth",
-        "history",
-        "interval",
-        "last_cts",
-        "last_emit_ms",
-        "last_sent_ms",
-        "last_seq",
-        "last_top",
-        "listening",
-        "name",
-        "pend_a",
-        "pend_b",
-        "u",
-    )
-
-    def __init__(self, name: str, depth: int, u: int, step: int, history: int) -> None:
-        self.name = name
-        self.depth = depth
-        self.interval = PUSH_INTERVAL_MS[depth]
-        self.u = u
-        self.history: deque[tuple[int, int]] = deque([(u, step)], maxlen=history)
-        self.listening = False
-        self.bound_b = _INF
-        self.bound_a = _INF
-        # Sizes at the topic's previous message of every level touched since (first touch).
-        self.pend_b: dict[int, int] = {}
-        self.pend_a: dict[int, int] = {}
-        self.last_top: tuple[int, int, int, int] = (0, 0, 0, 0)
-        self.last_emit_ms = -(1 << 62)
-        self.last_sent_ms = 0
-        self.last_seq = 0
-        self.last_cts = 0
-
-
-def _window_delta(
-    side: _Side, depth: int, old_bound: int, pend: Mapping[int, int]
-) -> list[tuple[int, int]]:
-    """Levels of a *depth* window that differ from the window before *pend*'s changes.
-
-    (key, size) pairs sorted best first; size 0 means the level left the window.
-    """
-    keys = side.keys
-    sizes = side.sizes
-    count = len(keys)
-    new_bound = keys[depth - 1] if count >= depth else _INF
-    out: dict[int, int] = {}
-    for key, old in pend.items():
-        new = sizes.get(key, 0)
-        was_in = old > 0 and key <= old_bound
-        if new > 0 and key <= new_bound:
-            if not was_in or old != new:
-                out[key] = new
-        elif was_in:
-            out[key] = 0
-    if new_bound > old_bound:
-        # The window reaches further than before: untouched levels come in.
-        start = bisect_right(keys, old_bound)
-        for key in keys[start : min(depth, count)]:
-            if key not in pend:
-                out[key] = sizes[key]
-    elif new_bound < old_bound:
-        # The window ends earlier than before: untouched levels drop out.
-        stop = bisect_right(keys, old_bound)
-        for key in keys[depth:stop]:
-            if key not in pend:
-                out[key] = 0
-    return sorted(out.items())
-
-
 class _SymbolMarket:
     """The deep book of one (category, symbol) and the topics that watch it."""
 
@@ -245,114 +78,21 @@ class _SymbolMarket:
         name = f"{params.seed}/{inst.category}/{inst.symbol}"
         self.seed_name = name
         self.rng = random.Random(name)
-        self.levels = params.levels
         self.history = params.truth_history
         self.trades_per_step = params.trade_rate / params.rate if params.rate > 0 else 0.0
-        self.bids = _Side()
-        self.asks = _Side()
-        self.fair = inst.start_price
         self.step_no = 0
         ids = random.Random(name + "/ids")
         self.seq = ids.randrange(10**9, 10**11)
         self.spot_trade_id = 2_200_000_000_000_000_000 + ids.randrange(10**17)
         self.last_trade_price = 0
         self.last_tick_up = True
-        self.topics: dict[int, _BookTopic] = {}
+        self.topics: dict[int, BookTopic] = {}
         self.trades_listening = False
-        # Undo log, one entry per step since a book topic was first tracked (so the newest
-        # is step_no): [bid pair count, bid key, previous size, ..., ask key, previous size, ...].
-        # One flat array a step keeps 500 symbols x 2000 steps at about 150 MB.
-        self.log: deque[array[int]] = deque(maxlen=params.truth_history)
-        self._build()
-
-    # --- the deep book ----------------------------------------------------------------
-
-    def _draw_size(self) -> int:
-        return max(1, int(self.inst.typical_size * self.rng.lognormvariate(0.0, 1.1)))
-
-    def _gap(self) -> int:
-        return self.inst.tick * (1 + int(self.rng.expovariate(1.0 / _GAP_MEAN)))
-
-    def _build(self) -> None:
-        tick = self.inst.tick
-        price = self.fair
-        for _ in range(self.levels):
-            if price < tick:
-                break
-            self.bids.keys.append(-price)
-            self.bids.sizes[-price] = self._draw_size()
-            price -= self._gap()
-        price = self.fair + tick
-        for _ in range(self.levels):
-            self.asks.keys.append(price)
-            self.asks.sizes[price] = self._draw_size()
-            price += self._gap()
-
-    def _set(self, side: _Side, key: int, size: int) -> None:
-        sizes = side.sizes
-        old = sizes.get(key, 0)
-        if key not in side.pend:
-            side.pend[key] = old
-        if size > 0:
-            if not old:
-                insort(side.keys, key)
-            sizes[key] = size
-        elif old:
-            del sizes[key]
-            keys = side.keys
-            del keys[bisect_right(keys, key) - 1]
-
-    def _quote(self) -> None:
-        """Resting orders come and go: the fair price walks, the touch is joined, levels change."""
-        rng = self.rng
-        tick = self.inst.tick
-        bids, asks = self.bids, self.asks
-        if rng.random() < _MOVE_P:
-            step = tick if rng.random() < 0.5 else -tick
-            if self.fair + step >= 2 * tick:
-                self.fair += step
-            # Orders on the wrong side of the new fair price are pulled: never crossed.
-            while bids.keys and -bids.keys[0] > self.fair:
-                self._set(bids, bids.keys[0], 0)
-            while asks.keys and asks.keys[0] <= self.fair:
-                self._set(asks, asks.keys[0], 0)
-        if rng.random() < _JOIN_P:
-            if rng.random() < 0.5:
-                if bids.keys and -bids.keys[0] < self.fair:
-                    self._set(bids, bids.keys[0] - tick, self._draw_size())
-            elif asks.keys and asks.keys[0] > self.fair + tick:
-                self._set(asks, asks.keys[0] - tick, self._draw_size())
-        for _ in range(1 + int(rng.random() * 4)):
-            side = bids if rng.random() < 0.5 else asks
-            keys = side.keys
-            if not keys:
-                continue
-            rank = min(int(rng.expovariate(1.0 / _RANK_MEAN)), len(keys) - 1)
-            key = keys[rank]
-            roll = rng.random()
-            if roll < 0.6:
-                self._set(side, key, self._draw_size())
-            elif roll < 0.8:
-                if rank > 0 or roll < 0.65:
-                    self._set(side, key, 0)
-            elif rank + 1 < len(keys):
-                # A new level in the gap behind this one (further from the touch).
-                room = (keys[rank + 1] - key) // tick - 1
-                if room > 0:
-                    self._set(side, key + tick * (1 + rng.randrange(room)), self._draw_size())
-
-    def _refill(self) -> None:
-        """Keep exactly ``levels`` levels a side: add or drop at the far end."""
-        tick = self.inst.tick
-        for side, is_bid in ((self.bids, True), (self.asks, False)):
-            keys = side.keys
-            while keys and len(keys) < self.levels:
-                key = keys[-1] + self._gap()
-                if is_bid and -key < tick:
-                    break
-                self._set(side, key, self._draw_size())
-            while len(keys) > self.levels:
-                self._set(side, keys[-1], 0)
+        # One entry per step since a book topic was first tracked (so the newest is step_no).
+        self.truth = TruthLog(params.truth_history)
+        self.book = DeepBook(inst, params.levels, self.rng)
+        self.bids = self.book.bids
+        self.asks = self.book.asks
 
     # --- trades -----------------------------------------------------------------------
 
@@ -364,7 +104,7 @@ class _SymbolMarket:
         want = max(1, int(self.inst.typical_size * rng.lognormvariate(-1.2, 1.3)))
         self.seq += 1 + rng.randrange(40)
         fill_ms = now_ms - rng.randrange(5)
-        prints: list[tuple[int, int, str, str]] = []  # price, size, tick direction, id
+        prints: list[Print] = []
         while want > 0 and len(side.keys) > 1:
             key = side.keys[0]
             avail = side.sizes[key]
@@ -376,7 +116,7 @@ class _SymbolMarket:
             bounds = [0, *cuts, take]
             for lo, hi in pairwise(bounds):
                 prints.append((price, hi - lo, self._tick_direction(price), self._trade_id()))
-            self._set(side, key, avail - take)
+            self.book.set(side, key, avail - take)
             want -= take
         if self.trades_listening and prints:
             frames.append(self._trade_frame(buy, prints, fill_ms))
@@ -395,47 +135,10 @@ class _SymbolMarket:
             return str(self.spot_trade_id)
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=5))
 
-    def _trade_frame(self, buy: bool, prints: list[tuple[int, int, str, str]], t_ms: int) -> Frame:
-        inst = self.inst
-        taker = "Buy" if buy else "Sell"
+    def _trade_frame(self, buy: bool, prints: list[Print], t_ms: int) -> Frame:
+        payload = trade_payload(self.inst, self.seq, buy, prints, t_ms)
         topic = f"publicTrade.{self.symbol}"
-        data: list[dict[str, Any]]
-        obj: dict[str, Any]
-        if self.spot:
-            # Spot's field order and numeric-string ids, as recorded; no tick direction.
-            data = [
-                {
-                    "i": trade_id,
-                    "T": t_ms,
-                    "p": inst.price_str(price),
-                    "v": inst.size_str(size),
-                    "S": taker,
-                    "seq": self.seq,
-                    "s": self.symbol,
-                    "BT": False,
-                    "RPI": False,
-                }
-                for price, size, _, trade_id in prints
-            ]
-            obj = {"topic": topic, "ts": t_ms + 1, "type": "snapshot", "data": data}
-        else:
-            data = [
-                {
-                    "T": t_ms,
-                    "s": self.symbol,
-                    "S": taker,
-                    "v": inst.size_str(size),
-                    "p": inst.price_str(price),
-                    "L": direction,
-                    "i": trade_id,
-                    "BT": False,
-                    "RPI": False,
-                    "seq": self.seq,
-                }
-                for price, size, direction, trade_id in prints
-            ]
-            obj = {"topic": topic, "type": "snapshot", "ts": t_ms + 1, "data": data}
-        return Frame(self.category, topic, self.symbol, "trade", 0, True, orjson.dumps(obj))
+        return Frame(self.category, topic, self.symbol, "trade", 0, True, payload)
 
     # --- one market step --------------------------------------------------------------
 
@@ -447,8 +150,8 @@ class _SymbolMarket:
         for _ in range(trades):
             self._trade(now_ms, frames)
         if quotes:
-            self._quote()
-        self._refill()
+            self.book.quote()
+        self.book.refill()
         self._emit(now_ms, frames)
         return frames
 
@@ -459,10 +162,7 @@ class _SymbolMarket:
         bids, asks = self.bids, self.asks
         pend_b, pend_a = bids.pend, asks.pend
         if self.topics:
-            undo = array("q", (len(pend_b),))
-            undo.extend(chain.from_iterable(pend_b.items()))
-            undo.extend(chain.from_iterable(pend_a.items()))
-            self.log.append(undo)
+            self.truth.record(pend_b, pend_a)
             for topic in self.topics.values():
                 if topic.depth == 1:
                     self._emit_top(topic, now_ms, cts, frames)
@@ -480,12 +180,12 @@ class _SymbolMarket:
         bids.pend = {}
         asks.pend = {}
 
-    def _emit_window(self, topic: _BookTopic, now_ms: int, cts: int, frames: list[Frame]) -> None:
+    def _emit_window(self, topic: BookTopic, now_ms: int, cts: int, frames: list[Frame]) -> None:
         if not topic.pend_b and not topic.pend_a:
             return
         depth = topic.depth
-        delta_b = _window_delta(self.bids, depth, topic.bound_b, topic.pend_b)
-        delta_a = _window_delta(self.asks, depth, topic.bound_a, topic.pend_a)
+        delta_b = window_delta(self.bids, depth, topic.bound_b, topic.pend_b)
+        delta_a = window_delta(self.asks, depth, topic.bound_a, topic.pend_a)
         topic.pend_b = {}
         topic.pend_a = {}
         topic.bound_b = self.bids.boundary(depth)
@@ -494,13 +194,23 @@ class _SymbolMarket:
             return  # the window did not move: Bybit sends no empty deltas
         self._advance_u(topic, now_ms, cts)
         if topic.listening:
-            payload = self._book_payload(topic, "delta", delta_b, delta_a, ts=now_ms, cts=cts)
+            payload = book_payload(
+                self.inst,
+                topic.name,
+                "delta",
+                delta_b,
+                delta_a,
+                u=topic.u,
+                seq=topic.last_seq,
+                ts=now_ms,
+                cts=cts,
+            )
             frames.append(
                 Frame(self.category, topic.name, self.symbol, "delta", topic.u, True, payload)
             )
 
-    def _emit_top(self, topic: _BookTopic, now_ms: int, cts: int, frames: list[Frame]) -> None:
-        top = self._top()
+    def _emit_top(self, topic: BookTopic, now_ms: int, cts: int, frames: list[Frame]) -> None:
+        top = self.book.top()
         if top == topic.last_top:
             return
         topic.last_top = top
@@ -508,7 +218,7 @@ class _SymbolMarket:
         if topic.listening:
             frames.append(self._snapshot_frame(topic, now_ms, cts, fresh=True))
 
-    def _advance_u(self, topic: _BookTopic, now_ms: int, cts: int) -> None:
+    def _advance_u(self, topic: BookTopic, now_ms: int, cts: int) -> None:
         topic.u += 1
         topic.history.append((topic.u, self.step_no))
         topic.last_emit_ms = now_ms
@@ -516,101 +226,64 @@ class _SymbolMarket:
         topic.last_seq = self.seq
         topic.last_cts = cts
 
-    def _top(self) -> tuple[int, int, int, int]:
-        bids, asks = self.bids, self.asks
-        bid, ask = bids.keys[0], asks.keys[0]
-        return bid, bids.sizes[bid], ask, asks.sizes[ask]
-
     # --- frames -----------------------------------------------------------------------
 
-    def _book_payload(
-        self,
-        topic: _BookTopic,
-        kind: str,
-        bids: Iterable[tuple[int, int]],
-        asks: Iterable[tuple[int, int]],
-        *,
-        ts: int,
-        cts: int,
-    ) -> bytes:
-        price = self.inst.price_str
-        size = self.inst.size_str
-        data = {
-            "s": self.symbol,
-            "b": [[price(-key), size(qty) if qty else "0"] for key, qty in bids],
-            "a": [[price(key), size(qty) if qty else "0"] for key, qty in asks],
-            "u": topic.u,
-            "seq": topic.last_seq,
-        }
-        # Key order as recorded: spot puts ts before type, derivatives after.
-        if self.spot:
-            obj = {"topic": topic.name, "ts": ts, "type": kind, "data": data, "cts": cts}
-        else:
-            obj = {"topic": topic.name, "type": kind, "ts": ts, "data": data, "cts": cts}
-        return orjson.dumps(obj)
-
-    def _snapshot_frame(self, topic: _BookTopic, ts: int, cts: int, *, fresh: bool) -> Frame:
+    def _snapshot_frame(self, topic: BookTopic, ts: int, cts: int, *, fresh: bool) -> Frame:
         depth = topic.depth
-        payload = self._book_payload(
-            topic, "snapshot", self.bids.top(depth), self.asks.top(depth), ts=ts, cts=cts
+        bids, asks = self.bids.top(depth), self.asks.top(depth)
+        payload = book_payload(
+            self.inst,
+            topic.name,
+            "snapshot",
+            bids,
+            asks,
+            u=topic.u,
+            seq=topic.last_seq,
+            ts=ts,
+            cts=cts,
         )
         return Frame(self.category, topic.name, self.symbol, "snapshot", topic.u, fresh, payload)
 
     # --- topics -----------------------------------------------------------------------
 
-    def track(self, depth: int, now_ms: int) -> _BookTopic:
+    def track(self, depth: int, now_ms: int) -> BookTopic:
         topic = self.topics.get(depth)
         if topic is None:
             name = f"orderbook.{depth}.{self.symbol}"
             start = random.Random(f"{self.seed_name}/u{depth}").randrange(10**6, 8 * 10**7)
-            topic = _BookTopic(name, depth, start + self.step_no, self.step_no, self.history)
+            topic = BookTopic(name, depth, start + self.step_no, self.step_no, self.history)
             topic.bound_b = self.bids.boundary(depth)
             topic.bound_a = self.asks.boundary(depth)
-            topic.last_top = self._top()
+            topic.last_top = self.book.top()
             topic.last_sent_ms = now_ms
             topic.last_seq = self.seq
             topic.last_cts = now_ms
             self.topics[depth] = topic
         return topic
 
-    def flush(self, topic: _BookTopic, now_ms: int) -> list[Frame]:
+    def flush(self, topic: BookTopic, now_ms: int) -> list[Frame]:
         """Send what a push interval held back, so the book and the topic's u agree again."""
         frames: list[Frame] = []
         if topic.depth > 1:
             self._emit_window(topic, now_ms, topic.last_cts, frames)
         return frames
 
-    def restart(self, topic: _BookTopic, now_ms: int) -> Frame:
+    def restart(self, topic: BookTopic, now_ms: int) -> Frame:
         """A ``u = 1`` snapshot, as after a restart of Bybit's service; deltas go on from 1."""
         topic.u = 0
         topic.pend_b = {}
         topic.pend_a = {}
         topic.bound_b = self.bids.boundary(topic.depth)
         topic.bound_a = self.asks.boundary(topic.depth)
-        topic.last_top = self._top()
+        topic.last_top = self.book.top()
         self._advance_u(topic, now_ms, now_ms)
         return self._snapshot_frame(topic, now_ms, now_ms, fresh=True)
 
     # --- truth ------------------------------------------------------------------------
 
-    def window(self, topic: _BookTopic, u: int) -> tuple[list[tuple[int, int]], ...]:
+    def window(self, topic: BookTopic, u: int) -> tuple[list[tuple[int, int]], ...]:
         """The topic's window at *u* as (key, size) pairs of bids and asks."""
-        step = next((s for seen, s in reversed(topic.history) if seen == u), None)
-        if step is None:
-            raise TruthUnavailableError(f"{topic.name} has not sent u={u} (or it is too old)")
-        depth = topic.depth
-        if step == self.step_no:
-            return self.bids.top(depth), self.asks.top(depth)
-        if self.step_no - len(self.log) > step:
-            raise TruthUnavailableError(f"{topic.name} u={u} is older than the kept history")
-        undo_b: dict[int, int] = {}
-        undo_a: dict[int, int] = {}
-        # Walking back in time: the last value written is the oldest, the one we want.
-        for undo in itertools.islice(reversed(self.log), self.step_no - step):
-            split = 1 + 2 * undo[0]
-            undo_b.update(zip(undo[1:split:2], undo[2:split:2], strict=True))
-            undo_a.update(zip(undo[split::2], undo[split + 1 :: 2], strict=True))
-        return _rewound(self.bids, undo_b, depth), _rewound(self.asks, undo_a, depth)
+        return self.truth.window(self.book, topic, u, self.step_no)
 
     def render(self, levels: list[tuple[int, int]], bids: bool) -> Levels:
         price, size = self.inst.price_str, self.inst.size_str
@@ -618,20 +291,10 @@ class _SymbolMarket:
         return [(price(sign * key), size(qty)) for key, qty in levels]
 
 
-def _rewound(side: _Side, undo: Mapping[int, int], depth: int) -> list[tuple[int, int]]:
-    sizes = dict(side.sizes)
-    for key, old in undo.items():
-        if old:
-            sizes[key] = old
-        else:
-            sizes.pop(key, None)
-    return [(key, sizes[key]) for key in nsmallest(depth, sizes)]
-
-
 @dataclass
 class _L1Entry:
     market: _SymbolMarket
-    topic: _BookTopic
+    topic: BookTopic
 
 
 @dataclass

@@ -1,12 +1,9 @@
-"""The simulator's I/O shell: websockets server, send loop, fault switches, HTTP endpoints.
+"""The simulator's I/O shell: websockets server, send loop, fault switches.
 
 One port serves everything (``websockets.asyncio.server.serve`` with ``process_request``):
-
-- ``ws://host:port/v5/public/{spot|linear|inverse}``: Bybit v5 public streams;
-- ``GET /v5/market/orderbook?category=&symbol=&limit=``: Bybit's REST order book;
-- ``POST /sim/fault?kind=…``: fault switches (:mod:`.faults`), used by the CLI;
-- ``GET /sim/status``: connections and their subscriptions;
-- ``GET /sim/truth?category=&symbol=&depth=&u=``: the true window of a topic at a u.
+the Bybit v5 public streams at ``ws://host:port/v5/public/{spot|linear|inverse}``, and the
+HTTP routes of :mod:`.routes` (Bybit's REST order book, ``/sim/fault``, ``/sim/status``,
+``/sim/truth``).
 
 Send loop: one timer tick every ``tick_interval`` (20 ms) runs every symbol step that is
 due (symbols are spread evenly over the step period), hands each frame to the subscribers
@@ -14,103 +11,48 @@ of its topic, and then writes each touched connection's frames with one system c
 is encoded once by the market; every subscriber gets the same bytes (framed by the
 websockets sans-I/O protocol, no re-encoding). There is no per-message ``await``.
 
-Faults are methods of :class:`SimulatorServer`, callable from tests, and reachable over HTTP
-for ``python -m mdgw.simulator fault …``.
+Faults: :meth:`SimulatorServer.apply_fault` carries out a :class:`~.faults.FaultRequest`
+(``sim.apply_fault(FaultRequest(FaultKind.SKIP, category="linear", topic=...))`` from tests),
+also reachable over HTTP for ``python -m mdgw.simulator fault …``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import http
 import random
 import time
 import uuid
-from collections import deque
-from collections.abc import Callable
-from email.utils import formatdate
 from types import TracebackType
-from typing import Any, Final
-from urllib.parse import parse_qsl, urlsplit
+from typing import Any
+from urllib.parse import urlsplit
 
-import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed, InvalidState
-from websockets.http11 import Request, Response
 
 from mdgw.runtime.logging import get_logger
+from mdgw.simulator.connection import Client
 from mdgw.simulator.faults import (
     FRAME_FAULTS,
     FaultError,
     FaultKind,
     FaultRequest,
-    crossed_frame,
-    malformed_frame,
-    oversized_frame,
+    faulty_payload,
+    take_fault,
 )
-from mdgw.simulator.instruments import CATEGORIES
-from mdgw.simulator.market import DEPTHS, Frame, Market, TruthUnavailableError, parse_topic
+from mdgw.simulator.market import Frame, Market, parse_topic
 from mdgw.simulator.params import SimulatorParams
 from mdgw.simulator.protocol import Reply, Session, Subscribed
+from mdgw.simulator.routes import WS_PREFIX, HttpRoutes
 
 __all__ = ["SimulatorServer"]
 
-WS_PREFIX: Final = "/v5/public/"
-REST_LIMIT_MAX: Final = 1000
-# Bybit answers REST errors with HTTP 200 and a retCode; 10001 is its "params error".
-PARAMS_ERROR: Final = 10001
 
 log = get_logger()
 
 
 def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def _json_response(status: int, body: object) -> Response:
-    payload = orjson.dumps(body)
-    headers = Headers(
-        [
-            ("Date", formatdate(usegmt=True)),
-            ("Connection", "close"),
-            ("Content-Length", str(len(payload))),
-            ("Content-Type", "application/json"),
-        ]
-    )
-    return Response(status, http.HTTPStatus(status).phrase, headers, payload)
-
-
-class _Client:
-    """One websocket connection: its protocol session and its fault state."""
-
-    __slots__ = (
-        "category",
-        "conn_id",
-        "delay",
-        "delayed",
-        "faults",
-        "frames",
-        "muted_until",
-        "send_text",
-        "session",
-        "silent_until",
-        "ws",
-    )
-
-    def __init__(self, ws: ServerConnection, category: str, session: Session) -> None:
-        self.ws = ws
-        self.category = category
-        self.session = session
-        self.conn_id = session.conn_id
-        # The sans-I/O protocol's send: frames the bytes into its buffer, no I/O, no await.
-        self.send_text = ws.protocol.send_text
-        self.faults: list[FaultRequest] = []  # armed frame faults, fired in order
-        self.silent_until = 0.0
-        self.muted_until = 0.0
-        self.frames = 0
-        self.delay = 0.0  # seconds every frame waits (the delay fault)
-        self.delayed: deque[tuple[float, bytes]] = deque()  # (due, payload), in order
 
 
 class SimulatorServer:
@@ -125,12 +67,12 @@ class SimulatorServer:
         self.params = params
         self.market = Market(params.market())
         self._symbols = self.market.symbols()
-        self._clients: dict[str, _Client] = {}
-        self._subs: dict[tuple[str, str], set[_Client]] = {}
-        self._touched: set[_Client] = set()
-        self._faulted: set[_Client] = set()  # clients with armed frame faults
-        self._silent: set[_Client] = set()
-        self._delayed: set[_Client] = set()  # clients with the delay fault
+        self._clients: dict[str, Client] = {}
+        self._subs: dict[tuple[str, str], set[Client]] = {}
+        self._touched: set[Client] = set()
+        self._faulted: set[Client] = set()  # clients with armed frame faults
+        self._silent: set[Client] = set()
+        self._delayed: set[Client] = set()  # clients with the delay fault
         self._refuse_until = 0.0
         self._now = 0.0  # loop time of the current tick
         self._server: Server | None = None
@@ -150,7 +92,7 @@ class SimulatorServer:
             self._handle,
             self.params.host,
             self.params.port,
-            process_request=self._process_request,
+            process_request=HttpRoutes(self).process_request,
             compression=None,  # Bybit's v5 servers are used without permessage-deflate
             ping_interval=None,  # clients keep the connection alive with {"op":"ping"}
             max_size=2**20,
@@ -223,7 +165,7 @@ class SimulatorServer:
             lambda topic: self.market.topic_exists(category, topic),
             lambda: order.random() < chance,
         )
-        client = _Client(ws, category, session)
+        client = Client(ws, category, session)
         self._clients[conn_id] = client
         log.info("connection_opened", conn_id=conn_id, category=category)
         try:
@@ -242,7 +184,7 @@ class SimulatorServer:
                 code=ws.close_code,
             )
 
-    def _on_message(self, client: _Client, message: str | bytes) -> None:
+    def _on_message(self, client: Client, message: str | bytes) -> None:
         outcome = client.session.receive(message)
         self._now = asyncio.get_running_loop().time()
         if isinstance(outcome, Reply):
@@ -256,7 +198,7 @@ class SimulatorServer:
                 self._unsubscribe(client, topic)
             self._send_now(client, outcome.ack.payload)
 
-    def _subscribe(self, client: _Client, outcome: Subscribed) -> None:
+    def _subscribe(self, client: Client, outcome: Subscribed) -> None:
         now_ms = _wall_ms()
         snapshots: list[Frame] = []
         for topic in outcome.topics:
@@ -275,7 +217,7 @@ class SimulatorServer:
             self._send_now(client, outcome.ack.payload)
         self._flush()
 
-    def _unsubscribe(self, client: _Client, topic: str) -> None:
+    def _unsubscribe(self, client: Client, topic: str) -> None:
         key = (client.category, topic)
         subscribers = self._subs.get(key)
         if subscribers is None:
@@ -285,7 +227,7 @@ class SimulatorServer:
             del self._subs[key]
             self.market.unlisten(client.category, topic)
 
-    def _forget(self, client: _Client) -> None:
+    def _forget(self, client: Client) -> None:
         for topic in client.session.topics:
             self._unsubscribe(client, topic)
         self._clients.pop(client.conn_id, None)
@@ -296,7 +238,7 @@ class SimulatorServer:
 
     # --- sending ----------------------------------------------------------------------
 
-    def _send_now(self, client: _Client, payload: bytes) -> None:
+    def _send_now(self, client: Client, payload: bytes) -> None:
         """Send a control frame (ack, pong, error) unless the connection is silenced."""
         if client.silent_until > self._now:
             return
@@ -330,15 +272,21 @@ class SimulatorServer:
             touched.add(client)
         self._frames_out += len(subscribers)
 
-    def _deliver(self, client: _Client, frame: Frame) -> None:
+    def _deliver(self, client: Client, frame: Frame) -> None:
         """One frame to one client, through its faults."""
         if client.silent_until > self._now:
             return
         payload = frame.payload
         if client.faults:
-            fault = self._take_fault(client, frame)
+            fault = take_fault(client.faults, frame.topic, frame.kind == "trade", frame.fresh)
             if fault is not None:
-                payload = self._faulty_payload(fault, frame)
+                if not client.faults:
+                    self._faulted.discard(client)
+                payload = faulty_payload(
+                    fault,
+                    payload,
+                    lambda: self.market.crossing_bid(frame.category, frame.symbol),
+                )
                 log.info(
                     "fault_fired",
                     kind=fault.kind.value,
@@ -376,33 +324,6 @@ class SimulatorServer:
                 self._touched.add(client)
             if not client.delay and not queue:
                 self._delayed.discard(client)
-
-    def _take_fault(self, client: _Client, frame: Frame) -> FaultRequest | None:
-        for index, fault in enumerate(client.faults):
-            if fault.topic is not None and fault.topic != frame.topic:
-                continue
-            if fault.kind is FaultKind.OVERSIZED:
-                hit = True
-            elif frame.kind == "trade":
-                hit = fault.topic is not None
-            else:
-                hit = frame.fresh
-            if hit:
-                del client.faults[index]
-                if not client.faults:
-                    self._faulted.discard(client)
-                return fault
-        return None
-
-    def _faulty_payload(self, fault: FaultRequest, frame: Frame) -> bytes:
-        if fault.kind is FaultKind.SKIP:
-            return b""
-        if fault.kind is FaultKind.CROSSED:
-            bid = self.market.crossing_bid(frame.category, frame.symbol)
-            return crossed_frame(frame.payload, bid)
-        if fault.kind is FaultKind.MALFORMED:
-            return malformed_frame(frame.payload)
-        return oversized_frame(frame.payload, fault.size)
 
     def _flush(self) -> None:
         """Write every touched connection's pending frames, one system call each."""
@@ -541,7 +462,7 @@ class SimulatorServer:
         )
         return hit
 
-    def _select(self, request: FaultRequest) -> list[_Client]:
+    def _select(self, request: FaultRequest) -> list[Client]:
         return [
             client
             for client in self._clients.values()
@@ -562,206 +483,40 @@ class SimulatorServer:
         self._flush()
         return len(self._subs.get((request.category, request.topic), ()))
 
-    def _silence(self, client: _Client, seconds: float) -> None:
-        client.silent_until = self._now + seconds
+    def _silence(self, client: Client, seconds: float) -> None:
+        client.silence(self._now + seconds)
         self._silent.add(client)
-        # Reading stops too, so not even websocket-level pings are answered.
-        client.ws.transport.pause_reading()
         asyncio.get_running_loop().call_later(seconds, self._end_silence, client)
 
-    def _end_silence(self, client: _Client) -> None:
+    def _end_silence(self, client: Client) -> None:
         loop_now = asyncio.get_running_loop().time()
         if client.silent_until > loop_now + 0.001:
             return  # silenced again meanwhile: a later call ends it
-        client.silent_until = 0.0
+        client.end_silence()
         self._silent.discard(client)
-        if not client.ws.transport.is_closing():
-            client.ws.transport.resume_reading()
 
     def _clear(self) -> int:
         hit = len(self._faulted) + len(self._silent)
         for client in self._clients.values():
-            client.faults.clear()
-            client.muted_until = 0.0
-            client.delay = 0.0  # what is held back still goes out, in order
-            if client.silent_until:
-                client.silent_until = 0.0
-                if not client.ws.transport.is_closing():
-                    client.ws.transport.resume_reading()
+            client.clear_faults()
         self._faulted.clear()
         self._silent.clear()
         self._refuse_until = 0.0
         return hit
 
-    # Thin, named wrappers for tests and scripts.
+    # --- state for the HTTP routes (:mod:`.routes`) ----------------------------------------
 
-    def drop(self, *, category: str | None = None, conn_id: str | None = None) -> int:
-        """Abort matching connections' TCP transport: no close frame."""
-        return self.apply_fault(FaultRequest(FaultKind.DROP, category, conn_id))
+    def refusing(self) -> bool:
+        """Whether new websocket upgrades are refused now (the ``refuse`` fault)."""
+        return asyncio.get_running_loop().time() < self._refuse_until
 
-    def skip_delta(
-        self, topic: str | None = None, *, category: str | None = None, conn_id: str | None = None
-    ) -> int:
-        """Do not send the next u-advancing frame of *topic* to matching connections (a gap)."""
-        return self.apply_fault(FaultRequest(FaultKind.SKIP, category, conn_id, topic))
-
-    def restart_topic(self, category: str, topic: str) -> int:
-        """Send a ``u = 1`` snapshot of *topic*; its deltas continue from u = 1."""
-        return self.apply_fault(FaultRequest(FaultKind.RESTART, category, None, topic))
-
-    def send_crossed(
-        self, topic: str | None = None, *, category: str | None = None, conn_id: str | None = None
-    ) -> int:
-        """Replace the next u-advancing frame of *topic* by a crossed one (same u)."""
-        return self.apply_fault(FaultRequest(FaultKind.CROSSED, category, conn_id, topic))
-
-    def send_malformed(
-        self, topic: str | None = None, *, category: str | None = None, conn_id: str | None = None
-    ) -> int:
-        """Replace the next u-advancing frame of *topic* by invalid JSON starting with it."""
-        return self.apply_fault(FaultRequest(FaultKind.MALFORMED, category, conn_id, topic))
-
-    def send_oversized(
-        self,
-        topic: str | None = None,
-        *,
-        category: str | None = None,
-        conn_id: str | None = None,
-        size: int = 5 * 1024 * 1024,
-    ) -> int:
-        """Pad the next data frame of *topic* past *size* bytes."""
-        request = FaultRequest(FaultKind.OVERSIZED, category, conn_id, topic, size=size)
-        return self.apply_fault(request)
-
-    def silence(
-        self, seconds: float, *, category: str | None = None, conn_id: str | None = None
-    ) -> int:
-        """Send and read nothing on matching connections for *seconds* (frames are lost)."""
-        request = FaultRequest(FaultKind.SILENCE, category, conn_id, seconds=seconds)
-        return self.apply_fault(request)
-
-    def mute_pongs(
-        self, seconds: float, *, category: str | None = None, conn_id: str | None = None
-    ) -> int:
-        """Answer no {"op":"ping"} on matching connections for *seconds*."""
-        request = FaultRequest(FaultKind.MUTE_PONGS, category, conn_id, seconds=seconds)
-        return self.apply_fault(request)
-
-    def delay(
-        self, seconds: float, *, category: str | None = None, conn_id: str | None = None
-    ) -> int:
-        """Send everything to matching connections *seconds* late, until clear_faults()."""
-        request = FaultRequest(FaultKind.DELAY, category, conn_id, seconds=seconds)
-        return self.apply_fault(request)
-
-    def refuse(self, seconds: float) -> None:
-        """Answer new websocket upgrades with HTTP 503 for *seconds*."""
-        self.apply_fault(FaultRequest(FaultKind.REFUSE, seconds=seconds))
-
-    def clear_faults(self) -> int:
-        """Disarm pending frame faults; end silences, mutes and refusals."""
-        return self.apply_fault(FaultRequest(FaultKind.CLEAR))
-
-    # --- HTTP -------------------------------------------------------------------------
-
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        parts = urlsplit(request.path)
-        path = parts.path
-        if path.startswith(WS_PREFIX):
-            if path[len(WS_PREFIX) :] not in CATEGORIES:
-                return connection.respond(http.HTTPStatus.NOT_FOUND, "Not Found\n")
-            if asyncio.get_running_loop().time() < self._refuse_until:
-                log.info("connection_refused", path=path)
-                return connection.respond(
-                    http.HTTPStatus.SERVICE_UNAVAILABLE, "Service Unavailable\n"
-                )
-            return None  # the websocket handshake goes on
-        query = dict(parse_qsl(parts.query))
-        routes: dict[tuple[str, str], Callable[[dict[str, str]], Response]] = {
-            ("GET", "/v5/market/orderbook"): self._http_orderbook,
-            ("POST", "/sim/fault"): self._http_fault,
-            ("GET", "/sim/status"): self._http_status,
-            ("GET", "/sim/truth"): self._http_truth,
-        }
-        route = routes.get((request.method, path))
-        if route is not None:
-            return route(query)
-        if any(path == known for _, known in routes):
-            return _json_response(405, {"ok": False, "error": f"{request.method} not allowed"})
-        return connection.respond(http.HTTPStatus.NOT_FOUND, "Not Found\n")
-
-    def _http_orderbook(self, query: dict[str, str]) -> Response:
-        now_ms = _wall_ms()
-
-        def error(message: str) -> Response:
-            body = {
-                "retCode": PARAMS_ERROR,
-                "retMsg": message,
-                "result": {},
-                "retExtInfo": {},
-                "time": now_ms,
-            }
-            return _json_response(200, body)
-
-        category = query.get("category", "")
-        if category not in CATEGORIES:
-            return error("Illegal category")
-        symbol = query.get("symbol", "")
-        if not symbol:
-            return error("Param validation for 'symbol' failed on the 'required' tag")
-        if not self.market.has_symbol(category, symbol):
-            return error("params error: Symbol Is Invalid")
-        default = 1 if category == "spot" else 25
-        limit_text = query.get("limit", str(default))
-        if not limit_text.isdigit() or not 1 <= int(limit_text) <= REST_LIMIT_MAX:
-            return error(f"Param validation for 'limit' failed: must be 1 to {REST_LIMIT_MAX}")
-        result = self.market.rest_orderbook(category, symbol, int(limit_text), now_ms)
-        body = {"retCode": 0, "retMsg": "OK", "result": result, "retExtInfo": {}, "time": now_ms}
-        return _json_response(200, body)
-
-    def _http_fault(self, query: dict[str, str]) -> Response:
-        try:
-            request = FaultRequest.from_query(query)
-            hit = self.apply_fault(request)
-        except FaultError as exc:
-            return _json_response(400, {"ok": False, "error": str(exc)})
-        return _json_response(200, {"ok": True, "kind": request.kind.value, "hit": hit})
-
-    def _http_status(self, query: dict[str, str]) -> Response:
+    def status(self) -> dict[str, Any]:
+        """Counters, port, seed, symbols and every connection with its topics and faults."""
         body: dict[str, Any] = {
             "stats": self._totals(),
             "port": self.port,
             "seed": self.params.seed,
             "symbols": [f"{category}/{symbol}" for category, symbol in self._symbols],
-            "connections": [
-                {
-                    "conn_id": client.conn_id,
-                    "category": client.category,
-                    "topics": client.session.topics,
-                    "frames": client.frames,
-                    "faults": [fault.kind.value for fault in client.faults],
-                }
-                for client in self._clients.values()
-            ],
+            "connections": [client.describe() for client in self._clients.values()],
         }
-        return _json_response(200, body)
-
-    def _http_truth(self, query: dict[str, str]) -> Response:
-        category = query.get("category", "")
-        symbol = query.get("symbol", "")
-        depth_text = query.get("depth", "")
-        if not depth_text.isdigit() or int(depth_text) not in DEPTHS:
-            return _json_response(400, {"ok": False, "error": "depth must be 1, 50, 200 or 1000"})
-        if not self.market.has_symbol(category, symbol):
-            return _json_response(404, {"ok": False, "error": f"no symbol {category}/{symbol}"})
-        depth = int(depth_text)
-        u_text = query.get("u")
-        try:
-            u = int(u_text) if u_text else self.market.current_u(category, symbol, depth)
-            window = self.market.truth(category, symbol, depth, u)
-        except ValueError:
-            return _json_response(400, {"ok": False, "error": "u must be an integer"})
-        except TruthUnavailableError as exc:
-            return _json_response(404, {"ok": False, "error": str(exc)})
-        body = {"ok": True, "u": window.u, "b": window.bids, "a": window.asks}
-        return _json_response(200, body)
+        return body

@@ -1,10 +1,10 @@
 """In-process A/B of the hub's per-frame path: this checkout against another one.
 
     git worktree add /tmp/mdgw-base main      # or git archive main | tar -x -C /tmp/mdgw-base
-    .venv/bin/python -m scripts.bench.hub_ab --base /tmp/mdgw-base/services --reps 15
+    .venv/bin/python -m mdgw.testing.bench.hub_ab --base /tmp/mdgw-base/services --reps 15
 
 Both ``Hub`` classes are loaded into one process and fed the same envelopes (20 depth-50
-books of ``scripts.bench.frames``, 1,500 deltas each), alternating rep by rep, and each rep
+books of :mod:`mdgw.testing.bench.frames`, 1,500 deltas each), alternating rep by rep, and each rep
 is timed in thread CPU time: on a shared machine that is far steadier than wall time.
 ``single``: one source; ``ab``: every frame from two connections (an A/B feed; this
 checkout only, since a hub without arbitration resyncs on the second source). Prints the
@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from scripts.bench.frames import script
+from mdgw.testing.bench.frames import script
 
-HERE = Path(__file__).resolve().parents[2] / "services"
+HERE = Path(__file__).resolve().parents[3]  # this checkout's services/
 N_SYMBOLS, N_DELTAS = 20, 1500
 
 

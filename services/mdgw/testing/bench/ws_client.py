@@ -20,11 +20,12 @@ import asyncio
 import json
 import signal
 import time
-from pathlib import Path
 
 import orjson
-from scripts.bench import frames
 from websockets.asyncio.client import connect
+
+from mdgw.testing.bench import frames
+from mdgw.testing.bench.common import helper_parser
 
 MAX_QUEUE = 1024  # as mdgw.ingestor.connection.MAX_QUEUE
 _BUCKET_S = 0.1
@@ -88,13 +89,11 @@ async def receive(args: argparse.Namespace) -> dict[str, object]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = helper_parser(__doc__)
     parser.add_argument("--url", required=True)
     parser.add_argument("--symbols", type=int, default=100)
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--ready", type=Path, required=True)
     args = parser.parse_args()
     result = asyncio.run(receive(args))
     args.out.write_text(json.dumps(result))

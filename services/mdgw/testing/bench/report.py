@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import zmq
-from scripts.bench.procs import ROOT
+
+from mdgw.testing.processes import ROOT
 
 __all__ = ["FigureResult", "Row", "render", "run_info", "write"]
 

@@ -21,30 +21,30 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from scripts.bench import figures, soak
-from scripts.bench.procs import ROOT, progress
-from scripts.bench.report import ERROR, FAIL, FigureResult, Row, render, run_info, write
+from mdgw.testing.bench import ingestor, latency, measure, memory, scale, throughput
+from mdgw.testing.bench.common import progress
+from mdgw.testing.bench.report import ERROR, FAIL, FigureResult, Row, render, run_info, write
+from mdgw.testing.processes import ROOT
 
 FigureFn = Callable[[Path], FigureResult]
 
 
 def plan(args: argparse.Namespace) -> list[tuple[str, FigureFn]]:
-    t = figures.QUICK if args.quick else figures.Timing()
-    lt = soak.LONG_QUICK if args.quick else soak.LongTiming()
+    t = measure.QUICK if args.quick else measure.Timing()
+    lt = measure.LONG_QUICK if args.quick else measure.LongTiming()
     default: list[tuple[str, FigureFn]] = [
-        ("throughput", lambda base: figures.throughput(base, t, args.profile)),
-        ("latency", lambda base: figures.latency(base, t)),
-        ("ingestor", lambda base: figures.ingestor_rate(base, t)),
+        ("throughput", lambda base: throughput.throughput(base, t, args.profile)),
+        ("latency", lambda base: latency.latency(base, t)),
+        ("ingestor", lambda base: ingestor.ingestor_rate(base, t)),
     ]
     long: list[tuple[str, FigureFn]] = [
-        ("scale", lambda base: soak.scale(base, lt)),
-        ("memory", lambda base: soak.memory(base, lt)),
+        ("scale", lambda base: scale.scale(base, lt)),
+        ("memory", lambda base: memory.memory(base, lt)),
     ]
     chosen = long if args.long else default
     if args.only:
@@ -137,7 +137,7 @@ def main() -> int:
                 results.append(run(base))
             except Exception as exc:  # one figure failing must not hide the others
                 progress(f"{name}: could not be measured: {exc}")
-                results.append(figures.failed(name, exc))
+                results.append(measure.failed(name, exc))
     finally:
         if args.keep:
             progress(f"kept {base}")
@@ -178,7 +178,3 @@ def main() -> int:
     if broken:
         return 1
     return 1 if args.strict and missed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

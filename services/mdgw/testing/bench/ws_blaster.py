@@ -33,12 +33,11 @@ import signal
 import struct
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
-from scripts.bench import frames
-
 from mdgw.simulator.protocol import Reply, Session, Subscribed
+from mdgw.testing.bench import frames
+from mdgw.testing.bench.common import helper_parser
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _MAX_BUFFER = 64 * 1024 * 1024
@@ -363,7 +362,7 @@ async def serve(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = helper_parser(__doc__)
     parser.add_argument("--symbols", type=int, default=100)
     pace = parser.add_mutually_exclusive_group(required=True)
     pace.add_argument("--rate", type=float, help="book frames/s in all")
@@ -372,8 +371,6 @@ def main() -> None:
     parser.add_argument("--trade-rate", type=float, default=0.0, help="trade frames/s per topic")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--ready", type=Path, required=True)
     args = parser.parse_args()
     args.rate = args.rate or 0.0
     args.topic_rate = args.topic_rate or 0.0

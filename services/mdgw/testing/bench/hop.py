@@ -13,23 +13,20 @@ so twice this is a floor under the latency figures on this machine.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
-from pathlib import Path
 
 import zmq
-from scripts.bench.procs import StopFlag
+
+from mdgw.testing.bench.common import StopFlag, helper_parser
 
 TOPIC = b"book.linear.HOP."
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = helper_parser(__doc__)
     parser.add_argument("--pub", required=True)
     parser.add_argument("--rate", type=float, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--ready", type=Path, required=True)
     args = parser.parse_args()
 
     stop = StopFlag()  # SIGTERM/SIGINT set it; the loops below test it

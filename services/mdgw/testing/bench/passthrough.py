@@ -5,7 +5,8 @@
 Built like the book builder's drain (``mdgw.book_builder.service``): one asyncio readiness
 wait on the PULL socket (the builder uses a reader callback instead: no difference at
 saturation), then up to 2048 non-blocking receives, each sent on as
-``[topic, the same bytes]`` with non-blocking sends through the same Cython ``send``. No parsing, no book, no JSON: what is
+``[topic, the same bytes]`` with non-blocking sends through the same Cython ``send``. No
+parsing, no book, no JSON: what is
 left is the cost of the sockets and of the Python loop around them, i.e. the fastest any
 builder written this way could go on this machine with the same blaster. Its rate is its
 own count of messages published (``timeline`` in ``--out``): the consumer, which must also
@@ -20,13 +21,13 @@ import asyncio
 import json
 import signal
 import time
-from pathlib import Path
 from typing import Any
 
 import zmq
 import zmq.asyncio
 
 from mdgw.runtime.zmqsock import NOBLOCK, SNDMORE_NOBLOCK, fast_send
+from mdgw.testing.bench.common import helper_parser
 
 TOPIC = b"book.linear.PASSTHROUGH."  # a book topic, so the same "book." consumer counts it
 _BATCH = 2048
@@ -80,12 +81,10 @@ async def pump(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = helper_parser(__doc__)
     parser.add_argument("--raw", required=True)
     parser.add_argument("--pub", required=True)
     parser.add_argument("--hwm", type=int, default=100_000)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--ready", type=Path, required=True)
     args = parser.parse_args()
     started = time.monotonic()
     result = asyncio.run(pump(args))

@@ -19,7 +19,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from scripts.bench.procs import PYTHON, Proc, progress
+from mdgw.testing.bench.common import progress
+from mdgw.testing.processes import PYTHON, Process
 
 __all__ = ["cprofile_argv", "py_spy", "summarize_cprofile", "summarize_py_spy"]
 
@@ -36,7 +37,7 @@ def cprofile_argv(service: str, out: Path) -> list[str]:
     return [PYTHON, "-m", "cProfile", "-o", str(out), "-m", f"mdgw.{service}"]
 
 
-def record(proc: Proc, seconds: float, out: Path) -> subprocess.Popen[bytes]:
+def record(proc: Process, seconds: float, out: Path) -> subprocess.Popen[bytes]:
     """Start sampling ``proc`` for ``seconds`` (py-spy's raw, collapsed-stack format)."""
     exe = py_spy()
     assert exe is not None

@@ -21,19 +21,17 @@ found the PUSH pipe full and had to wait, i.e. the receiver was the bottleneck).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import zmq
-from scripts.bench import frames
-from scripts.bench.procs import StopFlag
 
 from mdgw.core.wire import RawEncoder
+from mdgw.testing.bench import frames
+from mdgw.testing.bench.common import StopFlag, helper_parser
 
 CONN_ID = 1
 _SAMPLE_S = 0.1
@@ -65,14 +63,12 @@ def _messages(encoder: RawEncoder, symbols: int, seed: int) -> Iterator[bytes]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = helper_parser(__doc__)
     parser.add_argument("--endpoint", required=True, help="the builder's raw endpoint")
     parser.add_argument("--symbols", type=int, default=100)
     parser.add_argument("--rate", type=float, default=0.0, help="frames/s; 0: as fast as taken")
     parser.add_argument("--hwm", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--ready", type=Path, required=True)
     args = parser.parse_args()
 
     stop = StopFlag()  # SIGTERM/SIGINT set it; the loops below test it

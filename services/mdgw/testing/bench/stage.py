@@ -12,33 +12,20 @@ import os
 import threading
 import time
 from bisect import bisect_left
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TypeVar
 
-from scripts.bench.procs import Proc, free_port, progress
+from mdgw.testing.bench.common import progress
+from mdgw.testing.endpoints import Endpoints
+from mdgw.testing.processes import Process
 
-__all__ = ["Endpoints", "Sampler", "Stage"]
+__all__ = ["Sampler", "Stage"]
+
+P = TypeVar("P", bound=Process)
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 _SAMPLE_S = 0.25
-
-
-@dataclass(frozen=True)
-class Endpoints:
-    raw: str
-    control: str
-    pub: str
-    snapshot: str
-
-    @classmethod
-    def in_dir(cls, workdir: Path, suffix: str = "") -> Endpoints:
-        return cls(
-            raw=f"ipc://{workdir}/raw{suffix}.sock",
-            control=f"ipc://{workdir}/control{suffix}.sock",
-            pub=f"tcp://127.0.0.1:{free_port()}",
-            snapshot=f"tcp://127.0.0.1:{free_port()}",
-        )
 
 
 def _busy_seconds() -> float:
@@ -56,13 +43,13 @@ class Sampler:
         self.machine: list[tuple[float, float]] = []  # (time, busy CPU seconds of all cores)
         self.cpu: dict[str, list[tuple[float, float]]] = {}
         self.rss: dict[str, list[tuple[float, float]]] = {}
-        self._procs: list[Proc] = []
+        self._procs: list[Process] = []
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="sampler", daemon=True)
         self._thread.start()
 
-    def watch(self, proc: Proc) -> None:
+    def watch(self, proc: Process) -> None:
         self._procs.append(proc)
 
     def _run(self) -> None:
@@ -76,7 +63,7 @@ class Sampler:
             now = time.time()
             self.machine.append((now, _busy_seconds()))
             for proc in list(self._procs):
-                if proc.alive():
+                if proc.alive:
                     self.cpu.setdefault(proc.name, []).append((now, proc.cpu_seconds()))
                     self.rss.setdefault(proc.name, []).append((now, proc.rss_mib()))
 
@@ -128,13 +115,23 @@ class Stage:
         self.name = name
         self.dir = base / name
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.procs: list[Proc] = []
+        self.procs: list[Process] = []
+        self._endpoints: list[Endpoints] = []
         self.sampler = Sampler()
 
-    def add(self, proc: Proc) -> Proc:
+    def add(self, proc: P) -> P:
+        """Start *proc* (unless it runs) and watch it; it is stopped when the stage ends."""
+        if proc.proc is None:
+            proc.start()
         self.procs.append(proc)
         self.sampler.watch(proc)
         return proc
+
+    def endpoints(self, suffix: str = "") -> Endpoints:
+        """book_builder's sockets in this stage's directory (tcp ports held until the end)."""
+        endpoints = Endpoints.in_dir(self.dir, suffix)
+        self._endpoints.append(endpoints)
+        return endpoints
 
     def __enter__(self) -> Stage:
         progress(f"{self.name}: starting")
@@ -147,6 +144,8 @@ class Stage:
         tb: TracebackType | None,
     ) -> None:
         for proc in reversed(self.procs):
-            if proc.alive():
+            if proc.alive:
                 proc.stop(timeout=5.0)
         self.sampler.close()
+        for endpoints in self._endpoints:
+            endpoints.release()

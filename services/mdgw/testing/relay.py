@@ -9,7 +9,7 @@ what was read before has been delivered.
 In process: ``async with DelayRelay(("127.0.0.1", sim.port), delay=0.3) as relay:`` then
 connect to ``relay.port``. As a process::
 
-    python -m mdgw.simulator.relay --listen 127.0.0.1:7300 --to 10.0.0.1:7200 --delay 0.05
+    python -m mdgw.testing.relay --listen 127.0.0.1:7300 --to 10.0.0.1:7200 --delay 0.05
 """
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ async def _serve(listen: tuple[str, int], target: tuple[str, int], delay: float)
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m mdgw.simulator.relay", description="TCP relay with a fixed delay."
+        prog="python -m mdgw.testing.relay", description="TCP relay with a fixed delay."
     )
     parser.add_argument("--listen", type=_address, required=True, metavar="HOST:PORT")
     parser.add_argument("--to", type=_address, required=True, metavar="HOST:PORT")

@@ -29,13 +29,13 @@ import struct
 import time
 from array import array
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import orjson
 import zmq
-from scripts.bench import frames
-from scripts.bench.procs import StopFlag
+
+from mdgw.testing.bench import frames
+from mdgw.testing.bench.common import StopFlag, helper_parser
 
 _SEQ = re.compile(rb'"seq":(\d+)')
 _RECV_NS = re.compile(rb'"recv_ns":(\d+)')
@@ -230,7 +230,7 @@ class Recorder:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = helper_parser(__doc__)
     parser.add_argument("--endpoint", required=True)
     parser.add_argument("--mode", choices=["sub", "pull"], default="sub")
     parser.add_argument("--payload", choices=["json", "raw"], default="json")
@@ -242,8 +242,6 @@ def main() -> None:
     parser.add_argument("--verify-every", type=int, default=0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--hwm", type=int, default=100_000)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--ready", type=Path, required=True)
     args = parser.parse_args()
 
     stop = StopFlag()  # SIGTERM/SIGINT set it; the loops below test it

@@ -1,0 +1,165 @@
+"""Latency (``make bench``): ingestor receive -> consumer receive through the whole stack
+at a fixed websocket frame rate, next to the floor of one bare PUB -> SUB hop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mdgw.testing.bench.common import progress
+from mdgw.testing.bench.measure import (
+    VERIFY_EVERY,
+    Timing,
+    builder_counters,
+    fmt,
+    problems_of,
+    quiesce,
+    stack_config,
+    window_rate,
+)
+from mdgw.testing.bench.report import FigureResult, Row, judged
+from mdgw.testing.bench.stage import Stage
+from mdgw.testing.processes import HarnessError, Helper, Service
+
+__all__ = ["latency"]
+
+LATENCY_TARGETS = {2_000: {"p50": 100.0, "p99": 500.0}, 30_000: {"p99": 3_000.0}}  # µs
+
+
+def latency_run(
+    base: Path, rate: int, symbols: int, warmup: float, seconds: float
+) -> dict[str, Any]:
+    """ws_blaster at ``rate`` -> ingestor -> book_builder -> consumer (latency samples)."""
+    with Stage(base, f"latency-{rate}") as stage:
+        ws = stage.add(
+            Helper(
+                "ws_blaster",
+                "ws_blaster",
+                ["--symbols", str(symbols), "--rate", str(rate)],
+                stage.dir,
+            )
+        )
+        ws.wait_ready()
+        ep = stage.endpoints()
+        config = stack_config(stage, ep, ws.ready.read_text(), symbols, trades=False)
+        builder = stage.add(Service("book_builder", config, stage.dir / "book_builder.log"))
+        builder.wait_event("book_builder_started")
+        consumer_args = ["--endpoint", ep.pub, "--subscribe", "book.", "--subscribe", "status."]
+        consumer_args += ["--latency", "--verify-every", str(VERIFY_EVERY)]
+        consumer_args += ["--warmup", str(warmup), "--seconds", str(seconds)]
+        consumer = stage.add(Helper("consumer", "consumer", consumer_args, stage.dir))
+        consumer.wait_ready()
+        ingestor = stage.add(Service("ingestor", config, stage.dir / "ingestor.log"))
+        ingestor.wait_event("ingestor_started")
+        consumer.wait_exit(warmup + seconds + 60)
+        stage.sampler.sample()
+        quiesce(ws)
+        builder.stop()
+        ingestor.stop()
+        ws.stop()
+        got = consumer.result()
+        if got["first"] is None:
+            raise HarnessError(f"latency at {rate}/s: the consumer received nothing")
+        start, end = got["window"]
+        ingestor_lines = ingestor.stats_lines()
+        counters = builder_counters(builder)
+        out = {
+            "rate": rate,
+            "received_per_s": window_rate(got, "book"),
+            "latency_us": got["latency"],
+            "latency_recv_to_pub_us": got["latency_to_publish"],
+            "latency_pub_to_consumer_us": got["latency_from_publish"],
+            "latency_per_second": got["latency_per_second"],
+            "cpu": {p.name: stage.sampler.cpu_share(p.name, start, end) for p in stage.procs},
+            "other_cpu": stage.sampler.other_share(start, end),
+            "builder": counters,
+            "ingestor_dropped": ingestor_lines[-1].get("dropped") if ingestor_lines else None,
+            "consumer": {k: v for k, v in got.items() if k not in ("buckets",)},
+            "problems": problems_of(got, counters),
+        }
+        lat = got["latency"] or {}
+        progress(
+            f"latency at {rate:,}/s: p50 {fmt(lat.get('p50_us'))} us, "
+            f"p99 {fmt(lat.get('p99_us'))} us, max {fmt(lat.get('max_us'))} us"
+        )
+        return out
+
+
+def hop_floor(base: Path, rate: int, warmup: float, seconds: float) -> dict[str, Any]:
+    """One bare PUB -> SUB hop at ``rate`` (:mod:`.hop`): the floor under every hop."""
+    with Stage(base, f"hop-{rate}") as stage:
+        pub = stage.endpoints().pub
+        consumer_args = ["--endpoint", pub, "--latency", "--warmup", str(warmup)]
+        consumer_args += ["--seconds", str(seconds)]
+        consumer = stage.add(Helper("consumer", "consumer", consumer_args, stage.dir))
+        consumer.wait_ready()
+        sender = stage.add(Helper("hop", "hop", ["--pub", pub, "--rate", str(rate)], stage.dir))
+        sender.wait_ready()
+        consumer.wait_exit(warmup + seconds + 60)
+        sender.stop()
+        got = consumer.result()
+    lat = got["latency"] or {}
+    progress(
+        f"one bare PUB->SUB hop at {rate:,}/s: p50 {fmt(lat.get('p50_us'))} us, "
+        f"p99 {fmt(lat.get('p99_us'))} us"
+    )
+    return {"latency_us": got["latency"], "seq_holes": got["seq_holes"]}
+
+
+def latency(base: Path, t: Timing) -> FigureResult:
+    fig = FigureResult("latency")
+    for rate, seconds in t.latency_seconds:
+        floor = hop_floor(base, rate, t.latency_warmup / 2, min(seconds, t.hop_seconds))
+        run = latency_run(base, rate, t.symbols, t.latency_warmup, seconds)
+        run["hop_floor"] = floor
+        fig.details[str(rate)] = run
+        lat = run["latency_us"] or {}
+        targets = LATENCY_TARGETS.get(rate, {})
+        correct = not run["problems"]
+        label = f"latency @ {rate // 1000}k frames/s"
+        for key, name in (("p50", "p50"), ("p99", "p99"), ("p999", "p99.9"), ("max", "max")):
+            value = lat.get(f"{key}_us")
+            target = targets.get(key)
+            if target is None:
+                status = "info"
+            else:
+                status = judged(value is not None and value <= target and correct)
+            fig.rows.append(
+                Row(
+                    f"{label}, {name} (us, ingestor recv -> consumer recv)",
+                    fmt(value),
+                    "-" if target is None else f"<= {target:,.0f}",
+                    None if target is None or value is None else value / target,
+                    status,
+                    value,
+                    "us",
+                )
+            )
+        fig.rows.append(
+            Row(
+                f"  @ {rate // 1000}k: books received/s; verified / wrong / resyncs / holes",
+                "{} ; {} / {} / {} / {}".format(
+                    fmt(run["received_per_s"]),
+                    run["consumer"]["verified"],
+                    run["consumer"]["wrong"],
+                    run["builder"].get("resyncs"),
+                    run["consumer"]["seq_holes"],
+                ),
+                f"{rate:,} ; n / 0 / 0 / 0",
+                run["received_per_s"] / rate,
+                judged(correct and run["received_per_s"] >= 0.95 * rate),
+            )
+        )
+        hop = floor["latency_us"] or {}
+        fig.rows.append(
+            Row(
+                f"  @ {rate // 1000}k: floor, one bare PUB->SUB hop, p50 / p99 (us)",
+                f"{fmt(hop.get('p50_us'))} / {fmt(hop.get('p99_us'))}",
+                "the stack has 2 such hops",
+                None,
+                "info",
+                hop.get("p50_us"),
+                "us",
+            )
+        )
+    return fig

@@ -1,0 +1,284 @@
+"""Soak: the whole gateway for a long time at a high rate, with periodic faults (``make soak``).
+
+The simulator runs in this process (its truth is read directly); book_builder and the
+ingestor are real processes. Default: 30 minutes at about 5,000 frames per second (depth-50
+books of ~110 symbols at 100 updates per second, plus their trades), a fault every 30 s,
+cycling through the simulator's switches: a skipped delta, a crossed delta, a malformed
+frame, a ``u = 1`` restart, an oversized frame, a dropped connection, a 3 s silence.
+
+Checked all along (exit status 1 if any fails; a JSON report on stdout):
+
+- no wrong book: a sample of the books (``--sample``, plus the first book after every status
+  change) equals the simulator's truth at its ``u``; no book is published while its topic's
+  last status is not ``live``; no hole in any topic's ``seq``;
+- every fault's book is live again within ``--recovery`` seconds;
+- RSS flat: book_builder's and the ingestor's resident memory at the end is within
+  ``--rss-growth-mib`` of what it was after the warm-up (the first tenth of the run);
+- log volume bounded: per service at most ``--log-lines-per-min`` lines per minute plus,
+  per fault, two lines per book it can break (``book_resyncing`` and ``book_live`` of every
+  book of a dropped connection); and fewer than one line per 100 frames.
+
+    .venv/bin/python scripts/soak.py                         # 30 min, ~5k frames/s
+    .venv/bin/python scripts/soak.py --minutes 5 --frames-per-s 2000
+
+tests/reliability/test_soak.py runs :func:`soak` for 30 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import zmq.asyncio
+
+from mdgw.simulator.faults import FaultKind, FaultRequest
+from mdgw.simulator.server import SimulatorServer
+from mdgw.testing.config import Key, Stream, sim_params
+from mdgw.testing.endpoints import short_tempdir
+from mdgw.testing.gateway import Gateway
+from mdgw.testing.truth import TruthConsumer
+
+SYMBOL_BASES = ("BTC", "ETH", "SOL", "XRP", "DOGE", "BNB", "ADA", "AVAX", "LINK", "DOT", "LTC")
+# A depth-50 topic pushes at most every 20 ms; at 100 steps per second a symbol sends ~45.
+FRAMES_PER_SYMBOL = 45.0
+
+
+@dataclass
+class Options:
+    minutes: float = 30.0
+    frames_per_s: float = 5000.0
+    fault_every: float = 30.0
+    sample: float = 0.05
+    recovery: float = 15.0
+    rss_growth_mib: float = 48.0
+    log_lines_per_min: float = 30.0  # besides the lines each fault's state changes cause
+    stats_interval: float = 10.0
+    seed: int = 11
+
+
+@dataclass
+class FaultRecord:
+    at_s: float  # into the run
+    kind: str
+    key: Key
+    recovered_s: float | None = None  # seconds until the book was live again
+    at_mono: float = field(default=0.0, repr=False)  # monotonic clock
+
+
+@dataclass
+class Report:
+    options: dict[str, Any]
+    symbols: int = 0
+    seconds: float = 0.0
+    frames_in: int = 0  # book_builder's, over the run
+    frames_per_s: float = 0.0
+    books_seen: int = 0
+    books_checked: int = 0
+    unverifiable: int = 0
+    wrong: list[str] = field(default_factory=list)
+    seq_errors: list[str] = field(default_factory=list)
+    published_while_not_live: list[str] = field(default_factory=list)
+    faults: list[FaultRecord] = field(default_factory=list)
+    unrecovered: list[str] = field(default_factory=list)
+    rss_kib: dict[str, list[int]] = field(default_factory=dict)
+    rss_growth_kib: dict[str, int] = field(default_factory=dict)
+    log_lines: dict[str, int] = field(default_factory=dict)
+    log_lines_per_min: dict[str, float] = field(default_factory=dict)
+    ingestor_dropped: int = 0
+    exit_status: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def soak_streams(frames_per_s: float) -> list[Stream]:
+    """Enough depth-50 symbols, over linear and spot, for *frames_per_s*."""
+    count = max(2, math.ceil(frames_per_s / FRAMES_PER_SYMBOL))
+    streams: list[Stream] = []
+    n = 0
+    while len(streams) < count:
+        base = SYMBOL_BASES[n % len(SYMBOL_BASES)]
+        suffix = "" if n < len(SYMBOL_BASES) else str(n // len(SYMBOL_BASES))
+        for category in ("linear", "spot"):
+            if len(streams) < count:
+                streams.append(Stream(category, f"{base}{suffix}USDT", 50))
+        n += 1
+    return streams
+
+
+def fault_plan(streams: list[Stream], rng: random.Random) -> list[tuple[FaultRequest, Key]]:
+    """The faults, one per round: (the request, the book it breaks)."""
+    plan: list[tuple[FaultRequest, Key]] = []
+    for kind in (
+        FaultKind.SKIP,
+        FaultKind.CROSSED,
+        FaultKind.MALFORMED,
+        FaultKind.RESTART,
+        FaultKind.OVERSIZED,
+        FaultKind.DROP,
+        FaultKind.SILENCE,
+    ):
+        s = rng.choice(streams)
+        topic = f"orderbook.{s.depth}.{s.symbol}"
+        if kind is FaultKind.DROP:
+            request = FaultRequest(kind, category=s.category)
+        elif kind is FaultKind.SILENCE:
+            request = FaultRequest(kind, category=s.category, seconds=3.0)
+        else:
+            request = FaultRequest(kind, category=s.category, topic=topic)
+        plan.append((request, s.key))
+    return plan
+
+
+async def soak(options: Options, workdir: Path | None = None) -> Report:
+    """Run the soak; the report (``report.ok`` False with ``problems`` when a check failed)."""
+    report = Report(options=asdict(options))
+    streams = soak_streams(options.frames_per_s)
+    report.symbols = len(streams)
+    rng = random.Random(options.seed)
+    rundir = short_tempdir("mdgw-soak-")
+    logdir = workdir or rundir
+    params = sim_params(streams, rate=100.0, trade_rate=1.0, seed=options.seed, truth_history=3000)
+    async with SimulatorServer(params) as sim:
+        gw = Gateway(
+            rundir,
+            logdir,
+            streams,
+            ws_url=f"ws://127.0.0.1:{sim.port}/v5/public",
+            sections={
+                "bybit": {"ping_interval": 5, "silence_timeout": 12, "backoff_max": 2.0},
+                "log": {"stats_interval": options.stats_interval},
+            },
+        )
+        ctx = zmq.asyncio.Context()
+        # Books and statuses only: bbo and trades would cost this process for nothing.
+        consumer = TruthConsumer(
+            ctx, gw.pub, sim, streams, sample=options.sample, prefixes=(b"book.", b"status.")
+        )
+        gw.start()
+        consumer.start()
+        services = {"book_builder": gw.builder, "ingestor": gw.ingestor}
+        try:
+            deadline = time.monotonic() + 60
+            while not consumer.all_live(gw.keys):
+                if time.monotonic() > deadline:
+                    missing = [k for k in gw.keys if consumer.seen.state.get(k) != "live"]
+                    report.problems.append(f"books never live: {missing[:5]}")
+                    return report
+                await asyncio.sleep(0.2)
+            started = time.monotonic()
+            end = started + options.minutes * 60
+            warm_until = started + max(5.0, options.minutes * 6)  # the first tenth
+            frames_at_start = (gw.builder.stats() or {}).get("frames_in", 0)
+            rss: dict[str, list[int]] = {name: [] for name in services}
+            rss_warm: dict[str, int] = {}
+            plan = fault_plan(streams, rng)
+            next_fault = started + min(options.fault_every, 5.0)
+            next_rss = started
+            pending: list[FaultRecord] = []
+            round_no = 0
+            while time.monotonic() < end:
+                now = time.monotonic()
+                consumer.check()
+                if now >= next_rss:
+                    next_rss = now + max(1.0, options.minutes * 60 / 60)
+                    for name, service in services.items():
+                        rss[name].append(service.rss_kib())
+                if not rss_warm and now >= warm_until:
+                    rss_warm = {name: service.rss_kib() for name, service in services.items()}
+                if now >= next_fault:
+                    next_fault = now + options.fault_every
+                    request, key = plan[round_no % len(plan)]
+                    round_no += 1
+                    record = FaultRecord(
+                        round(now - started, 1), request.kind.value, key, at_mono=now
+                    )
+                    if sim.apply_fault(request) >= 1:
+                        report.faults.append(record)
+                        pending.append(record)
+                for record in list(pending):
+                    at = record.at_mono
+                    if consumer.books_since([record.key], at + 0.5):
+                        record.recovered_s = round(consumer.seen.last_book_at[record.key] - at, 2)
+                        pending.remove(record)
+                    elif now - at > options.recovery:
+                        report.unrecovered.append(f"{record.kind} {record.key} at {record.at_s}s")
+                        pending.remove(record)
+                await asyncio.sleep(0.1)
+            report.seconds = round(time.monotonic() - started, 1)
+            # The last faults get their time to recover too.
+            while pending:
+                now = time.monotonic()
+                for record in list(pending):
+                    if consumer.books_since([record.key], record.at_mono + 0.5):
+                        at = consumer.seen.last_book_at[record.key]
+                        record.recovered_s = round(at - record.at_mono, 2)
+                        pending.remove(record)
+                    elif now - record.at_mono > options.recovery:
+                        report.unrecovered.append(f"{record.kind} {record.key} at {record.at_s}s")
+                        pending.remove(record)
+                await asyncio.sleep(0.1)
+            stats = gw.builder.stats() or {}
+            report.frames_in = stats.get("frames_in", 0) - frames_at_start
+            report.frames_per_s = round(report.frames_in / max(report.seconds, 1e-9), 1)
+            ingestor_stats = gw.ingestor.stats() or {}
+            report.ingestor_dropped = ingestor_stats.get("dropped", 0)
+            for name, service in services.items():
+                rss[name].append(service.rss_kib())
+                report.rss_growth_kib[name] = rss[name][-1] - rss_warm.get(name, rss[name][0])
+            report.rss_kib = rss
+        finally:
+            await consumer.stop()
+            report.exit_status = gw.stop()
+            gw.kill()
+            ctx.destroy(linger=0)
+    seen = consumer.seen
+    report.books_seen = seen.books
+    report.books_checked = seen.verified
+    report.unverifiable = seen.unverifiable
+    report.wrong = seen.wrong[:20]
+    report.seq_errors = seen.seq_errors[:20]
+    report.published_while_not_live = seen.published_while_not_live[:20]
+    minutes = max(report.seconds / 60, 1e-9)
+    for name, service in services.items():
+        lines = len(service.raw_lines())
+        report.log_lines[name] = lines
+        report.log_lines_per_min[name] = round(lines / minutes, 1)
+    _judge(report, options)
+    return report
+
+
+def _judge(report: Report, options: Options) -> None:
+    problems = report.problems
+    if report.wrong:
+        problems.append(f"{len(report.wrong)} wrong books")
+    if report.seq_errors:
+        problems.append(f"seq holes: {report.seq_errors[:3]}")
+    if report.published_while_not_live:
+        problems.append(f"books published while not live: {report.published_while_not_live[:3]}")
+    if report.unrecovered:
+        problems.append(f"not live again within {options.recovery:g}s: {report.unrecovered}")
+    if not report.faults:
+        problems.append("no fault was injected")
+    if report.books_checked < 100:
+        problems.append(f"only {report.books_checked} books checked")
+    for name, growth in report.rss_growth_kib.items():
+        if growth > options.rss_growth_mib * 1024:
+            problems.append(f"{name} RSS grew by {growth} KiB after the warm-up")
+    minutes = report.seconds / 60
+    budget = options.log_lines_per_min * minutes + len(report.faults) * (2 * report.symbols + 10)
+    for name, lines in report.log_lines.items():
+        if lines > budget:
+            problems.append(f"{name} logged {lines} lines, more than {budget:.0f}")
+    lines = sum(report.log_lines.values())
+    if report.frames_in and lines > report.frames_in / 100:
+        problems.append(f"{lines} log lines for {report.frames_in} frames")
+    if any(status != 0 for status in report.exit_status.values()):
+        problems.append(f"exit status after SIGTERM: {report.exit_status}")

@@ -1,0 +1,215 @@
+"""A consumer that checks what book_builder publishes against the simulator's truth.
+
+:class:`TruthConsumer` is a SUB on the pub socket that checks every ``book`` message
+against the in-process simulator's truth at that ``u`` (``Market.truth``), every topic's
+``seq`` for holes, which books are published while their last ``status`` was not
+``live``, and records every trade id. The simulator runs in the caller's event loop
+(``SimulatorServer``), so its truth is read directly; the consumer must run in that same
+loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import orjson
+import zmq
+import zmq.asyncio
+
+from mdgw.core import wire
+from mdgw.simulator.market import TruthUnavailableError
+from mdgw.simulator.server import SimulatorServer
+from mdgw.testing.config import Key, Stream
+
+__all__ = ["Observed", "Status", "TruthConsumer", "wait_for"]
+
+
+@dataclass
+class Status:
+    key: Key
+    state: str
+    reason: str
+    pub_ns: int
+    seen_ns: int
+
+
+@dataclass
+class Observed:
+    """What a :class:`TruthConsumer` saw, checked as it arrived."""
+
+    messages: int = 0
+    books: int = 0
+    verified: int = 0
+    unverifiable: int = 0
+    wrong: list[str] = field(default_factory=list)
+    seq: dict[bytes, int] = field(default_factory=dict)
+    seq_errors: list[str] = field(default_factory=list)
+    seq_error_at: list[float] = field(default_factory=list)  # monotonic, one per seq_errors
+    restarts: int = 0  # topics whose seq started again at 1 (book_builder restarted)
+    state: dict[Key, str] = field(default_factory=dict)
+    statuses: list[Status] = field(default_factory=list)
+    last_book_at: dict[Key, float] = field(default_factory=dict)  # monotonic
+    last_u: dict[Key, int] = field(default_factory=dict)
+    published_while_not_live: list[str] = field(default_factory=list)
+    rollbacks: list[str] = field(default_factory=list)  # a book at a lower u than the last
+    channels: Counter[str] = field(default_factory=Counter)
+    trades: defaultdict[Key, list[str]] = field(default_factory=lambda: defaultdict(list))
+
+
+class TruthConsumer:
+    """SUB on the pub socket; every book checked against the simulator's truth.
+
+    ``sample`` < 1 checks that fraction of books (chosen at random, seeded) plus the first
+    book after every status change, for rates where checking all would cost too much.
+    """
+
+    def __init__(
+        self,
+        ctx: zmq.asyncio.Context,
+        pub: str,
+        sim: SimulatorServer,
+        streams: Sequence[Stream],
+        *,
+        publish_depth: int = 25,
+        sample: float = 1.0,
+        prefixes: Sequence[bytes] = (b"",),
+    ) -> None:
+        self.sim = sim
+        self.depths = {s.key: s.depth for s in streams}
+        self.publish_depth = publish_depth
+        self.sample = sample
+        self.rng = random.Random(1)
+        self.seen = Observed()
+        self.sub = ctx.socket(zmq.SUB)
+        self.sub.setsockopt(zmq.RCVHWM, 0)  # never drop: this consumer checks seq holes
+        self.sub.setsockopt(zmq.LINGER, 0)
+        for prefix in prefixes:
+            self.sub.subscribe(prefix)
+        self.sub.connect(pub)
+        self._check_next: set[Key] = set()
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> TruthConsumer:
+        self.task = asyncio.create_task(self._run(), name="truth-consumer")
+        return self
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+            if not self.task.cancelled() and self.task.exception() is not None:
+                raise self.task.exception()  # type: ignore[misc]
+        self.sub.close(linger=0)
+
+    def check(self) -> None:
+        """Raise if the consumer task died (a bug in the check itself)."""
+        if self.task is not None and self.task.done() and not self.task.cancelled():
+            exc = self.task.exception()
+            if exc is not None:
+                raise exc
+
+    async def _run(self) -> None:
+        recv = self.sub.recv_multipart
+        poll = self.sub.poll
+        while True:
+            await poll()
+            # Drain what is waiting without a trip through the loop per message.
+            for _ in range(4096):
+                try:
+                    frames = await recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                self._on_message(frames)
+
+    def _on_message(self, frames: list[bytes]) -> None:
+        seen = self.seen
+        seen.messages += 1
+        topic, payload = frames
+        msg = orjson.loads(payload)
+        channel, category, symbol = msg["channel"], msg["category"], msg["symbol"]
+        seen.channels[channel] += 1
+        key = (category, symbol)
+        last = seen.seq.get(topic)
+        if last is not None and msg["seq"] != last + 1:
+            if msg["seq"] == 1:
+                seen.restarts += 1
+            else:
+                seen.seq_errors.append(f"{topic!r}: seq {last} -> {msg['seq']}")
+                seen.seq_error_at.append(time.monotonic())
+        seen.seq[topic] = msg["seq"]
+        if wire.parse_topic(topic) != (channel, category, symbol):
+            seen.wrong.append(f"topic {topic!r} does not match its payload")
+        if channel == "status":
+            seen.state[key] = msg["state"]
+            seen.statuses.append(
+                Status(key, msg["state"], msg["reason"], msg["pub_ns"], time.time_ns())
+            )
+            self._check_next.add(key)
+            return
+        if channel == "trade":
+            seen.trades[key].append(msg["id"])
+            return
+        if channel != "book":
+            return
+        seen.books += 1
+        seen.state.setdefault(key, "live")  # joined after its status message
+        if seen.state[key] != "live":
+            seen.published_while_not_live.append(f"{key} u={msg['u']} ({seen.state[key]})")
+        seen.last_book_at[key] = time.monotonic()
+        before = seen.last_u.get(key)
+        if before is not None and msg["u"] < before and msg["u"] != 1:  # 1: Bybit's restart
+            seen.rollbacks.append(f"{key}: book u {before} -> {msg['u']}")
+        seen.last_u[key] = msg["u"]
+        depth = self.depths.get(key)
+        if depth is None:
+            return
+        if self.sample < 1.0 and key not in self._check_next and self.rng.random() >= self.sample:
+            return
+        self._check_next.discard(key)
+        try:
+            truth = self.sim.market.truth(category, symbol, depth, msg["u"])
+        except TruthUnavailableError:
+            seen.unverifiable += 1
+            return
+        seen.verified += 1
+        n = self.publish_depth
+        if msg["bids"] != [list(x) for x in truth.bids[:n]] or msg["asks"] != [
+            list(x) for x in truth.asks[:n]
+        ]:
+            seen.wrong.append(f"{key} u={msg['u']}: book differs from the truth")
+
+    # --- questions ------------------------------------------------------------------------
+
+    def all_live(self, keys: Iterable[Key]) -> bool:
+        return all(self.seen.state.get(k) == "live" for k in keys)
+
+    def books_since(self, keys: Iterable[Key], since: float) -> bool:
+        """Every key had a book after monotonic time *since*, and is live."""
+        return all(
+            self.seen.last_book_at.get(k, 0.0) > since and self.seen.state.get(k) == "live"
+            for k in keys
+        )
+
+    def first_status(self, key: Key, state: str, after_ns: int) -> Status | None:
+        for status in self.seen.statuses:
+            if status.key == key and status.state == state and status.pub_ns >= after_ns:
+                return status
+        return None
+
+
+async def wait_for(
+    check: Callable[[], bool], what: str, timeout: float, *, interval: float = 0.05
+) -> float:
+    """Poll *check* until true; the seconds it took. AssertionError past *timeout*."""
+    start = time.monotonic()
+    deadline = start + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        await asyncio.sleep(interval)
+    return time.monotonic() - start
