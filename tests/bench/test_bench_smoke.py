@@ -21,6 +21,8 @@ ROOT = Path(__file__).parents[2]
 
 EXPECTED_ROWS = [
     "book_builder throughput",
+    "book_builder throughput, journal on",
+    "  journal bytes per frame on disk",
     "pass-through ceiling",
     "latency @ 2k frames/s, p50",
     "latency @ 2k frames/s, p99",

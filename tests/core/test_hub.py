@@ -393,3 +393,22 @@ def test_new_topics_past_the_cap_are_counted_and_dropped(monkeypatch: pytest.Mon
     assert b"book.linear.CUSDT." not in topics and b"trade.linear.CUSDT." not in topics
     assert b"book.linear.BUSDT." in topics and b"trade.linear.BUSDT." in topics
     assert hub.stats.topics_refused == 2
+
+
+def test_inputs_lost_resyncs_every_book_without_asking_until_its_next_snapshot() -> None:
+    hub = make_hub()
+    feed = Feed(hub)
+    feed.send(SNAP)
+    feed.send(book_frame(100, [["9", "1"]], [["11", "1"]], snapshot=True, symbol="ETHUSDT"))
+    drain(hub)
+    hub.on_inputs_lost("journal hole", 1.0)
+    out = drain(hub)
+    assert [(p["symbol"], p["state"], p["reason"]) for _, p in out] == [
+        ("BTCUSDT", "resyncing", "journal hole"),
+        ("ETHUSDT", "resyncing", "journal hole"),
+    ]
+    assert hub.control == []  # nobody to ask in a replay; the tick asks after resync_timeout
+    feed.send(book_frame(101, [["98", "0"]], [], snapshot=False))  # a delta is not enough
+    assert drain(hub) == []
+    feed.send(book_frame(120, [["99", "1"]], [["101", "1"]], snapshot=True))
+    assert channels(drain(hub)) == ["status:live", "book:120", "bbo:120"]

@@ -449,7 +449,10 @@ def test_env_json_that_does_not_parse_names_the_variable(tmp_path: Path) -> None
     ("name", "hint"),
     [
         ("MDGW_BYBIT_PING_INTERVAL", "did you mean MDGW_BYBIT__PING_INTERVAL?"),
-        ("MDGW_LOGGING__LEVEL", "sections are bybit, zmq, books, log, ingestor, simulator"),
+        (
+            "MDGW_LOGGING__LEVEL",
+            "sections are bybit, zmq, books, journal, log, ingestor, simulator",
+        ),
     ],
 )
 def test_mdgw_variable_naming_no_section_is_an_error(tmp_path: Path, name: str, hint: str) -> None:
@@ -549,6 +552,7 @@ OTHER_VALUES = {
     "zmq.curve_server_public": "keys/other-server.key",
     "zmq.curve_client_secret": "keys/other-client.key_secret",
     "zmq.curve_authorized_dir": "keys/other-authorized",
+    "journal.dir": "var/other-journal",
     "log.level": "debug",
     "log.format": "json",
     "ingestor.id": "ingestor-2",

@@ -18,9 +18,11 @@ import structlog
 import zmq
 import zmq.asyncio
 
+from mdgw.book_builder.journal import journal_or_exit
 from mdgw.core import wire
 from mdgw.core.errors import WireError
 from mdgw.core.hub import Hub
+from mdgw.core.journal_format import InputKind
 from mdgw.runtime.curve import server_keys_or_exit, start_authenticator
 from mdgw.runtime.lifecycle import Shutdown
 from mdgw.runtime.logging import get_logger
@@ -32,6 +34,10 @@ from mdgw.runtime.zmqsock import NOBLOCK, SNDMORE_NOBLOCK, fast_send, make_socke
 _BATCH = 2048  # messages drained per call of _drain (then it yields to the event loop)
 _TICK_S = 0.1
 _SNAPSHOT_MAX_REQUEST = 4096  # bytes; larger requests make libzmq drop the peer
+_RAW = int(InputKind.RAW)
+_TICK = int(InputKind.TICK)
+_PEER_DISCONNECTED = int(InputKind.PEER_DISCONNECTED)
+_CONTROL_SUBSCRIBER = int(InputKind.CONTROL_SUBSCRIBER)
 
 
 class BookBuilder:
@@ -41,14 +47,17 @@ class BookBuilder:
         self.log: structlog.typing.FilteringBoundLogger = get_logger()
         self.events = RateLimitedLog(self.log, interval=10.0)
         books = settings.books
-        self.hub = Hub(
-            publish_depth=books.publish_depth,
-            resync_timeout=books.resync_timeout,
-            resync_min_interval=books.resync_min_interval,
-            ingestor_timeout=books.ingestor_timeout,
-            stale_after=books.stale_after,
-            clock_ns=time.time_ns,
-        )
+        hub_config: dict[str, Any] = {
+            "publish_depth": books.publish_depth,
+            "resync_timeout": books.resync_timeout,
+            "resync_min_interval": books.resync_min_interval,
+            "ingestor_timeout": books.ingestor_timeout,
+            "stale_after": books.stale_after,
+        }
+        self.hub = Hub(**hub_config, clock_ns=time.time_ns)
+        # Every call of a hub entry point is journaled right where it is made (the hub's
+        # clock only stamps pub_ns, which a replay may change); None when journal is off.
+        self.journal = journal_or_exit(settings.journal, hub_config)
         self._lag_seen: dict[str, tuple[int, int]] = {}  # per source: lag total, samples
         self.snapshots_served = 0
         self.snapshots_rejected = 0
@@ -108,6 +117,14 @@ class BookBuilder:
             snapshot=z.snapshot,
             publish_depth=self.settings.books.publish_depth,
         )
+        if self.journal is not None:
+            self.journal.start()
+            self.log.info(
+                "journal_started",
+                dir=str(self.journal.dir),
+                segment=str(self.journal.current),
+                session=self.journal.session,
+            )
         tasks = [
             asyncio.create_task(self._pump(), name="pump"),
             asyncio.create_task(self._serve_snapshots(), name="snapshots"),
@@ -122,6 +139,9 @@ class BookBuilder:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             self._flush()
+            if self.journal is not None:
+                self.journal.close()
+                self._check_journal()
             self._log_stats(final=True)
             for sock in (self.raw, self.pub, self.control_joins, self.snapshot):
                 sock.close(linger=200)
@@ -147,10 +167,16 @@ class BookBuilder:
         loop.add_reader(fd, self._drain)
         loop.call_soon(self._drain)  # what arrived before the reader was added
         try:
+            journal = self.journal
             while True:
                 await asyncio.sleep(_TICK_S)
-                self.hub.tick(time.monotonic())
+                now = time.monotonic()
+                self.hub.tick(now)
                 self._flush()
+                if journal is not None:
+                    journal.add(_TICK, now)
+                    journal.hand_over()
+                    self._check_journal()
         finally:
             loop.remove_reader(fd)
 
@@ -159,17 +185,22 @@ class BookBuilder:
         recv = self.raw_sync.recv
         on_raw = self.hub.on_raw
         now = time.monotonic()
+        batch: list[bytes] = []
+        taken = batch.append
         for _ in range(_BATCH):
             try:
                 msg = recv(NOBLOCK)
             except zmq.Again:
                 break
+            taken(msg)
             try:
                 on_raw(msg, now)
             except Exception as exc:  # a hub bug must cost one message, not the service
                 self._on_internal_error(exc, msg)
         else:  # more may be waiting, and the edge-triggered FD will not say so again
             asyncio.get_running_loop().call_soon(self._drain)
+        if batch and self.journal is not None:
+            self.journal.add(_RAW, now, batch)
         self._flush()
 
     def _on_internal_error(self, exc: Exception, msg: bytes) -> None:
@@ -210,7 +241,10 @@ class BookBuilder:
         try:
             while True:
                 await monitor.recv_multipart()
-                self.hub.on_peer_disconnected(time.monotonic())
+                now = time.monotonic()
+                self.hub.on_peer_disconnected(now)
+                if self.journal is not None:
+                    self.journal.add(_PEER_DISCONNECTED, now)
         finally:
             self.raw.disable_monitor()
             monitor.close(linger=0)
@@ -220,8 +254,26 @@ class BookBuilder:
         while True:
             event = await self.control_joins.recv()
             if event[:1] == b"\x01":  # subscribe (b"\x00" is unsubscribe)
-                self.hub.on_control_subscriber(time.monotonic())
+                now = time.monotonic()
+                self.hub.on_control_subscriber(now)
+                if self.journal is not None:
+                    self.journal.add(_CONTROL_SUBSCRIBER, now)
                 self._flush()
+
+    def _check_journal(self) -> None:
+        """Log the journal's failure once, and each new hole (rate-limited)."""
+        journal = self.journal
+        assert journal is not None
+        if journal.error is not None and not journal.error_reported:
+            journal.error_reported = True
+            self.log.error("journal_failed", reason=journal.error, **journal.stats.as_dict())
+        hole = journal.last_hole
+        if hole is not None:
+            journal.last_hole = None
+            self.events.emit(
+                "journal_hole",
+                {"reason": "the journal's writer is behind the feed", "holes": journal.stats.holes},
+            )
 
     # ------------------------------------------------------------- snapshots
 
@@ -304,6 +356,7 @@ class BookBuilder:
             "snapshots_served": self.snapshots_served,
             "snapshots_rejected": self.snapshots_rejected,
             "books": self.hub.states(),
+            "journal": None if self.journal is None else self.journal.stats.as_dict(),
             **{k: v for k, v in stats.items() if k not in ("frames", "books_out")},
             "sources": self._source_fields(),
         }

@@ -281,6 +281,22 @@ class Hub:
             if book.state is State.RESYNCING:
                 self._request(book, now, repeat=True)
 
+    def on_inputs_lost(self, reason: str, now: float) -> None:
+        """Inputs this hub should have had are gone (a hole in a replayed journal).
+
+        Nothing the hub holds can be trusted to continue: every book resyncs (no request is
+        sent: a replay has no ingestor to ask) and the connections' sequences start over.
+        The live builder never calls this.
+        """
+        for src in self._conns.values():
+            src.alive = False
+            for arb in src.arbiters:
+                arb.remove(src)
+            src.arbiters.clear()
+        self._conns.clear()
+        for book in self._books.values():
+            self._resync(book, reason, now, ask=False)
+
     def tick(self, now: float) -> None:
         """Deadlines: resync requests, silent ingestors, stale books."""
         lost_at = self._peer_lost_at

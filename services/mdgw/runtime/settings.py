@@ -59,6 +59,7 @@ __all__ = [
     "BybitConfig",
     "ConfigError",
     "IngestorConfig",
+    "JournalConfig",
     "LogConfig",
     "Settings",
     "SimulatorConfig",
@@ -343,6 +344,20 @@ class BooksConfig(BaseModel):
     stale_after: Annotated[float, Field(gt=0)] = 60.0
 
 
+class JournalConfig(BaseModel):
+    """``[journal]``: book_builder's record of every hub input, for ``mdgw.replay``."""
+
+    model_config = _SECTION
+
+    enabled: bool = False
+    dir: KeyPath = "var/journal"
+    segment_mb: Annotated[int, Field(ge=1, le=65536)] = 64
+    retain_gb: Annotated[float, Field(gt=0)] = 20.0
+    # The writer hands the builder's inputs over every 100 ms and writes them within
+    # flush_interval of their arrival; below 0.2 s that hand-over would be most of it.
+    flush_interval: Annotated[float, Field(ge=0.2, le=60)] = 1.0
+
+
 class LogConfig(BaseModel):
     """``[log]``: structlog output of every service."""
 
@@ -429,6 +444,7 @@ class Settings(BaseSettings):
     bybit: BybitConfig = BybitConfig()
     zmq: ZmqConfig = ZmqConfig()
     books: BooksConfig = BooksConfig()
+    journal: JournalConfig = JournalConfig()
     log: LogConfig = LogConfig()
     ingestor: IngestorConfig = IngestorConfig()
     simulator: SimulatorConfig = SimulatorConfig()

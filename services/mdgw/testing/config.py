@@ -104,12 +104,20 @@ def gateway_config(
     trades: bool = False,
     stats_interval: float = 1.0,
     publish_depth: int = 25,
+    journal_dir: Path | None = None,
 ) -> Path:
-    """A benchmark's gateway config at *path*: linear depth-50 books of *symbols*."""
+    """A benchmark's gateway config at *path*: linear depth-50 books of *symbols*.
+
+    ``journal_dir``: the builder journals there (``[journal]`` on); otherwise it is off.
+    """
+    journal: dict[str, Any] = {"enabled": journal_dir is not None}
+    if journal_dir is not None:
+        journal["dir"] = str(journal_dir)
     sections: dict[str, dict[str, Any]] = {
         "bybit": {"ws_url": ws_url},
         "zmq": {"raw": raw, "control": control, "pub": pub, "snapshot": snapshot},
         "books": {"publish_depth": publish_depth},
+        "journal": journal,
         "log": {"level": "info", "format": "json", "stats_interval": stats_interval},
         "ingestor": {"id": "bench-ingestor"},
     }

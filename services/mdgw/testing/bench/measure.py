@@ -199,6 +199,7 @@ def stack_config(
     *,
     trades: bool,
     stats_interval: float = 1.0,
+    journal_dir: Path | None = None,
 ) -> Path:
     """The gateway config of a benchmark stack: ws blaster at ``port``, ``symbols`` books."""
     return gateway_config(
@@ -211,6 +212,7 @@ def stack_config(
         symbols=[frames.symbol(i) for i in range(symbols)],
         trades=trades,
         stats_interval=stats_interval,
+        journal_dir=journal_dir,
     )
 
 
@@ -218,7 +220,14 @@ class Stack:
     """ws_blaster (per-topic rates) -> ingestor -> book_builder -> consumer of everything."""
 
     def __init__(
-        self, stage: Stage, symbols: int, t: LongTiming, consumer_seconds: float, warmup: float
+        self,
+        stage: Stage,
+        symbols: int,
+        t: LongTiming,
+        consumer_seconds: float,
+        warmup: float,
+        *,
+        journal: bool = False,
     ) -> None:
         self.stage = stage
         self.ws = stage.add(
@@ -238,9 +247,17 @@ class Stack:
         )
         self.ws.wait_ready(timeout=60)
         ep = stage.endpoints()
+        self.journal_dir = stage.dir / "journal" if journal else None
         config = stack_config(
-            stage, ep, self.ws.ready.read_text(), symbols, trades=True, stats_interval=5.0
+            stage,
+            ep,
+            self.ws.ready.read_text(),
+            symbols,
+            trades=True,
+            stats_interval=5.0,
+            journal_dir=self.journal_dir,
         )
+        self.started = time.time()
         self.builder = stage.add(Service("book_builder", config, stage.dir / "book_builder.log"))
         self.builder.wait_event("book_builder_started")
         consumer_args = ["--endpoint", ep.pub, "--subscribe", "", "--latency"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import statistics
 from pathlib import Path
+from typing import Any
 
 from mdgw.testing.bench.common import progress
 from mdgw.testing.bench.measure import LongTiming, Stack, fmt, problems_of, window_rate
@@ -22,16 +23,53 @@ SCALE_P99_MS = 5.0
 QUEUE_GROWTH_MS = 1.0  # per-second p50s: median of the last third minus the middle third
 
 
+def _journal_rate(
+    lines: list[dict[str, Any]], start: float, end: float, started: float
+) -> dict[str, Any]:
+    """The journal's write rate over the window, from the builder's stats lines.
+
+    A run too short for two stats lines in its window (``--quick``) is measured from the
+    builder's start (*started*, epoch seconds) to its final line instead.
+    """
+    inside = [line for line in lines if start <= line["t"] <= end + 5.0 and line.get("journal")]
+    span = "window"
+    if len(inside) < 2:  # a short (--quick) run: the whole run, warm-up included
+        zero = {"bytes_written": 0, "envelopes": 0}
+        last = [line for line in lines if line.get("journal")][-1:]
+        inside = [{"t": started, "journal": zero}, *last]
+        span = "whole run"
+    final = (lines[-1].get("journal") if lines else None) or {}
+    rate = per_frame = None
+    if len(inside) >= 2:
+        first, last_line = inside[0], inside[-1]
+        dt = last_line["t"] - first["t"]
+        written = last_line["journal"]["bytes_written"] - first["journal"]["bytes_written"]
+        frames = last_line["journal"]["envelopes"] - first["journal"]["envelopes"]
+        if dt > 0:
+            rate = written / dt * 3600 / 1e6
+        if frames > 0:
+            per_frame = written / frames
+    return {
+        "mb_per_hour": rate,
+        "bytes_per_frame": per_frame,
+        "holes": final.get("holes", 0),
+        "span": span,
+        "final": final,
+    }
+
+
 def scale(base: Path, t: LongTiming) -> FigureResult:
     fig = FigureResult("scale")
     offered = t.scale_symbols * t.topic_rate
     with Stage(base, "scale") as stage:
-        stack = Stack(stage, t.scale_symbols, t, t.scale_seconds, t.scale_warmup)
+        # The journal on, as config/gateway.toml ships it: its MB per hour at this scale.
+        stack = Stack(stage, t.scale_symbols, t, t.scale_seconds, t.scale_warmup, journal=True)
         stack.consumer.wait_exit(t.scale_warmup + t.scale_seconds + 120)
         got, counters, dropped = stack.stop()
         if got["first"] is None:
             raise HarnessError("scale: the consumer received nothing")
         start, end = got["window"]
+        journal = _journal_rate(stack.builder.stats_lines(), start, end, stack.started)
         cpu = {p.name: stage.sampler.cpu_share(p.name, start, end) for p in stack.services}
         other = stage.sampler.other_share(start, end)
     received = window_rate(got, "book")
@@ -64,6 +102,7 @@ def scale(base: Path, t: LongTiming) -> FigureResult:
         "builder": counters,
         "ingestor_dropped": dropped,
         "consumer": {k: v for k, v in got.items() if k != "buckets"},
+        "journal": journal,
         "problems": problems,
     }
     p99_ms = lat["p99_us"] / 1000 if lat else None
@@ -102,6 +141,18 @@ def scale(base: Path, t: LongTiming) -> FigureResult:
             "ms",
         ),
     ]
+    mb_per_hour = journal["mb_per_hour"]
+    fig.rows.append(
+        Row(
+            f"{label}: journal MB per hour on disk (bytes per frame; holes)",
+            fmt(mb_per_hour),
+            f"{fmt(journal['bytes_per_frame'], 1)} B/frame; {journal['holes']} holes",
+            None,
+            "info",
+            mb_per_hour,
+            "MB/hour",
+        )
+    )
     for name in ("ingestor", "book_builder", "ws_blaster", "consumer"):
         share = cpu.get(name)
         fig.rows.append(

@@ -30,18 +30,27 @@ from mdgw.testing.processes import HarnessError, Helper, Process, Service, clean
 __all__ = ["throughput"]
 
 BUILDER_TARGET = 120_000  # frames/s
+JOURNAL_RATIO_TARGET = 0.9  # builder throughput with the journal on / off
 
 
 def _pipe(
-    base: Path, kind: str, t: Timing, profile: Path | None = None, rep: int = 0
+    base: Path,
+    kind: str,
+    t: Timing,
+    profile: Path | None = None,
+    rep: int = 0,
+    *,
+    journal: bool = False,
 ) -> dict[str, Any]:
     """Blaster -> builder (or pass-through) -> consumer; the consumer's rate in its window.
 
     With ``profile``, the builder is profiled (:mod:`.profiling`) and the summary kept.
+    With ``journal``, the builder journals into the stage's directory (the real disk).
     """
     spy = profiling.py_spy() if profile is not None else None
     cprof = profile / "book_builder.cprofile" if profile is not None and spy is None else None
-    with Stage(base, f"{kind}-{rep + 1}") as stage:
+    label = f"{kind}+journal" if journal else kind
+    with Stage(base, f"{label}-{rep + 1}") as stage:
         ep = stage.endpoints()
         consumer_args = [
             "--endpoint",
@@ -58,6 +67,7 @@ def _pipe(
                 control=ep.control,
                 pub=ep.pub,
                 snapshot=ep.snapshot,
+                journal_dir=stage.dir / "journal" if journal else None,
             )
             if cprof is not None:
                 argv = profiling.cprofile_argv("book_builder", cprof)
@@ -122,6 +132,8 @@ def _pipe(
             out["builder"] = builder_counters(hub)
             out["problems"] = problems_of(got, out["builder"])
             out["builder_books_out_per_s"] = counter_rate(lines, "books_out")
+            if journal:
+                out["journal"] = _journal_use(hub.stats_lines(), stage.dir / "journal")
         else:
             # The pass-through's own count of what it published: the consumer, which parses
             # what it counts, may fall behind it (and lose messages at the PUB).
@@ -143,9 +155,22 @@ def _pipe(
         rates = out["sub_rates"] or [out["rate"]]
         out["median_rate"] = statistics.median(rates)
         progress(
-            f"{kind}: {out['median_rate']:,.0f}/s (sub-windows {', '.join(fmt(r) for r in rates)})"
+            f"{label}: {out['median_rate']:,.0f}/s (sub-windows {', '.join(fmt(r) for r in rates)})"
         )
         return out
+
+
+def _journal_use(lines: list[dict[str, Any]], directory: Path) -> dict[str, Any]:
+    """What the journal wrote: its final counters and the segment files' size on disk."""
+    final = (lines[-1].get("journal") if lines else None) or {}
+    on_disk = sum(p.stat().st_size for p in directory.glob("*.mdj"))
+    envelopes = final.get("envelopes") or 0
+    return {
+        **final,
+        "bytes_on_disk": on_disk,
+        "bytes_per_frame": on_disk / envelopes if envelopes else None,
+        "raw_bytes_per_frame": final.get("raw_bytes", 0) / envelopes if envelopes else None,
+    }
 
 
 def _summarize_profile(profile: Path, spied: bool) -> dict[str, str]:
@@ -183,8 +208,24 @@ def _combine(runs: list[dict[str, Any]], name: str) -> dict[str, Any]:
         "pipe_full_per_s": median([run["pipe_full_per_s"] for run in runs]),
         "consumer_rate": median([run.get("consumer_rate") for run in runs]),
         "resyncs": sum((run.get("builder") or {}).get("resyncs") or 0 for run in runs),
+        "journal": _combine_journal([run["journal"] for run in runs if "journal" in run]),
         "consumer": consumer,
         "problems": [p for run in runs for p in run["problems"]],
+    }
+
+
+def _combine_journal(uses: list[dict[str, Any]]) -> dict[str, Any]:
+    """The journaled runs' disk use, summed: bytes per frame over all of them."""
+    envelopes = sum(u.get("envelopes") or 0 for u in uses)
+    on_disk = sum(u["bytes_on_disk"] for u in uses)
+    raw = sum(u.get("raw_bytes") or 0 for u in uses)
+    return {
+        "envelopes": envelopes,
+        "bytes_on_disk": on_disk,
+        "bytes_per_frame": on_disk / envelopes if envelopes else None,
+        "raw_bytes_per_frame": raw / envelopes if envelopes else None,
+        "holes": sum(u.get("holes") or 0 for u in uses),
+        "records_lost": sum(u.get("records_lost") or 0 for u in uses),
     }
 
 
@@ -198,15 +239,30 @@ def throughput(base: Path, t: Timing, profile: Path | None = None) -> FigureResu
     fig = FigureResult("throughput")
     if profile is not None:
         profile.mkdir(parents=True, exist_ok=True)
-    runs: dict[str, list[dict[str, Any]]] = {"book_builder": [], "passthrough": []}
-    for rep in range(t.pipe_reps):  # alternately, so slow phases of the machine hit both
-        runs["book_builder"].append(_pipe(base, "book_builder", t, profile, rep))
+    runs: dict[str, list[dict[str, Any]]] = {
+        "book_builder": [],
+        "book_builder+journal": [],
+        "passthrough": [],
+    }
+    for rep in range(t.pipe_reps):  # alternately, so slow phases of the machine hit all
+        # Journal off and on in turn, the other way round in the next repetition (ABBA).
+        order = [False, True] if rep % 2 == 0 else [True, False]
+        for journal in order:
+            key = "book_builder+journal" if journal else "book_builder"
+            runs[key].append(
+                _pipe(base, "book_builder", t, None if journal else profile, rep, journal=journal)
+            )
         profile = None
         runs["passthrough"].append(_pipe(base, "passthrough", t, None, rep))
     fig.details = {**runs, "symbols": t.symbols}
     builder = _combine(runs["book_builder"], "book_builder")
+    journaled = _combine(runs["book_builder+journal"], "book_builder")
     ceiling = _combine(runs["passthrough"], "passthrough")
-    fig.details["combined"] = {"book_builder": builder, "passthrough": ceiling}
+    fig.details["combined"] = {
+        "book_builder": builder,
+        "book_builder+journal": journaled,
+        "passthrough": ceiling,
+    }
     rate, top = builder["median_rate"], ceiling["median_rate"]
     correct = not builder["problems"]
     cpu = builder["cpu"]
@@ -263,6 +319,7 @@ def throughput(base: Path, t: Timing, profile: Path | None = None) -> FigureResu
             None,
             judged(correct),
         ),
+        *_journal_rows(journaled, rate, own),
         Row(
             "pass-through ceiling (msgs/s, PULL -> PUB, no parsing)",
             fmt(top) if saturated(ceiling) else f">= {fmt(top)}",
@@ -273,6 +330,47 @@ def throughput(base: Path, t: Timing, profile: Path | None = None) -> FigureResu
             "msgs/s",
         ),
     ]
-    if builder["problems"]:
-        fig.details["problems"] = builder["problems"]
+    problems = builder["problems"] + journaled["problems"]
+    if problems:
+        fig.details["problems"] = problems
     return fig
+
+
+def _journal_rows(journaled: dict[str, Any], rate_off: float, own_off: float | None) -> list[Row]:
+    """Throughput with the journal on as a ratio to off (same run), and its size on disk."""
+    rate = journaled["median_rate"]
+    ratio = rate / rate_off if rate and rate_off else None
+    use = journaled["journal"]
+    per_frame = use["bytes_per_frame"]
+    # Per CPU-second of the whole process, the writer thread's compression included: the
+    # journal's cost in CPU, much less sensitive than the rate to a busy machine.
+    own = journaled["per_cpu_second"]
+    return [
+        Row(
+            "book_builder throughput, journal on (books/s; ratio to journal off)",
+            fmt(rate),
+            f">= {JOURNAL_RATIO_TARGET:g} x off ({fmt(rate_off)})",
+            ratio,
+            judged(ratio is not None and ratio >= JOURNAL_RATIO_TARGET and not use["holes"]),
+            rate,
+            "books/s",
+        ),
+        Row(
+            "  books per CPU-second, journal on (ratio to journal off)",
+            fmt(own),
+            f"journal off {fmt(own_off)} per CPU-s",
+            own / own_off if own and own_off else None,
+            "info",
+            own,
+            "books/CPU-s",
+        ),
+        Row(
+            "  journal bytes per frame on disk (envelope bytes per frame; holes)",
+            fmt(per_frame, 1),
+            f"raw {fmt(use['raw_bytes_per_frame'], 1)}; {use['holes']} holes",
+            None,
+            "info",
+            per_frame,
+            "bytes/frame",
+        ),
+    ]

@@ -1,0 +1,1 @@
+"""Replay of book_builder journals (``python -m mdgw.replay``); docs/journal.md."""
