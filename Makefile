@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt pyproject.toml | cksum | cut -d' ' -f1)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-fast lint fmt clean
+.PHONY: help venv test test-fast lint fmt clean compiled
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -19,12 +19,27 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-venv: $(STAMP)  ## create .venv and install the pinned dependencies
+venv: $(STAMP) compiled  ## create .venv, install the pinned dependencies, build the compiled hot path
 
-test: $(STAMP)  ## run the whole test suite (pytest's exit 5, no tests collected, is a failure)
-	@$(PY) -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "make test: no tests were collected" >&2; exit 1; fi; exit $$rc
+# The compiled hot path (mdgw.compiled): mypyc builds mdgw/_compiled/<hash of the sources>/
+# when a C compiler is present. A no-op when the build for the current sources exists, so
+# every target that runs code depends on it; an edited module is never shadowed by an old
+# build either way (the import hook only takes a build whose hash matches the sources).
+compiled: $(STAMP)  ## build the compiled hot path if a C compiler is present (else pure Python)
+	@$(PY) -m mdgw.compiled_build
 
-test-fast: $(STAMP)  ## run the tests except the end-to-end ones
+# The whole suite with the build in use, then the core tests once more on pure Python
+# (MDGW_PURE=1) when the first run was compiled: both must pass.
+test: compiled  ## run the whole test suite, then the core tests on the pure-Python fallback
+	@echo "make test: $$($(PY) -m mdgw.compiled_build --status)" >&2
+	@$(PY) -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "make test: no tests were collected" >&2; exit 1; fi; \
+	[ $$rc -eq 0 ] || exit $$rc; \
+	if $(PY) -c 'import sys, mdgw; sys.exit(0 if mdgw.compiled.IS_COMPILED else 1)'; then \
+		echo "make test: the core tests again, on the pure-Python fallback (MDGW_PURE=1)" >&2; \
+		MDGW_PURE=1 $(PY) -m pytest -q tests/core; \
+	fi
+
+test-fast: compiled  ## run the tests except the end-to-end ones
 	$(PY) -m pytest -q -m "not e2e"
 
 lint: $(STAMP)  ## ruff check, ruff format --check, mypy --strict
@@ -42,14 +57,34 @@ fmt: $(STAMP)  ## apply ruff's fixes and formatting
 BENCH_ARGS ?=
 .PHONY: bench bench-long
 
-bench: $(STAMP)  ## throughput, latency, ingestor rate (< 3 min): one table, JSON in var/bench/
+bench: compiled  ## throughput, latency, ingestor rate (< 3 min): one table, JSON in var/bench/
 	$(PY) scripts/bench.py $(BENCH_ARGS)
 
-bench-long: $(STAMP)  ## scale (1,200 symbols) and 10-minute memory soak (~13 min)
+bench-long: compiled  ## scale (1,200 symbols) and 10-minute memory soak (~13 min)
 	$(PY) scripts/bench.py --long $(BENCH_ARGS)
 
+# mdgw's builder core against cryptofeed's Bybit handler, in one process (scripts/bench_peers.py).
+# cryptofeed, pinned, lives in its own venv under var/ (never in .venv), with the few packages
+# mdgw's core needs to run beside it. PEERS_ARGS passes options, e.g. "--rounds 3".
+CRYPTOFEED_VERSION := 2.4.1
+PEERS_VENV := var/peers-venv
+PEERS_STAMP := $(PEERS_VENV)/.installed-cryptofeed-$(CRYPTOFEED_VERSION)-$(shell grep -E '^(pyzmq|msgspec|orjson)==' requirements.txt | cksum | cut -d' ' -f1)
+PEERS_ARGS ?=
+.PHONY: bench-peers
+
+$(PEERS_STAMP): requirements.txt
+	@mkdir -p var
+	@test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+		cryptofeed==$(CRYPTOFEED_VERSION) $$(grep -E '^(pyzmq|msgspec|orjson)==' requirements.txt)
+	@rm -f $(PEERS_VENV)/.installed-*
+	@touch $@
+
+bench-peers: compiled $(PEERS_STAMP)  ## mdgw vs cryptofeed in process (~3 min): one table, JSON in var/bench/
+	$(PEERS_VENV)/bin/python scripts/bench_peers.py $(PEERS_ARGS)
+
 clean:  ## remove the venv and run-time files
-	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .hypothesis services/mdgw/_compiled
 
 # --- Running the gateway under supervisord (DESIGN.md §6, docs/operations.md) ---------------
 # One supervisord at a time, per VAR_DIR (its run/supervisor.sock): `make up` (live Bybit) or
@@ -91,10 +126,10 @@ if ! $(SUPERVISOR_WAIT) --timeout $(UP_TIMEOUT) running; then $(SUPERVISORCTL) s
 $(SUPERVISORCTL) status
 endef
 
-up: $(STAMP)  ## start book_builder + ingestor under supervisord (GATEWAY_CONFIG) and wait
+up: compiled  ## start book_builder + ingestor under supervisord (GATEWAY_CONFIG) and wait
 	$(call supervise,$(GATEWAY_CONFIG),0)
 
-demo: $(STAMP)  ## offline: simulator + services under supervisord, the printer in front
+demo: compiled  ## offline: simulator + services under supervisord, the printer in front
 	$(call supervise,$(DEMO_CONFIG),1)
 	@echo "printer: python -m mdgw.printer $(PRINTER_ARGS)  (Ctrl-C stops it; 'make down' stops the services)" >&2
 	@MDGW_CONFIG=$(abspath $(DEMO_CONFIG)) $(PY) -m mdgw.printer $(PRINTER_ARGS)
@@ -108,7 +143,7 @@ down: $(STAMP)  ## stop every program and supervisord; wait until all have exite
 status: $(STAMP)  ## supervisorctl status of the programs
 	@$(SUPERVISORCTL) status
 
-restart: $(STAMP)  ## restart every program (same config) and wait until RUNNING
+restart: compiled  ## restart every program (same config) and wait until RUNNING
 	@$(SUPERVISORCTL) restart 'mdgw:*'
 	@$(SUPERVISOR_WAIT) --timeout $(UP_TIMEOUT) running || { $(SUPERVISORCTL) status; exit 1; }
 	@$(SUPERVISORCTL) status
@@ -127,5 +162,5 @@ SOAK_ARGS ?=
 keys: $(STAMP)  ## CURVE keypairs (server + CLIENTS="client") into var/keys/, files 0600; kept if present
 	$(PY) scripts/make_keys.py --dir $(KEYS_DIR) $(foreach c,$(CLIENTS),--client $(c))
 
-soak: $(STAMP)  ## 30 min at 5k frames/s with periodic faults; SOAK_ARGS="--minutes 5 --rate 2000"
+soak: compiled  ## 30 min at 5k frames/s with periodic faults; SOAK_ARGS="--minutes 5 --rate 2000"
 	$(PY) scripts/soak.py $(SOAK_ARGS)

@@ -17,6 +17,7 @@ import zmq
 
 from mdgw.core import wire
 from mdgw.core.wire import EnvelopeKind
+from mdgw.testing import oracles
 
 ROOT = Path(__file__).parents[2]
 
@@ -38,13 +39,14 @@ class Builder:
         )
         self.log = tmp / "builder.log"
         env = {**os.environ, "MDGW_CONFIG": str(self.config)}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mdgw.book_builder"],
-            cwd=ROOT,
-            env=env,
-            stdout=self.log.open("wb"),
-            stderr=subprocess.STDOUT,
-        )
+        with self.log.open("wb") as out:  # the child has its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "mdgw.book_builder"],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
 
     def lines(self) -> list[dict[str, Any]]:
         return [orjson.loads(line) for line in self.log.read_bytes().splitlines() if line]
@@ -64,10 +66,29 @@ def builder(tmp_path: Path) -> Iterator[Builder]:
         b.proc.wait()
 
 
+class _TrackingContext(zmq.Context):  # type: ignore[type-arg]
+    """A context that keeps its sockets until the test's teardown closes them.
+
+    Tests open sockets as locals; without a reference here they would be garbage-collected
+    open when the test returns (a ResourceWarning, an error under filterwarnings) before the
+    fixture's teardown gets to close them.
+    """
+
+    opened: list[zmq.Socket[bytes]]
+
+    def socket(self, *args: Any, **kwargs: Any) -> Any:
+        sock = super().socket(*args, **kwargs)
+        self.opened.append(sock)
+        return sock
+
+
 @pytest.fixture
 def ctx() -> Iterator[zmq.Context[zmq.Socket[bytes]]]:
-    c: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    c = _TrackingContext()
+    c.opened = []
     yield c
+    for sock in c.opened:
+        sock.close(linger=0)
     c.destroy(linger=0)
 
 
@@ -98,7 +119,7 @@ class Ingestor:
     def data(self, frame: bytes, *, skip: int = 0) -> None:
         self.seq += 1 + skip
         self.sock.send(
-            wire.encode_raw(
+            oracles.encode_raw(
                 EnvelopeKind.DATA,
                 ingestor=b"test",
                 category=1,
@@ -254,3 +275,36 @@ def test_resync_requests_missed_while_no_ingestor_listened_are_repeated_on_join(
         assert time.monotonic() - started < 5
     finally:
         assert b.stop() == 0
+
+
+def test_max_rate_conflates_a_burst_and_the_last_state_gets_out(
+    tmp_path: Path, ctx: zmq.Context[zmq.Socket[bytes]]
+) -> None:
+    builder = Builder(tmp_path, books="max_rate = 2\n")  # one book per 0.5 s at most
+    try:
+        ing = Ingestor(ctx, builder.raw)
+        sub = subscriber(ctx, builder.pub)
+        wait_subscribed(ing, sub)
+        sub.subscribe(b"book.linear.BTCUSDT.")
+        sub.setsockopt(zmq.UNSUBSCRIBE, b"")
+        time.sleep(0.2)  # let the subscription change reach the publisher (not an assertion)
+        ing.data(book_frame(100, [["99", "1"]], [["101", "1"]], snapshot=True))
+        recv_until(sub, lambda m: len(m) == 1)  # the snapshot's book, at once
+        started = time.monotonic()
+        for u in range(101, 301):  # a burst of 200 deltas
+            ing.data(book_frame(u, [["99", str(u)]], [], snapshot=False))
+        got = recv_until(sub, lambda m: bool(m) and m[-1][1]["u"] == 300)
+        assert time.monotonic() - started < 5.0
+        # 200 deltas within far less than 0.5 s each: a handful of books, not 200; the last
+        # one is the whole burst applied, seq +1 per message.
+        assert 1 <= len(got) <= 1 + (time.monotonic() - started) / 0.5 + 1
+        assert [p["seq"] for _, p in got] == list(range(2, 2 + len(got)))
+        assert got[-1][1]["bids"] == [["99", "300"]]
+        assert builder.stop() == 0
+        started_line = next(x for x in builder.lines() if x["event"] == "book_builder_started")
+        assert started_line["max_rate"] == 2.0
+        assert started_line["hot_path"].startswith(("compiled", "pure-Python"))
+    finally:
+        if builder.proc.poll() is None:
+            builder.proc.kill()
+            builder.proc.wait()

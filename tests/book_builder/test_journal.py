@@ -22,6 +22,7 @@ from mdgw.core import wire
 from mdgw.core.journal_format import InputKind, Record
 from mdgw.replay.reader import SegmentReader, find_segments
 from mdgw.runtime.settings import JournalConfig
+from mdgw.testing import oracles
 
 HUB = {
     "publish_depth": 25,
@@ -273,10 +274,13 @@ def test_a_journal_that_fails_at_run_time_stops_and_the_books_go_on(tmp_path: Pa
         stderr=subprocess.STDOUT,
     )
     log: list[dict[str, object]] = []
-    reader = threading.Thread(
-        target=lambda: log.extend(orjson.loads(x) for x in proc.stdout or [] if x.strip()),
-        daemon=True,
-    )
+
+    def read_log() -> None:
+        assert proc.stdout is not None
+        with proc.stdout:  # closed at EOF, when the builder has exited
+            log.extend(orjson.loads(x) for x in proc.stdout if x.strip())
+
+    reader = threading.Thread(target=read_log, daemon=True)
     reader.start()
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     try:
@@ -303,7 +307,7 @@ def test_a_journal_that_fails_at_run_time_stops_and_the_books_go_on(tmp_path: Pa
                 }
             )
             push.send(
-                wire.encode_raw(
+                oracles.encode_raw(
                     wire.EnvelopeKind.DATA,
                     ingestor=b"t",
                     category=1,

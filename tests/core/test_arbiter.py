@@ -22,6 +22,7 @@ from mdgw.core.arbiter import MAX_HELD, Arbiter, Source, SourceStats, Verdict
 from mdgw.core.bybit import BookFrame
 from mdgw.core.hub import HOLD_GRACE, Hub
 from mdgw.core.wire import EnvelopeKind
+from mdgw.testing import oracles
 
 CAT = wire.category_code("linear")
 TOPIC = "orderbook.50.BTCUSDT"
@@ -192,7 +193,7 @@ class Feed:
             self.seq += 1
             if lose:
                 return  # lost between ingestor and builder: the next one shows the hole
-        msg = wire.encode_raw(
+        msg = oracles.encode_raw(
             kind,
             ingestor=self.ingestor,
             category=CAT,

@@ -9,11 +9,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mdgw.core.backoff import (
-    BYBIT_CONNECTION_WINDOW,
-    BYBIT_MAX_NEW_CONNECTIONS,
     Backoff,
     ConnectionRateLimiter,
 )
+from mdgw.core.bybit_spec import CONNECTION_WINDOW, MAX_NEW_CONNECTIONS
 
 
 def test_delays_follow_capped_exponential_bases() -> None:
@@ -98,7 +97,7 @@ def test_backoff_rejects_bad_parameters(initial: float, maximum: float, factor: 
 def test_bybit_defaults() -> None:
     limiter = ConnectionRateLimiter()
     assert (limiter.max_events, limiter.window) == (500, 300.0)
-    assert (BYBIT_MAX_NEW_CONNECTIONS, BYBIT_CONNECTION_WINDOW) == (500, 300.0)
+    assert (MAX_NEW_CONNECTIONS, CONNECTION_WINDOW) == (500, 300.0)
 
 
 def test_500_connections_in_5_minutes_then_wait_for_the_oldest() -> None:

@@ -16,7 +16,7 @@ from hypothesis.stateful import (
     rule,
 )
 
-from mdgw.core.book import OrderBook, Outcome
+from mdgw.core.book import BookOutcome, OrderBook
 from mdgw.core.bybit import BookFrame, Level
 
 
@@ -30,7 +30,7 @@ def book_with(
 ) -> OrderBook:
     book = OrderBook(depth)
     outcome = book.apply_snapshot(u, [lv(*b) for b in bids], [lv(*a) for a in asks])
-    assert outcome is Outcome.RESET
+    assert outcome is BookOutcome.RESET
     return book
 
 
@@ -62,7 +62,7 @@ def test_snapshot_resets_and_sorts_best_first() -> None:
     outcome = book.apply_snapshot(
         7, [lv("98", "3"), lv("99.5", "1"), lv("99", "2")], [lv("101", "6"), lv("100", "4")]
     )
-    assert outcome is Outcome.RESET
+    assert outcome is BookOutcome.RESET
     assert book.live
     assert book.last_u == 7
     assert book.top_bids(10) == [("99.5", "1"), ("99", "2"), ("98", "3")]
@@ -75,7 +75,7 @@ def test_snapshot_resets_and_sorts_best_first() -> None:
 
 def test_snapshot_replaces_previous_contents() -> None:
     book = book_with(BIDS, ASKS)
-    assert book.apply_snapshot(500, [lv("50", "1")], [lv("60", "1")]) is Outcome.RESET
+    assert book.apply_snapshot(500, [lv("50", "1")], [lv("60", "1")]) is BookOutcome.RESET
     assert book.top_bids(10) == [("50", "1")]
     assert book.top_asks(10) == [("60", "1")]
 
@@ -83,17 +83,17 @@ def test_snapshot_replaces_previous_contents() -> None:
 def test_empty_snapshot_is_a_live_empty_book() -> None:
     # Bybit resets a delisted symbol with u=1 and empty sides.
     book = book_with(BIDS, ASKS)
-    assert book.apply_snapshot(1, [], []) is Outcome.RESET
+    assert book.apply_snapshot(1, [], []) is BookOutcome.RESET
     assert book.live
     assert book.best_bid() is None and book.best_ask() is None
 
 
 def test_u1_snapshot_after_high_u_resets() -> None:
     book = book_with(BIDS, ASKS, u=20_254_918)
-    assert book.apply_snapshot(1, [lv("10", "1")], [lv("11", "1")]) is Outcome.RESET
+    assert book.apply_snapshot(1, [lv("10", "1")], [lv("11", "1")]) is BookOutcome.RESET
     assert book.last_u == 1
     assert book.live
-    assert book.apply_delta(2, [lv("10.5", "2")], []) is Outcome.APPLIED
+    assert book.apply_delta(2, [lv("10.5", "2")], []) is BookOutcome.APPLIED
     assert book.top_bids(5) == [("10.5", "2"), ("10", "1")]
 
 
@@ -101,7 +101,7 @@ def test_level1_same_u_resend_is_a_reset_not_a_duplicate() -> None:
     # orderbook.1 re-pushes an unchanged snapshot with the same u about every 3 s.
     book = OrderBook(1)
     for _ in range(3):
-        assert book.apply_snapshot(42, [lv("99", "1")], [lv("100", "2")]) is Outcome.RESET
+        assert book.apply_snapshot(42, [lv("99", "1")], [lv("100", "2")]) is BookOutcome.RESET
         assert book.live
         assert book.last_u == 42
         assert book.best_bid() == ("99", "1")
@@ -110,17 +110,17 @@ def test_level1_same_u_resend_is_a_reset_not_a_duplicate() -> None:
 
 def test_crossed_snapshot_is_not_live() -> None:
     book = book_with(BIDS, ASKS)
-    assert book.apply_snapshot(200, [lv("100", "1")], [lv("100", "1")]) is Outcome.CROSSED
+    assert book.apply_snapshot(200, [lv("100", "1")], [lv("100", "1")]) is BookOutcome.CROSSED
     assert not book.live
     assert book.best_bid() is None and book.best_ask() is None
     assert book.last_u == 200
-    assert book.apply_delta(201, [], []) is Outcome.NOT_SYNCED
+    assert book.apply_delta(201, [], []) is BookOutcome.NOT_SYNCED
 
 
 def test_snapshot_level_of_size_zero_is_no_level() -> None:
     book = OrderBook(50)
     outcome = book.apply_snapshot(1, [lv("2", "1"), lv("3", "0"), lv("2", "0")], [lv("4", "1")])
-    assert outcome is Outcome.RESET
+    assert outcome is BookOutcome.RESET
     assert book.bid_count == 0
     assert book.top_asks(5) == [("4", "1")]
 
@@ -128,7 +128,7 @@ def test_snapshot_level_of_size_zero_is_no_level() -> None:
 def test_snapshot_truncates_to_depth() -> None:
     book = OrderBook(2)
     outcome = book.apply_snapshot(1, [lv(p, "1") for p in ("1", "3", "2")], [lv("9", "1")])
-    assert outcome is Outcome.RESET
+    assert outcome is BookOutcome.RESET
     assert book.top_bids(10) == [("3", "1"), ("2", "1")]
     assert book.bid_count == 2
 
@@ -138,7 +138,7 @@ def test_snapshot_truncates_to_depth() -> None:
 
 def test_delta_before_any_snapshot_is_not_synced() -> None:
     book = OrderBook(50)
-    assert book.apply_delta(1, [lv("1", "1")], []) is Outcome.NOT_SYNCED
+    assert book.apply_delta(1, [lv("1", "1")], []) is BookOutcome.NOT_SYNCED
     assert book.bid_count == 0
     assert book.last_u is None
 
@@ -150,7 +150,7 @@ def test_delta_inserts_replaces_and_deletes() -> None:
         [lv("99.7", "7"), lv("99", "2.5"), lv("98", "0")],
         [lv("100", "0"), lv("102", "8")],
     )
-    assert outcome is Outcome.APPLIED
+    assert outcome is BookOutcome.APPLIED
     assert book.live
     assert book.last_u == 101
     assert book.top_bids(10) == [("99.7", "7"), ("99.5", "1"), ("99", "2.5")]
@@ -159,32 +159,32 @@ def test_delta_inserts_replaces_and_deletes() -> None:
 
 def test_zero_size_written_with_decimals_deletes() -> None:
     book = book_with(BIDS, ASKS)
-    assert book.apply_delta(101, [lv("99.5", "0.000")], []) is Outcome.APPLIED
+    assert book.apply_delta(101, [lv("99.5", "0.000")], []) is BookOutcome.APPLIED
     assert book.best_bid() == ("99", "2")
 
 
 def test_delete_of_absent_level_is_a_noop() -> None:
     book = book_with(BIDS, ASKS)
-    assert book.apply_delta(101, [lv("50", "0")], [lv("200", "0")]) is Outcome.APPLIED
+    assert book.apply_delta(101, [lv("50", "0")], [lv("200", "0")]) is BookOutcome.APPLIED
     assert book.top_bids(10) == BIDS
     assert book.top_asks(10) == ASKS
 
 
 def test_empty_delta_advances_u() -> None:
     book = book_with(BIDS, ASKS)
-    assert book.apply_delta(101, [], []) is Outcome.APPLIED
+    assert book.apply_delta(101, [], []) is BookOutcome.APPLIED
     assert book.last_u == 101
 
 
 def test_same_price_with_different_string_is_the_same_level() -> None:
     book = book_with([("65000.5", "1")], [("65001", "1")])
-    assert book.apply_delta(101, [lv("65000.50", "2")], []) is Outcome.APPLIED
+    assert book.apply_delta(101, [lv("65000.50", "2")], []) is BookOutcome.APPLIED
     # One level, now published with the string of the latest delta.
     assert book.top_bids(10) == [("65000.50", "2")]
-    assert book.apply_delta(102, [], [lv("65001.0", "3")]) is Outcome.APPLIED
+    assert book.apply_delta(102, [], [lv("65001.0", "3")]) is BookOutcome.APPLIED
     assert book.top_asks(10) == [("65001.0", "3")]
     # ...and a delete spelled differently removes it.
-    assert book.apply_delta(103, [lv("65000.500", "0")], []) is Outcome.APPLIED
+    assert book.apply_delta(103, [lv("65000.500", "0")], []) is BookOutcome.APPLIED
     assert book.bid_count == 0
 
 
@@ -193,14 +193,14 @@ def test_last_entry_for_a_price_within_a_frame_wins() -> None:
     outcome = book.apply_delta(
         101, [lv("97", "1"), lv("97.0", "9"), lv("99", "0"), lv("99", "4")], []
     )
-    assert outcome is Outcome.APPLIED
+    assert outcome is BookOutcome.APPLIED
     assert book.top_bids(10) == [("99.5", "1"), ("99", "4"), ("98", "3"), ("97.0", "9")]
 
 
 def test_duplicate_delta_is_dropped() -> None:
     book = book_with(BIDS, ASKS, u=100)
-    assert book.apply_delta(100, [lv("99.9", "1")], []) is Outcome.DUPLICATE
-    assert book.apply_delta(3, [lv("99.9", "1")], []) is Outcome.DUPLICATE
+    assert book.apply_delta(100, [lv("99.9", "1")], []) is BookOutcome.DUPLICATE
+    assert book.apply_delta(3, [lv("99.9", "1")], []) is BookOutcome.DUPLICATE
     assert book.live
     assert book.last_u == 100
     assert book.top_bids(10) == BIDS
@@ -208,14 +208,14 @@ def test_duplicate_delta_is_dropped() -> None:
 
 def test_gap_drops_the_book_until_the_next_snapshot() -> None:
     book = book_with(BIDS, ASKS, u=100)
-    assert book.apply_delta(102, [lv("99.9", "1")], []) is Outcome.GAP
+    assert book.apply_delta(102, [lv("99.9", "1")], []) is BookOutcome.GAP
     assert not book.live
     assert book.last_u == 100  # kept so the shell can report "expected 101, got 102"
     assert book.top_bids(10) == [] and book.top_asks(10) == []
     # Even the delta that would have been next is refused now.
-    assert book.apply_delta(101, [lv("99.9", "1")], []) is Outcome.NOT_SYNCED
-    assert book.apply_snapshot(300, [lv("1", "1")], [lv("2", "1")]) is Outcome.RESET
-    assert book.apply_delta(301, [], []) is Outcome.APPLIED
+    assert book.apply_delta(101, [lv("99.9", "1")], []) is BookOutcome.NOT_SYNCED
+    assert book.apply_snapshot(300, [lv("1", "1")], [lv("2", "1")]) is BookOutcome.RESET
+    assert book.apply_delta(301, [], []) is BookOutcome.APPLIED
 
 
 @pytest.mark.parametrize(
@@ -229,17 +229,17 @@ def test_gap_drops_the_book_until_the_next_snapshot() -> None:
 )
 def test_crossing_delta_drops_the_book(bids: list[Level], asks: list[Level]) -> None:
     book = book_with(BIDS, ASKS, u=100)
-    assert book.apply_delta(101, bids, asks) is Outcome.CROSSED
+    assert book.apply_delta(101, bids, asks) is BookOutcome.CROSSED
     assert not book.live
     assert book.last_u == 101
     assert book.best_bid() is None and book.best_ask() is None
-    assert book.apply_delta(102, [], []) is Outcome.NOT_SYNCED
+    assert book.apply_delta(102, [], []) is BookOutcome.NOT_SYNCED
 
 
 def test_delta_that_deletes_the_crossing_level_in_the_same_frame_is_fine() -> None:
     book = book_with(BIDS, ASKS, u=100)
     outcome = book.apply_delta(101, [lv("100", "1")], [lv("100", "0")])
-    assert outcome is Outcome.APPLIED
+    assert outcome is BookOutcome.APPLIED
     assert book.best_bid() == ("100", "1")
     assert book.best_ask() == ("100.5", "5")
 
@@ -247,12 +247,12 @@ def test_delta_that_deletes_the_crossing_level_in_the_same_frame_is_fine() -> No
 def test_delta_truncates_to_depth() -> None:
     book = book_with([("10", "1"), ("9", "1")], [("11", "1"), ("12", "1")], depth=2)
     assert book.apply_delta(101, [lv("9.5", "2"), lv("8", "1")], [lv("10.5", "3")]) is (
-        Outcome.APPLIED
+        BookOutcome.APPLIED
     )
     assert book.top_bids(10) == [("10", "1"), ("9.5", "2")]
     assert book.top_asks(10) == [("10.5", "3"), ("11", "1")]
     # A later delete of a level that was truncated away is a harmless no-op.
-    assert book.apply_delta(102, [lv("9", "0")], [lv("12", "0")]) is Outcome.APPLIED
+    assert book.apply_delta(102, [lv("9", "0")], [lv("12", "0")]) is BookOutcome.APPLIED
     assert book.top_bids(10) == [("10", "1"), ("9.5", "2")]
 
 
@@ -262,8 +262,8 @@ def test_invalidate_forgets_everything() -> None:
     assert not book.live
     assert book.last_u is None
     assert book.best_bid() is None
-    assert book.apply_delta(101, [], []) is Outcome.NOT_SYNCED
-    assert book.apply_snapshot(5, [lv("1", "1")], []) is Outcome.RESET
+    assert book.apply_delta(101, [], []) is BookOutcome.NOT_SYNCED
+    assert book.apply_snapshot(5, [lv("1", "1")], []) is BookOutcome.RESET
 
 
 def _frame(*, snapshot: bool, u: int, bids: list[Level], asks: list[Level]) -> BookFrame:
@@ -283,11 +283,11 @@ def _frame(*, snapshot: bool, u: int, bids: list[Level], asks: list[Level]) -> B
 
 def test_apply_dispatches_on_frame_type() -> None:
     book = OrderBook(50)
-    assert book.apply(_frame(snapshot=False, u=1, bids=[], asks=[])) is Outcome.NOT_SYNCED
+    assert book.apply(_frame(snapshot=False, u=1, bids=[], asks=[])) is BookOutcome.NOT_SYNCED
     snap = _frame(snapshot=True, u=10, bids=[lv("1", "1")], asks=[lv("2", "1")])
-    assert book.apply(snap) is Outcome.RESET
+    assert book.apply(snap) is BookOutcome.RESET
     delta = _frame(snapshot=False, u=11, bids=[lv("1.5", "1")], asks=[])
-    assert book.apply(delta) is Outcome.APPLIED
+    assert book.apply(delta) is BookOutcome.APPLIED
     assert book.best_bid() == ("1.5", "1")
 
 
@@ -328,33 +328,37 @@ class ReferenceBook:
         self.live = False
         self.bids, self.asks = {}, {}
 
-    def snapshot(self, u: int, bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> Outcome:
+    def snapshot(
+        self, u: int, bids: list[tuple[str, str]], asks: list[tuple[str, str]]
+    ) -> BookOutcome:
         self.bids, self.asks = {}, {}
         self._merge(self.bids, bids, descending=True)
         self._merge(self.asks, asks, descending=False)
         self.last_u = u
         if self._crossed():
             self._clear()
-            return Outcome.CROSSED
+            return BookOutcome.CROSSED
         self.live = True
-        return Outcome.RESET
+        return BookOutcome.RESET
 
-    def delta(self, u: int, bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> Outcome:
+    def delta(
+        self, u: int, bids: list[tuple[str, str]], asks: list[tuple[str, str]]
+    ) -> BookOutcome:
         if not self.live:
-            return Outcome.NOT_SYNCED
+            return BookOutcome.NOT_SYNCED
         assert self.last_u is not None
         if u <= self.last_u:
-            return Outcome.DUPLICATE
+            return BookOutcome.DUPLICATE
         if u > self.last_u + 1:
             self._clear()
-            return Outcome.GAP
+            return BookOutcome.GAP
         self._merge(self.bids, bids, descending=True)
         self._merge(self.asks, asks, descending=False)
         self.last_u = u
         if self._crossed():
             self._clear()
-            return Outcome.CROSSED
-        return Outcome.APPLIED
+            return BookOutcome.CROSSED
+        return BookOutcome.APPLIED
 
     def invalidate(self) -> None:
         self._clear()

@@ -1,4 +1,4 @@
-"""mdgw.core.bybit: classification, decoding, request building; fuzzed decoders."""
+"""mdgw.core.bybit: decoding data frames, against the reference decoder; fuzzed."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mdgw.core import bybit
-from mdgw.core.bybit import BookFrame, FrameKind, TradeFrame
+from mdgw.core import bybit, bybit_control
+from mdgw.core.bybit import BookFrame, TradeFrame
 from mdgw.core.errors import ParseError
+from mdgw.testing import oracles
 
 LINEAR_DELTA = (
     b'{"topic":"orderbook.50.BTCUSDT","type":"delta","ts":1786310818229,'
@@ -106,77 +107,14 @@ def test_unsupported_topic() -> None:
         bybit.decode_frame(b'{"topic":"tickers.BTCUSDT","type":"snapshot","data":{}}')
 
 
-@pytest.mark.parametrize(
-    ("frame", "kind"),
-    [
-        (LINEAR_DELTA, FrameKind.DATA),
-        (b'{"topic":"orderbook.50.X", broken', FrameKind.DATA),  # forwarded; builder attributes it
-        (b'{"success":true,"ret_msg":"pong","conn_id":"c","op":"ping"}', FrameKind.PONG),
-        (b'{"success":true,"ret_msg":"pong","conn_id":"c","op":"pong"}', FrameKind.PONG),
-        (b'{"args":["1672916271846"],"op":"pong"}', FrameKind.PONG),
-        (b'{"success":true,"ret_msg":"subscribe","conn_id":"c","op":"subscribe"}', FrameKind.ACK),
-        (
-            b'{"success":true,"ret_msg":"","conn_id":"c","req_id":"","op":"subscribe"}',
-            FrameKind.ACK,
-        ),
-        (
-            b'{"success":false,"ret_msg":"args size >10","conn_id":"c","op":"subscribe"}',
-            FrameKind.ERROR,
-        ),
-        (b"not json", FrameKind.UNKNOWN),
-        (b"[1,2]", FrameKind.UNKNOWN),
-        (b'{"hello":1}', FrameKind.UNKNOWN),
-    ],
-)
-def test_classify(frame: bytes, kind: FrameKind) -> None:
-    assert bybit.classify(frame) is kind
-
-
-def test_error_texts_name_the_failed_topics() -> None:
-    derivatives = bybit.decode_control(
-        b'{"success":false,"ret_msg":"error:already subscribed,topic:publicTrade.BTCUSDT",'
-        b'"conn_id":"c","req_id":"2","op":"subscribe"}'
-    )
-    assert derivatives.kind is FrameKind.ERROR
-    assert derivatives.failed_topics == ("publicTrade.BTCUSDT",)
-    assert derivatives.req_id == "2"
-    spot = bybit.decode_control(
-        b'{"success":false,"ret_msg":"Invalid symbol :[orderbook.50.NOSUCHSYM]","conn_id":"c",'
-        b'"op":"subscribe"}'
-    )
-    assert spot.failed_topics == ("orderbook.50.NOSUCHSYM",)
-    assert bybit.failed_topics("args size >10") == ()
-
-
-def test_subscribe_requests_respect_spot_limit() -> None:
-    topics = [bybit.orderbook_topic(50, f"S{i}USDT") for i in range(23)]
-    spot = [orjson.loads(r) for r in bybit.subscribe_requests("spot", topics, "s")]
-    assert [len(r["args"]) for r in spot] == [10, 10, 3]
-    assert [r["req_id"] for r in spot] == ["s0", "s1", "s2"]
-    assert sum((r["args"] for r in spot), []) == topics
-    linear = [orjson.loads(r) for r in bybit.subscribe_requests("linear", topics, "l")]
-    assert len(linear) == 1
-    assert linear[0] == {"req_id": "l0", "op": "subscribe", "args": topics}
-    unsub = orjson.loads(bybit.unsubscribe_requests("inverse", topics[:1], "u")[0])
-    assert unsub["op"] == "unsubscribe"
-
-
-def test_plan_connections_stays_under_the_args_limit() -> None:
-    topics = [bybit.orderbook_topic(1000, f"SYM{i:05d}USDT") for i in range(2000)]
-    groups = bybit.plan_connections(topics)
-    assert [t for g in groups for t in g] == topics
-    assert all(bybit.args_chars(g) <= bybit.MAX_ARGS_CHARS_PER_CONNECTION for g in groups)
-    assert len(orjson.dumps(groups[0])) <= bybit.MAX_ARGS_CHARS_PER_CONNECTION
-    # Packing is tight: adding the next topic to a full group would exceed the limit.
-    assert bybit.args_chars([*groups[0], groups[1][0]]) > bybit.MAX_ARGS_CHARS_PER_CONNECTION
-
-
-def test_ping_request() -> None:
-    assert orjson.loads(bybit.ping_request()) == {"op": "ping"}
-    assert orjson.loads(bybit.ping_request("7")) == {"req_id": "7", "op": "ping"}
-
-
 # ------------------------------------------------------------------------------ fuzzing
+
+
+def _containers(children: st.SearchStrategy[object]) -> st.SearchStrategy[object]:
+    return st.lists(children, max_size=4) | st.dictionaries(
+        st.text(max_size=6), children, max_size=4
+    )
+
 
 json_values = st.recursive(
     st.none()
@@ -184,9 +122,7 @@ json_values = st.recursive(
     | st.integers(min_value=-(2**63), max_value=2**64 - 1)
     | st.floats(allow_nan=False)
     | st.text(max_size=20),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4)
-    ),
+    _containers,
     max_leaves=20,
 )
 
@@ -194,12 +130,12 @@ json_values = st.recursive(
 @settings(max_examples=400, deadline=None)
 @given(st.binary(max_size=300))
 def test_random_bytes_raise_only_parse_error(data: bytes) -> None:
-    for decoder in (bybit.decode_frame, bybit.decode_control):
+    for decoder in (bybit.decode_frame, bybit_control.decode_control):
         try:
             decoder(data)
         except ParseError:
             pass
-    bybit.classify(data)
+    bybit_control.classify(data)
     bybit.topic_of(data)
 
 
@@ -277,18 +213,18 @@ def test_topics_no_gateway_topic_could_carry_are_malformed(topic: str) -> None:
 
 
 def _reference(raw: bytes) -> object:
-    """What the reference decoder makes of a frame: the frame, or the error's (reason, topic)."""
+    """What the reference decoder makes of a frame: the frame, or ("error", topic)."""
     try:
-        return bybit._decode_frame_checked(raw)
+        return oracles.decode_frame(raw)
     except ParseError as exc:
-        return ("error", exc.reason, exc.topic)
+        return ("error", exc.topic)
 
 
 def _decoded(raw: bytes) -> object:
     try:
         return bybit.decode_frame(raw)
     except ParseError as exc:
-        return ("error", exc.reason, exc.topic)
+        return ("error", exc.topic)
 
 
 numbers = st.one_of(
@@ -318,8 +254,9 @@ ints = st.one_of(
     cts=ints,
     drop=st.sets(st.sampled_from(["type", "ts", "data", "cts", "s", "u", "seq", "b", "a"])),
     extra=json_values,
+    topic_last=st.booleans(),
 )
-def test_fast_book_path_decodes_exactly_as_the_reference(
+def test_book_decoder_agrees_with_the_reference(
     *,
     topic: str,
     kind: object,
@@ -332,22 +269,47 @@ def test_fast_book_path_decodes_exactly_as_the_reference(
     cts: object,
     drop: set[str],
     extra: object,
+    topic_last: bool,
 ) -> None:
-    """Every orderbook frame gives the same BookFrame, or the same ParseError, either way."""
+    """Every orderbook frame gives the same BookFrame, or a ParseError for the same topic."""
     data = {"s": symbol, "b": bids, "a": asks, "u": u, "seq": seq, "x": extra}
     obj = {"topic": topic, "type": kind, "ts": ts, "data": data, "cts": cts, "id": extra}
     for key in drop:
         obj.pop(key, None)
         data.pop(key, None)
-    raw = orjson.dumps(obj)
-    assert raw.startswith(b'{"topic":"orderbook.')  # the fast path's door
-    assert _decoded(raw) == _reference(raw)
-    fast = bybit._decode_book_fast(raw)
-    assert fast is None or fast == bybit._decode_frame_checked(raw)
+    if topic_last:  # not Bybit's order: the decoder finds the topic by parsing
+        obj["topic"] = obj.pop("topic")
+    assert _decoded(orjson.dumps(obj)) == _reference(orjson.dumps(obj))
 
 
-def test_fast_book_path_takes_well_formed_frames() -> None:
-    """The fast path is not silently declining everything (and handing it to the reference)."""
+@settings(max_examples=400, deadline=None)
+@given(
+    topic=st.sampled_from(["publicTrade.BTCUSDT", "publicTrade.X", "publicTrade.", "tickers.X"]),
+    items=st.lists(
+        st.fixed_dictionaries(
+            {
+                "T": ints,
+                "s": st.sampled_from(["BTCUSDT", "X", 7]),
+                "S": st.sampled_from(["Buy", "Sell", "buy", None]),
+                "v": numbers,
+                "p": numbers,
+                "i": st.sampled_from(["a1", "", 5, "x" * 129]),
+            },
+            optional={"BT": st.sampled_from([True, False, None, 1]), "seq": ints},
+        ),
+        max_size=3,
+    ),
+    ts=ints,
+    extra=json_values,
+)
+def test_trade_decoder_agrees_with_the_reference(
+    *, topic: str, items: list[dict[str, object]], ts: object, extra: object
+) -> None:
+    obj = {"topic": topic, "type": "snapshot", "ts": ts, "data": items, "x": extra}
+    assert _decoded(orjson.dumps(obj)) == _reference(orjson.dumps(obj))
+
+
+def test_well_formed_book_frame_decodes() -> None:
     raw = orjson.dumps(
         {
             "topic": "orderbook.50.BTCUSDT",
@@ -357,13 +319,15 @@ def test_fast_book_path_takes_well_formed_frames() -> None:
             "cts": 2,
         }
     )
-    fast = bybit._decode_book_fast(raw)
-    assert fast is not None and fast == bybit.decode_frame(raw)
-    assert fast.bids == [(65000.5, "65000.5", "0", 0.0)]
+    frame = bybit.decode_frame(raw)
+    assert isinstance(frame, BookFrame)
+    assert frame == oracles.decode_frame(raw)
+    assert frame.bids == [(65000.5, "65000.5", "0", 0.0)]
+    assert (frame.u, frame.seq, frame.ts, frame.cts) == (7, 9, 1, 2)
 
 
 @pytest.mark.parametrize("number", ["18446744073709551616", "1e400", "-0", "1.0"])
-def test_fast_book_path_defers_numbers_orjson_sees_differently(number: str) -> None:
+def test_numbers_orjson_sees_differently_agree_with_the_reference(number: str) -> None:
     raw = (
         b'{"topic":"orderbook.50.BTCUSDT","type":"delta","ts":1,'
         b'"data":{"s":"BTCUSDT","b":[],"a":[],"u":' + number.encode() + b"}}"

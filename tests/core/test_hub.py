@@ -7,10 +7,13 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mdgw.core import wire
 from mdgw.core.hub import Hub
 from mdgw.core.wire import EnvelopeKind
+from mdgw.testing import oracles
 
 CAT = wire.category_code("linear")
 
@@ -59,7 +62,7 @@ class Feed:
     def send(self, frame: bytes, *, skip: int = 0) -> None:
         self.seq += 1 + skip
         self.hub.on_raw(
-            wire.encode_raw(
+            oracles.encode_raw(
                 EnvelopeKind.DATA,
                 ingestor=self.ingestor,
                 category=CAT,
@@ -73,7 +76,7 @@ class Feed:
 
     def event(self, kind: EnvelopeKind) -> None:
         self.hub.on_raw(
-            wire.encode_raw(
+            oracles.encode_raw(
                 kind,
                 ingestor=self.ingestor,
                 category=CAT,
@@ -393,6 +396,113 @@ def test_new_topics_past_the_cap_are_counted_and_dropped(monkeypatch: pytest.Mon
     assert b"book.linear.CUSDT." not in topics and b"trade.linear.CUSDT." not in topics
     assert b"book.linear.BUSDT." in topics and b"trade.linear.BUSDT." in topics
     assert hub.stats.topics_refused == 2
+
+
+# ------------------------------------------------------------------ conflation (max_rate)
+
+
+def delta(u: int, bid: str, size: str) -> bytes:
+    return book_frame(u, [[bid, size]], [], snapshot=False)
+
+
+def test_max_rate_publishes_the_latest_state_once_per_interval() -> None:
+    hub = make_hub(max_rate=10.0)  # at most one book per 0.1 s
+    feed = Feed(hub)
+    feed.send(SNAP)
+    assert channels(drain(hub)) == ["status:live", "book:100", "bbo:100"]
+    feed.now = 0.01
+    feed.send(delta(101, "99.5", "4"))
+    feed.send(delta(102, "98", "0"))
+    assert drain(hub) == [] and hub.next_due == pytest.approx(0.1)
+    hub.publish_due(0.05)  # not yet
+    assert drain(hub) == []
+    hub.publish_due(0.1)
+    out = drain(hub)
+    assert channels(out) == ["book:102", "bbo:102"]
+    book = out[0][1]
+    assert (book["seq"], book["u"]) == (2, 102)
+    assert book["bids"] == [["99.5", "4"], ["99", "1"]]
+    assert out[1][1]["seq"] == 2 and out[1][1]["bid"] == "99.5"
+    assert hub.next_due is None
+    # A frame after the interval is published at once.
+    feed.now = 0.25
+    feed.send(delta(103, "97", "1"))
+    assert channels(drain(hub)) == ["book:103"]
+
+
+def test_max_rate_drops_what_was_pending_when_the_book_resyncs() -> None:
+    hub = make_hub(max_rate=10.0)
+    feed = Feed(hub)
+    feed.send(SNAP)
+    drain(hub)
+    feed.now = 0.01
+    feed.send(delta(101, "99.5", "4"))
+    feed.send(delta(105, "99.5", "5"))  # a gap
+    assert channels(drain(hub)) == ["status:resyncing"]
+    hub.publish_due(1.0)
+    assert drain(hub) == []
+    feed.now = 1.01
+    feed.send(book_frame(200, [["90", "1"]], [["91", "1"]], snapshot=True))
+    assert channels(drain(hub)) == ["status:live", "book:200", "bbo:200"]
+
+
+def test_max_rate_must_not_be_negative() -> None:
+    with pytest.raises(ValueError, match="max_rate"):
+        make_hub(max_rate=-1.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.floats(min_value=0.0, max_value=0.08),  # time to the next frame
+            st.integers(min_value=0, max_value=3),  # which bid level changes
+            st.integers(min_value=0, max_value=3),  # its new size (0 deletes)
+            st.booleans(),  # run publish_due before the frame
+        ),
+        max_size=60,
+    ),
+    rate=st.sampled_from([5.0, 20.0, 100.0]),
+)
+def test_max_rate_against_publishing_every_frame(
+    steps: list[tuple[float, int, int, bool]], rate: float
+) -> None:
+    """Conflated books are a subsequence of the unconflated ones (same u, same book), at most
+    one per interval, seq +1 each, and the last state always gets out."""
+    plain, conflated = make_hub(), make_hub(max_rate=rate)
+    feeds = [Feed(plain), Feed(conflated)]
+    for feed in feeds:
+        feed.send(SNAP)
+    books: list[tuple[float, dict[str, Any]]] = []  # (time published, payload)
+
+    def collect(at: float) -> None:
+        books.extend((at, p) for _, p in drain(conflated) if p["channel"] == "book")
+
+    collect(0.0)
+    now = 0.0
+    for u, (dt, level, size, poll) in enumerate(steps, start=101):
+        now += dt
+        if poll:
+            conflated.publish_due(now)
+            collect(now)
+        for feed in feeds:
+            feed.now = now
+            feed.send(delta(u, f"9{level}.5", str(size)))
+        collect(now)
+    while (due := conflated.next_due) is not None:  # the shell's timer
+        assert due <= now + 1.0 / rate
+        conflated.publish_due(due)
+        collect(due)
+    books_plain = {p["u"]: p for _, p in drain(plain) if p["channel"] == "book"}
+    assert [p["seq"] for _, p in books] == list(range(1, len(books) + 1))
+    for _, p in books:
+        want = books_plain[p["u"]]
+        assert (p["bids"], p["asks"]) == (want["bids"], want["asks"])
+    assert books[-1][1]["u"] == max(books_plain)  # the last state always gets out
+    us = [p["u"] for _, p in books]
+    assert us == sorted(set(us))
+    times = [t for t, _ in books]
+    assert all(b - a >= 1.0 / rate - 1e-9 for a, b in itertools.pairwise(times))
 
 
 def test_inputs_lost_resyncs_every_book_without_asking_until_its_next_snapshot() -> None:

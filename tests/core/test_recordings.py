@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from mdgw.core.book import OrderBook, Outcome
+from mdgw.core.book import BookOutcome, OrderBook
 from mdgw.core.bybit import BookFrame, Level, TradeFrame, decode_frame
 
 RECORDINGS = Path(__file__).parents[2].parent / "shared" / "bybit-recordings"
@@ -102,12 +102,12 @@ def _replay_book_frame(replay: Replay, raw: dict[str, Any], frame: BookFrame, wh
     outcome = book.apply(frame)
     resend = False
     if frame.snapshot:
-        assert outcome is Outcome.RESET, where
+        assert outcome is BookOutcome.RESET, where
         resend = frame.u == prev_u
         if resend:  # Bybit re-pushes an unchanged top of book with the same u
             assert (book.top_bids(book.max_depth), book.top_asks(book.max_depth)) == before
     else:
-        assert outcome is Outcome.APPLIED, where
+        assert outcome is BookOutcome.APPLIED, where
         assert prev_u is not None and frame.u == prev_u + 1, where
     assert book.live, where
     assert book.last_u == frame.u, where
@@ -180,7 +180,7 @@ def test_fastmm_level1_matches_rebuilt_level50_at_the_same_seq(recordings: Path)
     top_at_seq: dict[int, tuple[tuple[str, str] | None, tuple[str, str] | None]] = {}
     for frame in frames:
         if frame.depth == 50:
-            assert book50.apply(frame) in (Outcome.RESET, Outcome.APPLIED)
+            assert book50.apply(frame) in (BookOutcome.RESET, BookOutcome.APPLIED)
             top_at_seq[frame.seq] = (book50.best_bid(), book50.best_ask())
 
     compared = 0
@@ -188,7 +188,7 @@ def test_fastmm_level1_matches_rebuilt_level50_at_the_same_seq(recordings: Path)
     for frame in frames:
         if frame.depth != 1:
             continue
-        assert book1.apply(frame) is Outcome.RESET
+        assert book1.apply(frame) is BookOutcome.RESET
         if frame.seq in top_at_seq:
             compared += 1
             assert (book1.best_bid(), book1.best_ask()) == top_at_seq[frame.seq], frame.seq

@@ -252,8 +252,9 @@ def test_the_printer_sees_books_of_every_configured_symbol(stack: Stack) -> None
 
     def pump() -> None:
         assert printer.stdout is not None
-        for line in printer.stdout:
-            lines.put(line)
+        with printer.stdout:  # closed at EOF, when the printer has exited
+            for line in printer.stdout:
+                lines.put(line)
 
     threading.Thread(target=pump, daemon=True).start()
     seen: set[tuple[str, str]] = set()
@@ -330,7 +331,7 @@ def test_the_consumer_example_of_the_docs_works_against_the_gateway(stack: Stack
             assert proc.stdout.readline().startswith("book.inverse.BTCUSD. ")
     finally:
         proc.kill()
-        proc.wait()
+        proc.communicate()  # reaps it and closes the stdout pipe
 
 
 def test_shutdown_leaves_no_process_behind(stack: Stack) -> None:

@@ -30,13 +30,13 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from mdgw.core.connection_plan import Selection
+from mdgw.core.subscriptions import TopicState
 from mdgw.core.wire import Envelope, EnvelopeKind, decode_envelope, encode_resync
 from mdgw.ingestor.__main__ import EX_USAGE, parse_args
-from mdgw.ingestor.connection import ConnIds
-from mdgw.ingestor.service import Ingestor, Selection, SelectionError, plan
-from mdgw.ingestor.subscriptions import TopicState
+from mdgw.ingestor.service import Ingestor
 from mdgw.runtime.lifecycle import Shutdown
-from mdgw.runtime.settings import Settings, StreamConfig, load_settings
+from mdgw.runtime.settings import Settings, load_settings
 from mdgw.runtime.zmqsock import make_socket
 from mdgw.simulator.faults import FaultKind, FaultRequest
 
@@ -565,39 +565,6 @@ def test_selection_of_unconfigured_streams_exits_64_and_bad_config_78(tmp_path: 
         cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=20, check=False
     )
     assert done.returncode == 78 and "depth" in done.stderr
-
-
-def test_plan_packs_topics_per_category_and_validates_the_selection() -> None:
-    streams = [
-        StreamConfig(category="linear", symbols=["BTCUSDT", "ETHUSDT"], depth=50, trades=True),
-        StreamConfig(category="spot", symbols=["BTCUSDT"], depth=200, trades=False),
-    ]
-    assert plan(streams, Selection()) == {
-        "linear": [[BOOK, TRADE, "orderbook.50.ETHUSDT", "publicTrade.ETHUSDT"]],
-        "spot": [["orderbook.200.BTCUSDT"]],
-    }
-    assert plan(streams, Selection(("linear",), ("ETHUSDT",))) == {
-        "linear": [["orderbook.50.ETHUSDT", "publicTrade.ETHUSDT"]]
-    }
-    with pytest.raises(SelectionError, match="inverse"):
-        plan(streams, Selection(("inverse",)))
-    with pytest.raises(SelectionError, match="ETHUSDT"):
-        plan(streams, Selection(("spot",), ("ETHUSDT",)))
-    many = [
-        StreamConfig(category="linear", symbols=[f"S{i:05d}USDT" for i in range(1500)], depth=1)
-    ]
-    groups = plan(many, Selection())["linear"]
-    assert len(groups) > 1 and sum(len(g) for g in groups) == 3000
-
-
-def test_conn_ids_are_unique_and_carry_a_random_prefix() -> None:
-    ids = ConnIds(random.Random(1).getrandbits)
-    seen = [ids.next() for _ in range(70_000)]  # past the 16-bit counter
-    assert len(set(seen)) == len(seen) and 0 not in seen
-    assert all(0 < i < 2**32 for i in seen)
-    assert len({i >> 16 for i in seen}) == 2
-    other = ConnIds(random.Random(2).getrandbits)
-    assert other.next() >> 16 != seen[0] >> 16
 
 
 def test_make_socket_creates_the_ipc_directory_private(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ import pytest
 import zmq
 
 from mdgw.core import wire
+from mdgw.testing import oracles
 
 BASE_NS = 1_750_000_000_000_000_000
 T = 5.0  # seconds: generous deadline for anything a test waits for
@@ -38,7 +39,7 @@ def pub_ns(seq: int) -> int:
 def book(
     symbol: str, seq: int, category: str = "linear", bid: str = "100.5", ns: int | None = None
 ) -> tuple[bytes, bytes]:
-    payload = wire.encode_book(
+    payload = oracles.encode_book(
         category,
         symbol,
         seq=seq,
@@ -117,8 +118,9 @@ class Printer:
 
     @staticmethod
     def _pump(stream: IO[bytes], lines: queue.Queue[str]) -> None:
-        for raw in stream:
-            lines.put(raw.decode())
+        with stream:  # closed at EOF, when the printer has exited
+            for raw in stream:
+                lines.put(raw.decode())
 
     def line(self) -> str:
         try:
@@ -344,7 +346,7 @@ def test_a_closed_stdout_ends_the_printer_quietly(gateway: Gateway, config: Path
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.wait()
+        proc.communicate()  # reaps it and closes the stderr pipe
 
 
 def test_bad_topic_spec_exits_64(config: Path) -> None:
@@ -418,7 +420,7 @@ def test_the_consumer_example_of_the_docs_works(gateway: Gateway) -> None:
         assert proc.stderr.readline() == f"hole in {topic}: 7..7\n"
     finally:
         proc.kill()
-        proc.wait()
+        proc.communicate()  # reaps it and closes the pipes
 
 
 def test_the_docs_show_the_consumer_example_as_it_is() -> None:

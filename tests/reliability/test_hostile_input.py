@@ -26,6 +26,7 @@ import zmq
 
 from mdgw.core import wire
 from mdgw.core.wire import EnvelopeKind
+from mdgw.testing import oracles
 from mdgw.testing.config import LONG
 from mdgw.testing.endpoints import tcp_endpoint
 from mdgw.testing.fuzz import Fuzzer, builder_config, fuzz
@@ -186,59 +187,63 @@ def test_frames_that_make_the_hub_raise_do_not_stop_the_builder(
     builder: Builder, ctx: zmq.Context[zmq.Socket[bytes]]
 ) -> None:
     push = ctx.socket(zmq.PUSH)
-    push.connect(builder.raw)
     sub = ctx.socket(zmq.SUB)
-    sub.subscribe(b"book.linear.")
-    sub.connect(builder.pub)
-    seq = 0
+    try:
+        push.connect(builder.raw)
+        sub.subscribe(b"book.linear.")
+        sub.connect(builder.pub)
+        seq = 0
 
-    def send(frame: bytes) -> None:
-        nonlocal seq
-        seq += 1
-        push.send(
-            wire.encode_raw(
-                EnvelopeKind.DATA,
-                ingestor=b"crash",
-                category=wire.category_code("linear"),
-                conn_id=1,
-                seq=seq,
-                recv_ns=time.time_ns(),
-                frame=frame,
+        def send(frame: bytes) -> None:
+            nonlocal seq
+            seq += 1
+            push.send(
+                oracles.encode_raw(
+                    EnvelopeKind.DATA,
+                    ingestor=b"crash",
+                    category=wire.category_code("linear"),
+                    conn_id=1,
+                    seq=seq,
+                    recv_ns=time.time_ns(),
+                    frame=frame,
+                )
             )
-        )
 
-    # Until the subscription reaches the publisher, books go unseen: repeat a warm-up book
-    # (a new u each time) until one arrives.
-    deadline = time.monotonic() + 30
-    warm = 0
-    while not sub.poll(200):
-        assert time.monotonic() < deadline, "the warm-up book never arrived"
-        warm += 1
-        data = {"s": "WARMUP", "b": [["1.0", "1"]], "a": [["2.0", "1"]], "u": warm, "seq": warm}
-        send(
-            orjson.dumps(
-                {"topic": "orderbook.50.WARMUP", "type": "snapshot", "ts": 1, "data": data}
+        # Until the subscription reaches the publisher, books go unseen: repeat a warm-up book
+        # (a new u each time) until one arrives.
+        deadline = time.monotonic() + 30
+        warm = 0
+        while not sub.poll(200):
+            assert time.monotonic() < deadline, "the warm-up book never arrived"
+            warm += 1
+            data = {"s": "WARMUP", "b": [["1.0", "1"]], "a": [["2.0", "1"]], "u": warm, "seq": warm}
+            send(
+                orjson.dumps(
+                    {"topic": "orderbook.50.WARMUP", "type": "snapshot", "ts": 1, "data": data}
+                )
             )
-        )
 
-    for n, (name, frame) in enumerate(KNOWN_CRASHERS.items()):
-        send(frame)
-        symbol = f"OK{n}USDT"
-        data = {"s": symbol, "b": [["1.0", "1"]], "a": [["2.0", "1"]], "u": 1, "seq": 1}
-        send(
-            orjson.dumps(
-                {"topic": f"orderbook.50.{symbol}", "type": "snapshot", "ts": 1, "data": data}
+        for n, (name, frame) in enumerate(KNOWN_CRASHERS.items()):
+            send(frame)
+            symbol = f"OK{n}USDT"
+            data = {"s": symbol, "b": [["1.0", "1"]], "a": [["2.0", "1"]], "u": 1, "seq": 1}
+            send(
+                orjson.dumps(
+                    {"topic": f"orderbook.50.{symbol}", "type": "snapshot", "ts": 1, "data": data}
+                )
             )
-        )
-        topic = wire.topic("book", "linear", "WARMUP")
-        while topic == wire.topic("book", "linear", "WARMUP"):  # warm-ups still in flight
-            assert sub.poll(10_000), f"nothing published after: {name}"
-            topic, _ = sub.recv_multipart()
-        assert topic == wire.topic("book", "linear", symbol), name
-    assert builder.service.alive
-    # Rejected at the decoder as malformed, not caught as an internal error.
-    deadline = time.monotonic() + 10
-    while (stats := builder.service.stats() or {}).get("malformed", 0) < len(KNOWN_CRASHERS):
-        assert time.monotonic() < deadline, stats
-        time.sleep(0.2)
-    assert stats["internal_errors"] == 0
+            topic = wire.topic("book", "linear", "WARMUP")
+            while topic == wire.topic("book", "linear", "WARMUP"):  # warm-ups still in flight
+                assert sub.poll(10_000), f"nothing published after: {name}"
+                topic, _ = sub.recv_multipart()
+            assert topic == wire.topic("book", "linear", symbol), name
+        assert builder.service.alive
+        # Rejected at the decoder as malformed, not caught as an internal error.
+        deadline = time.monotonic() + 10
+        while (stats := builder.service.stats() or {}).get("malformed", 0) < len(KNOWN_CRASHERS):
+            assert time.monotonic() < deadline, stats
+            time.sleep(0.2)
+        assert stats["internal_errors"] == 0
+    finally:
+        push.close(linger=0)
+        sub.close(linger=0)

@@ -40,6 +40,7 @@ from mdgw.runtime.curve import (
     server_keys,
 )
 from mdgw.runtime.settings import ConfigError, Settings, ZmqConfig, load_settings
+from mdgw.testing import oracles
 from mdgw.testing.endpoints import tcp_endpoint
 from mdgw.testing.processes import ROOT, Service, clean_env
 from mdgw.testing.tracked import TrackedBook
@@ -175,7 +176,7 @@ class Feeder(threading.Thread):
 
         def send(kind: int, seq: int, frame: bytes = b"") -> None:
             push.send(
-                wire.encode_raw(
+                oracles.encode_raw(
                     kind,
                     ingestor=b"feeder",
                     category=code,
@@ -299,13 +300,14 @@ def test_curve_admits_only_authorized_clients(
         "no curve": Client(ctx, gw["pub"], gw["snapshot"], None),
     }
     printer_out = tmp_path / "printer.out"
-    printer = subprocess.Popen(
-        [sys.executable, "-m", "mdgw.printer", "--json", "book"],
-        cwd=ROOT,
-        env=clean_env(MDGW_CONFIG=str(gw["config"])),
-        stdout=printer_out.open("wb"),
-        stderr=subprocess.PIPE,
-    )
+    with printer_out.open("wb") as out:  # the child keeps its own descriptor
+        printer = subprocess.Popen(
+            [sys.executable, "-m", "mdgw.printer", "--json", "book"],
+            cwd=ROOT,
+            env=clean_env(MDGW_CONFIG=str(gw["config"])),
+            stdout=out,
+            stderr=subprocess.PIPE,
+        )
     try:
         deadline = time.monotonic() + 15
         while clients["authorized"].books < 50 or printer_out.stat().st_size == 0:
@@ -337,7 +339,7 @@ def test_curve_admits_only_authorized_clients(
         assert denied["client_key"] == public.decode()
     finally:
         printer.terminate()
-        printer.wait(10)
+        printer.communicate(timeout=10)  # reaps it and closes the stderr pipe
         for client in clients.values():
             client.close()
         ctx.term()

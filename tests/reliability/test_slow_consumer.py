@@ -6,7 +6,7 @@ consumers of the pub socket:
 - a fast one (this test, checking every book against the truth and every seq);
 - a stalled one: the real printer (``--json``), frozen with SIGSTOP;
 - a slow one: a SUB in a thread that reads 10 messages per second, with
-  :class:`mdgw.printer.follower.Follower`.
+  :class:`mdgw.core.follower.Follower`.
 
 ZeroMQ's PUB keeps at most ``zmq.hwm`` messages per subscriber (small here, so that the
 pipes fill within seconds) and drops the rest for that subscriber only. So while the two
@@ -35,7 +35,7 @@ import zmq
 import zmq.asyncio
 
 from mdgw.core import wire
-from mdgw.printer.follower import Follower, Outcome
+from mdgw.core.follower import Delivery, Follower
 from mdgw.simulator.market import TruthUnavailableError
 from mdgw.simulator.server import SimulatorServer
 from mdgw.testing.config import Stream, sim_params
@@ -109,9 +109,9 @@ class SlowReader(threading.Thread):
                 self.received += 1
                 payload = orjson.loads(data)
                 outcome = self.follower.on_message(topic, payload["seq"], payload["pub_ns"])
-                if outcome is Outcome.GAP:
+                if outcome is Delivery.GAP:
                     self.gaps += 1
-                if outcome is not Outcome.STALE:
+                if outcome is not Delivery.STALE:
                     self._deliver(topic, payload)
                 if self.fast.is_set():
                     for wanted in self.follower.take_resnapshots():
@@ -205,13 +205,14 @@ async def test_slow_and_stalled_consumers_lose_alone_and_recover_by_snapshot(
     fast.start()
     try:
         await wait_for(lambda: fast.all_live(gw.keys), "every book live", 30)
-        printer = subprocess.Popen(
-            [sys.executable, "-m", "mdgw.printer", "--json"],
-            cwd=ROOT,
-            env=clean_env(MDGW_CONFIG=str(gw.config)),
-            stdout=printer_out.open("wb"),
-            stderr=printer_err.open("wb"),
-        )
+        with printer_out.open("wb") as out, printer_err.open("wb") as err:
+            printer = subprocess.Popen(  # the child keeps its own descriptors
+                [sys.executable, "-m", "mdgw.printer", "--json"],
+                cwd=ROOT,
+                env=clean_env(MDGW_CONFIG=str(gw.config)),
+                stdout=out,
+                stderr=err,
+            )
         slow.start()
         await wait_for(lambda: printer_out.stat().st_size > 50_000, "the printer printing", 15)
         await wait_for(lambda: fast.seen.verified >= 1000, "1000 books checked", 20)

@@ -28,6 +28,7 @@ from mdgw.replay.__main__ import main as replay_main
 from mdgw.replay.reader import SegmentReader, find_segments
 from mdgw.replay.service import Progress, Replayer, Selection
 from mdgw.runtime.settings import JournalConfig
+from mdgw.testing import oracles
 
 ROOT = Path(__file__).parents[2]
 HUB = {
@@ -58,7 +59,7 @@ def frame(symbol: str, u: int, *, snapshot: bool) -> bytes:
 
 
 def envelope(seq: int, recv_ns: int, payload: bytes) -> bytes:
-    return wire.encode_raw(
+    return oracles.encode_raw(
         wire.EnvelopeKind.DATA,
         ingestor=b"ing",
         category=wire.category_code("linear"),
@@ -342,7 +343,9 @@ def test_pub_publishes_what_out_writes(journal_dir: Path, tmp_path: Path) -> Non
             topic, payload = sub.recv_multipart()
             got.append((topic.decode(), orjson.loads(payload)))
         assert proc.wait(timeout=30) == 0
-        assert proc.stderr is not None and "0 hole(s)" in proc.stderr.read()
+        assert proc.stderr is not None
+        with proc.stderr:
+            assert "0 hole(s)" in proc.stderr.read()
     finally:
         ctx.destroy(linger=0)
     strip = [(t, {k: v for k, v in m.items() if k != "pub_ns"}) for t, m in got]
@@ -383,3 +386,28 @@ def test_speed_keeps_the_recorded_pacing_scaled(journal_dir: Path) -> None:
     started = time.monotonic()
     Replayer(ListSink(), Selection(), warn=print).run(segments)
     assert time.monotonic() - started < 1.5  # max: flat out
+
+
+def test_a_conflating_builder_replays_its_timed_publishes(tmp_path: Path) -> None:
+    """books.max_rate: the builder journals each hub.publish_due (InputKind.PUBLISH_DUE), and
+    the replay publishes the same conflated books at the same points."""
+    directory = tmp_path / "journal"
+    clock = Clock()
+    hub_config = {**HUB, "max_rate": 1.0}  # at most one book a second
+    journal = Journal(
+        JournalConfig(enabled=True, dir=str(directory)), hub_config, {}, clock_ns=clock
+    )
+    journal.open()
+    journal.start()
+    for i in range(5):  # u 1..5 within 0.4 s: the snapshot at once, then pending
+        clock.ns = T0 + i * SECOND // 10
+        env = envelope(i + 1, clock.ns, frame("BTCUSDT", i + 1, snapshot=i == 0))
+        journal.add(RAW, 100.0 + i / 10, [env])
+    journal.add(int(InputKind.PUBLISH_DUE), 101.0)
+    journal.close()
+    out = tmp_path / "out.jsonl"
+    done = replay("--out", out, directory)
+    assert done.returncode == 0, done.stderr
+    books = [m for m in lines(out) if m["channel"] == "book"]
+    assert [(m["u"], m["seq"]) for m in books] == [(1, 1), (5, 2)]
+    assert books[1]["bids"] == [["100", "5"]]

@@ -254,8 +254,9 @@ def stop(proc: subprocess.Popen[bytes], deadline: float) -> tuple[int, list[dict
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.stderr is not None
-    logs = [json.loads(line) for line in proc.stderr.read().decode().splitlines()]
+    assert proc.stdout is not None and proc.stderr is not None
+    with proc.stdout, proc.stderr:
+        logs = [json.loads(line) for line in proc.stderr.read().decode().splitlines()]
     return code, logs
 
 

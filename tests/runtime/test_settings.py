@@ -467,6 +467,8 @@ def test_mdgw_config_and_unrelated_variables_are_not_keys(tmp_path: Path) -> Non
     path = write(tmp_path, "")
 
     load_settings(env={"MDGW_CONFIG": str(path), "HOME": "/root", "MDGWX": "1"})
+    # MDGW_PURE selects the pure-Python core (mdgw.compiled), it is not a config key.
+    load_settings(env={"MDGW_CONFIG": str(path), "MDGW_PURE": "1"})
 
 
 def test_config_error_is_always_one_line() -> None:
@@ -684,3 +686,12 @@ def test_docs_include_the_real_gateway_toml() -> None:
     blocks = re.findall(r"```toml\n(.*?)```", docs, flags=re.DOTALL)
 
     assert GATEWAY_TOML.read_text() in blocks
+
+
+def test_depth_choices_are_bybits_depths() -> None:
+    """The Depth Literal spells out bybit_spec.DEPTHS (a Literal cannot take a tuple)."""
+    from typing import get_args
+
+    from mdgw.core.bybit_spec import DEPTHS
+
+    assert get_args(StreamConfig.model_fields["depth"].annotation) == DEPTHS

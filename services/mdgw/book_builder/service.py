@@ -18,6 +18,7 @@ import structlog
 import zmq
 import zmq.asyncio
 
+from mdgw import compiled
 from mdgw.book_builder.journal import journal_or_exit
 from mdgw.core import wire
 from mdgw.core.errors import WireError
@@ -38,6 +39,7 @@ _RAW = int(InputKind.RAW)
 _TICK = int(InputKind.TICK)
 _PEER_DISCONNECTED = int(InputKind.PEER_DISCONNECTED)
 _CONTROL_SUBSCRIBER = int(InputKind.CONTROL_SUBSCRIBER)
+_PUBLISH_DUE = int(InputKind.PUBLISH_DUE)
 
 
 class BookBuilder:
@@ -54,7 +56,10 @@ class BookBuilder:
             "ingestor_timeout": books.ingestor_timeout,
             "stale_after": books.stale_after,
         }
+        if books.max_rate:  # only when set: journals of builders before it stay as they were
+            hub_config["max_rate"] = books.max_rate
         self.hub = Hub(**hub_config, clock_ns=time.time_ns)
+        self._due_timer: asyncio.TimerHandle | None = None  # conflation: next publish_due
         # Every call of a hub entry point is journaled right where it is made (the hub's
         # clock only stamps pub_ns, which a replay may change); None when journal is off.
         self.journal = journal_or_exit(settings.journal, hub_config)
@@ -116,6 +121,8 @@ class BookBuilder:
             control=z.control,
             snapshot=z.snapshot,
             publish_depth=self.settings.books.publish_depth,
+            max_rate=self.settings.books.max_rate,
+            hot_path=compiled.ACTIVE,
         )
         if self.journal is not None:
             self.journal.start()
@@ -201,6 +208,29 @@ class BookBuilder:
             asyncio.get_running_loop().call_soon(self._drain)
         if batch and self.journal is not None:
             self.journal.add(_RAW, now, batch)
+        if self.hub.next_due is not None:
+            self._publish_due()
+        self._flush()
+
+    def _publish_due(self) -> None:
+        """Conflation (books.max_rate): publish the books whose interval has passed, and
+        wake up again when the next one is due (asyncio's clock is time.monotonic too)."""
+        hub = self.hub
+        now = time.monotonic()
+        hub.publish_due(now)
+        if self.journal is not None:
+            self.journal.add(_PUBLISH_DUE, now)
+        due = hub.next_due
+        timer = self._due_timer
+        if timer is not None and (due is None or timer.when() > due):
+            timer.cancel()
+            timer = self._due_timer = None
+        if due is not None and timer is None:
+            self._due_timer = asyncio.get_running_loop().call_at(due, self._on_due)
+
+    def _on_due(self) -> None:
+        self._due_timer = None
+        self._publish_due()
         self._flush()
 
     def _on_internal_error(self, exc: Exception, msg: bytes) -> None:

@@ -17,15 +17,12 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 
+from mdgw.core.bybit_spec import CONNECTION_WINDOW, MAX_NEW_CONNECTIONS
+
 __all__ = [
-    "BYBIT_CONNECTION_WINDOW",
-    "BYBIT_MAX_NEW_CONNECTIONS",
     "Backoff",
     "ConnectionRateLimiter",
 ]
-
-BYBIT_MAX_NEW_CONNECTIONS = 500
-BYBIT_CONNECTION_WINDOW = 300.0  # seconds
 
 
 class Backoff:
@@ -88,7 +85,7 @@ class ConnectionRateLimiter:
     __slots__ = ("_events", "max_events", "window")
 
     def __init__(
-        self, max_events: int = BYBIT_MAX_NEW_CONNECTIONS, window: float = BYBIT_CONNECTION_WINDOW
+        self, max_events: int = MAX_NEW_CONNECTIONS, window: float = CONNECTION_WINDOW
     ) -> None:
         if max_events < 1:
             raise ValueError(f"max_events must be >= 1, got {max_events}")

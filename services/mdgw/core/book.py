@@ -1,6 +1,6 @@
 """The order book of one Bybit v5 ``orderbook.{depth}.{symbol}`` topic, as a state machine.
 
-Sans-I/O: the book takes decoded levels and returns an :class:`Outcome`; the shell decides
+Sans-I/O: the book takes decoded levels and returns a :class:`BookOutcome`; the shell decides
 what to log, publish or resync. The rules (DESIGN §3, Bybit docs "Process snapshot/delta"):
 
 - A snapshot, with any ``u`` (``u == 1`` after a Bybit restart; the same ``u`` again on
@@ -20,11 +20,11 @@ pairs, and each level already serialised as the JSON text ``["price","size"]``. 
 negated so both sides ascend best first: a top-N read is the slice ``pairs[:n]`` (no sort, no
 per-level lookups) and the pairs are the very tuples stored; a published ``book`` payload
 joins the first N JSON texts (:meth:`OrderBook.top_json`), so each level is serialised once,
-when it changes, instead of once per published book (measured: 0.9 µs less per book).
+when it changes, instead of once per published book.
 The JSON text needs no escaping: the decoder admits only digits and dots in prices and sizes.
-A dict ``key -> pair`` beside the keys was measured too: deltas cost the same (a bisect over
-at most ``depth`` floats is as cheap as a hash lookup) but the two top-25 reads went from
-about 0.25 to 2.5 µs, one dict lookup per level.
+A dict ``key -> pair`` beside the keys was tried and dropped: a bisect over at most ``depth``
+floats is as cheap as a hash lookup for a delta, and a top-N read would pay one dict lookup
+per level instead of one slice. docs/performance.md ("Design decisions") has the numbers.
 Keys are ``float(price_str)``; the decoder rejects prices with more than 15 significant
 digits, so distinct decimal prices map to distinct floats and ``"65000.5"``/``"65000.50"``
 map to the same one.
@@ -38,10 +38,10 @@ from collections.abc import Sequence
 
 from mdgw.core.bybit import BookFrame, Level
 
-__all__ = ["OrderBook", "Outcome"]
+__all__ = ["BookOutcome", "OrderBook"]
 
 
-class Outcome(enum.Enum):
+class BookOutcome(enum.Enum):
     """What applying one frame did to the book. The shell maps these to publish/resync."""
 
     APPLIED = "applied"  # in-sequence delta applied; the book is live
@@ -105,33 +105,33 @@ class OrderBook:
     def ask_count(self) -> int:
         return len(self._ask_keys)
 
-    def apply(self, frame: BookFrame) -> Outcome:
+    def apply(self, frame: BookFrame) -> BookOutcome:
         """Apply a decoded ``orderbook.*`` frame (snapshot or delta)."""
         if frame.snapshot:
             return self.apply_snapshot(frame.u, frame.bids, frame.asks)
         return self.apply_delta(frame.u, frame.bids, frame.asks)
 
-    def apply_snapshot(self, u: int, bids: Sequence[Level], asks: Sequence[Level]) -> Outcome:
+    def apply_snapshot(self, u: int, bids: Sequence[Level], asks: Sequence[Level]) -> BookOutcome:
         """Replace the whole book. Any ``u`` is accepted: Bybit resends snapshots at will."""
         self._bid_keys, self._bids, self._bid_json = _build_side(bids, -1.0, self._max_depth)
         self._ask_keys, self._asks, self._ask_json = _build_side(asks, 1.0, self._max_depth)
         self._last_u = u
         if self._is_crossed():
             self._drop()
-            return Outcome.CROSSED
+            return BookOutcome.CROSSED
         self._live = True
-        return Outcome.RESET
+        return BookOutcome.RESET
 
-    def apply_delta(self, u: int, bids: Sequence[Level], asks: Sequence[Level]) -> Outcome:
-        """Apply changed levels if ``u`` follows ``last_u``; see :class:`Outcome`."""
+    def apply_delta(self, u: int, bids: Sequence[Level], asks: Sequence[Level]) -> BookOutcome:
+        """Apply changed levels if ``u`` follows ``last_u``; see :class:`BookOutcome`."""
         last_u = self._last_u
         if not self._live or last_u is None:  # live implies last_u is set; this narrows it
-            return Outcome.NOT_SYNCED
+            return BookOutcome.NOT_SYNCED
         if u <= last_u:
-            return Outcome.DUPLICATE
+            return BookOutcome.DUPLICATE
         if u != last_u + 1:
             self._drop()
-            return Outcome.GAP
+            return BookOutcome.GAP
         depth = self._max_depth
         if bids:
             _update_side(self._bid_keys, self._bids, self._bid_json, bids, -1.0, depth)
@@ -140,8 +140,8 @@ class OrderBook:
         self._last_u = u
         if self._is_crossed():
             self._drop()
-            return Outcome.CROSSED
-        return Outcome.APPLIED
+            return BookOutcome.CROSSED
+        return BookOutcome.APPLIED
 
     def invalidate(self) -> None:
         """Forget everything (e.g. the ingestor reconnected): wait for a fresh snapshot."""
@@ -160,7 +160,7 @@ class OrderBook:
         """The ``n`` best bids and asks as JSON array bodies: ``'["99.5","1"],["99","2"]'``.
 
         The ``bids``/``asks`` of a ``book`` payload without their brackets
-        (:func:`mdgw.core.wire.book_template`); ``""`` for an empty side.
+        (:class:`mdgw.core.wire.BookTemplate`); ``""`` for an empty side.
         """
         return ",".join(self._bid_json[:n]), ",".join(self._ask_json[:n])
 

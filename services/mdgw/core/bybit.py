@@ -1,17 +1,14 @@
-"""Bybit v5 public stream messages: classify, decode, and build requests.
+"""Bybit v5 public data frames: ``orderbook.{depth}.{symbol}`` and ``publicTrade.{symbol}``.
 
 Pure functions over bytes. Every decoder raises :class:`~mdgw.core.errors.ParseError`
 on bad input and nothing else (fuzzed in tests/core/test_bybit.py).
 
 Protocol facts used here (see ../shared/reference/bybit-v5-public.md):
 
-- Data frames carry ``topic``; Bybit puts it first on every category, so
-  ``{"topic":`` at byte 0 identifies them without parsing (the ingestor's hot path).
-- A pong is ``ret_msg == "pong"`` (spot and derivatives answer ``{"op":"ping"}`` with
-  ``"op":"ping"``) or ``op == "pong"`` (options; one spot capture too).
-- Subscribe acks and errors carry ``success``; errors name the topic in ``ret_msg``
-  as ``error:...,topic:X`` (derivatives) or ``Invalid symbol :[X]`` (spot), and may
-  lack ``req_id``.
+- Data frames carry ``topic``, first on every category: the decoder is chosen by the
+  frame's first bytes, and a frame whose topic comes later is parsed for it.
+- ``u`` and ``seq`` are unsigned 64-bit; ``cts`` is missing in frames older than Dec 2023,
+  ``seq`` in frames before the cross sequence was added.
 - Prices and sizes are strings and stay exactly as sent. Ordering uses
   ``float(price)``: every decimal of at most 15 significant digits maps to a distinct
   double and the mapping is monotonic, so the float order is the decimal order.
@@ -20,55 +17,21 @@ Protocol facts used here (see ../shared/reference/bybit-v5-public.md):
 
 from __future__ import annotations
 
-import enum
 import functools
-import re
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Final
+from typing import Final, NamedTuple
 
 import msgspec
-import orjson
 
+from mdgw.core.bybit_structs import BookMsg, TopicOnly, TradeItem, TradeMsg
 from mdgw.core.errors import ParseError, UnsupportedTopicError
-
-CATEGORIES: Final = ("spot", "linear", "inverse")
-DEPTHS: Final = (1, 50, 200, 1000)  # what Bybit offers on spot/linear/inverse since Sept 2025
-
-# Bybit: spot accepts at most 10 args per subscribe request ("args size >10").
-# Derivatives have "no args limit for now"; we still keep requests small.
-MAX_ARGS_PER_REQUEST: Final = {"spot": 10, "linear": 100, "inverse": 100}
-# Bybit: the args of one public connection may total at most 21,000 characters.
-MAX_ARGS_CHARS_PER_CONNECTION: Final = 21_000
+from mdgw.core.wire.topics import is_topic_symbol
 
 MAX_TOPIC_LEN: Final = 256
 _MAX_SIGNIFICANT_DIGITS: Final = 15
 _MAX_NUMBER_LEN: Final = 40  # longest price or size string accepted
 
-_DATA_PREFIX: Final = b'{"topic":'
 _TOPIC_KEY: Final = b'"topic":"'
-
-
-class FrameKind(enum.Enum):
-    """What a received frame is, as far as the ingestor cares."""
-
-    DATA = "data"  # has a topic: forward it unchanged
-    PONG = "pong"
-    ACK = "ack"  # success: true answer to subscribe / unsubscribe
-    ERROR = "error"  # success: false
-    UNKNOWN = "unknown"  # valid JSON of no known shape, or not JSON at all
-
-
-@dataclass(slots=True, frozen=True)
-class Control:
-    """A decoded non-data frame (ack, pong, error)."""
-
-    kind: FrameKind
-    op: str
-    ret_msg: str
-    req_id: str
-    conn_id: str
-    failed_topics: tuple[str, ...] = ()
 
 
 Level = tuple[float, str, str, float]
@@ -145,99 +108,92 @@ def topic_of(frame: bytes) -> str | None:
     return topic
 
 
-# ----------------------------------------------------------------- classify control
-
-
-def classify(frame: bytes) -> FrameKind:
-    """Cheap first look: data frames are recognised by their first bytes alone."""
-    if frame.startswith(_DATA_PREFIX):
-        return FrameKind.DATA
-    try:
-        return decode_control(frame).kind
-    except ParseError:
-        return FrameKind.UNKNOWN
-
-
-def decode_control(frame: bytes | str) -> Control:
-    """Decode a non-data frame: pong, subscribe/unsubscribe ack or error."""
-    obj = _loads(frame, None)
-    if "topic" in obj:
-        return Control(FrameKind.DATA, "", "", "", "")
-    op = _opt_str(obj.get("op"))
-    ret_msg = _opt_str(obj.get("ret_msg"))
-    req_id = _opt_str(obj.get("req_id"))
-    conn_id = _opt_str(obj.get("conn_id"))
-    if ret_msg == "pong" or op == "pong":
-        return Control(FrameKind.PONG, op, ret_msg, req_id, conn_id)
-    success = obj.get("success")
-    if obj.get("type") == "COMMAND_RESP":  # option/spread shape: per-topic lists
-        data = obj.get("data")
-        fail = data.get("failTopics") if isinstance(data, dict) else None
-        failed = tuple(t for t in fail if isinstance(t, str)) if isinstance(fail, list) else ()
-        kind = FrameKind.ERROR if failed or success is False else FrameKind.ACK
-        return Control(kind, op or "subscribe", ret_msg, req_id, conn_id, failed)
-    if success is True:
-        return Control(FrameKind.ACK, op, ret_msg, req_id, conn_id)
-    if success is False:
-        return Control(FrameKind.ERROR, op, ret_msg, req_id, conn_id, failed_topics(ret_msg))
-    return Control(FrameKind.UNKNOWN, op, ret_msg, req_id, conn_id)
-
-
-def failed_topics(ret_msg: str) -> tuple[str, ...]:
-    """Topics named in an error text, in either of Bybit's two spellings.
-
-    ``error:already subscribed,topic:publicTrade.BTCUSDT`` (derivatives) and
-    ``Invalid symbol :[orderbook.50.NOSUCHSYM]`` (spot). Empty when none is named
-    (``args size >10``): then the whole request failed.
-    """
-    if "topic:" in ret_msg:
-        tail = ret_msg.split("topic:", 1)[1]
-        return tuple(t for t in (p.strip() for p in tail.split(",")) if t)
-    if "[" in ret_msg and "]" in ret_msg:
-        inner = ret_msg[ret_msg.index("[") + 1 : ret_msg.rindex("]")]
-        return tuple(t for t in (p.strip() for p in inner.split(",")) if t)
-    return ()
-
-
 # ------------------------------------------------------------------------ decode data
+# One decoder per message type: msgspec decodes a frame straight into the typed structs
+# below, checking JSON types in C and skipping the fields the gateway does not read; the
+# checks after it are the rules msgspec cannot express (the topic's shape, the symbol
+# matching it, decimal strings, ranges). Integers are checked against 2**64 - 1 by hand:
+# msgspec's bounds stop at int64, and Bybit's ids are unsigned. One consequence of skipping:
+# invalid UTF-8 inside a field the gateway does not read does not make a frame malformed.
+# The orjson-based reference decoder in mdgw.testing.oracles is what the tests hold this to.
+# The structs live in core/bybit_structs.py, which is never compiled (see there).
+
+
+_decode_book_msg = msgspec.json.Decoder(BookMsg).decode
+_decode_trade_msg = msgspec.json.Decoder(TradeMsg).decode
+_decode_topic_only = msgspec.json.Decoder(TopicOnly).decode
+_BOOK_PREFIX: Final = b'{"topic":"orderbook.'
+_TRADE_PREFIX: Final = b'{"topic":"publicTrade.'
+_U64_MAX: Final = 2**64 - 1
 
 
 def decode_frame(frame: bytes | str) -> BookFrame | TradeFrame:
     """Decode an ``orderbook.*`` or ``publicTrade.*`` frame; ParseError otherwise."""
-    if type(frame) is bytes and frame.startswith(_BOOK_PREFIX):
-        fast = _decode_book_fast(frame)
-        if fast is not None:
-            return fast
-    return _decode_frame_checked(frame)
-
-
-def _decode_frame_checked(frame: bytes | str) -> BookFrame | TradeFrame:
-    # The reference decoder: every frame the fast path does not take, and the one that
-    # names what is wrong with a bad frame.
-    obj = _loads(frame, None)
-    topic = obj.get("topic")
-    if not isinstance(topic, str) or not topic or len(topic) > MAX_TOPIC_LEN:
-        raise ParseError("missing or invalid topic")
+    if type(frame) is not bytes:
+        frame = frame.encode("utf-8", "surrogatepass") if isinstance(frame, str) else b""
+    # Bybit puts the topic first: its first bytes choose the decoder without parsing.
+    if frame.startswith(_BOOK_PREFIX):
+        return _decode_book(frame)
+    if frame.startswith(_TRADE_PREFIX):
+        return _decode_trades(frame)
+    topic = _topic(frame)
     if topic.startswith("orderbook."):
-        return _decode_book(obj, topic)
+        return _decode_book(frame)
     if topic.startswith("publicTrade."):
-        return _decode_trades(obj, topic)
+        return _decode_trades(frame)
     raise UnsupportedTopicError("unsupported topic", topic)
 
 
-# What a symbol may look like for the gateway: Bybit's symbols are upper-case letters and
-# digits, with "-" in dated option/USDC contracts. Anything else would not fit a topic.
-_SYMBOL = re.compile(r"[A-Za-z0-9_-]{1,64}")
+def _topic(frame: bytes) -> str:
+    """The topic of a frame whose first bytes did not name a known one."""
+    try:
+        topic = _decode_topic_only(frame).topic
+    except msgspec.ValidationError:
+        raise ParseError("frame is not a JSON object") from None
+    except msgspec.DecodeError as exc:
+        raise ParseError(f"invalid JSON: {str(exc)[:80]}", topic_of(frame)) from None
+    if not isinstance(topic, str) or not topic or len(topic) > MAX_TOPIC_LEN:
+        raise ParseError("missing or invalid topic")
+    return topic
+
+
+def _invalid(frame: bytes, exc: msgspec.DecodeError) -> ParseError:
+    """The ParseError for a frame msgspec refused, in the words of the field it names."""
+    if not isinstance(exc, msgspec.ValidationError):
+        return ParseError(f"invalid JSON: {str(exc)[:80]}", topic_of(frame))
+    try:
+        topic = _decode_topic_only(frame).topic
+    except msgspec.DecodeError:
+        topic = None
+    if not isinstance(topic, str) or not topic or len(topic) > MAX_TOPIC_LEN:
+        return ParseError("missing or invalid topic")
+    # msgspec says "Expected `int`, got `str` - at `$.data.u`".
+    message, _, where = str(exc).partition(" - at `$")
+    path = where.rstrip("`").lstrip(".") or "frame"
+    message = message.replace("`", "")
+    if path.startswith(("data.b[", "data.a[")):
+        return ParseError(f"{path[:6]}: bad level at {path[6:]} ({message})", topic)
+    if message.startswith("Expected array"):
+        return ParseError(f"{path} is not a list", topic)
+    if message.startswith("Expected object"):
+        return ParseError(f"{path} is not an object", topic)
+    return ParseError(f"{path}: {message}"[:120], topic)
+
+
+class OrderbookTopic(NamedTuple):
+    """A parsed Bybit ``orderbook.{depth}.{symbol}`` topic."""
+
+    symbol: str
+    depth: int
 
 
 @functools.lru_cache(maxsize=16384)
-def valid_symbol(symbol: str) -> bool:
-    return _SYMBOL.fullmatch(symbol) is not None
+def parse_orderbook_topic(topic: str) -> OrderbookTopic | None:
+    """``"orderbook.50.BTCUSDT"`` -> ``OrderbookTopic("BTCUSDT", 50)``; None if malformed.
 
-
-@functools.lru_cache(maxsize=16384)
-def parse_book_topic(topic: str) -> tuple[str, int] | None:
-    """``orderbook.50.BTCUSDT`` -> ``("BTCUSDT", 50)``; None if malformed. Cached: topics repeat."""
+    The symbol must fit a gateway topic (:func:`mdgw.core.wire.is_topic_symbol`). Cached:
+    topics repeat.
+    """
     parts = topic.split(".")
     if len(parts) != 3 or parts[0] != "orderbook":
         return None
@@ -245,119 +201,66 @@ def parse_book_topic(topic: str) -> tuple[str, int] | None:
     if not depth_text.isascii() or not depth_text.isdigit() or len(depth_text) > 5:
         return None
     depth = int(depth_text)
-    if depth < 1 or not valid_symbol(symbol):
+    if depth < 1 or not is_topic_symbol(symbol):
         return None
-    return symbol, depth
+    return OrderbookTopic(symbol, depth)
 
 
-def _decode_book(obj: dict[str, Any], topic: str) -> BookFrame:
-    # The hot path of the book builder: direct indexing inside one try, type() checks
-    # inline, no helper call per field. Every failure still ends in ParseError.
-    parsed = parse_book_topic(topic)
-    if parsed is None:
-        raise ParseError("malformed orderbook topic", topic)
-    symbol, depth = parsed
-    kind = obj.get("type")
-    if kind == "delta":
-        snapshot = False
-    elif kind == "snapshot":
-        snapshot = True
-    else:
-        raise ParseError(f"unknown book frame type {str(kind)[:40]!r}", topic)
-    data = obj.get("data")
-    if type(data) is not dict:
-        raise ParseError("data is not an object", topic)
-    if data.get("s") != symbol:
-        raise ParseError(f"data.s {str(data.get('s'))[:40]!r} does not match the topic", topic)
-    u = data.get("u")
-    seq = data.get("seq", 0)
-    ts = obj.get("ts")
-    cts = obj.get("cts", 0)
-    if type(u) is not int or u < 0:
-        raise ParseError(f"data.u must be a non-negative integer, got {str(u)[:40]!r}", topic)
-    if type(seq) is not int or seq < 0:
-        raise ParseError(f"data.seq must be a non-negative integer, got {str(seq)[:40]!r}", topic)
-    if type(ts) is not int or ts < 0:
-        raise ParseError(f"ts must be a non-negative integer, got {str(ts)[:40]!r}", topic)
-    if type(cts) is not int or cts < 0:
-        raise ParseError(f"cts must be a non-negative integer, got {str(cts)[:40]!r}", topic)
-    return BookFrame(
-        topic,
-        symbol,
-        depth,
-        snapshot,
-        u,
-        seq,
-        ts,
-        cts,
-        _levels(data.get("b"), "data.b", topic),
-        _levels(data.get("a"), "data.a", topic),
-    )
-
-
-_DECIMAL_CHARS: Final = "0123456789."
-
-# ---- the book builder's fast path for orderbook frames ----------------------------------
-# msgspec decodes a frame straight into these typed structs, checking the JSON types in C
-# (0.7 µs for a delta against 1 µs for orjson.loads alone plus ~2 µs of Python checks on the
-# dict). It accepts a subset of what the reference decoder accepts: anything msgspec or the
-# checks below reject goes to _decode_frame_checked, which decodes it again and either
-# returns the same frame or raises the ParseError that names the problem. Integer fields are
-# capped at 2**63 - 1 here (msgspec's largest bound; the reference takes up to 2**64 - 1).
-# One difference is accepted: fields the gateway does not read are skipped unchecked, so
-# invalid UTF-8 inside one of them no longer makes the whole frame malformed.
-_BOOK_PREFIX: Final = b'{"topic":"orderbook.'
-_U63 = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
-
-
-class _FastBookData(msgspec.Struct):
-    s: str
-    b: list[list[str]]
-    a: list[list[str]]
-    u: _U63
-    seq: _U63 = 0
-
-
-class _FastBook(msgspec.Struct):
-    topic: str
-    type: str
-    ts: _U63
-    data: _FastBookData
-    cts: _U63 = 0
-
-
-_fast_book_decode = msgspec.json.Decoder(_FastBook).decode
-
-
-def _decode_book_fast(frame: bytes) -> BookFrame | None:
-    """The frame decoded, or None to let the reference decoder have it (or reject it)."""
+def _decode_book(frame: bytes) -> BookFrame:
+    # The book builder's hot path: one msgspec call, then inline checks.
     try:
-        msg = _fast_book_decode(frame)
-    except msgspec.DecodeError:  # ValidationError is a subclass
-        return None
+        msg = _decode_book_msg(frame)
+    except msgspec.DecodeError as exc:  # ValidationError is a subclass
+        raise _invalid(frame, exc) from None
     topic = msg.topic
-    parsed = parse_book_topic(topic) if len(topic) <= MAX_TOPIC_LEN else None
-    data = msg.data
-    if parsed is None or data.s != parsed[0]:
-        return None
+    parsed = parse_orderbook_topic(topic) if len(topic) <= MAX_TOPIC_LEN else None
+    if parsed is None:
+        if not topic or len(topic) > MAX_TOPIC_LEN:
+            raise ParseError("missing or invalid topic")
+        raise ParseError("malformed orderbook topic", topic)
+    symbol = parsed.symbol
     kind = msg.type
     if kind == "delta":
         snapshot = False
     elif kind == "snapshot":
         snapshot = True
     else:
-        return None
-    try:
-        bids = _levels(data.b, "data.b", topic)
-        asks = _levels(data.a, "data.a", topic)
-    except ParseError:
-        return None
+        raise ParseError(f"unknown book frame type {kind[:40]!r}", topic)
+    data = msg.data
+    if data.s != symbol:
+        raise ParseError(f"data.s {data.s[:40]!r} does not match the topic", topic)
+    u, seq, ts, cts = data.u, data.seq, msg.ts, msg.cts
+    if not 0 <= u <= _U64_MAX:
+        raise ParseError(f"data.u must be a non-negative integer, got {str(u)[:40]!r}", topic)
+    if not 0 <= seq <= _U64_MAX:
+        raise ParseError(f"data.seq must be a non-negative integer, got {str(seq)[:40]!r}", topic)
+    if not 0 <= ts <= _U64_MAX:
+        raise ParseError(f"ts must be a non-negative integer, got {str(ts)[:40]!r}", topic)
+    if not 0 <= cts <= _U64_MAX:
+        raise ParseError(f"cts must be a non-negative integer, got {str(cts)[:40]!r}", topic)
     return BookFrame(
-        topic, parsed[0], parsed[1], snapshot, data.u, data.seq, msg.ts, msg.cts, bids, asks
+        topic,
+        symbol,
+        parsed.depth,
+        snapshot,
+        u,
+        seq,
+        ts,
+        cts,
+        parse_levels(data.b, "data.b", topic),
+        parse_levels(data.a, "data.a", topic),
     )
 
 
-def _levels(raw: object, field: str, topic: str) -> list[Level]:
+_DECIMAL_CHARS: Final = "0123456789."
+
+
+def parse_levels(raw: object, field: str, topic: str) -> list[Level]:
+    """``[[price, size], ...]`` as :data:`Level` s; ParseError naming ``field`` otherwise.
+
+    Prices and sizes must be plain decimal strings; a price must be positive and have at
+    most 15 significant digits (see the module docstring).
+    """
     if type(raw) is not list:
         raise ParseError(f"{field} is not a list", topic)
     out: list[Level] = []
@@ -389,155 +292,59 @@ def _levels(raw: object, field: str, topic: str) -> list[Level]:
     return out
 
 
-def _decode_trades(obj: dict[str, Any], topic: str) -> TradeFrame:
-    symbol = topic[len("publicTrade.") :]
-    if not valid_symbol(symbol):
-        raise ParseError("malformed publicTrade topic", topic)
-    data = obj.get("data")
-    if not isinstance(data, list):
-        raise ParseError("data is not a list", topic)
-    trades: list[Trade] = []
-    for item in data:
-        if not isinstance(item, dict):
-            raise ParseError("trade is not an object", topic)
-        if item.get("s") != symbol:
-            raise ParseError(f"trade symbol {item.get('s')!r} does not match the topic", topic)
-        side = item.get("S")
-        if side == "Buy":
-            side_name = "buy"
-        elif side == "Sell":
-            side_name = "sell"
-        else:
-            raise ParseError(f"trade side {side!r} is not Buy/Sell", topic)
-        trade_id = item.get("i")
-        price = item.get("p")
-        size = item.get("v")
-        if type(trade_id) is not str or not trade_id or len(trade_id) > 128:
-            raise ParseError("trade id must be a non-empty string", topic)
-        if type(price) is not str or not _is_decimal(price) or float(price) <= 0.0:
-            raise ParseError(f"bad trade price {str(price)[:40]!r}", topic)
-        if type(size) is not str or not _is_decimal(size):
-            raise ParseError(f"bad trade size {str(size)[:40]!r}", topic)
-        block = item.get("BT", False)
-        if type(block) is not bool:
-            raise ParseError("trade BT must be a boolean", topic)
-        trades.append(
-            Trade(
-                id=trade_id,
-                price=price,
-                size=size,
-                side=side_name,
-                ts=_uint(item.get("T"), "T", topic),
-                block=block,
-                seq=_uint_or_zero(item.get("seq"), "seq", topic),
-            )
-        )
-    return TradeFrame(
-        topic=topic, symbol=symbol, ts=_uint(obj.get("ts"), "ts", topic), trades=trades
-    )
-
-
-# ----------------------------------------------------------------------- requests
-
-
-def ping_request(req_id: str = "") -> bytes:
-    return orjson.dumps({"req_id": req_id, "op": "ping"} if req_id else {"op": "ping"})
-
-
-def subscribe_requests(category: str, topics: Sequence[str], req_id_prefix: str) -> list[bytes]:
-    """``subscribe`` requests for topics, batched within the category's per-request limit.
-
-    Request i carries ``req_id = f"{req_id_prefix}{i}"`` so its ack can be matched.
-    """
-    return _requests("subscribe", category, topics, req_id_prefix)
-
-
-def unsubscribe_requests(category: str, topics: Sequence[str], req_id_prefix: str) -> list[bytes]:
-    return _requests("unsubscribe", category, topics, req_id_prefix)
-
-
-def request_batches(category: str, topics: Sequence[str]) -> list[list[str]]:
-    """Split topics into request-sized batches (spot: 10 args per request)."""
+def _decode_trades(frame: bytes) -> TradeFrame:
     try:
-        size = MAX_ARGS_PER_REQUEST[category]
-    except KeyError:
-        raise ValueError(f"unknown category {category!r}") from None
-    return [list(topics[i : i + size]) for i in range(0, len(topics), size)]
+        msg = _decode_trade_msg(frame)
+    except msgspec.DecodeError as exc:
+        raise _invalid(frame, exc) from None
+    topic = msg.topic
+    if not topic or len(topic) > MAX_TOPIC_LEN:
+        raise ParseError("missing or invalid topic")
+    symbol = topic[len("publicTrade.") :]
+    if not is_topic_symbol(symbol):
+        raise ParseError("malformed publicTrade topic", topic)
+    trades = [trade_from(item, symbol, topic) for item in msg.data]
+    ts = msg.ts
+    if not 0 <= ts <= _U64_MAX:
+        raise ParseError(f"ts must be a non-negative integer, got {str(ts)[:40]!r}", topic)
+    return TradeFrame(topic, symbol, ts, trades)
 
 
-def _requests(op: str, category: str, topics: Sequence[str], req_id_prefix: str) -> list[bytes]:
-    return [
-        orjson.dumps({"req_id": f"{req_id_prefix}{i}", "op": op, "args": batch})
-        for i, batch in enumerate(request_batches(category, topics))
-    ]
-
-
-def args_chars(topics: Iterable[str]) -> int:
-    """Characters the topics take in an ``args`` array (quotes and commas included).
-
-    Bybit does not say how it counts its 21,000-character limit; counting the JSON
-    text of the array is the conservative reading.
-    """
-    total = 2  # the brackets
-    for i, topic in enumerate(topics):
-        total += len(topic) + 2 + (1 if i else 0)
-    return total
-
-
-def plan_connections(
-    topics: Sequence[str], max_chars: int = MAX_ARGS_CHARS_PER_CONNECTION
-) -> list[list[str]]:
-    """Pack topics into as few connections as Bybit's per-connection args limit allows.
-
-    Order is kept, so a symbol's book and trade topics usually share a connection.
-    """
-    groups: list[list[str]] = []
-    current: list[str] = []
-    used = 2
-    for topic in topics:
-        cost = len(topic) + 2 + (1 if current else 0)
-        if len(topic) + 4 > max_chars:
-            raise ValueError(f"topic {topic!r} alone exceeds the per-connection args limit")
-        if used + cost > max_chars:
-            groups.append(current)
-            current, used = [], 2
-            cost = len(topic) + 2
-        current.append(topic)
-        used += cost
-    if current:
-        groups.append(current)
-    return groups
+def trade_from(item: TradeItem, symbol: str, topic: str) -> Trade:
+    """One trade of a ``publicTrade`` frame, checked: Bybit's rules beyond the JSON types."""
+    if item.s != symbol:
+        raise ParseError(f"trade symbol {item.s!r} does not match the topic", topic)
+    side = item.S
+    if side == "Buy":
+        side_name = "buy"
+    elif side == "Sell":
+        side_name = "sell"
+    else:
+        raise ParseError(f"trade side {side!r} is not Buy/Sell", topic)
+    trade_id, price, size = item.i, item.p, item.v
+    if not trade_id or len(trade_id) > 128:
+        raise ParseError("trade id must be a non-empty string", topic)
+    if not is_decimal(price) or float(price) <= 0.0:
+        raise ParseError(f"bad trade price {price[:40]!r}", topic)
+    if not is_decimal(size):
+        raise ParseError(f"bad trade size {size[:40]!r}", topic)
+    fill_ts, seq = item.T, item.seq
+    if not 0 <= fill_ts <= _U64_MAX:
+        raise ParseError(f"T must be a non-negative integer, got {str(fill_ts)[:40]!r}", topic)
+    if seq is None:
+        seq = 0
+    elif not 0 <= seq <= _U64_MAX:
+        raise ParseError(f"seq must be a non-negative integer, got {str(seq)[:40]!r}", topic)
+    return Trade(trade_id, price, size, side_name, fill_ts, item.BT, seq)
 
 
 # ------------------------------------------------------------------------ helpers
 
 
-def _loads(frame: bytes | str, topic: str | None) -> dict[str, Any]:
-    try:
-        obj = orjson.loads(frame)
-    except (orjson.JSONDecodeError, TypeError) as exc:
-        guess = topic or (topic_of(frame) if isinstance(frame, bytes) else None)
-        raise ParseError(f"invalid JSON: {str(exc)[:80]}", guess) from None
-    if not isinstance(obj, dict):
-        raise ParseError("frame is not a JSON object", topic)
-    return obj
+def is_decimal(text: str) -> bool:
+    """A plain unsigned decimal (``"65000"``, ``"0.001"``, ``"65000.50"``) of at most 40 chars.
 
-
-def _is_decimal(text: str) -> bool:
-    # Plain unsigned decimal ("65000", "0.001", "65000.50"). Rejects what float()
-    # would otherwise accept: "nan", "inf", "1e5", "1_000", " 1", "-1".
+    Rejects what float() would otherwise accept: ``"nan"``, ``"inf"``, ``"1e5"``, ``"1_000"``,
+    ``" 1"``, ``"-1"``.
+    """
     return len(text) <= _MAX_NUMBER_LEN and text.isascii() and text.replace(".", "", 1).isdigit()
-
-
-def _uint(value: object, field: str, topic: str) -> int:
-    if type(value) is not int or value < 0:
-        raise ParseError(f"{field} must be a non-negative integer, got {str(value)[:40]!r}", topic)
-    return value
-
-
-def _uint_or_zero(value: object, field: str, topic: str) -> int:
-    return 0 if value is None else _uint(value, field, topic)
-
-
-def _opt_str(value: object) -> str:
-    return value if isinstance(value, str) else ""

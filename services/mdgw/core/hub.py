@@ -21,21 +21,29 @@ on a delta before any snapshot, or on a crossed book. It then publishes
 ``status: resyncing``, asks one source that can serve the topic to resubscribe it (at most
 once per ``resync_min_interval``; again after ``resync_timeout`` without a snapshot, each
 time the next source) and becomes live again on the next good snapshot.
+
+Conflation (``max_rate`` > 0, ``books.max_rate``): a book publishes at most ``max_rate``
+times a second. Every frame is still applied and checked as it arrives; a frame that comes
+less than ``1 / max_rate`` after the book's last publish only marks the book pending, and
+:meth:`Hub.publish_due` (the shell calls it after each batch and when
+:attr:`Hub.next_due` comes) publishes the book as it stands then, with the ``u``, ``ts``
+and ``cts`` of the last frame applied: latest wins. ``seq`` stays +1 per published message
+on every topic, and ``u`` only grows; it is no longer +1 between two ``book`` messages.
+A book that stops being live drops what was pending; the first publish after it is live
+again goes out at once.
 """
 
 from __future__ import annotations
 
-import enum
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
 from typing import Any
 
 from mdgw.core import wire
 from mdgw.core.arbiter import Arbiter, Source, SourceStats, Verdict
-from mdgw.core.book import OrderBook, Outcome
-from mdgw.core.bybit import BookFrame, TradeFrame, decode_frame, parse_book_topic
+from mdgw.core.book import BookOutcome, OrderBook
+from mdgw.core.bybit import BookFrame, TradeFrame, decode_frame, parse_orderbook_topic
 from mdgw.core.errors import ParseError, UnsupportedTopicError, WireError
+from mdgw.core.hub_state import BookTopic, HubStats, SeqCounter, State, TradeTopic
 
 __all__ = ["Hub", "HubStats", "State"]
 
@@ -63,90 +71,11 @@ _CONN_UP = int(wire.EnvelopeKind.CONN_UP)
 _CONN_DOWN = int(wire.EnvelopeKind.CONN_DOWN)
 
 
-class State(enum.Enum):
-    NEW = "new"  # never had a snapshot
-    LIVE = "live"
-    RESYNCING = "resyncing"
-    STALE = "stale"  # live, but no frame for stale_after seconds
-
-
 # Enum members are slow to look up (a descriptor call each): the per-frame path uses these.
 _APPLY = Verdict.APPLY
-_APPLIED = Outcome.APPLIED
-_RESET = Outcome.RESET
+_APPLIED = BookOutcome.APPLIED
+_RESET = BookOutcome.RESET
 _LIVE = State.LIVE
-
-
-@dataclass(slots=True)
-class HubStats:
-    """Counters since start; the shell logs them (and rates) periodically."""
-
-    envelopes: int = 0
-    frames: int = 0
-    bad_envelopes: int = 0
-    malformed: int = 0
-    unsupported: int = 0
-    duplicates: int = 0
-    gaps: int = 0
-    crossed: int = 0
-    not_synced: int = 0
-    seq_holes: int = 0
-    frames_lost: int = 0
-    resyncs: int = 0
-    resync_requests: int = 0
-    reconnect_requests: int = 0
-    conn_up: int = 0
-    conn_down: int = 0
-    ingestors_lost: int = 0
-    books_out: int = 0
-    bbo_out: int = 0
-    trades_out: int = 0
-    trades_dup: int = 0
-    status_out: int = 0
-    topics_refused: int = 0  # frames of new topics past MAX_TOPICS
-    held: int = 0  # deltas of a later u kept until another source filled the hole
-    filled: int = 0  # held deltas applied after another source filled the hole
-    older_snapshots: int = 0  # snapshots older than their book, dropped
-    failovers: int = 0  # a source became unusable for a book another source kept live
-
-    def as_dict(self) -> dict[str, int]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-
-@dataclass(slots=True, eq=False)  # identity: books are kept in sets
-class _Book:
-    category: str
-    symbol: str
-    bybit_topic: str
-    book: OrderBook
-    publish_depth: int
-    book_topic: bytes
-    bbo_topic: bytes
-    status_topic: bytes
-    book_template: str  # wire.book_template of this topic
-    # The last seq of each gateway topic, shared with every other book that publishes on the
-    # same topic (another depth of the same symbol): one-element lists, see Hub._counter.
-    book_seq: list[int]
-    bbo_seq: list[int]
-    status_seq: list[int]
-    arb: Arbiter  # which source's frames this book takes (mdgw.core.arbiter)
-    state: State = State.NEW
-    reason: str = ""  # why the book last left the live state
-    last_frame_at: float = 0.0
-    requested_at: float | None = None  # last resync request sent for this topic
-    episode_requested: bool = False  # a request was sent in the current resync episode
-    episode_requests: int = 0  # requests sent in the current resync episode
-    last_book: bytes | None = None  # last published payloads, for the snapshot service
-    last_bbo: bytes | None = None
-    last_best: tuple[str | None, str | None] | None = None  # OrderBook.best_json()
-
-
-@dataclass(slots=True)
-class _Trades:
-    topic: bytes
-    seq: list[int]  # see _Book.book_seq
-    seen: set[str] = field(default_factory=set)
-    order: deque[str] = field(default_factory=deque)
 
 
 class Hub:
@@ -161,8 +90,16 @@ class Hub:
         ingestor_timeout: float,
         stale_after: float,
         clock_ns: Callable[[], int],
+        max_rate: float = 0.0,
     ) -> None:
+        if max_rate < 0:
+            raise ValueError(f"max_rate must be >= 0, got {max_rate}")
         self.publish_depth = publish_depth
+        # Seconds between two publishes of one book; 0.0: every frame is published.
+        self.min_interval = 1.0 / max_rate if max_rate else 0.0
+        # Books that may have a publish pending, by (category, Bybit topic).
+        self._pending: dict[tuple[str, str], BookTopic] = {}
+        self.next_due: float | None = None  # earliest pending publish (monotonic s)
         self.resync_timeout = resync_timeout
         self.resync_min_interval = resync_min_interval
         self.ingestor_timeout = ingestor_timeout
@@ -173,12 +110,12 @@ class Hub:
         self.events: list[Event] = []
         self.latencies: list[int] = []  # pub_ns - recv_ns of book messages, this interval
         self.stats = HubStats()
-        self._books: dict[tuple[str, str], _Book] = {}
-        self._trades: dict[tuple[str, str], _Trades] = {}
-        self._seq: dict[bytes, list[int]] = {}  # gateway topic -> [last seq published]
+        self._books: dict[tuple[str, str], BookTopic] = {}
+        self._trades: dict[tuple[str, str], TradeTopic] = {}
+        self._seq: dict[bytes, SeqCounter] = {}  # gateway topic -> its counter
         self._conns: dict[tuple[str, int], Source] = {}  # (ingestor, conn_id) -> its source
         self._source_stats: dict[str, SourceStats] = {}  # by source name, across reconnects
-        self._holding: set[_Book] = set()  # books with held frames (Arbiter.held)
+        self._holding: set[BookTopic] = set()  # books with held frames (Arbiter.held)
         self._ingestors: dict[str, float] = {}  # -> last time anything arrived
         self._peer_lost_at: float | None = None  # a raw-socket peer disconnected then
 
@@ -215,8 +152,8 @@ class Hub:
             except UnsupportedTopicError:
                 stats.unsupported += 1
                 return
-            except ParseError as exc:
-                self._on_malformed(category, src, exc, len(frame), now)
+            except ParseError as bad:  # not `exc`: mypyc types a name once per function
+                self._on_malformed(category, src, bad, len(frame), now)
                 return
             if type(decoded) is BookFrame:
                 self._on_book(category, src, recv_ns, decoded, now)
@@ -374,13 +311,21 @@ class Hub:
         verdict = arb.offer(src, frame, recv_ns, now)
         stats = self.stats
         if verdict is _APPLY:  # _apply() inlined: this is the per-frame path
-            outcome = book.book.apply(frame)
+            outcome = book.order_book.apply(frame)
             if outcome is _APPLIED or outcome is _RESET:
                 if book.state is not _LIVE:
                     book.state = _LIVE
                     book.episode_requested = False
                     self._status(book, "live", "snapshot" if frame.snapshot else "updates", recv_ns)
+                elif self.min_interval and now < book.next_publish_at:
+                    self._defer(book, frame, recv_ns)
+                    if arb.held:
+                        self._apply_held(book, now)
+                    return
                 self._publish_book(book, frame, recv_ns)
+                if self.min_interval:
+                    book.next_publish_at = now + self.min_interval
+                    book.pending = None
                 if arb.held:
                     self._apply_held(book, now)
             else:
@@ -400,24 +345,30 @@ class Hub:
             stats.gaps += 1
             self._resync(book, f"u gap at u={frame.u}", now, recv_ns=recv_ns)
 
-    def _apply(self, book: _Book, frame: BookFrame, recv_ns: int, now: float) -> bool:
-        """Apply a frame the arbiter passed and publish; False if the book broke."""
-        outcome = book.book.apply(frame)
+    def _apply(self, book: BookTopic, frame: BookFrame, recv_ns: int, now: float) -> bool:
+        """Apply a frame the arbiter passed and publish (or defer); False if the book broke."""
+        outcome = book.order_book.apply(frame)
         if outcome is _APPLIED or outcome is _RESET:
             if book.state is not _LIVE:
                 book.state = _LIVE
                 book.episode_requested = False
                 self._status(book, "live", "snapshot" if frame.snapshot else "updates", recv_ns)
+            elif self.min_interval and now < book.next_publish_at:
+                self._defer(book, frame, recv_ns)
+                return True
             self._publish_book(book, frame, recv_ns)
+            if self.min_interval:
+                book.next_publish_at = now + self.min_interval
+                book.pending = None
             return True
         self._broken(book, frame, outcome, recv_ns, now)
         return False
 
     def _broken(
-        self, book: _Book, frame: BookFrame, outcome: Outcome, recv_ns: int, now: float
+        self, book: BookTopic, frame: BookFrame, outcome: BookOutcome, recv_ns: int, now: float
     ) -> None:
         """Applying ``frame`` broke the book (crossed): resync it."""
-        if outcome is Outcome.CROSSED:
+        if outcome is BookOutcome.CROSSED:
             self.stats.crossed += 1
             reason = f"crossed book at u={frame.u}"
         else:  # the arbiter and the book disagree on u: a bug, but never publish it
@@ -425,7 +376,7 @@ class Hub:
             reason = f"u {outcome.value} at u={frame.u}"
         self._resync(book, reason, now, recv_ns=recv_ns)
 
-    def _apply_held(self, book: _Book, now: float) -> None:
+    def _apply_held(self, book: BookTopic, now: float) -> None:
         """Apply the held frames that now continue the book (another source filled the hole)."""
         arb = book.arb
         while True:
@@ -441,6 +392,41 @@ class Hub:
         else:
             self._holding.discard(book)
 
+    def _defer(self, book: BookTopic, frame: BookFrame, recv_ns: int) -> None:
+        if book.pending is None:
+            self._pending[(book.category, book.bybit_topic)] = book
+            due = book.next_publish_at
+            if self.next_due is None or due < self.next_due:
+                self.next_due = due
+        book.pending = frame
+        book.pending_recv_ns = recv_ns
+
+    def publish_due(self, now: float) -> None:
+        """Publish every pending book whose interval has passed (conflation; see above).
+
+        Updates :attr:`next_due`: the time of the earliest publish still pending, or None.
+        """
+        if self.next_due is None or now < self.next_due:
+            return
+        interval = self.min_interval
+        waiting: dict[tuple[str, str], BookTopic] = {}
+        next_due: float | None = None
+        for key, book in self._pending.items():
+            frame = book.pending
+            if frame is None or book.state is not State.LIVE:
+                book.pending = None
+                continue
+            if now < book.next_publish_at:
+                waiting[key] = book
+                if next_due is None or book.next_publish_at < next_due:
+                    next_due = book.next_publish_at
+                continue
+            book.pending = None
+            self._publish_book(book, frame, book.pending_recv_ns)
+            book.next_publish_at = now + interval
+        self._pending = waiting
+        self.next_due = next_due
+
     def _on_trades(self, category: str, recv_ns: int, frame: TradeFrame) -> None:
         key = (category, frame.symbol)
         trades = self._trades.get(key)
@@ -449,12 +435,12 @@ class Hub:
                 self.stats.topics_refused += 1
                 return
             topic = wire.topic("trade", category, frame.symbol)
-            trades = self._trades[key] = _Trades(topic, self._counter(topic))
+            trades = self._trades[key] = TradeTopic(topic, self._counter(topic))
         topic = trades.topic
         seen = trades.seen
         order = trades.order
         counter = trades.seq
-        seq = counter[0]
+        seq = counter.last
         for trade in frame.trades:
             if trade.id in seen:
                 self.stats.trades_dup += 1
@@ -483,7 +469,7 @@ class Hub:
                 )
             )
             self.stats.trades_out += 1
-        counter[0] = seq
+        counter.last = seq
 
     def _on_malformed(
         self, category: str, src: Source, exc: ParseError, size: int, now: float
@@ -508,10 +494,10 @@ class Hub:
             return
         book = self._books.get((category, topic))
         if book is None:
-            parsed = parse_book_topic(topic)
+            parsed = parse_orderbook_topic(topic)
             if parsed is None or len(self._books) >= MAX_TOPICS:
                 return
-            book = self._new_book(category, topic, parsed[0], parsed[1])
+            book = self._new_book(category, topic, parsed.symbol, parsed.depth)
         # The frame is lost: that source cannot continue this book until its next frame.
         book.arb.mark_lost(src)
         if book.arb.synced and book.arb.can_continue():
@@ -613,20 +599,20 @@ class Hub:
 
     # ---------------------------------------------------------------- output
 
-    def _new_book(self, category: str, topic: str, symbol: str, depth: int) -> _Book:
+    def _new_book(self, category: str, topic: str, symbol: str, depth: int) -> BookTopic:
         book_topic = wire.topic("book", category, symbol)
         bbo_topic = wire.topic("bbo", category, symbol)
         status_topic = wire.topic("status", category, symbol)
-        book = _Book(
+        book = BookTopic(
             category=category,
             symbol=symbol,
             bybit_topic=topic,
-            book=OrderBook(depth),
+            order_book=OrderBook(depth),
             publish_depth=min(self.publish_depth, depth),
             book_topic=book_topic,
             bbo_topic=bbo_topic,
             status_topic=status_topic,
-            book_template=wire.book_template(category, symbol),
+            book_template=wire.BookTemplate(category, symbol),
             book_seq=self._counter(book_topic),
             bbo_seq=self._counter(bbo_topic),
             status_seq=self._counter(status_topic),
@@ -635,24 +621,22 @@ class Hub:
         self._books[(category, topic)] = book
         return book
 
-    def _counter(self, topic: bytes) -> list[int]:
-        """The seq counter of a gateway topic (one per topic, shared by all its books)."""
+    def _counter(self, topic: bytes) -> SeqCounter:
+        """The seq counter of a gateway topic (one per topic, shared by all its records)."""
         counter = self._seq.get(topic)
         if counter is None:
-            counter = self._seq[topic] = [0]
+            counter = self._seq[topic] = SeqCounter()
         return counter
 
-    def _publish_book(self, book: _Book, frame: BookFrame, recv_ns: int) -> None:
-        ob = book.book
+    def _publish_book(self, book: BookTopic, frame: BookFrame, recv_ns: int) -> None:
+        ob = book.order_book
         depth = book.publish_depth
         pub_ns = self._clock_ns()
-        counter = book.book_seq
-        seq = counter[0] = counter[0] + 1
+        seq = book.book_seq.next()
         bids, asks = ob.top_json(depth)
-        payload = (
-            book.book_template
-            % (seq, pub_ns, recv_ns, frame.u, frame.ts, frame.cts or "null", depth, bids, asks)
-        ).encode()
+        payload = book.book_template.render(
+            seq, pub_ns, recv_ns, frame.u, frame.ts, frame.cts, depth, bids, asks
+        )
         self.outbox.append((book.book_topic, payload))
         book.last_book = payload
         self.stats.books_out += 1
@@ -662,8 +646,7 @@ class Hub:
         if best != book.last_best:
             book.last_best = best
             bid, ask = ob.best_bid(), ob.best_ask()
-            counter = book.bbo_seq
-            seq = counter[0] = counter[0] + 1
+            seq = book.bbo_seq.next()
             bbo = wire.encode_bbo(
                 book.category,
                 book.symbol,
@@ -681,13 +664,11 @@ class Hub:
             book.last_bbo = bbo
             self.stats.bbo_out += 1
 
-    def _status(self, book: _Book, state: str, reason: str, recv_ns: int | None) -> None:
-        counter = book.status_seq
-        counter[0] += 1
+    def _status(self, book: BookTopic, state: str, reason: str, recv_ns: int | None) -> None:
         payload = wire.encode_status(
             book.category,
             book.symbol,
-            seq=counter[0],
+            seq=book.status_seq.next(),
             pub_ns=self._clock_ns(),
             state=state,
             reason=reason,
@@ -703,25 +684,26 @@ class Hub:
                     "symbol": book.symbol,
                     "topic": book.bybit_topic,
                     "reason": reason,
-                    "u": book.book.last_u,
+                    "u": book.order_book.last_u,
                 },
             )
         )
 
     def _resync(
         self,
-        book: _Book,
+        book: BookTopic,
         reason: str,
         now: float,
         *,
         ask: bool = True,
         recv_ns: int | None = None,
     ) -> None:
-        book.book.invalidate()
+        book.order_book.invalidate()
         book.arb.desync()
         self._holding.discard(book)
         book.last_book = book.last_bbo = None
         book.last_best = None
+        book.pending = None
         if book.state is not State.RESYNCING:
             book.state = State.RESYNCING
             book.reason = reason
@@ -738,7 +720,7 @@ class Hub:
             if asked is None or now - asked >= self.resync_min_interval:
                 self._request(book, now)
 
-    def _request(self, book: _Book, now: float, *, repeat: bool = False) -> None:
+    def _request(self, book: BookTopic, now: float, *, repeat: bool = False) -> None:
         book.requested_at = now
         book.episode_requested = True
         if not repeat:  # a repeat for a new listener is not a failed attempt
@@ -765,7 +747,7 @@ class Hub:
             )
         )
 
-    def _resync_target(self, book: _Book) -> tuple[str, int]:
+    def _resync_target(self, book: BookTopic) -> tuple[str, int]:
         """Who should resubscribe: one source that serves the topic, not every ingestor.
 
         Its live sources first (the one most often first leads), in turn from one request of

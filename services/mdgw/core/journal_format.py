@@ -92,6 +92,7 @@ class InputKind(enum.IntEnum):
     TICK = 2  # hub.tick(now)
     PEER_DISCONNECTED = 3  # hub.on_peer_disconnected(now)
     CONTROL_SUBSCRIBER = 4  # hub.on_control_subscriber(now)
+    PUBLISH_DUE = 5  # hub.publish_due(now) (conflation, books.max_rate)
     HOLE = 100  # inputs left out of the journal (disk too slow); item: JSON of what was lost
     END = 101  # the segment was closed by the writer; item: JSON, {"next": name or null}
 

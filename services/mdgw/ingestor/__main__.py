@@ -15,8 +15,9 @@ from typing import Final, NoReturn
 
 from pydantic import ValidationError
 
-from mdgw.core.bybit import CATEGORIES
-from mdgw.ingestor.service import Ingestor, Selection, SelectionError
+from mdgw.core.bybit_spec import CATEGORIES
+from mdgw.core.connection_plan import Selection, SelectionError
+from mdgw.ingestor.service import Ingestor
 from mdgw.runtime.lifecycle import run_service
 from mdgw.runtime.logging import configure_logging
 from mdgw.runtime.settings import IngestorConfig, settings_or_exit

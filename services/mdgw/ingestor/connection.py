@@ -1,9 +1,9 @@
 """One Bybit websocket connection slot: connect, subscribe, read, ping, watch, reconnect.
 
 A :class:`Connection` owns a fixed group of topics of one category (one group of
-:func:`mdgw.core.bybit.plan_connections`) and keeps a websocket open for them for as long as
-the process runs: every websocket it opens is a *session* with its own ``conn_id`` and its
-own envelope sequence 1, 2, 3...
+:func:`mdgw.core.connection_plan.plan_connections`) and keeps a websocket open for them for as
+long as the process runs: every websocket it opens is a *session* with its own ``conn_id`` and
+its own envelope sequence 1, 2, 3...
 
 Per session, three tasks:
 
@@ -18,7 +18,7 @@ Per session, three tasks:
   websocket that delivered no frame at all for ``silence_timeout``), the subscription
   deadlines, and the backoff reset once a session has proved healthy.
 
-What Bybit answers is decided by :class:`~mdgw.ingestor.subscriptions.Subscriptions`; this
+What Bybit answers is decided by :class:`~mdgw.core.subscriptions.Subscriptions`; this
 module only moves bytes, keeps counters and logs.
 """
 
@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, fields
+from collections.abc import Coroutine
+from dataclasses import dataclass
 from typing import Any, Final
 
 import websockets
@@ -37,14 +37,16 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from mdgw.core.backoff import Backoff, ConnectionRateLimiter
-from mdgw.core.bybit import Control, FrameKind, classify, decode_control, ping_request
+from mdgw.core.bybit_control import Control, FrameKind, classify, decode_control, ping_request
+from mdgw.core.conn_ids import ConnIds
 from mdgw.core.errors import ParseError
+from mdgw.core.subscriptions import ResyncDecision, Subscriptions
 from mdgw.core.wire import RawEncoder
-from mdgw.ingestor.subscriptions import ResyncDecision, Subscriptions
+from mdgw.ingestor.counters import ConnectionCounters
 from mdgw.runtime.ratelog import RateLimitedLog
 from mdgw.runtime.zmqsock import NOBLOCK, fast_send
 
-__all__ = ["ConnIds", "Connection", "ConnectionCounters", "ConnectionTiming"]
+__all__ = ["Connection", "ConnectionTiming"]
 
 # websockets buffers this many frames before it stops reading the TCP socket. The default
 # (16) is sized for interactive use; a burst of book frames after a pause is larger.
@@ -59,61 +61,6 @@ HEALTHY_AFTER: Final = 30.0
 MAX_TICK: Final = 1.0
 # Close code websockets sends when a frame exceeds max_size.
 MESSAGE_TOO_BIG: Final = 1009
-
-
-class ConnIds:
-    """Connection ids: ``(prefix << 16) | counter``, never reused within the process.
-
-    The 16-bit prefix is random per process, so a restarted ingestor does not reuse the
-    ids of its previous life (the book builder keys sequence tracking on them). When the
-    counter runs out, a new prefix, distinct from every one used so far, is drawn.
-    """
-
-    def __init__(self, randbits: Callable[[int], int]) -> None:
-        self._randbits = randbits
-        self._used: set[int] = set()
-        self._prefix = self._new_prefix()
-        self._counter = 0
-
-    def _new_prefix(self) -> int:
-        if len(self._used) >= 0xFFFF:
-            raise RuntimeError("connection ids exhausted")
-        while True:
-            prefix = self._randbits(16) & 0xFFFF
-            if prefix and prefix not in self._used:  # prefix 0 would allow conn_id 0
-                self._used.add(prefix)
-                return prefix
-
-    def next(self) -> int:
-        self._counter += 1
-        if self._counter > 0xFFFF:
-            self._prefix = self._new_prefix()
-            self._counter = 1
-        return (self._prefix << 16) | self._counter
-
-
-@dataclass(slots=True)
-class ConnectionCounters:
-    """Monotonic counters of one connection slot, summed by the service's stats line."""
-
-    frames_in: int = 0  # every websocket message received
-    forwarded: int = 0  # data frames pushed to the builder
-    dropped: int = 0  # data frames dropped: PUSH would block (builder gone, HWM reached)
-    unknown: int = 0  # frames of no known shape
-    pongs: int = 0
-    acks: int = 0
-    errors: int = 0  # success: false answers
-    attempts: int = 0  # connection attempts
-    failures: int = 0  # attempts that did not open a websocket
-    reconnects: int = 0  # attempts after the first
-    silences: int = 0  # websockets aborted by the watchdog
-    oversized: int = 0  # websockets closed with 1009 (frame above max_frame_bytes)
-    resyncs: int = 0  # resyncs started
-    events_dropped: int = 0  # CONN_UP / CONN_DOWN envelopes that could not be pushed
-
-    def add(self, other: ConnectionCounters) -> None:
-        for f in fields(self):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,7 @@
 """The ingestor's asyncio shell: Bybit websockets in, raw envelopes out (DESIGN §2).
 
-- :func:`plan` turns the configured streams (and the command line's selection) into
-  connection slots: topics ``orderbook.{depth}.{symbol}`` and ``publicTrade.{symbol}``,
-  packed per category within Bybit's per-connection args limit.
+- :func:`mdgw.core.connection_plan.plan_streams` turns the configured streams (and the
+  command line's selection) into connection slots.
 - :class:`Ingestor` runs one :class:`~mdgw.ingestor.connection.Connection` task per slot,
   all pushing on one PUSH socket (connected to ``zmq.raw``, IMMEDIATE, sends never block),
   plus three small tasks: a heartbeat envelope per category every second, the control
@@ -19,40 +18,37 @@ import contextlib
 import os
 import random
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any, Final
 
 import structlog
 import zmq
 import zmq.asyncio
 
+from mdgw import compiled
 from mdgw.core.backoff import Backoff, ConnectionRateLimiter
-from mdgw.core.bybit import orderbook_topic, plan_connections, trade_topic
+from mdgw.core.bybit_spec import CONNECTION_WINDOW
+from mdgw.core.conn_ids import ConnIds
+from mdgw.core.connection_plan import Selection, plan_streams
 from mdgw.core.errors import WireError
-from mdgw.core.wire import CATEGORIES, RESYNC, RawEncoder, ResyncRequest, decode_resync
+from mdgw.core.subscriptions import ResyncDecision, Subscriptions
+from mdgw.core.wire import RESYNC, RawEncoder, ResyncRequest, decode_resync
 from mdgw.ingestor.connection import (
     Connection,
-    ConnectionCounters,
     ConnectionTiming,
-    ConnIds,
 )
-from mdgw.ingestor.subscriptions import ResyncDecision, Subscriptions
+from mdgw.ingestor.counters import ConnectionCounters, ControlCounters
 from mdgw.runtime.curve import client_keys_or_exit
 from mdgw.runtime.lifecycle import Shutdown
 from mdgw.runtime.logging import get_logger
 from mdgw.runtime.ratelog import RateLimitedLog
-from mdgw.runtime.settings import Settings, StreamConfig
+from mdgw.runtime.settings import Settings
 from mdgw.runtime.zmqsock import make_socket
 
 __all__ = [
     "HEARTBEAT_INTERVAL",
     "Ingestor",
-    "Selection",
-    "SelectionError",
-    "plan",
     "serve",
-    "stream_topics",
 ]
 
 HEARTBEAT_INTERVAL: Final = 1.0
@@ -62,74 +58,6 @@ STOP_TIMEOUT: Final = 1.5
 LINGER_MS: Final = 200
 # How long to wait at start for the raw socket's connection to the book builder.
 BUILDER_WAIT: Final = 1.0
-CONNECTION_WINDOW: Final = 300.0  # bybit.max_new_connections_per_5min is per 5 minutes
-
-
-class SelectionError(ValueError):
-    """The command line asked for streams the configuration does not have."""
-
-
-@dataclass(frozen=True, slots=True)
-class Selection:
-    """Which configured streams this process serves; empty means all (for sharding)."""
-
-    categories: tuple[str, ...] = ()
-    symbols: tuple[str, ...] = ()
-
-
-def stream_topics(stream: StreamConfig, symbols: Sequence[str] = ()) -> list[str]:
-    """A stream's Bybit topics, a symbol's book and trades next to each other."""
-    topics: list[str] = []
-    for symbol in stream.symbols:
-        if symbols and symbol not in symbols:
-            continue
-        topics.append(orderbook_topic(stream.depth, symbol))
-        if stream.trades:
-            topics.append(trade_topic(symbol))
-    return topics
-
-
-def plan(streams: Sequence[StreamConfig], selection: Selection) -> dict[str, list[list[str]]]:
-    """Category -> topic groups, one group per websocket. SelectionError if nothing fits.
-
-    A stream with ``connections = N`` has its topics in N groups of its category.
-    """
-    for category in selection.categories:
-        if category not in CATEGORIES:
-            raise SelectionError(f"unknown category {category!r}; choose from {CATEGORIES}")
-        if not any(s.category == category for s in streams):
-            raise SelectionError(f"--category {category}: no stream of that category in the config")
-    chosen = [s for s in streams if not selection.categories or s.category in selection.categories]
-    known = {symbol for s in chosen for symbol in s.symbols}
-    missing = [symbol for symbol in selection.symbols if symbol not in known]
-    if missing:
-        where = f" in categories {', '.join(selection.categories)}" if selection.categories else ""
-        raise SelectionError(
-            f"--symbols {','.join(missing)}: not configured{where} "
-            f"(configured: {', '.join(sorted(known)) or 'none'})"
-        )
-    groups: dict[str, list[list[str]]] = {}
-    # Copy k carries the streams with more than k connections: with `connections = 2`,
-    # every topic of the stream is on two websockets (an A/B feed), never twice on one.
-    for copy in range(max(s.connections for s in chosen)):
-        by_category: dict[str, list[str]] = {}
-        for stream in chosen:
-            if stream.connections > copy:
-                topics = stream_topics(stream, selection.symbols)
-                by_category.setdefault(stream.category, []).extend(topics)
-        for cat, topics in by_category.items():
-            if topics:
-                groups.setdefault(cat, []).extend(plan_connections(topics))
-    if not groups:
-        raise SelectionError("the selection leaves no topic to subscribe")
-    return groups
-
-
-@dataclass(slots=True)
-class ControlCounters:
-    resync_requests: int = 0  # well-formed requests received
-    resync_not_owned: int = 0  # for topics another ingestor owns
-    malformed_control: int = 0
 
 
 class Ingestor:
@@ -146,7 +74,7 @@ class Ingestor:
     ) -> None:
         self.settings = settings
         self.id = ingestor_id or settings.ingestor.id
-        self.groups = plan(settings.bybit.streams, selection)
+        self.groups = plan_streams(settings.bybit.streams, selection)
         self._rng = rng or random.Random(int.from_bytes(os.urandom(16), "big"))
         bybit = settings.bybit
         timing = ConnectionTiming(
@@ -244,6 +172,7 @@ class Ingestor:
                 control=settings.zmq.control,
                 connections={cat: len(groups) for cat, groups in self.groups.items()},
                 topics=sum(len(g) for groups in self.groups.values() for g in groups),
+                hot_path=compiled.ACTIVE,
             )
             stop = asyncio.create_task(shutdown.wait(), name="shutdown")
             tasks.append(stop)

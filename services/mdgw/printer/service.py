@@ -1,6 +1,6 @@
 """The printer's I/O loop: SUB + snapshot DEALER in, one line per message out.
 
-Start-up follows the late-joiner recipe (see :mod:`mdgw.printer.follower`): subscribe first,
+Start-up follows the late-joiner recipe (see :mod:`mdgw.core.follower`): subscribe first,
 wait until the SUB connection's handshake is done (so the subscription is on its way to
 the publisher before the snapshot is taken), ask the snapshot service once per topic spec,
 print the items, then print updates newer than them. A hole in a topic's seq is reported on
@@ -27,8 +27,8 @@ from zmq.utils.monitor import recv_monitor_message
 
 from mdgw.core import wire
 from mdgw.core.errors import WireError
-from mdgw.printer.follower import SNAPSHOT_CHANNELS, Follower, Outcome
-from mdgw.printer.render import render_json, render_line
+from mdgw.core.follower import SNAPSHOT_CHANNELS, Delivery, Follower
+from mdgw.core.render import render_json, render_line
 from mdgw.runtime.curve import CurveClient, apply_curve
 from mdgw.runtime.zmqsock import DEFAULT_LINGER_MS, make_socket
 
@@ -228,9 +228,9 @@ class Printer:
             self.warn(f"skipped a message on {_show(topic)}: seq and pub_ns must be integers")
             return
         outcome = self.follower.on_message(topic, seq, pub_ns)
-        if outcome is Outcome.STALE:
+        if outcome is Delivery.STALE:
             return
-        if outcome is not Outcome.DELIVER:
+        if outcome is not Delivery.DELIVER:
             gap = self.follower.last_gap
             assert gap is not None
             again = (
@@ -238,7 +238,7 @@ class Printer:
                 if self.options.snapshot is not None and topic.startswith(SNAPSHOT_CHANNELS)
                 else ""
             )
-            if outcome is Outcome.GAP:
+            if outcome is Delivery.GAP:
                 self.warn(
                     f"seq hole on {_show(topic)}: expected {gap.expected}, got {gap.got} "
                     f"({gap.missed} missed){again}"

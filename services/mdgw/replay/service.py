@@ -30,7 +30,7 @@ from mdgw.core import wire
 from mdgw.core.errors import WireError
 from mdgw.core.hub import Hub
 from mdgw.core.journal_format import InputKind, Record
-from mdgw.printer.render import render_json
+from mdgw.core.render import render_json
 from mdgw.replay.reader import Segment, SegmentReader, Tear
 
 __all__ = [
@@ -76,6 +76,11 @@ def _control_subscriber(hub: Hub, record: Record) -> int:
     return 0
 
 
+def _publish_due(hub: Hub, record: Record) -> int:
+    hub.publish_due(record.now)
+    return 0
+
+
 # One entry per hub entry point the builder journals (book_builder/service.py): a new hub
 # input is a new InputKind and one line here. Each returns the number of internal errors.
 DISPATCH: dict[int, Callable[[Hub, Record], int]] = {
@@ -83,6 +88,7 @@ DISPATCH: dict[int, Callable[[Hub, Record], int]] = {
     InputKind.TICK: _tick,
     InputKind.PEER_DISCONNECTED: _peer_disconnected,
     InputKind.CONTROL_SUBSCRIBER: _control_subscriber,
+    InputKind.PUBLISH_DUE: _publish_due,
 }
 
 

@@ -46,10 +46,10 @@ _S = TypeVar("_S", bound=zmq.Socket[Any])
 
 # The hot loops' sends. pyzmq's ``Socket.send`` is a Python method (routing_id/group
 # handling) over the Cython one, and ``zmq.SNDMORE | zmq.NOBLOCK`` builds an enum member
-# per call: measured on the dev VM, a ``[topic, payload]`` pair of sends costs 1.6 µs that
-# way and 0.35 µs calling the Cython send with plain int flags. ``fast_send(sock, data,
-# flags)`` is that Cython method, unbound: it takes any pyzmq socket (sugar sockets are
-# subclasses), copies ``data`` like ``send(copy=True)`` and raises ``zmq.Again`` the same way.
+# per call; the hot loops call the Cython send with plain int flags instead (a fraction of
+# the cost: docs/performance.md, "Design decisions"). ``fast_send(sock, data, flags)`` is
+# that Cython method, unbound: it takes any pyzmq socket (sugar sockets are subclasses),
+# copies ``data`` like ``send(copy=True)`` and raises ``zmq.Again`` the same way.
 fast_send: Callable[[zmq.Socket[Any], bytes, int], object] = zmq.backend.Socket.send
 NOBLOCK: int = int(zmq.NOBLOCK)
 SNDMORE_NOBLOCK: int = int(zmq.SNDMORE | zmq.NOBLOCK)

@@ -39,6 +39,8 @@ from typing import Final
 
 import orjson
 
+from mdgw.core.bybit_spec import CATEGORIES as _CATEGORIES
+
 __all__ = [
     "DEFAULT_OVERSIZED_BYTES",
     "FRAME_FAULTS",
@@ -76,7 +78,6 @@ FRAME_FAULTS: Final = frozenset(
 _TIMED: Final = frozenset(
     {FaultKind.SILENCE, FaultKind.MUTE_PONGS, FaultKind.REFUSE, FaultKind.DELAY}
 )
-_CATEGORIES: Final = ("spot", "linear", "inverse")
 
 
 class FaultError(ValueError):

@@ -18,12 +18,12 @@ import hashlib
 import math
 import re
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final
+
+from mdgw.core.bybit_spec import CATEGORIES, Category
 
 __all__ = ["CATEGORIES", "Category", "Instrument", "base_of", "instrument_for"]
 
-Category = Literal["spot", "linear", "inverse"]
-CATEGORIES: Final[tuple[Category, ...]] = ("spot", "linear", "inverse")
 
 _QUOTES: Final = ("USDT", "USDC", "USD", "EUR", "BTC", "ETH")
 # Inverse futures (BTCUSDH26) and dated linear futures (BTC-26DEC25) carry an expiry suffix.

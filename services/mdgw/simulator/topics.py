@@ -15,11 +15,11 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Final
 
+from mdgw.core.bybit_spec import DEPTHS
 from mdgw.simulator.book import INF, Side
 
 __all__ = ["DEPTHS", "PUSH_INTERVAL_MS", "BookTopic", "parse_topic", "window_delta"]
 
-DEPTHS: Final = (1, 50, 200, 1000)
 # Bybit's push interval per depth (docs: orderbook, 2026); level 1 goes out on every change.
 PUSH_INTERVAL_MS: Final[dict[int, int]] = {1: 0, 50: 20, 200: 100, 1000: 200}
 

@@ -17,7 +17,9 @@ websocket sockets.
 - :mod:`.tracked`, :mod:`.hostile`, :mod:`.fuzz`: valid frames with a known book, the
   hostile frame catalogue, the fuzzer;
 - :mod:`.soak`: the long run with periodic faults;
-- :mod:`.bench`: the benchmarks.
+- :mod:`.bench`: the benchmarks;
+- :mod:`.oracles`: reference implementations the production fast paths are tested against
+  (``encode_raw``, ``encode_book``, the orjson-based Bybit frame and control decoders).
 
 The command lines are ``scripts/bench.py``, ``scripts/soak.py``, ``scripts/fuzz_builder.py``
 and ``scripts/sim_bench.py``. Importing this package imports none of its modules.

@@ -104,6 +104,7 @@ def gateway_config(
     trades: bool = False,
     stats_interval: float = 1.0,
     publish_depth: int = 25,
+    max_rate: float = 0.0,
     journal_dir: Path | None = None,
 ) -> Path:
     """A benchmark's gateway config at *path*: linear depth-50 books of *symbols*.
@@ -116,7 +117,8 @@ def gateway_config(
     sections: dict[str, dict[str, Any]] = {
         "bybit": {"ws_url": ws_url},
         "zmq": {"raw": raw, "control": control, "pub": pub, "snapshot": snapshot},
-        "books": {"publish_depth": publish_depth},
+        # max_rate only when set: code from before it rejects the key (A/B runs).
+        "books": {"publish_depth": publish_depth, **({"max_rate": max_rate} if max_rate else {})},
         "journal": journal,
         "log": {"level": "info", "format": "json", "stats_interval": stats_interval},
         "ingestor": {"id": "bench-ingestor"},

@@ -46,6 +46,7 @@ from mdgw.core import wire
 from mdgw.core.bybit import decode_frame
 from mdgw.core.errors import ParseError, UnsupportedTopicError
 from mdgw.core.wire import EnvelopeKind
+from mdgw.testing import oracles
 from mdgw.testing.endpoints import Endpoints
 from mdgw.testing.hostile import (
     BIG_KINDS,
@@ -136,7 +137,7 @@ class Fuzzer:
             conn, seq = self.conn_id, self.seq + 1
         else:  # a decoy ingestor: any connection, any sequence
             conn, seq = self.rng.randint(1, 5), self.rng.randint(1, 1000)
-        envelope = wire.encode_raw(
+        envelope = oracles.encode_raw(
             EnvelopeKind.DATA,
             ingestor=ingestor,
             category=CATEGORY_CODE,
@@ -159,7 +160,7 @@ class Fuzzer:
 
     def _event(self, kind: EnvelopeKind, *, ingestor: bytes = INGESTOR, seq: int = 0) -> None:
         self._send(
-            wire.encode_raw(
+            oracles.encode_raw(
                 kind,
                 ingestor=ingestor,
                 category=CATEGORY_CODE,

@@ -22,6 +22,7 @@ import orjson
 from mdgw.core import wire
 from mdgw.core.hub import Hub
 from mdgw.core.wire import EnvelopeKind
+from mdgw.testing import oracles
 from mdgw.testing.tracked import PUBLISH_DEPTH, TrackedBook
 
 __all__ = [
@@ -202,7 +203,7 @@ def mutate(frame: bytes, rng: random.Random) -> bytes:
 
 def bad_envelopes(rng: random.Random) -> list[bytes]:
     """Messages that are not version-1 envelopes, each for its own reason."""
-    header = wire.encode_raw(
+    header = oracles.encode_raw(
         EnvelopeKind.DATA,
         ingestor=INGESTOR,
         category=CATEGORY_CODE,

@@ -142,7 +142,7 @@ class TruthConsumer:
                 seen.seq_errors.append(f"{topic!r}: seq {last} -> {msg['seq']}")
                 seen.seq_error_at.append(time.monotonic())
         seen.seq[topic] = msg["seq"]
-        if wire.parse_topic(topic) != (channel, category, symbol):
+        if wire.parse_gateway_topic(topic) != (channel, category, symbol):
             seen.wrong.append(f"topic {topic!r} does not match its payload")
         if channel == "status":
             seen.state[key] = msg["state"]

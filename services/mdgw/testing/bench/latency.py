@@ -24,13 +24,14 @@ from mdgw.testing.processes import HarnessError, Helper, Service
 __all__ = ["latency"]
 
 LATENCY_TARGETS = {2_000: {"p50": 100.0, "p99": 500.0}, 30_000: {"p99": 3_000.0}}  # µs
+CONFLATED_MAX_RATE = 10.0  # books.max_rate of the conflated run at the highest rate
 
 
 def latency_run(
-    base: Path, rate: int, symbols: int, warmup: float, seconds: float
+    base: Path, rate: int, symbols: int, warmup: float, seconds: float, *, max_rate: float = 0.0
 ) -> dict[str, Any]:
     """ws_blaster at ``rate`` -> ingestor -> book_builder -> consumer (latency samples)."""
-    with Stage(base, f"latency-{rate}") as stage:
+    with Stage(base, f"latency-{rate}" + (f"-max{max_rate:g}" if max_rate else "")) as stage:
         ws = stage.add(
             Helper(
                 "ws_blaster",
@@ -41,7 +42,9 @@ def latency_run(
         )
         ws.wait_ready()
         ep = stage.endpoints()
-        config = stack_config(stage, ep, ws.ready.read_text(), symbols, trades=False)
+        config = stack_config(
+            stage, ep, ws.ready.read_text(), symbols, trades=False, max_rate=max_rate
+        )
         builder = stage.add(Service("book_builder", config, stage.dir / "book_builder.log"))
         builder.wait_event("book_builder_started")
         consumer_args = ["--endpoint", ep.pub, "--subscribe", "book.", "--subscribe", "status."]
@@ -65,6 +68,7 @@ def latency_run(
         counters = builder_counters(builder)
         out = {
             "rate": rate,
+            "max_rate": max_rate,
             "received_per_s": window_rate(got, "book"),
             "latency_us": got["latency"],
             "latency_recv_to_pub_us": got["latency_to_publish"],
@@ -162,4 +166,60 @@ def latency(base: Path, t: Timing) -> FigureResult:
                 "us",
             )
         )
+    if t.latency_seconds:
+        rate, seconds = t.latency_seconds[-1]
+        fig.rows.extend(conflated_rows(base, t, rate, seconds, fig.details.get(str(rate))))
     return fig
+
+
+def conflated_rows(
+    base: Path, t: Timing, rate: int, seconds: float, plain: dict[str, Any] | None
+) -> list[Row]:
+    """The same burst with books.max_rate: what conflation takes off the builder and the
+    consumer. Its latency includes up to 1 / max_rate of waiting by design."""
+    run = latency_run(base, rate, t.symbols, t.latency_warmup, seconds, max_rate=CONFLATED_MAX_RATE)
+    t_key = f"{rate}-max_rate-{CONFLATED_MAX_RATE:g}"
+    label = f"  @ {rate // 1000}k, books.max_rate = {CONFLATED_MAX_RATE:g}"
+    expected = min(rate, t.symbols * CONFLATED_MAX_RATE)
+    lat = run["latency_us"] or {}
+    correct = not run["problems"]
+
+    def cpu(r: dict[str, Any] | None, name: str) -> str:
+        value = (r or {}).get("cpu", {}).get(name)
+        return "-" if value is None else f"{value:.2f}"
+
+    run["figure_key"] = t_key
+    rows = [
+        Row(
+            f"{label}: books received/s; verified / wrong / resyncs / holes",
+            "{} ; {} / {} / {} / {}".format(
+                fmt(run["received_per_s"]),
+                run["consumer"]["verified"],
+                run["consumer"]["wrong"],
+                run["builder"].get("resyncs"),
+                run["consumer"]["seq_holes"],
+            ),
+            f"<= {expected:,.0f} ; n / 0 / 0 / 0",
+            None,
+            judged(correct and run["received_per_s"] <= 1.05 * expected),
+        ),
+        Row(
+            f"{label}: CPU book_builder / consumer (cores; without max_rate)",
+            f"{cpu(run, 'book_builder')} / {cpu(run, 'consumer')}",
+            f"{cpu(plain, 'book_builder')} / {cpu(plain, 'consumer')}",
+            None,
+            "info",
+        ),
+        Row(
+            f"{label}: latency p50 / p99 (us; includes the conflation wait)",
+            f"{fmt(lat.get('p50_us'))} / {fmt(lat.get('p99_us'))}",
+            f"wait <= {1e6 / CONFLATED_MAX_RATE:,.0f}",
+            None,
+            "info",
+            lat.get("p99_us"),
+            "us",
+        ),
+    ]
+    if plain is not None:
+        plain["conflated"] = run
+    return rows

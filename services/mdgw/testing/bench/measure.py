@@ -199,6 +199,7 @@ def stack_config(
     *,
     trades: bool,
     stats_interval: float = 1.0,
+    max_rate: float = 0.0,
     journal_dir: Path | None = None,
 ) -> Path:
     """The gateway config of a benchmark stack: ws blaster at ``port``, ``symbols`` books."""
@@ -212,6 +213,7 @@ def stack_config(
         symbols=[frames.symbol(i) for i in range(symbols)],
         trades=trades,
         stats_interval=stats_interval,
+        max_rate=max_rate,
         journal_dir=journal_dir,
     )
 

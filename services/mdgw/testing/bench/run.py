@@ -103,6 +103,16 @@ def machine_row(results: list[FigureResult]) -> Row:
     )
 
 
+def hot_path() -> str:
+    """Which build of mdgw's core the services run (mdgw.compiled; the same environment as
+    theirs, so the same choice). Code from before the compiled path has no such module."""
+    try:
+        from mdgw import compiled  # noqa: PLC0415 (absent from code before it, A/B runs)
+    except ImportError:
+        return "pure-Python (no mdgw.compiled: code from before the compiled path)"
+    return compiled.ACTIVE
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="about a second per figure")
@@ -125,6 +135,7 @@ def main() -> int:
     base = Path(tempfile.mkdtemp(prefix="mdgw-bench-"))
     load = os.getloadavg()
     speed_before = reference_loop_ms()
+    progress(f"mdgw hot path: {hot_path()}")
     progress(
         f"mode {mode}; work in {base}; load average {load[0]:.2f}; "
         f"reference loop {speed_before:.1f} ms"
@@ -158,8 +169,10 @@ def main() -> int:
             "ms",
         )
     )
+    rows.append(Row("mdgw hot path (book_builder, ingestor)", hot_path(), "-", None, "info"))
     table = render(rows)
     info = run_info(mode, started)
+    info["hot_path"] = hot_path()
     info["loadavg_at_start"] = list(load)
     info["reference_loop_ms"] = [speed_before, speed_after]
     path, _ = write(args.out_dir, info, results, table)

@@ -1,4 +1,4 @@
-"""Pure tests of mdgw.ingestor.subscriptions: what one connection asks Bybit for, and when."""
+"""Pure tests of mdgw.core.subscriptions: what one connection asks Bybit for, and when."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mdgw.core.bybit import Control, FrameKind, decode_control
-from mdgw.ingestor.subscriptions import (
+from mdgw.core.bybit_control import Control, FrameKind, decode_control
+from mdgw.core.subscriptions import (
     ResyncDecision,
     Subscriptions,
     TopicState,

@@ -1,7 +1,7 @@
 """Subscription state of one Bybit websocket connection, sans-I/O.
 
 :class:`Subscriptions` owns a fixed list of topics (one group of
-:func:`mdgw.core.bybit.plan_connections`) and decides what to send and when: the
+:func:`mdgw.core.connection_plan.plan_connections`) and decides what to send and when: the
 subscribe requests after a (re)connect, the unsubscribe/subscribe pair of a resync, what
 an ack or a ``success: false`` means for each topic. It sends nothing, reads no clock and
 logs nothing: the connection shell passes ``now`` (monotonic seconds) and frames in, sends
@@ -32,7 +32,7 @@ import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from mdgw.core.bybit import (
+from mdgw.core.bybit_control import (
     Control,
     FrameKind,
     request_batches,

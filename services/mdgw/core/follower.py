@@ -28,13 +28,13 @@ from __future__ import annotations
 import enum
 from typing import NamedTuple
 
-__all__ = ["SNAPSHOT_CHANNELS", "Follower", "Gap", "Outcome"]
+__all__ = ["SNAPSHOT_CHANNELS", "Delivery", "Follower", "Gap"]
 
 SNAPSHOT_CHANNELS: tuple[bytes, ...] = (b"book.", b"bbo.")
 """Topic prefixes the snapshot service serves (DESIGN §4: current book and bbo messages)."""
 
 
-class Outcome(enum.Enum):
+class Delivery(enum.Enum):
     """What to do with one update."""
 
     DELIVER = "deliver"  # the next message of its topic (or the first one seen)
@@ -80,24 +80,24 @@ class Follower:
         self._wanted.discard(topic)
         return True
 
-    def on_message(self, topic: bytes, seq: int, pub_ns: int) -> Outcome:
+    def on_message(self, topic: bytes, seq: int, pub_ns: int) -> Delivery:
         """Check one update against the last delivered message of its topic."""
         last = self._last.get(topic)
         if last is None:
             self._last[topic] = (seq, pub_ns)
-            return Outcome.DELIVER
+            return Delivery.DELIVER
         last_seq, last_pub_ns = last
         if seq == last_seq + 1:
             self._last[topic] = (seq, pub_ns)
-            return Outcome.DELIVER
+            return Delivery.DELIVER
         if seq > last_seq:
-            outcome = Outcome.GAP
+            outcome = Delivery.GAP
         elif pub_ns > last_pub_ns:
             # Messages queued before a snapshot are older than it in both seq and pub_ns.
             # One with a lower seq but a later publish time comes from a restarted builder.
-            outcome = Outcome.RESTART
+            outcome = Delivery.RESTART
         else:
-            return Outcome.STALE
+            return Delivery.STALE
         self.last_gap = Gap(topic, last_seq + 1, seq)
         self._last[topic] = (seq, pub_ns)
         if topic.startswith(SNAPSHOT_CHANNELS):

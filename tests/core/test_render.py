@@ -1,4 +1,4 @@
-"""mdgw.printer.render: one message -> one line, pure."""
+"""mdgw.core.render: one message -> one line, pure."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from mdgw.core import wire
-from mdgw.printer.render import format_duration, render_json, render_line
+from mdgw.core.render import format_duration, render_json, render_line
+from mdgw.testing import oracles
 
 # 2025-01-02 03:04:05.678 UTC, plus 123 µs and 456 ns.
 PUB_NS = 1_735_787_045_678_123_456
@@ -19,7 +20,7 @@ NOW_NS = PUB_NS + 1_200_000
 
 def book(**fields: object) -> dict[str, object]:
     payload: dict[str, object] = orjson.loads(
-        wire.encode_book(
+        oracles.encode_book(
             "linear",
             "BTCUSDT",
             seq=42,

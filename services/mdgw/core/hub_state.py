@@ -1,0 +1,124 @@
+"""What the hub keeps per topic: its state, its sequence counters, its last payloads.
+
+Records only; the rules that change them are :class:`mdgw.core.hub.Hub`'s.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from dataclasses import dataclass, field, fields
+
+from mdgw.core.arbiter import Arbiter
+from mdgw.core.book import OrderBook
+from mdgw.core.bybit import BookFrame
+from mdgw.core.wire import BookTemplate
+
+__all__ = ["BookTopic", "HubStats", "SeqCounter", "State", "TradeTopic"]
+
+
+class State(enum.Enum):
+    """Where one Bybit orderbook topic stands (published in ``status`` messages)."""
+
+    NEW = "new"  # never had a snapshot
+    LIVE = "live"
+    RESYNCING = "resyncing"
+    STALE = "stale"  # live, but no frame for stale_after seconds
+
+
+@dataclass(slots=True)
+class HubStats:
+    """Counters since start; the shell logs them (and rates) periodically."""
+
+    envelopes: int = 0
+    frames: int = 0
+    bad_envelopes: int = 0
+    malformed: int = 0
+    unsupported: int = 0
+    duplicates: int = 0
+    gaps: int = 0
+    crossed: int = 0
+    not_synced: int = 0
+    seq_holes: int = 0
+    frames_lost: int = 0
+    resyncs: int = 0
+    resync_requests: int = 0
+    reconnect_requests: int = 0
+    conn_up: int = 0
+    conn_down: int = 0
+    ingestors_lost: int = 0
+    books_out: int = 0
+    bbo_out: int = 0
+    trades_out: int = 0
+    trades_dup: int = 0
+    status_out: int = 0
+    topics_refused: int = 0  # frames of new topics past MAX_TOPICS
+    held: int = 0  # deltas of a later u kept until another source filled the hole
+    filled: int = 0  # held deltas applied after another source filled the hole
+    older_snapshots: int = 0  # snapshots older than their book, dropped
+    failovers: int = 0  # a source became unusable for a book another source kept live
+
+    def as_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+class SeqCounter:
+    """The last ``seq`` published on one gateway topic.
+
+    One per gateway topic, shared by every record that publishes on it: two depths of one
+    symbol (``orderbook.1`` and ``orderbook.50``) both publish ``book.linear.BTCUSDT.``, and
+    that topic's ``seq`` must still go 1, 2, 3...
+    """
+
+    __slots__ = ("last",)
+
+    def __init__(self) -> None:
+        self.last = 0
+
+    def next(self) -> int:
+        """Count one message and return its ``seq``."""
+        self.last += 1
+        return self.last
+
+
+@dataclass(slots=True, eq=False)  # identity: the hub keeps books in a set
+class BookTopic:
+    """One Bybit ``orderbook.{depth}.{symbol}`` topic of one category, and what it publishes."""
+
+    category: str
+    symbol: str
+    bybit_topic: str
+    order_book: OrderBook
+    publish_depth: int
+    book_topic: bytes
+    bbo_topic: bytes
+    status_topic: bytes
+    book_template: BookTemplate
+    book_seq: SeqCounter
+    bbo_seq: SeqCounter
+    status_seq: SeqCounter
+    arb: Arbiter  # which source's frames this book takes (mdgw.core.arbiter)
+    state: State = State.NEW
+    reason: str = ""  # why the book last left the live state
+    last_frame_at: float = 0.0
+    requested_at: float | None = None  # last resync request sent for this topic
+    episode_requested: bool = False  # a request was sent in the current resync episode
+    episode_requests: int = 0  # requests sent in the current resync episode
+    last_book: bytes | None = None  # last published payloads, for the snapshot service
+    last_bbo: bytes | None = None
+    last_best: tuple[str | None, str | None] | None = None  # OrderBook.best_json()
+    # Conflation (max_rate > 0): earliest time of the next publish, and the last frame
+    # applied since the last publish (None: nothing pending).
+    next_publish_at: float = 0.0
+    pending: BookFrame | None = None
+    pending_recv_ns: int = 0
+
+
+@dataclass(slots=True)
+class TradeTopic:
+    """One Bybit ``publicTrade.{symbol}`` topic of one category: its seq and recent trade ids."""
+
+    topic: bytes
+    seq: SeqCounter
+    seen: set[str] = field(default_factory=set)
+    order: deque[str] = field(default_factory=deque)  # the ids in ``seen``, oldest first

@@ -1,0 +1,322 @@
+"""Published messages (book_builder PUB -> consumers): topics and payloads.
+
+A message is ``[topic, payload]``. Topics are ``{channel}.{category}.{SYMBOL}.``; the trailing
+``"."`` is a terminator, so the ZeroMQ prefix subscription ``book.inverse.BTCUSD.`` does not
+receive ``book.inverse.BTCUSDH26.``. Payloads are one JSON object with the contract fields of
+docs/wire-format.md §2; keep the two in step.
+
+Payload encoders take everything after ``(category, symbol)`` by keyword: ``seq``,
+``pub_ns``, ``recv_ns``, ``u``, ``ts`` and ``cts`` are adjacent ints, too easy to swap.
+Decoders raise :class:`~mdgw.core.errors.WireError` and nothing else on bad input.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Any, NamedTuple
+
+import orjson
+
+from mdgw.core.bybit_spec import CATEGORIES
+from mdgw.core.errors import WireError
+
+__all__ = [
+    "BOOK_FIELDS",
+    "CHANNELS",
+    "CHANNEL_FIELDS",
+    "COMMON_FIELDS",
+    "EXCHANGE",
+    "STATES",
+    "BookTemplate",
+    "GatewayTopic",
+    "decode_payload",
+    "encode_bbo",
+    "encode_status",
+    "encode_trade",
+    "is_topic_symbol",
+    "json_object",
+    "parse_gateway_topic",
+    "subscription",
+    "topic",
+]
+
+EXCHANGE = "bybit"
+CHANNELS: tuple[str, ...] = ("book", "bbo", "trade", "status")
+STATES: tuple[str, ...] = ("live", "resyncing", "stale")
+_SIDES = ("buy", "sell")
+
+# What a topic's symbol may hold: a superset of how Bybit spells symbols
+# (bybit_spec.SYMBOL_PATTERN), so a frame is not refused for a spelling Bybit might adopt.
+# "." never appears: it is our terminator; nor do "%", '"' or "\\" (see BookTemplate).
+_TOPIC_SYMBOL = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+# Contract field sets (DESIGN §4). recv_ns is in COMMON_FIELDS' spirit but only present when a
+# Bybit frame caused the message, so it is listed per channel (optional for status).
+COMMON_FIELDS = frozenset({"channel", "exchange", "category", "symbol", "seq", "pub_ns"})
+BOOK_FIELDS = frozenset({"u", "ts", "cts", "depth", "bids", "asks"})
+CHANNEL_FIELDS: dict[str, frozenset[str]] = {
+    "book": COMMON_FIELDS | {"recv_ns"} | BOOK_FIELDS,
+    "bbo": COMMON_FIELDS | {"recv_ns", "u", "ts", "bid", "bid_size", "ask", "ask_size"},
+    "trade": COMMON_FIELDS | {"recv_ns", "id", "price", "size", "side", "ts", "block"},
+    "status": COMMON_FIELDS | {"state", "reason"},
+}
+"""Fields every payload of a channel carries (a status may add ``recv_ns``)."""
+
+
+@functools.lru_cache(maxsize=16384)
+def is_topic_symbol(symbol: str) -> bool:
+    """Whether a gateway topic can carry ``symbol`` (1..64 of ``A-Z a-z 0-9 _ -``). Cached."""
+    return _TOPIC_SYMBOL.fullmatch(symbol) is not None
+
+
+def _check_symbol(symbol: str) -> None:
+    if not isinstance(symbol, str) or not is_topic_symbol(symbol):
+        raise WireError(f"bad symbol {symbol!r}: expected 1..64 of A-Z a-z 0-9 _ -")
+
+
+@functools.lru_cache(maxsize=8192)
+def _cached_topic(channel: str, category: str, symbol: str) -> bytes:
+    if channel not in CHANNELS:
+        raise WireError(f"unknown channel {channel!r}; expected one of {CHANNELS}")
+    if category not in CATEGORIES:
+        raise WireError(f"unknown category {category!r}; expected one of {CATEGORIES}")
+    _check_symbol(symbol)
+    return f"{channel}.{category}.{symbol}.".encode()
+
+
+def topic(channel: str, category: str, symbol: str) -> bytes:
+    """The ZeroMQ topic frame: ``topic("book", "inverse", "BTCUSD") == b"book.inverse.BTCUSD."``.
+
+    Validated once per distinct topic and then cached, so calling it per message is cheap.
+    """
+    return _cached_topic(channel, category, symbol)
+
+
+def subscription(spec: str) -> bytes:
+    """The ZeroMQ prefix for a user's topic spec; adds the terminator a full topic needs.
+
+    ``"book.inverse.BTCUSD"`` -> ``b"book.inverse.BTCUSD."`` (that symbol only),
+    ``"book.inverse"`` -> ``b"book.inverse."``, ``"book"`` -> ``b"book."``, ``""`` -> ``b""``
+    (everything). A spec that already ends in ``"."`` is taken as is. Unknown channels or
+    categories and malformed symbols raise :class:`WireError`.
+    """
+    if spec == "":
+        return b""
+    body = spec[:-1] if spec.endswith(".") else spec
+    parts = body.split(".")
+    if len(parts) > 3:
+        raise WireError(f"bad topic spec {spec!r}: at most channel.category.SYMBOL")
+    if parts[0] not in CHANNELS:
+        raise WireError(f"bad topic spec {spec!r}: unknown channel {parts[0]!r}")
+    if len(parts) > 1 and parts[1] not in CATEGORIES:
+        raise WireError(f"bad topic spec {spec!r}: unknown category {parts[1]!r}")
+    if len(parts) > 2:
+        _check_symbol(parts[2])
+    return (body + ".").encode()
+
+
+class GatewayTopic(NamedTuple):
+    """A published topic, parsed: ``b"book.inverse.BTCUSD."``."""
+
+    channel: str
+    category: str
+    symbol: str
+
+
+def parse_gateway_topic(raw: bytes) -> GatewayTopic:
+    """``b"book.inverse.BTCUSD."`` -> ``GatewayTopic("book", "inverse", "BTCUSD")``.
+
+    :class:`WireError` for anything that is not a well-formed gateway topic.
+    """
+    try:
+        text = raw.decode("ascii")
+    except (UnicodeDecodeError, AttributeError):
+        raise WireError(f"topic {raw!r} is not ASCII bytes") from None
+    if not text.endswith("."):
+        raise WireError(f"topic {raw!r} lacks the '.' terminator")
+    parts = text[:-1].split(".")
+    if len(parts) != 3:
+        raise WireError(f"topic {raw!r} is not channel.category.SYMBOL.")
+    channel, category, symbol = parts
+    if channel not in CHANNELS:
+        raise WireError(f"topic {raw!r}: unknown channel {channel!r}")
+    if category not in CATEGORIES:
+        raise WireError(f"topic {raw!r}: unknown category {category!r}")
+    _check_symbol(symbol)
+    return GatewayTopic(channel, category, symbol)
+
+
+def _dumps(payload: dict[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(payload)
+    except TypeError as exc:  # orjson.JSONEncodeError is a TypeError
+        raise WireError(f"cannot encode {payload.get('channel')} payload: {exc}") from None
+
+
+class BookTemplate:
+    """The ``book`` payload of one topic, held ready as text: the builder's hot path.
+
+    This object owns the ``book`` payload's shape: its field order, ``"null"`` for a frame
+    without ``cts`` (Bybit frames before Dec 2023; :class:`~mdgw.core.bybit.BookFrame` carries
+    0 then) and ``bids``/``asks`` as the array bodies of
+    :meth:`mdgw.core.book.OrderBook.top_json`. :meth:`render` makes the same JSON object, field
+    for field, as encoding the dict of docs/wire-format.md with orjson; one ``%`` over text
+    held ready is cheaper than building that dict per book (docs/performance.md).
+    ``category`` and ``symbol`` are validated here, once per topic, so they cannot hold
+    ``%``, ``"`` or ``\\``.
+    """
+
+    __slots__ = ("_text",)
+
+    def __init__(self, category: str, symbol: str) -> None:
+        topic(CHANNELS[0], category, symbol)  # validates both (WireError), cached
+        self._text = (
+            f'{{"channel":"book","exchange":"{EXCHANGE}","category":"{category}",'
+            f'"symbol":"{symbol}","seq":%d,"pub_ns":%d,"recv_ns":%d,"u":%d,"ts":%d,'
+            '"cts":%s,"depth":%d,"bids":[%s],"asks":[%s]}'
+        )
+
+    def render(  # noqa: PLR0917 (positional on purpose: runs once per published book)
+        self,
+        seq: int,
+        pub_ns: int,
+        recv_ns: int,
+        u: int,
+        ts: int,
+        cts: int,
+        depth: int,
+        bids: str,
+        asks: str,
+    ) -> bytes:
+        """The payload; ``cts`` 0 means the frame had none; ``bids``/``asks`` from ``top_json``."""
+        return (
+            self._text % (seq, pub_ns, recv_ns, u, ts, cts or "null", depth, bids, asks)
+        ).encode()
+
+
+def encode_bbo(
+    category: str,
+    symbol: str,
+    *,
+    seq: int,
+    pub_ns: int,
+    recv_ns: int,
+    u: int,
+    ts: int,
+    bid: str | None,
+    bid_size: str | None,
+    ask: str | None,
+    ask_size: str | None,
+) -> bytes:
+    """A ``bbo`` payload (best bid and offer); a side is null while that side is empty."""
+    return _dumps(
+        {
+            "channel": "bbo",
+            "exchange": EXCHANGE,
+            "category": category,
+            "symbol": symbol,
+            "seq": seq,
+            "pub_ns": pub_ns,
+            "recv_ns": recv_ns,
+            "u": u,
+            "ts": ts,
+            "bid": bid,
+            "bid_size": bid_size,
+            "ask": ask,
+            "ask_size": ask_size,
+        }
+    )
+
+
+def encode_trade(
+    category: str,
+    symbol: str,
+    *,
+    seq: int,
+    pub_ns: int,
+    recv_ns: int,
+    trade_id: str,
+    price: str,
+    size: str,
+    side: str,
+    ts: int,
+    block: bool,
+) -> bytes:
+    """A ``trade`` payload; ``side`` is the taker side, ``"buy"`` or ``"sell"``."""
+    if side not in _SIDES:
+        raise WireError(f"trade side must be 'buy' or 'sell', got {side!r}")
+    return _dumps(
+        {
+            "channel": "trade",
+            "exchange": EXCHANGE,
+            "category": category,
+            "symbol": symbol,
+            "seq": seq,
+            "pub_ns": pub_ns,
+            "recv_ns": recv_ns,
+            "id": trade_id,
+            "price": price,
+            "size": size,
+            "side": side,
+            "ts": ts,
+            "block": block,
+        }
+    )
+
+
+def encode_status(
+    category: str,
+    symbol: str,
+    *,
+    seq: int,
+    pub_ns: int,
+    state: str,
+    reason: str,
+    recv_ns: int | None = None,
+) -> bytes:
+    """A ``status`` payload; ``recv_ns`` only when a Bybit frame caused the change."""
+    if state not in STATES:
+        raise WireError(f"unknown state {state!r}; expected one of {STATES}")
+    payload: dict[str, Any] = {
+        "channel": "status",
+        "exchange": EXCHANGE,
+        "category": category,
+        "symbol": symbol,
+        "seq": seq,
+        "pub_ns": pub_ns,
+    }
+    if recv_ns is not None:
+        payload["recv_ns"] = recv_ns
+    payload["state"] = state
+    payload["reason"] = reason
+    return _dumps(payload)
+
+
+def json_object(data: bytes, what: str) -> dict[str, Any]:
+    """``data`` parsed as one JSON object; :class:`WireError` naming ``what`` otherwise."""
+    try:
+        obj = orjson.loads(data)
+    except (orjson.JSONDecodeError, TypeError):
+        raise WireError(f"{what} is not valid UTF-8 JSON") from None
+    if not isinstance(obj, dict):
+        raise WireError(f"{what} is not a JSON object")
+    return obj
+
+
+def decode_payload(data: bytes) -> dict[str, Any]:
+    """Parse a published payload and check its channel, category and contract fields.
+
+    Extra fields are allowed (the contract may grow); missing ones raise :class:`WireError`.
+    """
+    payload = json_object(data, "payload")
+    channel = payload.get("channel")
+    required = CHANNEL_FIELDS.get(channel) if isinstance(channel, str) else None
+    if required is None:
+        raise WireError(f"payload has unknown channel {channel!r}")
+    if not required.issubset(payload):
+        raise WireError(f"{channel} payload lacks {sorted(required.difference(payload))}")
+    category = payload["category"]
+    if not isinstance(category, str) or category not in CATEGORIES:
+        raise WireError(f"payload has unknown category {category!r}")
+    return payload

@@ -1,0 +1,399 @@
+"""The settings model: every section and key of the gateway's configuration, with defaults.
+
+docs/configuration.md documents every key (a test checks). Sections forbid unknown keys and
+are frozen; validators say what is wrong in words a user can act on. Values that are Bybit
+facts (categories, depths, the symbol spelling, the connection cap) come from
+:mod:`mdgw.core.bybit_spec`; ZeroMQ endpoints are checked by :mod:`.endpoints`.
+
+:class:`Settings` reads its sources (explicit arguments > environment > TOML file) in
+``settings_customise_sources``; :func:`mdgw.runtime.settings.load_settings` chooses the file
+and the environment and turns validation errors into one-line :class:`ConfigError` s.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Final, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from mdgw.core.bybit_spec import (
+    DEPTHS,
+    MAX_NEW_CONNECTIONS,
+    SYMBOL_PATTERN,
+    Category,
+    is_bybit_symbol,
+)
+from mdgw.runtime.settings.endpoints import check_zmq_endpoint
+
+__all__ = [
+    "CONFIG_ENV_VAR",
+    "DEFAULT_CONFIG_PATH",
+    "ENV_NESTED_DELIMITER",
+    "ENV_PREFIX",
+    "BooksConfig",
+    "BybitConfig",
+    "IngestorConfig",
+    "JournalConfig",
+    "LogConfig",
+    "Settings",
+    "SimulatorConfig",
+    "StreamConfig",
+    "ZmqConfig",
+    "config_path",
+    "read_settings",
+]
+
+DEFAULT_CONFIG_PATH: Final = Path("config/gateway.toml")
+CONFIG_ENV_VAR: Final = "MDGW_CONFIG"
+ENV_PREFIX: Final = "MDGW_"
+ENV_NESTED_DELIMITER: Final = "__"
+_INGESTOR_ID_RE: Final = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+# --- field validators -------------------------------------------------------------------
+
+
+def _check_depth(value: object) -> object:
+    if value in DEPTHS and not isinstance(value, bool):
+        return value
+    note = "; Bybit removed 500 in 2025" if value == 500 else ""
+    allowed = ", ".join(map(str, DEPTHS))
+    raise ValueError(f"depth must be one of {allowed} (got {value!r}{note})")
+
+
+def _check_symbol(value: str) -> str:
+    if is_bybit_symbol(value):
+        return value
+    if is_bybit_symbol(value.upper()):
+        raise ValueError(
+            f"symbol {value!r} must be upper-case as Bybit spells it: {value.upper()!r}"
+        )
+    raise ValueError(
+        f"symbol {value!r} must match {SYMBOL_PATTERN.pattern} (e.g. 'BTCUSDT', 'BTC-26DEC25')"
+    )
+
+
+def _lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
+Symbol = Annotated[str, AfterValidator(_check_symbol)]
+# The values of bybit_spec.DEPTHS, spelled out because a Literal needs them so (a test checks).
+Depth = Annotated[Literal[1, 50, 200, 1000], BeforeValidator(_check_depth)]
+ZmqEndpoint = Annotated[str, AfterValidator(check_zmq_endpoint)]
+# A file or directory path, relative to the working directory like ipc endpoints.
+KeyPath = Annotated[str, Field(min_length=1)]
+
+_SECTION = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+# --- sections ---------------------------------------------------------------------------
+
+
+MAX_STREAM_CONNECTIONS = 4
+
+
+class StreamConfig(BaseModel):
+    """One ``[[bybit.streams]]`` entry: symbols of one category at one book depth."""
+
+    model_config = _SECTION
+
+    category: Category
+    symbols: list[Symbol]
+    depth: Depth
+    trades: bool = True
+    # Websockets carrying each of these topics: 2 or more is an A/B feed, the book builder
+    # takes every u from whichever connection delivers it first (mdgw.core.arbiter).
+    connections: Annotated[int, Field(ge=1, le=MAX_STREAM_CONNECTIONS)] = 1
+
+    @field_validator("symbols")
+    @classmethod
+    def _not_empty(cls, symbols: list[str]) -> list[str]:
+        if not symbols:
+            raise ValueError("symbols must list at least one symbol")
+        return symbols
+
+
+def _default_streams() -> list[StreamConfig]:
+    return [
+        StreamConfig(category="linear", symbols=["BTCUSDT", "ETHUSDT"], depth=50),
+        StreamConfig(category="inverse", symbols=["BTCUSD"], depth=50),
+    ]
+
+
+class BybitConfig(BaseModel):
+    """``[bybit]``: where and how the ingestor talks to Bybit."""
+
+    model_config = _SECTION
+
+    ws_url: str = "wss://stream.bybit.com/v5/public"
+    ping_interval: Annotated[float, Field(gt=0)] = 20.0
+    silence_timeout: float = 30.0
+    connect_timeout: Annotated[float, Field(gt=0)] = 10.0
+    backoff_initial: Annotated[float, Field(gt=0)] = 1.0
+    backoff_max: float = 60.0
+    # Bybit allows MAX_NEW_CONNECTIONS (500) new connections per 5 minutes per IP; stay under it.
+    max_new_connections_per_5min: Annotated[int, Field(ge=1, le=MAX_NEW_CONNECTIONS)] = 450
+    streams: list[StreamConfig] = Field(default_factory=_default_streams)
+
+    @field_validator("ws_url")
+    @classmethod
+    def _check_ws_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("ws", "wss") or not parts.netloc:
+            raise ValueError(
+                f"ws_url must start with ws:// or wss:// and name a host (got {url!r})"
+            )
+        # The ingestor appends "/{category}".
+        return url.rstrip("/")
+
+    @field_validator("silence_timeout")
+    @classmethod
+    def _silence_after_ping(cls, timeout: float, info: ValidationInfo) -> float:
+        ping = info.data.get("ping_interval")
+        if ping is not None and timeout <= ping:
+            raise ValueError(
+                f"silence_timeout must be greater than ping_interval ({ping:g}), or a healthy "
+                f"but quiet connection is replaced before its pong arrives (got {timeout:g})"
+            )
+        return timeout
+
+    @field_validator("backoff_max")
+    @classmethod
+    def _max_not_below_initial(cls, backoff_max: float, info: ValidationInfo) -> float:
+        initial = info.data.get("backoff_initial")
+        if initial is not None and backoff_max < initial:
+            raise ValueError(
+                f"backoff_max must be at least backoff_initial ({initial:g}) (got {backoff_max:g})"
+            )
+        return backoff_max
+
+    @field_validator("streams")
+    @classmethod
+    def _symbol_once_per_category(cls, streams: list[StreamConfig]) -> list[StreamConfig]:
+        seen: dict[tuple[str, str], int] = {}
+        for index, stream in enumerate(streams):
+            for symbol in stream.symbols:
+                first = seen.setdefault((stream.category, symbol), index)
+                if first != index or stream.symbols.count(symbol) > 1:
+                    where = f"streams {first} and {index}" if first != index else f"stream {index}"
+                    raise ValueError(
+                        f"symbol {symbol} appears more than once in category {stream.category} "
+                        f"({where}); list each symbol once per category"
+                    )
+        return streams
+
+
+class ZmqConfig(BaseModel):
+    """``[zmq]``: the four sockets book_builder binds (DESIGN §1) and their high-water mark."""
+
+    model_config = _SECTION
+
+    raw: ZmqEndpoint = "ipc://var/run/raw.sock"
+    control: ZmqEndpoint = "ipc://var/run/control.sock"
+    pub: ZmqEndpoint = "tcp://127.0.0.1:7100"
+    snapshot: ZmqEndpoint = "tcp://127.0.0.1:7101"
+    hwm: Annotated[int, Field(gt=0)] = 100_000
+    # CURVE (mdgw.runtime.curve): encryption and client authentication on the tcp sockets.
+    # Files are checked when a service that needs them starts, not here: a client host has
+    # no server secret, and the book builder needs no client keypair.
+    curve: bool = False
+    curve_server_secret: KeyPath = "var/keys/server.key_secret"
+    curve_server_public: KeyPath = "var/keys/server.key"
+    curve_client_secret: KeyPath = "var/keys/client.key_secret"
+    curve_authorized_dir: KeyPath = "var/keys/authorized"
+
+    @field_validator("control", "pub", "snapshot")
+    @classmethod
+    def _distinct_endpoints(cls, endpoint: str, info: ValidationInfo) -> str:
+        # Fields validate in order, so info.data holds the endpoints above this one.
+        for other in ("raw", "control", "pub"):
+            if other != info.field_name and info.data.get(other) == endpoint:
+                raise ValueError(
+                    f"{info.field_name} and {other} are both {endpoint!r}; "
+                    "each socket needs its own endpoint"
+                )
+        return endpoint
+
+
+class BooksConfig(BaseModel):
+    """``[books]``: what book_builder publishes and how it resyncs."""
+
+    model_config = _SECTION
+
+    publish_depth: Annotated[int, Field(ge=1, le=1000)] = 25
+    resync_timeout: Annotated[float, Field(gt=0)] = 5.0
+    resync_min_interval: Annotated[float, Field(ge=0)] = 1.0
+    # An ingestor sends a heartbeat every second: after this long without anything
+    # from it, its books are marked resyncing (nothing stale passes for live).
+    ingestor_timeout: Annotated[float, Field(gt=1.0)] = 3.0
+    stale_after: Annotated[float, Field(gt=0)] = 60.0
+    # Conflation: at most this many `book` (and `bbo`) publishes a second per book, the
+    # latest state winning; 0 publishes every frame.
+    max_rate: Annotated[float, Field(ge=0)] = 0.0
+
+
+class JournalConfig(BaseModel):
+    """``[journal]``: book_builder's record of every hub input, for ``mdgw.replay``."""
+
+    model_config = _SECTION
+
+    enabled: bool = False
+    dir: KeyPath = "var/journal"
+    segment_mb: Annotated[int, Field(ge=1, le=65536)] = 64
+    retain_gb: Annotated[float, Field(gt=0)] = 20.0
+    # The writer hands the builder's inputs over every 100 ms and writes them within
+    # flush_interval of their arrival; below 0.2 s that hand-over would be most of it.
+    flush_interval: Annotated[float, Field(ge=0.2, le=60)] = 1.0
+
+
+class LogConfig(BaseModel):
+    """``[log]``: structlog output of every service."""
+
+    model_config = _SECTION
+
+    level: Annotated[Literal["debug", "info", "warning", "error"], BeforeValidator(_lower)] = "info"
+    format: Literal["json", "console", "auto"] = "auto"
+    stats_interval: Annotated[float, Field(gt=0)] = 10.0
+
+
+class IngestorConfig(BaseModel):
+    """``[ingestor]``: identity and limits of one ingestor process."""
+
+    model_config = _SECTION
+
+    id: str = "ingestor"
+    max_frame_bytes: Annotated[int, Field(gt=0)] = 4_194_304
+
+    @field_validator("id")
+    @classmethod
+    def _check_id(cls, value: str) -> str:
+        if not _INGESTOR_ID_RE.match(value):
+            raise ValueError(
+                f"id must be 1 to 64 characters from A-Z a-z 0-9 _ . - (got {value!r})"
+            )
+        return value
+
+
+class SimulatorConfig(BaseModel):
+    """``[simulator]``: only read by the simulator."""
+
+    model_config = _SECTION
+
+    host: Annotated[str, Field(min_length=1)] = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 7200
+    seed: int = 1
+    rate: Annotated[float, Field(gt=0)] = 20.0
+    trade_rate: Annotated[float, Field(ge=0)] = 2.0
+    # Deeper than the deepest Bybit topic (1000) so orderbook.1000 snapshots are full.
+    levels: Annotated[int, Field(ge=1000)] = 1500
+
+
+# --- the settings object ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    toml_file: Path
+    environ: Mapping[str, str]
+
+
+# load_settings passes the file and environment it resolved to settings_customise_sources,
+# which pydantic-settings calls as a classmethod with no room for arguments of our own.
+_inputs: ContextVar[_Inputs | None] = ContextVar("mdgw_settings_inputs", default=None)
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    """The environment source, reading a given mapping instead of os.environ."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        # Settings are case-insensitive: pydantic-settings matches lower-cased names.
+        return {name.lower(): value for name, value in self._environ.items()}
+
+
+class Settings(BaseSettings):
+    """All of the gateway's configuration. Build it with :func:`load_settings`.
+
+    Constructing it directly (tests) reads the same sources, ``$MDGW_CONFIG`` or
+    ``config/gateway.toml`` if it exists plus ``os.environ``, with keyword arguments winning.
+    """
+
+    model_config = SettingsConfigDict(
+        extra="forbid",
+        frozen=True,
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_NESTED_DELIMITER,
+        case_sensitive=False,
+    )
+
+    bybit: BybitConfig = BybitConfig()
+    zmq: ZmqConfig = ZmqConfig()
+    books: BooksConfig = BooksConfig()
+    journal: JournalConfig = JournalConfig()
+    log: LogConfig = LogConfig()
+    ingestor: IngestorConfig = IngestorConfig()
+    simulator: SimulatorConfig = SimulatorConfig()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        inputs = _inputs.get() or _Inputs(config_path(None, os.environ), os.environ)
+        # Earlier sources win: explicit arguments, then the environment, then the file.
+        # No .env file and no secrets directory: one file plus the environment is the contract.
+        return (
+            init_settings,
+            _MappingEnvSource(settings_cls, inputs.environ),
+            TomlConfigSettingsSource(settings_cls, toml_file=inputs.toml_file),
+        )
+
+
+def config_path(path: str | Path | None, environ: Mapping[str, str]) -> Path:
+    """The config file: *path*, else ``$MDGW_CONFIG``, else ``config/gateway.toml``."""
+    if path is not None:
+        return Path(path)
+    return Path(environ.get(CONFIG_ENV_VAR) or DEFAULT_CONFIG_PATH)
+
+
+def read_settings(toml_file: Path, environ: Mapping[str, str]) -> Settings:
+    """:class:`Settings` from exactly this file and this environment (not ``os.environ``).
+
+    Raises what pydantic-settings raises; :func:`mdgw.runtime.settings.load_settings`
+    translates it.
+    """
+    token = _inputs.set(_Inputs(toml_file, environ))
+    try:
+        return Settings()
+    finally:
+        _inputs.reset(token)

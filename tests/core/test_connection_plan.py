@@ -1,0 +1,57 @@
+"""mdgw.core.connection_plan: configured streams into topics, topics into connections."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from mdgw.core.bybit import orderbook_topic
+from mdgw.core.bybit_spec import MAX_ARGS_CHARS_PER_CONNECTION
+from mdgw.core.connection_plan import (
+    Selection,
+    SelectionError,
+    args_chars,
+    plan_connections,
+    plan_streams,
+)
+from mdgw.runtime.settings import StreamConfig
+
+
+def test_plan_connections_stays_under_the_args_limit() -> None:
+    topics = [orderbook_topic(1000, f"SYM{i:05d}USDT") for i in range(2000)]
+    groups = plan_connections(topics)
+    assert [t for g in groups for t in g] == topics
+    assert all(args_chars(g) <= MAX_ARGS_CHARS_PER_CONNECTION for g in groups)
+    assert len(orjson.dumps(groups[0])) <= MAX_ARGS_CHARS_PER_CONNECTION
+    # Packing is tight: adding the next topic to a full group would exceed the limit.
+    assert args_chars([*groups[0], groups[1][0]]) > MAX_ARGS_CHARS_PER_CONNECTION
+
+
+def test_plan_streams_packs_topics_per_category_and_validates_the_selection() -> None:
+    streams = [
+        StreamConfig(category="linear", symbols=["BTCUSDT", "ETHUSDT"], depth=50, trades=True),
+        StreamConfig(category="spot", symbols=["BTCUSDT"], depth=200, trades=False),
+    ]
+    assert plan_streams(streams, Selection()) == {
+        "linear": [
+            [
+                "orderbook.50.BTCUSDT",
+                "publicTrade.BTCUSDT",
+                "orderbook.50.ETHUSDT",
+                "publicTrade.ETHUSDT",
+            ]
+        ],
+        "spot": [["orderbook.200.BTCUSDT"]],
+    }
+    assert plan_streams(streams, Selection(("linear",), ("ETHUSDT",))) == {
+        "linear": [["orderbook.50.ETHUSDT", "publicTrade.ETHUSDT"]]
+    }
+    with pytest.raises(SelectionError, match="inverse"):
+        plan_streams(streams, Selection(("inverse",)))
+    with pytest.raises(SelectionError, match="ETHUSDT"):
+        plan_streams(streams, Selection(("spot",), ("ETHUSDT",)))
+    many = [
+        StreamConfig(category="linear", symbols=[f"S{i:05d}USDT" for i in range(1500)], depth=1)
+    ]
+    groups = plan_streams(many, Selection())["linear"]
+    assert len(groups) > 1 and sum(len(g) for g in groups) == 3000
