@@ -294,7 +294,7 @@ def test_three_hosts_over_curve_follow_the_faster_feed_and_survive_kill_9(
     def consumer(out: Path, key: Path) -> subprocess.Popen[bytes]:
         cmd = [sys.executable, str(PEER), "consume", "--pub", "tcp://10.14.5.1:7100"]
         cmd += ["--key", str(key), "--server-key", str(keys / "server.key"), "--out", str(out)]
-        proc = subprocess.Popen(ns.exec("cons", *cmd), cwd=ROOT, env=env, stdout=subprocess.PIPE)
+        proc = subprocess.Popen(ns.exec("cons", *cmd), cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
         procs.append(proc)
         return proc
 
