@@ -65,10 +65,10 @@ bench-long: compiled  ## scale (1,200 symbols) and 10-minute memory soak (~13 mi
 
 # mdgw's builder core against cryptofeed's Bybit handler, in one process (scripts/bench_peers.py).
 # cryptofeed, pinned, lives in its own venv under var/ (never in .venv), with the few packages
-# mdgw's core needs to run beside it. PEERS_ARGS passes options, e.g. "--rounds 3".
+# mdgw's core needs to run beside it and mdgw itself (editable, no dependencies). PEERS_ARGS passes options, e.g. "--rounds 3".
 CRYPTOFEED_VERSION := 2.4.1
 PEERS_VENV := var/peers-venv
-PEERS_STAMP := $(PEERS_VENV)/.installed-cryptofeed-$(CRYPTOFEED_VERSION)-$(shell grep -E '^(pyzmq|msgspec|orjson)==' requirements.txt | cksum | cut -d' ' -f1)
+PEERS_STAMP := $(PEERS_VENV)/.installed-cryptofeed-$(CRYPTOFEED_VERSION)-mdgw-$(shell grep -E '^(pyzmq|msgspec|orjson)==' requirements.txt | cksum | cut -d' ' -f1)
 PEERS_ARGS ?=
 .PHONY: bench-peers
 
@@ -77,6 +77,7 @@ $(PEERS_STAMP): requirements.txt
 	@test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
 	$(PEERS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
 		cryptofeed==$(CRYPTOFEED_VERSION) $$(grep -E '^(pyzmq|msgspec|orjson)==' requirements.txt)
+	$(PEERS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@rm -f $(PEERS_VENV)/.installed-*
 	@touch $@
 

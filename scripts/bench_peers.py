@@ -49,13 +49,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "services"))
+import mdgw  # selects the compiled build, see mdgw.compiled
+from mdgw.core import wire
+from mdgw.core.hub import Hub
+from mdgw.testing.bench import frames
 
-import mdgw  # noqa: E402  (selects the compiled build, see mdgw.compiled)
-from mdgw.core import wire  # noqa: E402
-from mdgw.core.hub import Hub  # noqa: E402
-from mdgw.testing.bench import frames  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 TOP = 25
 RECORDING_DIRS = (

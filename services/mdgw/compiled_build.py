@@ -56,6 +56,8 @@ def missing_toolchain() -> str | None:
     if not (Path(include) / "Python.h").is_file():
         return f"no Python headers ({include}/Python.h; e.g. apt-get install python3-dev)"
     try:
+        # Imported only to learn whether the build tools exist (F401), and only when a
+        # build is asked for, so a plain import of mdgw never needs them (PLC0415).
         import mypyc  # noqa: F401, PLC0415
         import setuptools  # type: ignore[import-untyped]  # noqa: F401, PLC0415
     except ImportError as exc:
@@ -127,6 +129,7 @@ def build(*, quiet: bool = False) -> int:
 
 
 def _mypy_version() -> str:
+    # Lazily: mypy is a dev dependency, absent where only the runtime is installed.
     from mypy.version import __version__  # noqa: PLC0415
 
     return __version__

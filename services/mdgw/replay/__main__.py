@@ -202,6 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sink = PubSink(sock, prefixes)
         speed = 1.0 if args.speed is None else args.speed
     else:
+        # Not a with-block (SIM115): stdout must stay open; a file is closed in the finally below.
         out = sys.stdout.buffer if args.out == "-" else open(args.out, "wb")  # noqa: SIM115
         sink = JsonLinesSink(out, prefixes)
         speed = math.inf if args.speed is None else args.speed

@@ -396,6 +396,7 @@ def export_raw(
     started = time.monotonic()
     data_kind = int(wire.EnvelopeKind.DATA)
     gz = out_path.suffix == ".gz"
+    # SIM115: the with-block follows on the next line; gzip.open is typed as GzipFile.
     out: BinaryIO = gzip.open(out_path, "wb") if gz else out_path.open("wb")  # type: ignore[assignment]  # noqa: SIM115
     with out:
         lines: list[bytes] = []
