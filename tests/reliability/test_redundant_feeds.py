@@ -189,7 +189,7 @@ async def test_two_ingestors_one_killed_costs_no_resync(
             10,
         )
         gw.ingestor.signal(signal.SIGKILL)
-        gw.ingestor.proc.wait()  # type: ignore[union-attr]
+        gw.ingestor.proc.wait()  # type: ignore[union-attr]  # started above: proc is set
         killed = time.monotonic()
         await wait_for(lambda: bool(gw.builder.events("ingestor_lost")), "ingestor_lost", 10)
         await wait_for(lambda: consumer.books_since(gw.keys, killed + 4.0), "books 4 s on", 15)

@@ -270,7 +270,7 @@ class Arbiter:
         stats = src.stats
         stats.late += 1
         # The ring holds the first delivery of every u from the last snapshot on, the
-        # last _RING of them.
+        # last _RING of them. (Only called while synced: last_u is never None here.)
         if self._snap_u <= u and self.last_u - u < _RING:  # type: ignore[operator]
             lag = recv_ns - self._ring_ns[u & _RING_MASK]
             if lag > 0:  # another host's clock may be behind ours: no negative lags
