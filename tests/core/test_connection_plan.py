@@ -55,3 +55,21 @@ def test_plan_streams_packs_topics_per_category_and_validates_the_selection() ->
     ]
     groups = plan_streams(many, Selection())["linear"]
     assert len(groups) > 1 and sum(len(g) for g in groups) == 3000
+
+
+def test_a_stream_with_n_connections_has_its_topics_on_n_websockets_never_twice_on_one() -> None:
+    streams = [
+        StreamConfig(category="linear", symbols=["BTCUSDT"], depth=50, connections=2),
+        StreamConfig(category="linear", symbols=["ETHUSDT"], depth=1, trades=False),
+        StreamConfig(category="spot", symbols=["BTCUSDT"], depth=1, trades=False, connections=3),
+    ]
+    assert plan_streams(streams, Selection()) == {
+        "linear": [
+            ["orderbook.50.BTCUSDT", "publicTrade.BTCUSDT", "orderbook.1.ETHUSDT"],
+            ["orderbook.50.BTCUSDT", "publicTrade.BTCUSDT"],
+        ],
+        "spot": [["orderbook.1.BTCUSDT"]] * 3,
+    }
+    assert plan_streams(streams, Selection(("linear",), ("ETHUSDT",))) == {
+        "linear": [["orderbook.1.ETHUSDT"]]
+    }
