@@ -57,7 +57,7 @@ fmt: $(STAMP)  ## apply ruff's fixes and formatting
 BENCH_ARGS ?=
 .PHONY: bench bench-long
 
-bench: compiled  ## throughput, latency, ingestor rate (< 3 min): one table, JSON in var/bench/
+bench: compiled  ## throughput, latency, ingestor rate, metrics scrape (< 4 min): one table, JSON in var/bench/
 	$(PY) scripts/bench.py $(BENCH_ARGS)
 
 bench-long: compiled  ## scale (1,200 symbols) and 10-minute memory soak (~13 min)
@@ -165,3 +165,13 @@ keys: $(STAMP)  ## CURVE keypairs (server + CLIENTS="client") into var/keys/, fi
 
 soak: compiled  ## 30 min at 5k frames/s with periodic faults; SOAK_ARGS="--minutes 5 --rate 2000"
 	$(PY) scripts/soak.py $(SOAK_ARGS)
+
+# --- Observability (docs/operations.md "Metrics and health") -------------------------------
+# make top: reads the config of the gateway supervisord runs (make up / make demo), else
+# GATEWAY_CONFIG. TOP_ARGS passes options, e.g. TOP_ARGS="--ingestor http://127.0.0.1:9113".
+TOP_ARGS ?=
+.PHONY: top
+
+top: $(STAMP)  ## live terminal view of the running gateway (python -m mdgw.top; Ctrl-C quits)
+	@config="$$(sed -n 's/^MDGW_CONFIG=\([^ ]*\).*/\1/p' $(RUN_VAR)/run/mdgw.env 2>/dev/null)"; \
+	MDGW_CONFIG="$${config:-$(abspath $(GATEWAY_CONFIG))}" $(PY) -m mdgw.top $(TOP_ARGS)

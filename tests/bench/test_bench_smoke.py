@@ -34,6 +34,7 @@ EXPECTED_ROWS = [
     "latency @ 30k frames/s, max",
     "ingestor receive rate",
     "bare websockets client receive rate",
+    "book_builder throughput, /metrics scraped every 1 s",
 ]
 
 
@@ -43,7 +44,7 @@ def test_quick_bench_reports_every_figure(tmp_path: Path) -> None:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=240,
         check=False,
     )
     # 1 would mean wrong books, resyncs or lost messages: possible on a starved machine in
@@ -63,7 +64,7 @@ def test_quick_bench_reports_every_figure(tmp_path: Path) -> None:
     assert len(stamped) == 1 and stamped[0].read_text() == latest.read_text()
     doc = json.loads(latest.read_text())
     assert doc["run"]["mode"] == "default-quick"
-    assert set(doc["figures"]) == {"throughput", "latency", "ingestor"}
+    assert set(doc["figures"]) == {"throughput", "latency", "ingestor", "metrics"}
     assert all(figure["error"] is None for figure in doc["figures"].values())
     assert doc["table"].splitlines() == table[: len(doc["table"].splitlines())]
     by_name = {row["figure"].split(" (")[0]: row for row in doc["rows"]}

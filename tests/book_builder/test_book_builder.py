@@ -36,6 +36,7 @@ class Builder:
             f'pub = "{self.pub}"\nsnapshot = "{self.snapshot}"\n'
             f"[books]\n{books}"
             '[log]\nstats_interval = 1\nformat = "json"\n'
+            "[metrics]\nbook_builder = 0\n"  # no fixed port: tests run side by side
         )
         self.log = tmp / "builder.log"
         env = {**os.environ, "MDGW_CONFIG": str(self.config)}

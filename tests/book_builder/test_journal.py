@@ -10,12 +10,14 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pytest
 import zmq
+from prometheus_client.parser import text_string_to_metric_families
 
 from mdgw.book_builder.journal import Journal, JournalStartError, journal_or_exit
 from mdgw.core import wire
@@ -233,6 +235,7 @@ def builder_config(tmp_path: Path, journal_dir: Path) -> tuple[Path, str, str]:
         f'pub = "{pub}"\nsnapshot = "ipc://{tmp_path}/snapshot.sock"\n'
         '[log]\nstats_interval = 0.5\nformat = "json"\n'
         f'[journal]\nenabled = true\ndir = "{journal_dir}"\nflush_interval = 0.2\n'
+        "[metrics]\nbook_builder = 0\n"  # off (tests bind no fixed port); --metrics-port auto
     )
     return config, raw, pub
 
@@ -267,7 +270,11 @@ def test_a_journal_that_fails_at_run_time_stops_and_the_books_go_on(tmp_path: Pa
     # Files may not grow past 16 KiB (ulimit -f counts KiB): the journal's writes then fail
     # with EFBIG, as on a full disk (Python ignores SIGXFSZ).
     proc = subprocess.Popen(
-        ["bash", "-c", f"ulimit -f 16 && exec {sys.executable} -m mdgw.book_builder"],
+        [
+            "bash",
+            "-c",
+            f"ulimit -f 16 && exec {sys.executable} -m mdgw.book_builder --metrics-port auto",
+        ],
         cwd=ROOT,
         env=builder_env(config),
         stdout=subprocess.PIPE,  # a pipe: the log is not a file the limit applies to
@@ -336,6 +343,15 @@ def test_a_journal_that_fails_at_run_time_stops_and_the_books_go_on(tmp_path: Pa
         assert sub.poll(10_000), "no book after the journal failed"
         _, payload = sub.recv_multipart()
         assert orjson.loads(payload)["u"] >= u - 1
+        # ... and /metrics says so (issue 13: a run-time journal failure is a metric).
+        listening = next(x for x in list(log) if x.get("event") == "metrics_listening")
+        url = f"http://127.0.0.1:{listening['port']}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            text = response.read().decode()
+        samples = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
+        assert samples["mdgw_journal_failed"] == 1
+        assert samples["mdgw_journal_errors_total"] == 1
+        assert samples["mdgw_journal_records_total"] > 0
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
         reader.join(timeout=5)

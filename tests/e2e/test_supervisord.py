@@ -103,6 +103,10 @@ snapshot = "ipc://{run}/snapshot.sock"
 format = "json"
 stats_interval = 1
 
+[metrics]                # no fixed port: tests run side by side
+book_builder = 0
+ingestor = 0
+
 [ingestor]
 id = "e2e-ingestor"
 

@@ -216,6 +216,8 @@ def write_config(tmp_path: Path, url: str, **bybit: Any) -> Path:
         "[log]",
         'level = "info"',
         "stats_interval = 0.5",
+        "[metrics]",
+        "ingestor = 0",  # no fixed port: tests run side by side
     ]
     path = tmp_path / "gateway.toml"
     path.write_text("\n".join(lines) + "\n")

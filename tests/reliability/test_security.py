@@ -71,6 +71,7 @@ async def test_book_builder_makes_its_ipc_directory_owner_only(tmp_path: Path) -
     config = tmp_path / "gateway.toml"
     config.write_text(
         f'[zmq]\npub = "{tcp_endpoint()}"\nsnapshot = "{tcp_endpoint()}"\n[log]\nformat = "json"\n'
+        "[metrics]\nbook_builder = 0\n"  # no fixed port: tests run side by side
     )
     builder = Service("book_builder", config, tmp_path / "builder.log", cwd=tmp_path).start()
     try:
@@ -265,6 +266,8 @@ def curve_gateway(tmp_path: Path, rundir: Path) -> Iterator[dict[str, Any]]:
         "[log]",
         'format = "json"',
         "stats_interval = 1",
+        "[metrics]",
+        "book_builder = 0",
     ]
     config = tmp_path / "curve.toml"
     config.write_text("\n".join(lines) + "\n")

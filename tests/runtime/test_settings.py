@@ -559,6 +559,7 @@ OTHER_VALUES = {
     "log.format": "json",
     "ingestor.id": "ingestor-2",
     "simulator.host": "localhost",
+    "metrics.host": "::1",
 }
 
 
@@ -686,6 +687,32 @@ def test_docs_include_the_real_gateway_toml() -> None:
     blocks = re.findall(r"```toml\n(.*?)```", docs, flags=re.DOTALL)
 
     assert GATEWAY_TOML.read_text() in blocks
+
+
+def test_metrics_ports_come_from_the_env_like_every_key(tmp_path: Path) -> None:
+    path = write(tmp_path, "[metrics]\nbook_builder = 9110\n")
+    settings = load_settings(path, {"MDGW_METRICS__BOOK_BUILDER": "9210"})
+    assert settings.metrics.book_builder == 9210
+    assert (settings.metrics.ingestor, settings.metrics.printer) == (9111, 0)
+    assert settings.metrics.unhealthy_after == 10.0
+
+
+@pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        ("[metrics]\nbook_builder = 70000\n", "metrics.book_builder"),
+        ("[metrics]\ningestor = -1\n", "metrics.ingestor"),
+        ("[metrics]\nprinter = 65536\n", "metrics.printer"),
+        ('[metrics]\nhost = "not a host!"\n', "metrics.host"),
+        ("[metrics]\nunhealthy_after = 0\n", "metrics.unhealthy_after"),
+    ],
+)
+def test_bad_metrics_keys_are_config_errors_naming_the_key(
+    tmp_path: Path, body: str, key: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, body), {})
+    assert info.value.key == key
 
 
 def test_depth_choices_are_bybits_depths() -> None:

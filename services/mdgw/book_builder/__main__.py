@@ -7,6 +7,7 @@ import argparse
 from mdgw.book_builder.service import BookBuilder
 from mdgw.runtime.lifecycle import Shutdown, run_service
 from mdgw.runtime.logging import configure_logging
+from mdgw.runtime.metrics import bind_or_exit
 from mdgw.runtime.settings import settings_or_exit
 
 
@@ -15,12 +16,20 @@ def main() -> None:
     parser.add_argument(
         "--config", help="config file (default: $MDGW_CONFIG or config/gateway.toml)"
     )
+    parser.add_argument(
+        "--metrics-port",
+        metavar="PORT",
+        help="port of /metrics and /health, over metrics.book_builder; 0: off, "
+        "auto: any free port (logged in metrics_listening)",
+    )
     args = parser.parse_args()
     settings = settings_or_exit(args.config)
+    # Bound now: a taken port is a configuration error (exit 78), like a bad key.
+    metrics = bind_or_exit(settings, "book_builder", args.metrics_port)
     configure_logging("book_builder", settings.log.level, settings.log.format)
 
     async def serve(shutdown: Shutdown) -> None:
-        await BookBuilder(settings, shutdown).run()
+        await BookBuilder(settings, shutdown, metrics).run()
 
     run_service(serve, name="book_builder", shutdown_timeout=3.0)
 

@@ -20,6 +20,7 @@ import zmq.asyncio
 
 from mdgw import compiled
 from mdgw.book_builder.journal import journal_or_exit
+from mdgw.book_builder.metrics import BuilderMetrics
 from mdgw.core import wire
 from mdgw.core.errors import WireError
 from mdgw.core.hub import Hub
@@ -27,6 +28,7 @@ from mdgw.core.journal_format import InputKind
 from mdgw.runtime.curve import server_keys_or_exit, start_authenticator
 from mdgw.runtime.lifecycle import Shutdown
 from mdgw.runtime.logging import get_logger
+from mdgw.runtime.metrics import MetricsEndpoint
 from mdgw.runtime.ratelog import RateLimitedLog
 from mdgw.runtime.settings import Settings
 from mdgw.runtime.stats import percentiles
@@ -43,7 +45,9 @@ _PUBLISH_DUE = int(InputKind.PUBLISH_DUE)
 
 
 class BookBuilder:
-    def __init__(self, settings: Settings, shutdown: Shutdown) -> None:
+    def __init__(
+        self, settings: Settings, shutdown: Shutdown, metrics: MetricsEndpoint | None = None
+    ) -> None:
         self.settings = settings
         self.shutdown = shutdown
         self.log: structlog.typing.FilteringBoundLogger = get_logger()
@@ -68,6 +72,8 @@ class BookBuilder:
         self.snapshots_rejected = 0
         self.pub_dropped = 0
         self.internal_errors = 0  # messages on which the hub raised (a bug: logged)
+        # /metrics and /health, served from their own thread (None: metrics.book_builder = 0)
+        self.metrics = None if metrics is None else BuilderMetrics(self, metrics)
         z = settings.zmq
         # CURVE server keys (None unless zmq.curve is on); exit 78 if they are missing.
         curve = server_keys_or_exit(settings)
@@ -132,6 +138,10 @@ class BookBuilder:
                 segment=str(self.journal.current),
                 session=self.journal.session,
             )
+        if self.metrics is not None:
+            self.metrics.start(asyncio.get_running_loop())
+            endpoint = self.metrics.endpoint
+            self.log.info("metrics_listening", url=endpoint.url, port=endpoint.port)
         tasks = [
             asyncio.create_task(self._pump(), name="pump"),
             asyncio.create_task(self._serve_snapshots(), name="snapshots"),
@@ -142,6 +152,8 @@ class BookBuilder:
         try:
             await self.shutdown.wait()
         finally:
+            if self.metrics is not None:
+                self.metrics.close()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -184,6 +196,8 @@ class BookBuilder:
                     journal.add(_TICK, now)
                     journal.hand_over()
                     self._check_journal()
+                if self.metrics is not None:
+                    self.metrics.fold_latencies()  # a batch per tick, not a call per book
         finally:
             loop.remove_reader(fd)
 
@@ -373,7 +387,11 @@ class BookBuilder:
         elapsed = max(now - then, 1e-9)
         lat = self.hub.latencies
         p50, p99 = percentiles(lat, (50, 99))
+        if self.metrics is not None:
+            self.metrics.fold_latencies()
         lat.clear()
+        if self.metrics is not None:
+            self.metrics.latencies_cleared()
         fields: dict[str, Any] = {
             "frames_in": stats["frames"],
             "frames_per_s": round((stats["frames"] - before["frames"]) / elapsed, 1),

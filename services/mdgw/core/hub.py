@@ -36,7 +36,7 @@ again goes out at once.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from mdgw.core import wire
 from mdgw.core.arbiter import Arbiter, Source, SourceStats, Verdict
@@ -45,7 +45,7 @@ from mdgw.core.bybit import BookFrame, TradeFrame, decode_frame, parse_orderbook
 from mdgw.core.errors import ParseError, UnsupportedTopicError, WireError
 from mdgw.core.hub_state import BookTopic, HubStats, SeqCounter, State, TradeTopic
 
-__all__ = ["Hub", "HubStats", "State"]
+__all__ = ["BookRow", "Hub", "HubStats", "State", "resync_label"]
 
 Event = tuple[str, dict[str, Any]]
 # Per symbol, to drop a trade seen twice (a replay after a reconnect). Small on purpose:
@@ -76,6 +76,44 @@ _APPLY = Verdict.APPLY
 _APPLIED = BookOutcome.APPLIED
 _RESET = BookOutcome.RESET
 _LIVE = State.LIVE
+
+
+# Why a book resynced, as a bounded label for metrics (the log keeps the full reason).
+_RESYNC_LABELS = (
+    ("u gap", "gap"),
+    ("crossed", "crossed"),
+    ("delta before snapshot", "not_synced"),
+    ("malformed", "malformed"),
+    ("ingestor sequence hole", "seq_hole"),
+    ("connection closed", "connection_closed"),
+    ("ingestor silent", "ingestor_silent"),
+)
+
+
+def resync_label(reason: str) -> str:
+    """The metrics label of a resync reason: one of a fixed few, never a number."""
+    for prefix, label in _RESYNC_LABELS:
+        if reason.startswith(prefix):
+            return label
+    return "other"
+
+
+_NO_RESYNCS: dict[str, int] = {}  # shared by book_rows for books never resynced: never mutated
+
+
+class BookRow(NamedTuple):
+    """One book as metrics and health see it (a copy, taken on the hub's thread)."""
+
+    category: str
+    symbol: str
+    depth: int
+    state: State
+    since: float  # monotonic time the book entered its state (or was created)
+    last_frame_at: float  # monotonic; 0.0 before the first frame
+    u: int | None
+    frames: int
+    published: int
+    resyncs: dict[str, int]  # resync_label -> episodes
 
 
 class Hub:
@@ -272,6 +310,7 @@ class Hub:
                     self._request(book, now)
             elif book.state is State.LIVE and now - book.last_frame_at > self.stale_after:
                 book.state = State.STALE  # contents kept: the next delta may continue them
+                book.since = now
                 self._status(book, "stale", f"no frame for {self.stale_after:g}s", None)
 
     # --------------------------------------------------------------- snapshot
@@ -287,6 +326,39 @@ class Hub:
             if book.last_bbo is not None and book.bbo_topic.startswith(prefix):
                 items.append((book.bbo_topic, book.last_bbo))
         return items
+
+    def book_rows(self) -> list[tuple[Any, ...]]:
+        """Every book as a plain tuple in :class:`BookRow`'s field order (wrap it with
+        ``BookRow._make`` where time does not matter): a copy, for the metrics endpoint,
+        which reads it on another thread. Plain tuples because this runs on the event loop
+        for every scrape: a NamedTuple's ``__new__`` is Python code, a tuple display is not.
+        """
+        return [
+            (
+                b.category,
+                b.symbol,
+                b.order_book.max_depth,
+                b.state,
+                b.since,
+                b.last_frame_at,
+                b.order_book.last_u,
+                b.frames,
+                b.published,
+                dict(b.resyncs) if b.resyncs else _NO_RESYNCS,
+            )
+            for b in self._books.values()
+        ]
+
+    def trade_frames(self) -> dict[str, int]:
+        """Trade frames received, per category."""
+        counts: dict[str, int] = {}
+        for (category, _), trades in self._trades.items():
+            counts[category] = counts.get(category, 0) + trades.frames
+        return counts
+
+    def ingestors(self) -> dict[str, float]:
+        """Ingestors heard from within ``ingestor_timeout``: id -> monotonic time last heard."""
+        return dict(self._ingestors)
 
     def states(self) -> dict[str, int]:
         """How many books are in each state (for the stats line)."""
@@ -305,8 +377,9 @@ class Hub:
             if len(self._books) >= MAX_TOPICS:
                 self.stats.topics_refused += 1
                 return
-            book = self._new_book(category, frame.topic, frame.symbol, frame.depth)
+            book = self._new_book(category, frame.topic, frame.symbol, frame.depth, now)
         book.last_frame_at = now
+        book.frames += 1
         arb = book.arb
         verdict = arb.offer(src, frame, recv_ns, now)
         stats = self.stats
@@ -315,6 +388,7 @@ class Hub:
             if outcome is _APPLIED or outcome is _RESET:
                 if book.state is not _LIVE:
                     book.state = _LIVE
+                    book.since = now
                     book.episode_requested = False
                     self._status(book, "live", "snapshot" if frame.snapshot else "updates", recv_ns)
                 elif self.min_interval and now < book.next_publish_at:
@@ -351,6 +425,7 @@ class Hub:
         if outcome is _APPLIED or outcome is _RESET:
             if book.state is not _LIVE:
                 book.state = _LIVE
+                book.since = now
                 book.episode_requested = False
                 self._status(book, "live", "snapshot" if frame.snapshot else "updates", recv_ns)
             elif self.min_interval and now < book.next_publish_at:
@@ -436,6 +511,7 @@ class Hub:
                 return
             topic = wire.topic("trade", category, frame.symbol)
             trades = self._trades[key] = TradeTopic(topic, self._counter(topic))
+        trades.frames += 1
         topic = trades.topic
         seen = trades.seen
         order = trades.order
@@ -497,7 +573,7 @@ class Hub:
             parsed = parse_orderbook_topic(topic)
             if parsed is None or len(self._books) >= MAX_TOPICS:
                 return
-            book = self._new_book(category, topic, parsed.symbol, parsed.depth)
+            book = self._new_book(category, topic, parsed.symbol, parsed.depth, now)
         # The frame is lost: that source cannot continue this book until its next frame.
         book.arb.mark_lost(src)
         if book.arb.synced and book.arb.can_continue():
@@ -599,7 +675,9 @@ class Hub:
 
     # ---------------------------------------------------------------- output
 
-    def _new_book(self, category: str, topic: str, symbol: str, depth: int) -> BookTopic:
+    def _new_book(
+        self, category: str, topic: str, symbol: str, depth: int, now: float
+    ) -> BookTopic:
         book_topic = wire.topic("book", category, symbol)
         bbo_topic = wire.topic("bbo", category, symbol)
         status_topic = wire.topic("status", category, symbol)
@@ -617,6 +695,7 @@ class Hub:
             bbo_seq=self._counter(bbo_topic),
             status_seq=self._counter(status_topic),
             arb=Arbiter((category, topic), self.events),
+            since=now,
         )
         self._books[(category, topic)] = book
         return book
@@ -639,6 +718,7 @@ class Hub:
         )
         self.outbox.append((book.book_topic, payload))
         book.last_book = payload
+        book.published += 1
         self.stats.books_out += 1
         if len(self.latencies) < _LATENCY_SAMPLES_MAX:
             self.latencies.append(pub_ns - recv_ns)
@@ -706,7 +786,10 @@ class Hub:
         book.pending = None
         if book.state is not State.RESYNCING:
             book.state = State.RESYNCING
+            book.since = now
             book.reason = reason
+            label = resync_label(reason)
+            book.resyncs[label] = book.resyncs.get(label, 0) + 1
             book.episode_requested = False
             book.episode_requests = 0
             self.stats.resyncs += 1

@@ -112,6 +112,12 @@ class BookTopic:
     next_publish_at: float = 0.0
     pending: BookFrame | None = None
     pending_recv_ns: int = 0
+    # For metrics (read in copies by Hub.book_rows): counts, and when the state last
+    # changed. Never read by the hub's rules, so a replay's output does not depend on them.
+    frames: int = 0
+    published: int = 0
+    since: float = 0.0
+    resyncs: dict[str, int] = field(default_factory=dict)  # resync_label -> episodes
 
 
 @dataclass(slots=True)
@@ -122,3 +128,4 @@ class TradeTopic:
     seq: SeqCounter
     seen: set[str] = field(default_factory=set)
     order: deque[str] = field(default_factory=deque)  # the ids in ``seen``, oldest first
+    frames: int = 0  # for metrics

@@ -17,9 +17,11 @@ from pydantic import ValidationError
 
 from mdgw.core.bybit_spec import CATEGORIES
 from mdgw.core.connection_plan import Selection, SelectionError
+from mdgw.ingestor.metrics import IngestorMetrics
 from mdgw.ingestor.service import Ingestor
 from mdgw.runtime.lifecycle import run_service
 from mdgw.runtime.logging import configure_logging
+from mdgw.runtime.metrics import bind_or_exit
 from mdgw.runtime.settings import IngestorConfig, settings_or_exit
 
 EX_USAGE: Final = 64  # sysexits.h: command line usage error
@@ -55,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--id", metavar="NAME", help="ingestor id in the envelopes (default: ingestor.id)"
+    )
+    parser.add_argument(
+        "--metrics-port",
+        metavar="PORT",
+        help="port of /metrics and /health, over metrics.ingestor (a second ingestor on the "
+        "same host needs its own); 0: off, auto: any free port (logged in metrics_listening)",
     )
     parser.add_argument(
         "--config",
@@ -94,6 +102,10 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         ingestor = Ingestor(settings, ingestor_id=args.id, selection=selection)
     except SelectionError as exc:
         build_parser().error(str(exc))
+    # Bound now: a taken port is a configuration error (exit 78), like a bad key.
+    endpoint = bind_or_exit(settings, "ingestor", args.metrics_port)
+    if endpoint is not None:
+        ingestor.metrics = IngestorMetrics(ingestor, endpoint)
     run_service(ingestor.run, name="ingestor", shutdown_timeout=SHUTDOWN_TIMEOUT)
 
 

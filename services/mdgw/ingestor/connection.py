@@ -43,6 +43,14 @@ from mdgw.core.errors import ParseError
 from mdgw.core.subscriptions import ResyncDecision, Subscriptions
 from mdgw.core.wire import RawEncoder
 from mdgw.ingestor.counters import ConnectionCounters
+from mdgw.ingestor.metrics import (
+    EXCHANGE_SAMPLE_NS,
+    ConnectionState,
+    connection_state,
+    frame_ts_ms,
+    reconnect_label,
+)
+from mdgw.runtime.metrics import EXCHANGE_LATENCY_BOUNDS, Buckets
 from mdgw.runtime.ratelog import RateLimitedLog
 from mdgw.runtime.zmqsock import NOBLOCK, fast_send
 
@@ -115,6 +123,10 @@ class Connection:
         self.subscriptions = subscriptions
         self.counters = ConnectionCounters()
         self.last_rtt: float | None = None  # seconds, of the last answered ping
+        # For metrics and /health (mdgw.ingestor.metrics), read on the event loop.
+        self.reconnect_reasons: dict[str, int] = {}  # reconnect_label -> count
+        self.last_frame_at: float | None = None  # monotonic, to the keepalive's tick
+        self.exchange_latency = Buckets(EXCHANGE_LATENCY_BOUNDS)  # sampled: one per 10 ms
         self._encoder = encoder
         self._push = push
         self._conn_ids = conn_ids
@@ -140,6 +152,14 @@ class Connection:
     @property
     def topics(self) -> tuple[str, ...]:
         return self.subscriptions.topics
+
+    @property
+    def state(self) -> ConnectionState:
+        return connection_state(self.up, self.subscriptions)
+
+    def _count_reconnect(self, reason: str) -> None:
+        label = reconnect_label(reason)
+        self.reconnect_reasons[label] = self.reconnect_reasons.get(label, 0) + 1
 
     # ------------------------------------------------------------------ control
 
@@ -186,6 +206,7 @@ class Connection:
                 raise
             except Exception as exc:
                 counters.failures += 1
+                self._count_reconnect("connect failed")
                 delay = self._backoff.next_delay()
                 self._log.warning(
                     "connect_failed",
@@ -199,11 +220,13 @@ class Connection:
             session = _Session(ws, self._conn_ids.next(), time.monotonic(), self._log)
             try:
                 reason = await self._run_session(session)
+                self._count_reconnect(reason)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a bug: log it, and keep the slot alive all the same
                 session.log.exception("session_failed", url=self.url)
                 reason = f"{type(exc).__name__}: {exc}"
+                self._count_reconnect("session failed")
             delay = self._backoff.next_delay()
             session.log.warning(
                 "connection_down",
@@ -283,6 +306,9 @@ class Connection:
         counters = self.counters
         conn_id = session.conn_id
         dropping = False
+        # Bybit's ts -> recv latency: one frame per EXCHANGE_SAMPLE_NS at most, so the
+        # per-frame cost is this comparison.
+        sample_at = 0
         while True:
             frame = await recv(False)  # bytes, text frames not UTF-8 decoded
             recv_ns = time_ns()
@@ -303,6 +329,11 @@ class Connection:
                 if dropping:
                     dropping = False
                     session.log.info("raw_resumed", seq=seq)
+                if recv_ns >= sample_at:
+                    sample_at = recv_ns + EXCHANGE_SAMPLE_NS
+                    ts_ms = frame_ts_ms(frame)
+                    if ts_ms is not None:  # clocks apart: a negative delay counts as 0
+                        self.exchange_latency.observe_ns(max(0, recv_ns - ts_ms * 1_000_000))
             else:
                 self._on_control_frame(kind, frame, session)
 
@@ -400,7 +431,7 @@ class Connection:
             now = time.monotonic()
             if counters.frames_in != seen:
                 seen = counters.frames_in
-                last_frame = now
+                last_frame = self.last_frame_at = now
             if now - last_frame >= timing.silence_timeout:
                 counters.silences += 1
                 session.reason = f"silent for {now - last_frame:.1f}s"

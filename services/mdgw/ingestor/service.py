@@ -38,9 +38,11 @@ from mdgw.ingestor.connection import (
     ConnectionTiming,
 )
 from mdgw.ingestor.counters import ConnectionCounters, ControlCounters
+from mdgw.ingestor.metrics import IngestorMetrics
 from mdgw.runtime.curve import client_keys_or_exit
 from mdgw.runtime.lifecycle import Shutdown
 from mdgw.runtime.logging import get_logger
+from mdgw.runtime.metrics import MetricsEndpoint
 from mdgw.runtime.ratelog import RateLimitedLog
 from mdgw.runtime.settings import Settings
 from mdgw.runtime.zmqsock import make_socket
@@ -71,6 +73,7 @@ class Ingestor:
         selection: Selection = Selection(),
         rng: random.Random | None = None,
         healthy_after: float | None = None,
+        metrics: MetricsEndpoint | None = None,
     ) -> None:
         self.settings = settings
         self.id = ingestor_id or settings.ingestor.id
@@ -97,6 +100,8 @@ class Ingestor:
         self._log = get_logger()
         self._ratelog = RateLimitedLog(self._log, interval=10.0)
         self._last_stats: tuple[float, int] = (time.monotonic(), 0)
+        # /metrics and /health from their own thread (None: metrics.ingestor = 0)
+        self.metrics = None if metrics is None else IngestorMetrics(self, metrics)
 
     # ------------------------------------------------------------------ stats
 
@@ -174,6 +179,10 @@ class Ingestor:
                 topics=sum(len(g) for groups in self.groups.values() for g in groups),
                 hot_path=compiled.ACTIVE,
             )
+            if self.metrics is not None:
+                self.metrics.start(asyncio.get_running_loop())
+                endpoint = self.metrics.endpoint
+                self._log.info("metrics_listening", url=endpoint.url, port=endpoint.port)
             stop = asyncio.create_task(shutdown.wait(), name="shutdown")
             tasks.append(stop)
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -183,6 +192,8 @@ class Ingestor:
                 task.result()
                 raise RuntimeError(f"task {task.get_name()} ended")
         finally:
+            if self.metrics is not None:
+                self.metrics.close()
             # Connection tasks stop reading, close their websocket and send CONN_DOWN.
             for task in tasks:
                 task.cancel()

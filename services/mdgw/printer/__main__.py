@@ -67,6 +67,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="wait this long for a snapshot reply, then go on with live updates (default 2)",
     )
     parser.add_argument(
+        "--metrics-port",
+        metavar="PORT",
+        help="serve /metrics and /health on this port, over metrics.printer (default 0: off); "
+        "auto: any free port (its number goes to stderr)",
+    )
+    parser.add_argument(
         "--config",
         metavar="PATH",
         help="config file (default: $MDGW_CONFIG or config/gateway.toml)",
@@ -141,13 +147,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         curve=client_keys_or_exit(settings, (settings.zmq.pub, settings.zmq.snapshot)),
     )
     stop = threading.Event()
+    printer = Printer(options, out=sys.stdout.buffer, warn=_warn, stop=stop)
+    metrics = None
+    if args.metrics_port is not None or settings.metrics.printer:
+        # Imported only when asked for: prometheus_client adds ~0.2 s to the printer's start,
+        # and its endpoint is off by default.
+        from mdgw.printer.metrics import PrinterMetrics  # noqa: PLC0415
+        from mdgw.runtime.metrics import bind_or_exit  # noqa: PLC0415
+
+        endpoint = bind_or_exit(settings, "printer", args.metrics_port)
+        if endpoint is not None:
+            metrics = PrinterMetrics(printer, endpoint, settings.metrics.unhealthy_after)
+            metrics.start()
+            _warn(f"metrics: {endpoint.url}/metrics and /health (port {endpoint.port})")
     try:
         with stop_on_signals(stop):
-            Printer(options, out=sys.stdout.buffer, warn=_warn, stop=stop).run()
+            printer.run()
     except BrokenPipeError:
         _silence_stdout()
     except KeyboardInterrupt:
         pass
+    finally:
+        if metrics is not None:
+            metrics.close()
     return 0
 
 

@@ -75,6 +75,11 @@ class Printer:
         self.sub: zmq.Socket[bytes] | None = None
         self.dealer: zmq.Socket[bytes] | None = None
         self.lines: list[bytes] = []
+        # For /metrics (mdgw.printer.metrics): plain ints, read from the HTTP thread.
+        self.messages: dict[bytes, int] = {}  # channel (b"book", ...) -> messages printed
+        self.seq_holes = 0
+        self.seq_missed = 0
+        self.last_message_ns = 0
 
     def run(self) -> None:
         try:
@@ -239,6 +244,8 @@ class Printer:
                 else ""
             )
             if outcome is Delivery.GAP:
+                self.seq_holes += 1
+                self.seq_missed += gap.missed
                 self.warn(
                     f"seq hole on {_show(topic)}: expected {gap.expected}, got {gap.got} "
                     f"({gap.missed} missed){again}"
@@ -253,6 +260,9 @@ class Printer:
     # ----------------------------------------------------------------- output
 
     def _emit(self, topic: bytes, payload: dict[str, Any], now_ns: int, *, snapshot: bool) -> None:
+        channel = topic.split(b".", 1)[0]
+        self.messages[channel] = self.messages.get(channel, 0) + 1
+        self.last_message_ns = now_ns
         if self.options.json:
             self.lines.append(render_json(topic, payload) + b"\n")
         else:

@@ -122,6 +122,8 @@ def gateway_config(
         "journal": journal,
         "log": {"level": "info", "format": "json", "stats_interval": stats_interval},
         "ingestor": {"id": "bench-ingestor"},
+        # Off unless asked for (--metrics-port auto): no fixed port.
+        "metrics": {"book_builder": 0, "ingestor": 0},
     }
     streams = [Stream("linear", symbol, 50, trades) for symbol in symbols]
     path.write_text(config_text(streams, sections))

@@ -345,6 +345,7 @@ def builder_config(tmp: Path, raw: str, pub: str, snapshot: str) -> Path:
         f'pub = "{pub}"\nsnapshot = "{snapshot}"\n'
         "[books]\npublish_depth = 25\nresync_timeout = 1.0\nresync_min_interval = 0.2\n"
         '[log]\nformat = "json"\nstats_interval = 1\n'
+        "[metrics]\nbook_builder = 0\n"  # no fixed port
     )
     return config
 

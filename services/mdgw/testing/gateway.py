@@ -59,6 +59,8 @@ class Gateway:
             },
             "books": {"publish_depth": 25, "resync_timeout": 2.0, "resync_min_interval": 0.5},
             "log": {"format": "json", "stats_interval": 1},
+            # Off unless a test asks (--metrics-port auto): no fixed port, runs side by side.
+            "metrics": {"book_builder": 0, "ingestor": 0},
         }
         for section, keys in (sections or {}).items():
             self.sections.setdefault(section, {}).update(keys)

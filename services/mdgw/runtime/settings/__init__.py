@@ -11,7 +11,7 @@ nowhere near the hot paths. The package re-exports the names services use:
 
 from __future__ import annotations
 
-from mdgw.runtime.settings.endpoints import check_zmq_endpoint
+from mdgw.runtime.settings.endpoints import check_http_host, check_zmq_endpoint
 from mdgw.runtime.settings.errors import ConfigError, env_var_for
 from mdgw.runtime.settings.loading import EX_CONFIG, load_settings, settings_or_exit
 from mdgw.runtime.settings.model import (
@@ -24,6 +24,8 @@ from mdgw.runtime.settings.model import (
     IngestorConfig,
     JournalConfig,
     LogConfig,
+    MetricsConfig,
+    Port,
     Settings,
     SimulatorConfig,
     StreamConfig,
@@ -42,10 +44,13 @@ __all__ = [
     "IngestorConfig",
     "JournalConfig",
     "LogConfig",
+    "MetricsConfig",
+    "Port",
     "Settings",
     "SimulatorConfig",
     "StreamConfig",
     "ZmqConfig",
+    "check_http_host",
     "check_zmq_endpoint",
     "env_var_for",
     "load_settings",

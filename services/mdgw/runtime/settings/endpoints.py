@@ -10,7 +10,7 @@ import ipaddress
 import re
 from typing import Final
 
-__all__ = ["check_zmq_endpoint"]
+__all__ = ["check_http_host", "check_zmq_endpoint"]
 
 _HOSTNAME_RE: Final = re.compile(
     r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -43,6 +43,20 @@ def _check_tcp_host(host: str, endpoint: str) -> None:
     # Anything else must be a hostname or an interface name (eth0, lo): same character set.
     if not _HOSTNAME_RE.match(host):
         raise ValueError(f"{endpoint!r}: {host!r} is not a hostname, IP address, interface or *")
+
+
+def check_http_host(host: str) -> str:
+    """Return *host* if an HTTP server can listen on it: an IP address (IPv6 without
+    brackets) or a hostname. Raises ValueError saying what is wrong."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not _HOSTNAME_RE.match(host):
+            raise ValueError(
+                f"host must be an IP address (IPv6 without brackets) or a hostname "
+                f"(got {host!r}); 0.0.0.0 listens on every interface"
+            ) from None
+    return host
 
 
 def check_zmq_endpoint(endpoint: str) -> str:

@@ -45,7 +45,7 @@ from mdgw.core.bybit_spec import (
     Category,
     is_bybit_symbol,
 )
-from mdgw.runtime.settings.endpoints import check_zmq_endpoint
+from mdgw.runtime.settings.endpoints import check_http_host, check_zmq_endpoint
 
 __all__ = [
     "CONFIG_ENV_VAR",
@@ -57,6 +57,8 @@ __all__ = [
     "IngestorConfig",
     "JournalConfig",
     "LogConfig",
+    "MetricsConfig",
+    "Port",
     "Settings",
     "SimulatorConfig",
     "StreamConfig",
@@ -297,6 +299,31 @@ class IngestorConfig(BaseModel):
         return value
 
 
+Port = Annotated[int, Field(ge=0, le=65535)]
+
+
+class MetricsConfig(BaseModel):
+    """``[metrics]``: the HTTP ``/metrics`` + ``/health`` endpoint of each service.
+
+    One port per service; 0 turns that service's endpoint off. A port that is taken is
+    found when the service starts (exit 78 naming the key), not here.
+    """
+
+    model_config = _SECTION
+
+    host: Annotated[str, Field(min_length=1)] = "127.0.0.1"
+    book_builder: Port = 9110
+    ingestor: Port = 9111
+    printer: Port = 0
+    # /health turns 503 when a book has not been live (or had no frame) for this long.
+    unhealthy_after: Annotated[float, Field(gt=0)] = 10.0
+
+    @field_validator("host")
+    @classmethod
+    def _check_host(cls, host: str) -> str:
+        return check_http_host(host)
+
+
 class SimulatorConfig(BaseModel):
     """``[simulator]``: only read by the simulator."""
 
@@ -359,6 +386,7 @@ class Settings(BaseSettings):
     log: LogConfig = LogConfig()
     ingestor: IngestorConfig = IngestorConfig()
     simulator: SimulatorConfig = SimulatorConfig()
+    metrics: MetricsConfig = MetricsConfig()
 
     @classmethod
     def settings_customise_sources(

@@ -3,7 +3,7 @@
 Run from the repository root with the project's Python (``scripts/bench.py`` calls
 :func:`mdgw.testing.bench.run.main`)::
 
-    .venv/bin/python scripts/bench.py            # the default run (< 3 minutes)
+    .venv/bin/python scripts/bench.py            # the default run (< 4 minutes)
     .venv/bin/python scripts/bench.py --quick    # a seconds-long smoke run
     .venv/bin/python scripts/bench.py --long     # scale + 10-minute memory soak
 

@@ -2,9 +2,10 @@
 
     python -m scripts.bench.run [--quick] [--long] [--only NAME ...] [--strict]
 
-Default (``make bench``, under 3 minutes): builder throughput with its pass-through
+Default (``make bench``, under 4 minutes): builder throughput with its pass-through
 ceiling, latency at 2k and 30k frames/s, the ingestor's receive rate against a bare
-websockets client. ``--long`` (``make bench-long``): the 1,200-symbol scale run and the
+websockets client, and builder throughput with /metrics scraped every second against
+the same without. ``--long`` (``make bench-long``): the 1,200-symbol scale run and the
 10-minute memory soak instead. ``--quick``: the same figures for about a second each (the
 smoke test; its numbers mean nothing).
 
@@ -26,7 +27,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from mdgw.testing.bench import ingestor, latency, measure, memory, scale, throughput
+from mdgw.testing.bench import ingestor, latency, measure, memory, metrics, scale, throughput
 from mdgw.testing.bench.common import progress
 from mdgw.testing.bench.report import ERROR, FAIL, FigureResult, Row, render, run_info, write
 from mdgw.testing.processes import ROOT
@@ -41,6 +42,7 @@ def plan(args: argparse.Namespace) -> list[tuple[str, FigureFn]]:
         ("throughput", lambda base: throughput.throughput(base, t, args.profile)),
         ("latency", lambda base: latency.latency(base, t)),
         ("ingestor", lambda base: ingestor.ingestor_rate(base, t)),
+        ("metrics", lambda base: metrics.metrics_scrape(base, t)),
     ]
     long: list[tuple[str, FigureFn]] = [
         ("scale", lambda base: scale.scale(base, lt)),

@@ -23,6 +23,7 @@ from mdgw.testing.bench.measure import (
     window_rate,
 )
 from mdgw.testing.bench.report import FigureResult, Row, judged
+from mdgw.testing.bench.scraper import Scraper
 from mdgw.testing.bench.stage import Stage
 from mdgw.testing.config import gateway_config
 from mdgw.testing.processes import HarnessError, Helper, Process, Service, clean_env
@@ -41,15 +42,21 @@ def _pipe(
     rep: int = 0,
     *,
     journal: bool = False,
+    scrape: bool | None = None,
 ) -> dict[str, Any]:
     """Blaster -> builder (or pass-through) -> consumer; the consumer's rate in its window.
 
     With ``profile``, the builder is profiled (:mod:`.profiling`) and the summary kept.
     With ``journal``, the builder journals into the stage's directory (the real disk).
+    With ``scrape`` not None, the builder serves /metrics (``--metrics-port auto``), and
+    with ``scrape`` True a :class:`~mdgw.testing.bench.scraper.Scraper` GETs it every second.
     """
     spy = profiling.py_spy() if profile is not None else None
     cprof = profile / "book_builder.cprofile" if profile is not None and spy is None else None
     label = f"{kind}+journal" if journal else kind
+    if scrape is not None:
+        label = f"{label}-{'scraped' if scrape else 'idle'}"
+    scraper: Scraper | None = None
     with Stage(base, f"{label}-{rep + 1}") as stage:
         ep = stage.endpoints()
         consumer_args = [
@@ -76,8 +83,15 @@ def _pipe(
                     Process("book_builder", argv, stage.dir / "book_builder.log", env=env)
                 )
             else:
-                hub = stage.add(Service("book_builder", config, stage.dir / "book_builder.log"))
+                args = [] if scrape is None else ["--metrics-port", "auto"]
+                hub = stage.add(
+                    Service("book_builder", config, stage.dir / "book_builder.log", args=args)
+                )
             hub.wait_event("book_builder_started")
+            if scrape is not None:
+                port = hub.wait_event("metrics_listening")["port"]
+                if scrape:
+                    scraper = Scraper(f"http://127.0.0.1:{port}/metrics", interval=1.0)
             consumer_args += ["--subscribe", "book.", "--subscribe", "status."]
             consumer_args += ["--verify-every", str(VERIFY_EVERY)]
         else:
@@ -94,12 +108,16 @@ def _pipe(
             )
         )
         blaster.wait_ready()
+        if scraper is not None:
+            scraper.start()
         sampling = None
         if spy is not None and profile is not None and kind == "book_builder":
             time.sleep(t.pipe_warmup + 0.5)
             raw_profile = profile / "book_builder.pyspy.txt"
             sampling = profiling.record(hub, t.pipe_seconds - 0.5, raw_profile)
         consumer.wait_exit(t.pipe_warmup + t.pipe_seconds + 60)
+        if scraper is not None:
+            scraper.stop()
         stage.sampler.sample()
         if sampling is not None:
             sampling.wait(timeout=30)
@@ -152,6 +170,10 @@ def _pipe(
             out["passthrough"] = published
         if profile is not None and kind == "book_builder":
             out["profile"] = _summarize_profile(profile, spy is not None)
+        if scraper is not None:
+            out["scrapes"] = scraper.result(start, end)
+            if out["scrapes"]["failed"]:
+                out["problems"].append(f"{out['scrapes']['failed']} scrapes of /metrics failed")
         rates = out["sub_rates"] or [out["rate"]]
         out["median_rate"] = statistics.median(rates)
         progress(
