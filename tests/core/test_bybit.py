@@ -333,3 +333,180 @@ def test_numbers_orjson_sees_differently_agree_with_the_reference(number: str) -
         b'"data":{"s":"BTCUSDT","b":[],"a":[],"u":' + number.encode() + b"}}"
     )
     assert _decoded(raw) == _reference(raw)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    topic=st.sampled_from(["orderbook.full.BTCUSDT", "orderbook.full.X", "orderbook.full."]),
+    kind=st.sampled_from(["snapshot", "delta", None]),
+    symbol=st.sampled_from(["BTCUSDT", "X", 7]),
+    bids=st.lists(st.tuples(numbers, numbers).map(list), max_size=3),
+    u=ints,
+    seq=ints,
+    drop=st.sets(st.sampled_from(["type", "ts", "cts", "s", "u", "seq"])),
+)
+def test_full_book_decoder_agrees_with_the_reference(
+    *,
+    topic: str,
+    kind: object,
+    symbol: object,
+    bids: list[object],
+    u: object,
+    seq: object,
+    drop: set[str],
+) -> None:
+    """orderbook.full frames: the same FullFrame, or a ParseError for the same topic."""
+    data = {"s": symbol, "b": bids, "a": [], "u": u, "seq": seq}
+    obj = {"topic": topic, "type": kind, "ts": 1, "data": data, "cts": 2}
+    for key in drop:
+        obj.pop(key, None)
+        data.pop(key, None)
+    assert _decoded(orjson.dumps(obj)) == _reference(orjson.dumps(obj))
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    topic=st.sampled_from(["orderbook.rpi.BTCUSDT", "orderbook.rpi.X", "orderbook.rpi.B T"]),
+    kind=st.sampled_from(["snapshot", "delta", "Delta", 1, None]),
+    symbol=st.sampled_from(["BTCUSDT", "X", 7]),
+    bids=st.lists(st.lists(numbers, min_size=1, max_size=4), max_size=3),
+    asks=st.lists(st.tuples(numbers, numbers, numbers).map(list), max_size=3),
+    u=ints,
+    seq=ints,
+    ts=ints,
+    cts=ints,
+    drop=st.sets(st.sampled_from(["type", "ts", "data", "cts", "s", "u", "seq", "b", "a"])),
+    topic_last=st.booleans(),
+)
+def test_rpi_decoder_agrees_with_the_reference(
+    *,
+    topic: str,
+    kind: object,
+    symbol: object,
+    bids: list[object],
+    asks: list[object],
+    u: object,
+    seq: object,
+    ts: object,
+    cts: object,
+    drop: set[str],
+    topic_last: bool,
+) -> None:
+    """orderbook.rpi frames: the same RpiFrame, or a ParseError for the same topic."""
+    data = {"s": symbol, "b": bids, "a": asks, "u": u, "seq": seq}
+    obj = {"topic": topic, "type": kind, "ts": ts, "data": data, "cts": cts}
+    for key in drop:
+        obj.pop(key, None)
+        data.pop(key, None)
+    if topic_last:
+        obj["topic"] = obj.pop("topic")
+    assert _decoded(orjson.dumps(obj)) == _reference(orjson.dumps(obj))
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    topic=st.sampled_from(["publicTrade.BTC", "publicTrade.BTCUSDT"]),
+    items=st.lists(
+        st.fixed_dictionaries(
+            {
+                "T": ints,
+                "s": st.sampled_from(["BTC", "BTC-27DEC26-100000-C", "ETH-1-C", "BTC-"]),
+                "S": st.sampled_from(["Buy", "Sell"]),
+                "v": numbers,
+                "p": numbers,
+                "i": st.sampled_from(["a1", "b2"]),
+            },
+            optional={
+                "RPI": st.sampled_from([True, False, None, 1]),
+                "mP": st.sampled_from(["1.5", "-2", "", "x", None, 3]),
+                "iP": st.sampled_from(["1.5", "-2", ""]),
+                "mIv": st.sampled_from(["0.4", "nan"]),
+                "iv": st.sampled_from(["0.4", 0.4]),
+                "seq": ints,
+            },
+        ),
+        max_size=3,
+    ),
+)
+def test_trade_fields_agree_with_the_reference(*, topic: str, items: list[object]) -> None:
+    """RPI flags, option instruments on a base-coin topic and option fields."""
+    obj = {"topic": topic, "type": "snapshot", "ts": 1, "data": items}
+    assert _decoded(orjson.dumps(obj)) == _reference(orjson.dumps(obj))
+
+
+notice_values = st.one_of(
+    st.sampled_from(["", "t", "1751596902000", "x" * 1025, "-1", "1" * 20]),
+    st.integers(min_value=-1, max_value=2**64 - 1),
+    st.none(),
+    st.booleans(),
+    st.lists(st.integers(min_value=0, max_value=9), max_size=3),
+    st.just(["1"]),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    notices=st.lists(
+        st.dictionaries(
+            st.sampled_from(
+                (
+                    *("id", "title", "state", "begin", "end", "href"),
+                    *("serviceTypes", "product", "maintainType", "env"),
+                )
+            ),
+            notice_values,
+        ),
+        max_size=3,
+    ),
+    ts=ints,
+    topic_last=st.booleans(),
+)
+def test_system_status_decoder_agrees_with_the_reference(
+    *, notices: list[object], ts: object, topic_last: bool
+) -> None:
+    """system.status frames: the same StatusFrame, or a ParseError for the same topic."""
+    obj: dict[str, object] = {"topic": "system.status", "ts": ts, "data": notices}
+    if topic_last:
+        obj["topic"] = obj.pop("topic")
+    assert _decoded(orjson.dumps(obj)) == _reference(orjson.dumps(obj))
+
+
+def test_well_formed_rpi_status_and_option_trade_frames_decode() -> None:
+    rpi = orjson.dumps(
+        {
+            "topic": "orderbook.rpi.BTCUSDT",
+            "type": "snapshot",
+            "ts": 1,
+            "data": {"s": "BTCUSDT", "b": [["10", "1", "2"]], "a": [], "u": 3, "seq": 4},
+        }
+    )
+    frame = bybit.decode_frame(rpi)
+    assert isinstance(frame, bybit.RpiFrame)
+    assert frame == oracles.decode_frame(rpi)
+    assert frame.bids == [(10.0, "10", "1", "2", 3.0)]
+    status = orjson.dumps(
+        {
+            "topic": "system.status",
+            "ts": 5,
+            "data": [{"id": "n1", "title": "t", "state": "ongoing", "begin": "7", "end": 8}],
+        }
+    )
+    decoded = bybit.decode_frame(status)
+    assert isinstance(decoded, bybit.StatusFrame)
+    assert decoded == oracles.decode_frame(status)
+    assert (decoded.notices[0].begin, decoded.notices[0].end) == (7, 8)
+    trade = orjson.dumps(
+        {
+            "topic": "publicTrade.BTC",
+            "ts": 1,
+            "data": [
+                {"T": 1, "s": "BTC-1-C", "S": "Buy", "v": "1", "p": "2", "i": "a", "RPI": True}
+                | {"mP": "1", "iP": "2", "mIv": "0.3", "iv": "-0.4"}
+            ],
+        }
+    )
+    trades = bybit.decode_frame(trade)
+    assert isinstance(trades, TradeFrame)
+    assert trades == oracles.decode_frame(trade)
+    one = trades.trades[0]
+    assert (one.symbol, one.rpi, one.option) == ("BTC-1-C", True, ("1", "2", "0.3", "-0.4"))

@@ -73,3 +73,28 @@ def test_a_stream_with_n_connections_has_its_topics_on_n_websockets_never_twice_
     assert plan_streams(streams, Selection(("linear",), ("ETHUSDT",))) == {
         "linear": [["orderbook.1.ETHUSDT"]]
     }
+
+
+def test_rpi_books_of_a_stream_with_n_connections_are_on_its_first_websocket_only() -> None:
+    """The builder arbitrates orderbook.{depth} over sources, not orderbook.rpi: an RPI book
+    stays single-source, so only copy 0 of an A/B stream subscribes it."""
+    streams = [
+        StreamConfig(category="linear", symbols=["BTCUSDT"], depth=50, rpi=True, connections=2),
+    ]
+    assert plan_streams(streams, Selection()) == {
+        "linear": [
+            ["orderbook.50.BTCUSDT", "orderbook.rpi.BTCUSDT", "publicTrade.BTCUSDT"],
+            ["orderbook.50.BTCUSDT", "publicTrade.BTCUSDT"],
+        ]
+    }
+
+
+def test_option_connections_hold_at_most_2000_topics() -> None:
+    from mdgw.core.bybit_spec import MAX_ARGS_PER_CONNECTION
+    from mdgw.core.connection_plan import plan_connections
+
+    topics = [f"orderbook.25.BTC-27DEC26-{i}-C" for i in range(4500)]
+    # (the 21,000-character limit binds first on real topics; lift it to see this one)
+    groups = plan_connections(topics, 10**9, max_args=MAX_ARGS_PER_CONNECTION["option"])
+    assert [len(g) for g in groups] == [2000, 2000, 500]
+    assert [t for g in groups for t in g] == topics

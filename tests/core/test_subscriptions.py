@@ -266,7 +266,7 @@ def test_constructor_rejects_duplicates_and_unknown_categories() -> None:
     with pytest.raises(ValueError, match="distinct"):
         Subscriptions("linear", ["a", "a"])
     with pytest.raises(ValueError, match="category"):
-        Subscriptions("option", ["a"])
+        Subscriptions("spread", ["a"])
 
 
 # ---------------------------------------------------------------- generated inputs
@@ -336,3 +336,31 @@ def test_no_topic_is_ever_requested_twice_on_one_websocket(events: list[tuple[An
             send(subs.on_connect(now))
         assert set(subs.refused) == refused
         assert not refused & live
+
+
+def test_option_command_resp_acks_are_matched_by_their_topics() -> None:
+    topics = ["orderbook.25.BTC-27DEC26-100000-C", "publicTrade.BTC"]
+    subs = Subscriptions("option", topics)
+    subs.on_connect(0.0)
+    frame = {
+        "success": True,
+        "conn_id": "c",
+        "data": {"failTopics": [], "successTopics": topics},
+        "type": "COMMAND_RESP",
+    }
+    outcome = subs.on_control(decode_control(orjson.dumps(frame)), 0.1)
+    assert outcome.matched and outcome.subscribed == tuple(topics)
+    _, requests = subs.request_resync(topics[0], 0.2)
+    assert [req(r)["op"] for r in requests] == ["unsubscribe"]
+    frame["data"] = {"failTopics": [], "successTopics": [topics[0]]}
+    outcome = subs.on_control(decode_control(orjson.dumps(frame)), 0.3)
+    assert outcome.op == "unsubscribe" and outcome.resubscribed == (topics[0],)
+    refused = {
+        "success": False,
+        "ret_msg": "",
+        "conn_id": "c",
+        "data": {"failTopics": [topics[0]], "successTopics": []},
+        "type": "COMMAND_RESP",
+    }
+    outcome = subs.on_control(decode_control(orjson.dumps(refused)), 0.4)
+    assert outcome.refused == (topics[0],)

@@ -130,7 +130,7 @@ def _header(
         (_header()[:-1], "shorter"),
         (_header(version=2) + b"ing", "version"),
         (_header(kind=4) + b"ing", "kind"),
-        (_header(category=3) + b"ing", "category"),
+        (_header(category=4) + b"ing", "category"),
         (_header(id_len=0), "empty ingestor"),
         (_header(id_len=10) + b"ing", "truncated"),
         (_header() + b"\xff\xfe\xfd", "UTF-8"),
@@ -152,7 +152,7 @@ def test_decode_raw_returns_plain_ints_comparable_with_kinds() -> None:
     "kwargs",
     [
         {"kind": 9},
-        {"category": 3},
+        {"category": 4},
         {"ingestor": b""},
         {"ingestor": b"x" * 256},
         {"conn_id": U32 + 1},
@@ -181,12 +181,12 @@ def test_raw_encoder_rejects_bad_construction_and_fields() -> None:
     with pytest.raises(WireError):
         RawEncoder("x" * 256, "spot")
     with pytest.raises(WireError):
-        RawEncoder("i", "option")
+        RawEncoder("i", "spread")
     with pytest.raises(WireError):
         RawEncoder("i", "spot").data(1, U64 + 1, 0, b"")
 
 
 def test_category_codes() -> None:
-    assert [category_code(c) for c in CATEGORIES] == [0, 1, 2]
+    assert [category_code(c) for c in CATEGORIES] == [0, 1, 2, 3]
     with pytest.raises(WireError):
-        category_code("option")
+        category_code("spread")

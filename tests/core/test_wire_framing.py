@@ -104,7 +104,7 @@ def _resync_body(**over: object) -> bytes:
         [b"other", _resync_body()],
         [b"resync", b"{bad json"],
         [b"resync", b"[]"],
-        [b"resync", _resync_body(category="option")],
+        [b"resync", _resync_body(category="spread")],
         [b"resync", _resync_body(category=None)],
         [b"resync", _resync_body(topic="")],
         [b"resync", _resync_body(topic="x" * 257)],
@@ -120,7 +120,7 @@ def test_decode_resync_rejects(frames: list[bytes]) -> None:
 
 def test_encode_resync_rejects() -> None:
     with pytest.raises(WireError):
-        encode_resync("option", "orderbook.1.BTCUSDT", "")
+        encode_resync("spread", "orderbook.1.BTCUSDT", "")
     with pytest.raises(WireError):
         encode_resync("spot", "x" * 257, "")
 

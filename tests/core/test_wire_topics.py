@@ -43,7 +43,7 @@ def test_topic_has_terminator() -> None:
     ("channel", "category", "symbol"),
     [
         ("books", "linear", "BTCUSDT"),
-        ("book", "option", "BTCUSDT"),
+        ("book", "spread", "BTCUSDT"),
         ("book", "linear", ""),
         ("book", "linear", "BTC.USDT"),
         ("book", "linear", "BTC USDT"),
@@ -126,7 +126,7 @@ def test_exact_subscription_matches_only_its_symbol(
         b"book.inverse.",
         b"book.inverse.BTCUSD.X.",
         b"nope.inverse.BTCUSD.",
-        b"book.option.BTCUSD.",
+        b"book.spread.BTCUSD.",
         b"book.inverse.BTC$.",
         b"book.inverse.\xffBTC.",
         b"",
@@ -281,7 +281,7 @@ def test_decode_payload_rejects(data: bytes) -> None:
 
 def test_decode_payload_rejects_unknown_category() -> None:
     payload = orjson.loads(_bbo())
-    payload["category"] = "option"
+    payload["category"] = "spread"
     with pytest.raises(WireError, match="category"):
         decode_payload(orjson.dumps(payload))
 

@@ -30,13 +30,13 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from mdgw.core.connection_plan import Selection
+from mdgw.core.connection_plan import Selection, owns_system_status, plan_streams
 from mdgw.core.subscriptions import TopicState
 from mdgw.core.wire import Envelope, EnvelopeKind, decode_envelope, encode_resync
 from mdgw.ingestor.__main__ import EX_USAGE, parse_args
 from mdgw.ingestor.service import Ingestor
 from mdgw.runtime.lifecycle import Shutdown
-from mdgw.runtime.settings import Settings, load_settings
+from mdgw.runtime.settings import Settings, StreamConfig, load_settings
 from mdgw.runtime.zmqsock import make_socket
 from mdgw.simulator.faults import FaultKind, FaultRequest
 
@@ -194,6 +194,8 @@ def write_config(tmp_path: Path, url: str, **bybit: Any) -> Path:
         "connect_timeout": 2.0,
         "backoff_initial": 0.1,
         "backoff_max": 0.4,
+        # The system.status connection has its own test (test_system_status_connection...).
+        "system_status": False,
         **bybit,
     }
     symbols = knobs.pop("symbols", ["BTCUSDT"])
@@ -201,7 +203,7 @@ def write_config(tmp_path: Path, url: str, **bybit: Any) -> Path:
     lines = [
         "[bybit]",
         f'ws_url = "{url}"',
-        *(f"{k} = {v!r}" for k, v in knobs.items()),
+        *(f"{k} = {str(v).lower() if isinstance(v, bool) else repr(v)}" for k, v in knobs.items()),
         "[[bybit.streams]]",
         'category = "linear"',
         f"symbols = {orjson.dumps(symbols).decode()}",
@@ -539,7 +541,7 @@ def test_cli_options_parse_into_a_selection() -> None:
 
 @pytest.mark.parametrize(
     "argv",
-    [["--category", "option"], ["--bogus"], ["--symbols", ","], ["--id", "has space"], ["extra"]],
+    [["--category", "spread"], ["--bogus"], ["--symbols", ","], ["--id", "has space"], ["extra"]],
 )
 def test_bad_options_exit_64(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
@@ -649,3 +651,41 @@ async def test_against_the_simulator_resync_and_drop(
         assert builder.kinds(EnvelopeKind.CONN_DOWN)[0].conn_id == ups[0].conn_id
         second = [e for e in builder.kinds(EnvelopeKind.DATA) if e.conn_id == ups[1].conn_id]
         assert [e.seq for e in second] == list(range(1, len(second) + 1))
+
+
+async def test_system_status_connection_is_one_more_socket_on_misc_status(
+    bybit: FakeBybit, builder: Builder, tmp_path: Path, start: Callable[..., Running]
+) -> None:
+    start(settings_for(tmp_path, bybit.url, system_status=True))
+    await until(lambda: len(bybit.ops("subscribe")) == 2)
+    assert sorted(bybit.paths) == ["/v5/public/linear", "/v5/public/misc/status"]
+    args = sorted(tuple(sub["args"]) for _, sub in bybit.ops("subscribe"))
+    assert args == [(BOOK, TRADE), ("system.status",)]
+
+
+def test_only_the_ingestor_serving_the_first_stream_owns_system_status() -> None:
+    streams = [
+        StreamConfig(category="linear", symbols=["BTCUSDT", "ETHUSDT"], depth=50),
+        StreamConfig(category="spot", symbols=["BTCUSDT"], depth=50),
+    ]
+    assert owns_system_status(streams, Selection())
+    assert owns_system_status(streams, Selection(categories=("linear",)))
+    assert not owns_system_status(streams, Selection(categories=("spot",)))
+    assert not owns_system_status(streams, Selection(symbols=("ETHUSDT",)))
+
+
+def test_plan_subscribes_rpi_and_shared_trades_once() -> None:
+    streams = [
+        StreamConfig(category="linear", symbols=["BTCUSDT"], depth=50, rpi=True),
+        StreamConfig(category="linear", symbols=["BTCUSDT"], depth=1),
+    ]
+    assert plan_streams(streams, Selection()) == {
+        "linear": [
+            [
+                "orderbook.50.BTCUSDT",
+                "orderbook.rpi.BTCUSDT",
+                "publicTrade.BTCUSDT",
+                "orderbook.1.BTCUSDT",
+            ]
+        ]
+    }

@@ -488,3 +488,47 @@ def test_an_arbitrated_conflating_builder_replays_what_it_published(tmp_path: Pa
     assert books[0]["u"] == 1 and 3 <= len(books) < 19  # conflated: not every u published
     assert [m["seq"] for m in books] == list(range(1, len(books) + 1))
     assert all(a["u"] < b["u"] for a, b in itertools.pairwise(books))
+
+
+def test_a_fused_bbo_hub_replays_from_the_journaled_config(tmp_path: Path) -> None:
+    """Depth 1 beside depth 50 (issue 15): the builder journals ``fused`` as a JSON list of
+    [category, symbol]; replay builds the same hub from it and publishes the same bbo."""
+    directory = tmp_path / "journal"
+    clock = Clock()
+    hub_config = {**HUB, "fused": [["linear", "BTCUSDT"]]}
+
+    def book(depth: int, u: int, seq: int, bid_size: str, *, snapshot: bool) -> bytes:
+        data = {"s": "BTCUSDT", "b": [["100", bid_size]], "a": [["101", "1"]], "u": u, "seq": seq}
+        return orjson.dumps(
+            {
+                "topic": f"orderbook.{depth}.BTCUSDT",
+                "type": "snapshot" if snapshot else "delta",
+                "ts": 1000 + seq,
+                "cts": 999 + seq,
+                "data": data,
+            }
+        )
+
+    frames = [
+        book(50, 1, 10, "1", snapshot=True),  # bbo from depth 50 (seq 10)
+        book(1, 1, 20, "2", snapshot=True),  # newer: bbo from depth 1 (seq 20)
+        book(50, 2, 15, "3", snapshot=False),  # book published; its older top is not
+    ]
+    envelopes = [envelope(i + 1, T0 + i, payload) for i, payload in enumerate(frames)]
+    journal = Journal(
+        JournalConfig(enabled=True, dir=str(directory)), hub_config, {}, clock_ns=clock
+    )
+    journal.open()
+    journal.start()
+    journal.add(RAW, 100.0, envelopes)
+    journal.close()
+    (segment,), _ = find_segments([directory])
+    assert segment.header.hub["fused"] == [["linear", "BTCUSDT"]]
+
+    out = tmp_path / "out.jsonl"
+    done = replay("--out", out, directory)
+    assert done.returncode == 0, done.stderr
+    bbo = [(m["depth"], m["bybit_seq"], m["bid_size"]) for m in lines(out) if m["channel"] == "bbo"]
+    assert bbo == [(50, 10, "1"), (1, 20, "2")]
+    books = [m["bids"] for m in lines(out) if m["channel"] == "book"]
+    assert books == [[["100", "1"]], [["100", "3"]]]

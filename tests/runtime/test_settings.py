@@ -207,20 +207,70 @@ def stream(category: str = "linear", symbols: str = '["BTCUSDT"]', depth: object
         pytest.param(
             stream(category="futures"),
             "bybit.streams.0.category",
-            "must be 'spot', 'linear' or 'inverse' (got 'futures')",
+            "must be 'spot', 'linear', 'inverse' or 'option' (got 'futures')",
             id="bad-category",
         ),
         pytest.param(
             stream(depth=500),
             "bybit.streams.0.depth",
-            "depth must be one of 1, 50, 200, 1000 (got 500; Bybit removed 500 in 2025)",
+            'depth must be one of 1, 50, 200, 1000, "full" (25 or 100 for category option) '
+            "(got 500; Bybit removed 500 in 2025)",
             id="depth-500",
         ),
         pytest.param(
             stream(depth=25),
             "bybit.streams.0.depth",
-            "depth must be one of 1, 50, 200, 1000 (got 25)",
+            "depth must be one of 1, 50, 200, 1000, full for category linear (got 25)",
             id="depth-25",
+        ),
+        pytest.param(
+            stream(category="option", symbols='["BTC-27DEC26-100000-C"]', depth=50),
+            "bybit.streams.0.depth",
+            "depth must be one of 25, 100 for category option (got 50)",
+            id="option-depth-50",
+        ),
+        pytest.param(
+            stream(category="option", symbols='["BTC-27DEC26-100000-C"]', depth=1),
+            "bybit.streams.0.depth",
+            "depth must be one of 25, 100 for category option (got 1)",
+            id="option-depth-1",
+        ),
+        pytest.param(
+            stream(category="option", symbols='["BTC-27DEC26-100000-C"]', depth=100)
+            + "rpi = true\n",
+            "bybit.streams.0.rpi",
+            "no RPI book for options",
+            id="option-rpi",
+        ),
+        pytest.param(
+            stream(depth='"full"') + "connections = 2\n",
+            "bybit.streams.0.connections",
+            'depth "full" takes connections = 1',
+            id="full-on-two-connections",
+        ),
+        pytest.param(
+            stream(depth='"full"') + "connections = 1\n",
+            None,
+            None,
+            id="full-on-one-connection-is-fine",
+        ),
+        pytest.param(
+            stream(category="option", symbols='["BTC-27DEC26-100000-C"]', depth=25),
+            None,
+            None,
+            id="option-depth-25-is-fine",
+        ),
+        pytest.param(
+            stream(symbols='["BTCUSDT"]') + stream(symbols='["BTCUSDT"]', depth=1),
+            None,
+            None,
+            id="depth-1-beside-a-deeper-depth-is-fine",
+        ),
+        pytest.param(
+            stream(symbols='["BTCUSDT"]', depth=1) + stream(symbols='["BTCUSDT"]', depth=1),
+            "bybit.streams",
+            "symbol BTCUSDT appears more than once in category linear (streams 0 and 1)",
+            id="depth-1-twice",
         ),
         pytest.param(
             stream(symbols='["BTCUSDT", "ethusdt"]'),
@@ -546,6 +596,7 @@ def test_env_var_for(key: str, var: str) -> None:
 # A valid value other than the default for each string key; numbers get default + 1.
 OTHER_VALUES = {
     "bybit.ws_url": "ws://127.0.0.1:9/v5/public",
+    "bybit.rest_url": "http://127.0.0.1:9",
     "zmq.raw": "ipc://var/run/other-raw.sock",
     "zmq.control": "ipc://var/run/other-control.sock",
     "zmq.pub": "tcp://127.0.0.1:9000",
@@ -571,7 +622,10 @@ def test_env_var_for_names_the_variable_that_overrides_each_scalar_key(tmp_path:
             continue  # a list, set as JSON: see test_env_sets_lists_as_json...
         section, name = key.split(".")
         default = getattr(getattr(defaults, section), name)
-        other = OTHER_VALUES[key] if isinstance(default, str) else default + 1
+        if isinstance(default, bool):
+            other: object = not default
+        else:
+            other = OTHER_VALUES[key] if isinstance(default, str) else default + 1
 
         settings = load_settings(path, {var: str(other)})
 
@@ -716,9 +770,11 @@ def test_bad_metrics_keys_are_config_errors_naming_the_key(
 
 
 def test_depth_choices_are_bybits_depths() -> None:
-    """The Depth Literal spells out bybit_spec.DEPTHS (a Literal cannot take a tuple)."""
+    """The Depth Literal spells out bybit_spec.DEPTHS and OPTION_DEPTHS (a Literal cannot take
+    a tuple), and "full"."""
     from typing import get_args
 
-    from mdgw.core.bybit_spec import DEPTHS
+    from mdgw.core.bybit_spec import DEPTHS, OPTION_DEPTHS
 
-    assert get_args(StreamConfig.model_fields["depth"].annotation) == DEPTHS
+    choices = get_args(StreamConfig.model_fields["depth"].annotation)
+    assert choices == (*sorted((*DEPTHS, *OPTION_DEPTHS)), "full")

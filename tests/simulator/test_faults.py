@@ -244,7 +244,7 @@ async def test_fault_requests_parse_and_refuse_nonsense(sim: SimulatorServer) ->
         {"kind": "explode"},
         {"kind": "silence"},  # needs seconds
         {"kind": "restart", "topic": TOPIC},  # needs a category
-        {"kind": "drop", "category": "option"},
+        {"kind": "drop", "category": "spread"},
         {"kind": "drop", "bogus": "1"},
         {"kind": "refuse", "seconds": "soon"},
     ):

@@ -351,3 +351,22 @@ def test_session_never_raises_on_garbage() -> None:
     outcome = session.receive('{"op":"subscribe","req_id":5,"args":["ok"]}')
     assert isinstance(outcome, Subscribed)
     assert orjson.loads(outcome.ack.payload)["req_id"] == "5"
+
+
+def test_option_sessions_answer_in_the_option_shapes() -> None:
+    session = Session("option", "c1", lambda t: t != "orderbook.25.NOPE", clock_ms=lambda: 42)
+    pong = session.receive(b'{"op":"ping"}')
+    assert isinstance(pong, Reply) and orjson.loads(pong.payload) == {"args": ["42"], "op": "pong"}
+    sub = session.receive(b'{"op":"subscribe","args":["orderbook.25.X","publicTrade.BTC"]}')
+    assert isinstance(sub, Subscribed)
+    body = orjson.loads(sub.ack.payload)
+    assert body["type"] == "COMMAND_RESP" and body["success"] is True
+    assert body["data"] == {
+        "failTopics": [],
+        "successTopics": ["orderbook.25.X", "publicTrade.BTC"],
+    }
+    bad = session.receive(b'{"op":"subscribe","args":["orderbook.25.NOPE"]}')
+    assert isinstance(bad, Reply)
+    assert orjson.loads(bad.payload)["data"]["failTopics"] == ["orderbook.25.NOPE"]
+    many = orjson.dumps({"op": "subscribe", "args": [f"orderbook.25.S{i}" for i in range(1999)]})
+    assert isinstance(session.receive(many), Reply)  # past 2,000 args on the connection

@@ -99,7 +99,7 @@ async def test_rest_orderbook_is_shaped_like_bybits(sim: SimulatorServer) -> Non
 @pytest.mark.parametrize(
     ("query", "message"),
     [
-        ("category=option&symbol=BTCUSDT", "Illegal category"),
+        ("category=spread&symbol=BTCUSDT", "Illegal category"),
         ("symbol=BTCUSDT", "Illegal category"),
         ("category=linear", "Param validation for 'symbol' failed on the 'required' tag"),
         ("category=linear&symbol=btcusdt", "params error: Symbol Is Invalid"),
@@ -120,7 +120,7 @@ async def test_rest_errors_are_bybit_shaped(sim: SimulatorServer, query: str, me
 async def test_unknown_paths_and_categories_are_404(sim: SimulatorServer) -> None:
     assert (await http("GET", f"{sim.http_url}/nothing/here"))[0] == 404
     with pytest.raises(InvalidStatus) as refused:
-        async with connect(f"ws://127.0.0.1:{sim.port}/v5/public/option"):
+        async with connect(f"ws://127.0.0.1:{sim.port}/v5/public/spread"):
             pass
     assert refused.value.response.status_code == 404
     assert (await http("GET", f"{sim.http_url}/sim/fault?kind=drop"))[0] == 405

@@ -254,10 +254,11 @@ class BuilderMetrics:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._last: BuilderView | None = None
         # Configured books the hub has not seen yet show as "new" (since the start).
-        self._configured = [
-            (s.category, symbol, s.depth)
+        self._configured: list[tuple[str, str, int | str]] = [
+            (s.category, symbol, depth)
             for s in builder.settings.bybit.streams
             for symbol in s.symbols
+            for depth in ((s.depth, "rpi") if s.rpi else (s.depth,))
         ]
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:

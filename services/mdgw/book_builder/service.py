@@ -44,6 +44,15 @@ _CONTROL_SUBSCRIBER = int(InputKind.CONTROL_SUBSCRIBER)
 _PUBLISH_DUE = int(InputKind.PUBLISH_DUE)
 
 
+def fused_symbols(settings: Settings) -> set[tuple[str, str]]:
+    """(category, symbol) configured at depth 1 and at a deeper depth: their bbo is fused."""
+    depths: dict[tuple[str, str], set[int | str]] = {}
+    for stream in settings.bybit.streams:
+        for symbol in stream.symbols:
+            depths.setdefault((stream.category, symbol), set()).add(stream.depth)
+    return {key for key, seen in depths.items() if 1 in seen and len(seen) > 1}
+
+
 class BookBuilder:
     def __init__(
         self, settings: Settings, shutdown: Shutdown, metrics: MetricsEndpoint | None = None
@@ -62,6 +71,9 @@ class BookBuilder:
         }
         if books.max_rate:  # only when set: journals of builders before it stay as they were
             hub_config["max_rate"] = books.max_rate
+        fused = fused_symbols(settings)
+        if fused:  # a list (JSON), and only when any: replay builds the same hub from it
+            hub_config["fused"] = sorted([category, symbol] for category, symbol in fused)
         self.hub = Hub(**hub_config, clock_ns=time.time_ns)
         self._due_timer: asyncio.TimerHandle | None = None  # conflation: next publish_due
         # Every call of a hub entry point is journaled right where it is made (the hub's
@@ -404,6 +416,10 @@ class BookBuilder:
             "snapshots_served": self.snapshots_served,
             "snapshots_rejected": self.snapshots_rejected,
             "books": self.hub.states(),
+            # Bybit's system.status notices under way now: the hook for health and metrics.
+            "maintenance": [
+                n.id for n in self.hub.notices.maintenance(time.time_ns() // 1_000_000)
+            ],
             "journal": None if self.journal is None else self.journal.stats.as_dict(),
             **{k: v for k, v in stats.items() if k not in ("frames", "books_out")},
             "sources": self._source_fields(),

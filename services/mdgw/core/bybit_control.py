@@ -66,6 +66,7 @@ class Control:
     req_id: str
     conn_id: str
     failed_topics: tuple[str, ...] = ()
+    topics: tuple[str, ...] = ()  # options' COMMAND_RESP: the topics it acknowledges
 
 
 def classify(frame: bytes) -> FrameKind:
@@ -121,11 +122,14 @@ def control_from(msg: ControlFields) -> Control:
         return Control(FrameKind.PONG, op, ret_msg, req_id, conn_id)
     success = msg.success
     if msg.type == "COMMAND_RESP":  # option/spread shape: per-topic lists
+        # It names no op: the topics it lists say which request it answers.
         data = msg.data
         fail = data.get("failTopics") if isinstance(data, dict) else None
+        ok = data.get("successTopics") if isinstance(data, dict) else None
         failed = tuple(t for t in fail if isinstance(t, str)) if isinstance(fail, list) else ()
+        good = tuple(t for t in ok if isinstance(t, str)) if isinstance(ok, list) else ()
         kind = FrameKind.ERROR if failed or success is False else FrameKind.ACK
-        return Control(kind, op or "subscribe", ret_msg, req_id, conn_id, failed)
+        return Control(kind, op, ret_msg, req_id, conn_id, failed, good)
     if success is True:
         return Control(FrameKind.ACK, op, ret_msg, req_id, conn_id)
     if success is False:

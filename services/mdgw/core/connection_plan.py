@@ -14,14 +14,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from mdgw.core.bybit import orderbook_topic, trade_topic
-from mdgw.core.bybit_spec import CATEGORIES, MAX_ARGS_CHARS_PER_CONNECTION
+from mdgw.core.bybit import book_topic, rpi_topic, trade_topic_for
+from mdgw.core.bybit_spec import (
+    CATEGORIES,
+    MAX_ARGS_CHARS_PER_CONNECTION,
+    MAX_ARGS_PER_CONNECTION,
+)
 
 __all__ = [
     "Selection",
     "SelectionError",
     "StreamSpec",
     "args_chars",
+    "owns_system_status",
     "plan_connections",
     "plan_streams",
     "stream_topics",
@@ -36,9 +41,11 @@ class StreamSpec(Protocol):
     @property
     def symbols(self) -> Sequence[str]: ...
     @property
-    def depth(self) -> int: ...
+    def depth(self) -> int | str: ...
     @property
     def trades(self) -> bool: ...
+    @property
+    def rpi(self) -> bool: ...
     @property
     def connections(self) -> int: ...
 
@@ -55,15 +62,23 @@ class Selection:
     symbols: tuple[str, ...] = ()
 
 
-def stream_topics(stream: StreamSpec, symbols: Sequence[str] = ()) -> list[str]:
-    """A stream's Bybit topics, a symbol's book and trades next to each other."""
+def stream_topics(
+    stream: StreamSpec, symbols: Sequence[str] = (), *, rpi: bool = True
+) -> list[str]:
+    """A stream's Bybit topics, a symbol's book and trades next to each other.
+
+    ``rpi=False`` leaves out the RPI books (the A/B copies of a stream: see plan_streams).
+    """
     topics: list[str] = []
     for symbol in stream.symbols:
         if symbols and symbol not in symbols:
             continue
-        topics.append(orderbook_topic(stream.depth, symbol))
+        topics.append(book_topic(stream.depth, symbol))
+        if rpi and stream.rpi:
+            topics.append(rpi_topic(symbol))
         if stream.trades:
-            topics.append(trade_topic(symbol))
+            # Options: one publicTrade.{baseCoin} for all of a coin's options.
+            topics.append(trade_topic_for(stream.category, symbol))
     return topics
 
 
@@ -89,18 +104,42 @@ def plan_streams(streams: Sequence[StreamSpec], selection: Selection) -> dict[st
     groups: dict[str, list[list[str]]] = {}
     # Copy k carries the streams with more than k connections: with `connections = 2`,
     # every topic of the stream is on two websockets (an A/B feed), never twice on one.
+    # RPI books stay single-source (copy 0 only): the builder arbitrates orderbook.{depth}
+    # by u over its sources, not orderbook.rpi. Depth "full" with connections > 1 is
+    # refused by the settings (its REST-snapshot sync is single-source).
     for copy in range(max((s.connections for s in chosen), default=0)):
         by_category: dict[str, list[str]] = {}
         for stream in chosen:
             if stream.connections > copy:
-                topics = stream_topics(stream, selection.symbols)
+                topics = stream_topics(stream, selection.symbols, rpi=copy == 0)
                 by_category.setdefault(stream.category, []).extend(topics)
+        # A symbol at depth 1 and at a deeper depth is in two streams: its trades and RPI
+        # book are subscribed once per copy (Bybit rejects a request naming a topic twice).
         for cat, topics in by_category.items():
             if topics:
-                groups.setdefault(cat, []).extend(plan_connections(topics))
+                groups.setdefault(cat, []).extend(
+                    plan_connections(
+                        list(dict.fromkeys(topics)), max_args=MAX_ARGS_PER_CONNECTION.get(cat)
+                    )
+                )
     if not groups:
         raise SelectionError("the selection leaves no topic to subscribe")
     return groups
+
+
+def owns_system_status(streams: Sequence[StreamSpec], selection: Selection) -> bool:
+    """Whether this ingestor opens the gateway's one ``system.status`` connection.
+
+    Notices are exchange-wide, so one connection serves the whole gateway: the ingestor
+    that serves the first symbol of the first configured stream opens it (with sharded
+    ingestors, exactly one of them does).
+    """
+    if not streams:
+        return False
+    first = streams[0]
+    return (not selection.categories or first.category in selection.categories) and (
+        not selection.symbols or first.symbols[0] in selection.symbols
+    )
 
 
 def args_chars(topics: Iterable[str]) -> int:
@@ -116,7 +155,9 @@ def args_chars(topics: Iterable[str]) -> int:
 
 
 def plan_connections(
-    topics: Sequence[str], max_chars: int = MAX_ARGS_CHARS_PER_CONNECTION
+    topics: Sequence[str],
+    max_chars: int = MAX_ARGS_CHARS_PER_CONNECTION,
+    max_args: int | None = None,
 ) -> list[list[str]]:
     """Pack topics into as few connections as Bybit's per-connection args limit allows.
 
@@ -129,7 +170,7 @@ def plan_connections(
         cost = len(topic) + 2 + (1 if current else 0)
         if len(topic) + 4 > max_chars:
             raise ValueError(f"topic {topic!r} alone exceeds the per-connection args limit")
-        if used + cost > max_chars:
+        if used + cost > max_chars or (max_args is not None and len(current) >= max_args):
             groups.append(current)
             current, used = [], 2
             cost = len(topic) + 2

@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 __all__ = ["SNAPSHOT_CHANNELS", "Delivery", "Follower", "Gap"]
 
-SNAPSHOT_CHANNELS: tuple[bytes, ...] = (b"book.", b"bbo.")
+SNAPSHOT_CHANNELS: tuple[bytes, ...] = (b"book.", b"bbo.", b"rpi.")
 """Topic prefixes the snapshot service serves (DESIGN §4: current book and bbo messages)."""
 
 

@@ -35,15 +35,30 @@ again goes out at once.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NamedTuple, cast
 
 from mdgw.core import wire
 from mdgw.core.arbiter import Arbiter, Source, SourceStats, Verdict
+from mdgw.core.bbo_fusion import BboFusion, join_symbol
 from mdgw.core.book import BookOutcome, OrderBook
-from mdgw.core.bybit import BookFrame, TradeFrame, decode_frame, parse_orderbook_topic
+from mdgw.core.bybit import (
+    BookFrame,
+    FullFrame,
+    OrderbookTopic,
+    RpiFrame,
+    StatusFrame,
+    Trade,
+    TradeFrame,
+    decode_frame,
+    parse_book_topic,
+)
+from mdgw.core.bybit_spec import FULL_TOPIC_PREFIX, RPI_DEPTH, RPI_TOPIC_PREFIX
 from mdgw.core.errors import ParseError, UnsupportedTopicError, WireError
+from mdgw.core.full_book import FullBook
 from mdgw.core.hub_state import BookTopic, HubStats, SeqCounter, State, TradeTopic
+from mdgw.core.rpi_book import RpiBook
+from mdgw.core.system_status import NoticeBoard
 
 __all__ = ["BookRow", "Hub", "HubStats", "State", "resync_label"]
 
@@ -81,8 +96,11 @@ _LIVE = State.LIVE
 # Why a book resynced, as a bounded label for metrics (the log keeps the full reason).
 _RESYNC_LABELS = (
     ("u gap", "gap"),
+    ("u reset", "gap"),
     ("crossed", "crossed"),
     ("delta before snapshot", "not_synced"),
+    ("waiting for the REST snapshot", "not_synced"),
+    ("REST snapshot", "not_synced"),
     ("malformed", "malformed"),
     ("ingestor sequence hole", "seq_hole"),
     ("connection closed", "connection_closed"),
@@ -101,12 +119,21 @@ def resync_label(reason: str) -> str:
 _NO_RESYNCS: dict[str, int] = {}  # shared by book_rows for books never resynced: never mutated
 
 
+def _depth_label(book: BookTopic) -> int | str:
+    """A book's ``depth`` in metrics and health: as configured (``"full"``), or ``"rpi"``."""
+    if book.feed == "rpi":
+        return "rpi"
+    if book.bybit_topic.startswith(FULL_TOPIC_PREFIX):
+        return "full"
+    return book.order_book.max_depth
+
+
 class BookRow(NamedTuple):
     """One book as metrics and health see it (a copy, taken on the hub's thread)."""
 
     category: str
     symbol: str
-    depth: int
+    depth: int | str  # "rpi" for an orderbook.rpi book, "full" for orderbook.full
     state: State
     since: float  # monotonic time the book entered its state (or was created)
     last_frame_at: float  # monotonic; 0.0 before the first frame
@@ -128,6 +155,7 @@ class Hub:
         ingestor_timeout: float,
         stale_after: float,
         clock_ns: Callable[[], int],
+        fused: Iterable[Sequence[str]] = (),
         max_rate: float = 0.0,
     ) -> None:
         if max_rate < 0:
@@ -156,6 +184,14 @@ class Hub:
         self._holding: set[BookTopic] = set()  # books with held frames (Arbiter.held)
         self._ingestors: dict[str, float] = {}  # -> last time anything arrived
         self._peer_lost_at: float | None = None  # a raw-socket peer disconnected then
+        # (category, symbol) whose bbo fuses depth 1 with a deeper depth (from the config;
+        # a symbol seen on both without being configured so is fused when it happens).
+        self._fusions: dict[tuple[str, str], BboFusion] = {
+            (key[0], key[1]): BboFusion() for key in fused
+        }
+        self._symbol_books: dict[tuple[str, str], list[BookTopic]] = {}
+        self.notices = NoticeBoard()
+        self._status_seq = self._counter(wire.EXCHANGE_STATUS_TOPIC)
 
     # ------------------------------------------------------------------ input
 
@@ -195,9 +231,15 @@ class Hub:
                 return
             if type(decoded) is BookFrame:
                 self._on_book(category, src, recv_ns, decoded, now)
-            else:
-                assert isinstance(decoded, TradeFrame)
+            elif type(decoded) is TradeFrame:
                 self._on_trades(category, recv_ns, decoded)
+            elif type(decoded) is RpiFrame:
+                self._on_rpi(category, key, recv_ns, decoded, now)
+            elif type(decoded) is FullFrame:
+                self._on_full(category, key, recv_ns, decoded, now)
+            else:
+                assert isinstance(decoded, StatusFrame)
+                self._on_system_status(recv_ns, decoded)
         elif kind == _CONN_UP:
             stats.conn_up += 1
             old = self._conns.get(key)
@@ -318,12 +360,19 @@ class Hub:
     def snapshot(self, prefix: bytes) -> list[tuple[bytes, bytes]]:
         """Current ``book`` and ``bbo`` messages of every live book matching ``prefix``."""
         items: list[tuple[bytes, bytes]] = []
+        fused: set[int] = set()
         for book in self._books.values():
             if book.state is not State.LIVE:
                 continue
             if book.last_book is not None and book.book_topic.startswith(prefix):
                 items.append((book.book_topic, book.last_book))
-            if book.last_bbo is not None and book.bbo_topic.startswith(prefix):
+            fusion = book.fusion
+            if fusion is not None:
+                if id(fusion) not in fused and fusion.last_bbo is not None:
+                    fused.add(id(fusion))
+                    if book.bbo_topic.startswith(prefix):
+                        items.append((book.bbo_topic, fusion.last_bbo))
+            elif book.last_bbo is not None and book.bbo_topic.startswith(prefix):
                 items.append((book.bbo_topic, book.last_bbo))
         return items
 
@@ -337,7 +386,7 @@ class Hub:
             (
                 b.category,
                 b.symbol,
-                b.order_book.max_depth,
+                _depth_label(b),
                 b.state,
                 b.since,
                 b.last_frame_at,
@@ -384,7 +433,8 @@ class Hub:
         verdict = arb.offer(src, frame, recv_ns, now)
         stats = self.stats
         if verdict is _APPLY:  # _apply() inlined: this is the per-frame path
-            outcome = book.order_book.apply(frame)
+            # orderbook.{depth}: an OrderBook (mypyc checks the cast).
+            outcome = cast(OrderBook, book.order_book).apply(frame)
             if outcome is _APPLIED or outcome is _RESET:
                 if book.state is not _LIVE:
                     book.state = _LIVE
@@ -419,9 +469,63 @@ class Hub:
             stats.gaps += 1
             self._resync(book, f"u gap at u={frame.u}", now, recv_ns=recv_ns)
 
+    def _on_rpi(
+        self, category: str, source: tuple[str, int], recv_ns: int, frame: RpiFrame, now: float
+    ) -> None:
+        """``orderbook.rpi``: single-source (not arbitrated). The book takes deltas only from
+        the connection that delivered its snapshot; a delta from another connection
+        invalidates it (a stream with ``connections`` > 1 subscribes RPI books once)."""
+        book = self._books.get((category, frame.topic))
+        if book is None:
+            if len(self._books) >= MAX_TOPICS:
+                self.stats.topics_refused += 1
+                return
+            book = self._new_book(category, frame.topic, frame.symbol, frame.depth, now)
+        book.ingestor = source[0]
+        book.last_frame_at = now
+        book.frames += 1
+        if frame.snapshot or book.source == source:
+            # The topic names the kind: an RpiFrame only reaches an RpiBook (mypyc checks).
+            outcome = cast(RpiBook, book.order_book).apply(frame)
+        else:
+            # A delta from a connection that did not deliver this book's snapshot:
+            # it cannot continue our sequence (Bybit's u is per connection stream).
+            book.order_book.invalidate()
+            outcome = BookOutcome.NOT_SYNCED
+        if outcome is BookOutcome.APPLIED or outcome is BookOutcome.RESET:
+            if frame.snapshot:
+                book.source = source
+            if book.state is not State.LIVE:
+                book.state = State.LIVE
+                book.since = now
+                book.episode_requested = False
+                self._status(book, "live", "snapshot" if frame.snapshot else "updates", recv_ns)
+            elif self.min_interval and now < book.next_publish_at:
+                self._defer(book, frame, recv_ns)
+                return
+            self._publish_book(book, frame, recv_ns)
+            if self.min_interval:
+                book.next_publish_at = now + self.min_interval
+                book.pending = None
+            return
+        stats = self.stats
+        if outcome is BookOutcome.DUPLICATE:
+            stats.duplicates += 1
+            return
+        if outcome is BookOutcome.GAP:
+            stats.gaps += 1
+            reason = f"u gap at u={frame.u}"
+        elif outcome is BookOutcome.CROSSED:
+            stats.crossed += 1
+            reason = f"crossed book at u={frame.u}"
+        else:
+            stats.not_synced += 1
+            reason = "delta before snapshot"
+        self._resync(book, reason, now, recv_ns=recv_ns)
+
     def _apply(self, book: BookTopic, frame: BookFrame, recv_ns: int, now: float) -> bool:
         """Apply a frame the arbiter passed and publish (or defer); False if the book broke."""
-        outcome = book.order_book.apply(frame)
+        outcome = cast(OrderBook, book.order_book).apply(frame)
         if outcome is _APPLIED or outcome is _RESET:
             if book.state is not _LIVE:
                 book.state = _LIVE
@@ -467,7 +571,64 @@ class Hub:
         else:
             self._holding.discard(book)
 
-    def _defer(self, book: BookTopic, frame: BookFrame, recv_ns: int) -> None:
+    def _on_full(
+        self, category: str, source: tuple[str, int], recv_ns: int, frame: FullFrame, now: float
+    ) -> None:
+        """``orderbook.full``: deltas are buffered until the REST snapshot the ingestor
+        fetches (asked for with a resync request) fits them (:mod:`mdgw.core.full_book`)."""
+        book = self._books.get((category, frame.topic))
+        if book is None:
+            if len(self._books) >= MAX_TOPICS:
+                self.stats.topics_refused += 1
+                return
+            book = self._new_book(category, frame.topic, frame.symbol, frame.depth, now)
+        book.ingestor = source[0]
+        book.last_frame_at = now
+        book.frames += 1
+        full = cast(FullBook, book.order_book)
+        if book.source != source:
+            # Deltas and the snapshot of one sync come over one connection; another
+            # connection starts the sync over.
+            if book.source is not None:
+                full.invalidate()
+            book.source = source
+        outcome = full.apply(frame)
+        if outcome is BookOutcome.APPLIED or outcome is BookOutcome.RESET:
+            shown = full.last_frame or frame
+            if book.state is not State.LIVE:
+                book.state = State.LIVE
+                book.since = now
+                book.episode_requested = False
+                self._status(book, "live", "snapshot" if frame.snapshot else "updates", recv_ns)
+            elif self.min_interval and now < book.next_publish_at:
+                self._defer(book, shown, recv_ns)
+                return
+            self._publish_book(book, shown, recv_ns)
+            if self.min_interval:
+                book.next_publish_at = now + self.min_interval
+                book.pending = None
+            return
+        stats = self.stats
+        if outcome is BookOutcome.DUPLICATE:
+            stats.duplicates += 1
+            return
+        if outcome is BookOutcome.GAP:
+            stats.gaps += 1
+            reason = "u reset to 1" if frame.u == 1 else f"u gap at u={frame.u}"
+        elif outcome is BookOutcome.CROSSED:
+            stats.crossed += 1
+            reason = f"crossed book at u={frame.u}"
+        elif frame.snapshot:
+            stats.not_synced += 1
+            reason = "REST snapshot does not fit the buffered deltas"
+        else:
+            reason = "waiting for the REST snapshot"
+        # The buffer is the sync in progress: keep it (invalidate=False), ask for a snapshot.
+        self._resync(book, reason, now, recv_ns=recv_ns, invalidate=False, keep_source=True)
+        if frame.snapshot and full.wants_snapshot:
+            book.episode_requested = False  # a snapshot that does not fit: fetch another
+
+    def _defer(self, book: BookTopic, frame: BookFrame | RpiFrame, recv_ns: int) -> None:
         if book.pending is None:
             self._pending[(book.category, book.bybit_topic)] = book
             due = book.next_publish_at
@@ -503,6 +664,15 @@ class Hub:
         self.next_due = next_due
 
     def _on_trades(self, category: str, recv_ns: int, frame: TradeFrame) -> None:
+        if frame.trades and frame.trades[0].symbol not in ("", frame.symbol):
+            # Options: one frame per base coin, trades of many instruments. Each instrument
+            # gets its own trade topic, in the frame's order.
+            by_symbol: dict[str, list[Trade]] = {}
+            for one in frame.trades:
+                by_symbol.setdefault(one.symbol or frame.symbol, []).append(one)
+            for symbol, batch in by_symbol.items():
+                self._on_trades(category, recv_ns, TradeFrame(frame.topic, symbol, frame.ts, batch))
+            return
         key = (category, frame.symbol)
         trades = self._trades.get(key)
         if trades is None:
@@ -517,10 +687,20 @@ class Hub:
         order = trades.order
         counter = trades.seq
         seq = counter.last
+        last_seq = trades.last_seq
         for trade in frame.trades:
+            # Bybit splits a batch of more than 1,024 trades over several messages with the
+            # same seq, so an equal seq is no duplicate; the id decides. A smaller seq is a
+            # replay (seq is the engine's, monotonic), even when its id has left `seen`.
+            bybit_seq = trade.seq
+            if bybit_seq and bybit_seq < last_seq:
+                self.stats.trades_stale += 1
+                continue
             if trade.id in seen:
                 self.stats.trades_dup += 1
                 continue
+            if bybit_seq:
+                last_seq = bybit_seq
             seen.add(trade.id)
             order.append(trade.id)
             if len(order) > _TRADE_IDS_KEPT:
@@ -541,11 +721,32 @@ class Hub:
                         side=trade.side,
                         ts=trade.ts,
                         block=trade.block,
+                        bybit_seq=bybit_seq,
+                        rpi=trade.rpi,
+                        option=trade.option,
                     ),
                 )
             )
             self.stats.trades_out += 1
         counter.last = seq
+        trades.last_seq = last_seq
+
+    def _on_system_status(self, recv_ns: int, frame: StatusFrame) -> None:
+        """Bybit's maintenance and incident notices: each version published once."""
+        changed = self.notices.update(frame.notices)
+        self.stats.notices_dup += len(frame.notices) - len(changed)
+        for notice in changed:
+            payload = self.notices.payload(
+                notice, self._status_seq.next(), self._clock_ns(), recv_ns
+            )
+            self.outbox.append((wire.EXCHANGE_STATUS_TOPIC, payload))
+            self.stats.notices_out += 1
+            self.events.append(
+                (
+                    "system_status",
+                    {"id": notice.id, "state": notice.state, "title": notice.title[:80]},
+                )
+            )
 
     def _on_malformed(
         self, category: str, src: Source, exc: ParseError, size: int, now: float
@@ -570,7 +771,12 @@ class Hub:
             return
         book = self._books.get((category, topic))
         if book is None:
-            parsed = parse_orderbook_topic(topic)
+            parsed: OrderbookTopic | None
+            if topic.startswith(RPI_TOPIC_PREFIX):
+                symbol = topic[len(RPI_TOPIC_PREFIX) :]
+                parsed = OrderbookTopic(symbol, RPI_DEPTH) if wire.is_topic_symbol(symbol) else None
+            else:
+                parsed = parse_book_topic(topic)
             if parsed is None or len(self._books) >= MAX_TOPICS:
                 return
             book = self._new_book(category, topic, parsed.symbol, parsed.depth, now)
@@ -599,6 +805,11 @@ class Hub:
                 continue
             resynced += 1
             self._resync(self._books[arb.key], "ingestor sequence hole", now)
+        key = (src.ingestor, src.conn_id)
+        for book in self._books.values():
+            if book.source == key:  # single-source (rpi, full): this connection fed it
+                resynced += 1
+                self._resync(book, "ingestor sequence hole", now)
         if kept:
             src.stats.failovers += 1
             self.stats.failovers += kept
@@ -646,6 +857,11 @@ class Hub:
             # Its ingestor reconnects and resubscribes by itself (or another ingestor
             # serves the topic): ask only if no snapshot comes within resync_timeout.
             self._resync(self._books[arb.key], reason, now, ask=False)
+        key = (src.ingestor, src.conn_id)
+        for book in self._books.values():
+            if book.source == key and book.state is not State.RESYNCING:
+                # A single-source book (rpi, full) this connection fed.
+                self._resync(book, reason, now, ask=False)
         if kept:
             src.stats.failovers += 1
             self.stats.failovers += kept
@@ -678,26 +894,40 @@ class Hub:
     def _new_book(
         self, category: str, topic: str, symbol: str, depth: int, now: float
     ) -> BookTopic:
-        book_topic = wire.topic("book", category, symbol)
+        full = topic.startswith(FULL_TOPIC_PREFIX)
+        rpi = topic.startswith(RPI_TOPIC_PREFIX)
+        channel = "rpi" if rpi else "book"
+        book_topic = wire.topic(channel, category, symbol)
         bbo_topic = wire.topic("bbo", category, symbol)
         status_topic = wire.topic("status", category, symbol)
+        order_book: OrderBook | RpiBook | FullBook
+        if full:
+            order_book = FullBook()
+        elif rpi:
+            order_book = RpiBook(depth)
+        else:
+            order_book = OrderBook(depth)
         book = BookTopic(
             category=category,
             symbol=symbol,
             bybit_topic=topic,
-            order_book=OrderBook(depth),
-            publish_depth=min(self.publish_depth, depth),
+            order_book=order_book,
+            publish_depth=self.publish_depth if full else min(self.publish_depth, depth),
             book_topic=book_topic,
             bbo_topic=bbo_topic,
             status_topic=status_topic,
-            book_template=wire.BookTemplate(category, symbol),
+            book_template=wire.BookTemplate(category, symbol, channel, full=full),
             book_seq=self._counter(book_topic),
             bbo_seq=self._counter(bbo_topic),
             status_seq=self._counter(status_topic),
             arb=Arbiter((category, topic), self.events),
+            feed=channel,
             since=now,
         )
         self._books[(category, topic)] = book
+        if not rpi and not full:
+            siblings = self._symbol_books.setdefault((category, symbol), [])
+            join_symbol(book, siblings, self._fusions)
         return book
 
     def _counter(self, topic: bytes) -> SeqCounter:
@@ -707,42 +937,56 @@ class Hub:
             counter = self._seq[topic] = SeqCounter()
         return counter
 
-    def _publish_book(self, book: BookTopic, frame: BookFrame, recv_ns: int) -> None:
+    def _publish_book(self, book: BookTopic, frame: BookFrame | RpiFrame, recv_ns: int) -> None:
         ob = book.order_book
-        depth = book.publish_depth
         pub_ns = self._clock_ns()
-        seq = book.book_seq.next()
-        bids, asks = ob.top_json(depth)
-        payload = book.book_template.render(
-            seq, pub_ns, recv_ns, frame.u, frame.ts, frame.cts, depth, bids, asks
-        )
-        self.outbox.append((book.book_topic, payload))
-        book.last_book = payload
-        book.published += 1
-        self.stats.books_out += 1
-        if len(self.latencies) < _LATENCY_SAMPLES_MAX:
-            self.latencies.append(pub_ns - recv_ns)
-        best = ob.best_json()
-        if best != book.last_best:
-            book.last_best = best
-            bid, ask = ob.best_bid(), ob.best_ask()
-            seq = book.bbo_seq.next()
-            bbo = wire.encode_bbo(
-                book.category,
-                book.symbol,
-                seq=seq,
-                pub_ns=pub_ns,
-                recv_ns=recv_ns,
-                u=frame.u,
-                ts=frame.ts,
-                bid=bid[0] if bid else None,
-                bid_size=bid[1] if bid else None,
-                ask=ask[0] if ask else None,
-                ask_size=ask[1] if ask else None,
+        if book.feed != "bbo":
+            depth = book.publish_depth
+            seq = book.book_seq.next()
+            bids, asks = ob.top_json(depth)
+            payload = book.book_template.render(
+                seq, pub_ns, recv_ns, frame.u, frame.ts, frame.cts, depth, bids, asks
             )
-            self.outbox.append((book.bbo_topic, bbo))
+            self.outbox.append((book.book_topic, payload))
+            book.last_book = payload
+            book.published += 1
+            self.stats.books_out += 1
+            if len(self.latencies) < _LATENCY_SAMPLES_MAX:
+                self.latencies.append(pub_ns - recv_ns)
+            if book.feed == "rpi":
+                return  # the bbo is the ordinary book's: RPI size is not on it
+        best = ob.best_json()
+        fusion = book.fusion
+        if fusion is not None:
+            if not fusion.offer(frame.seq, best):
+                return
+        elif best == book.last_best:
+            return
+        book.last_best = best
+        # An RPI book returned above: an ordinary or a full book (mypyc checks the cast).
+        deep = cast(OrderBook | FullBook, ob)
+        bid, ask = deep.best_bid(), deep.best_ask()
+        bbo = wire.encode_bbo(
+            book.category,
+            book.symbol,
+            seq=book.bbo_seq.next(),
+            pub_ns=pub_ns,
+            recv_ns=recv_ns,
+            u=frame.u,
+            ts=frame.ts,
+            bid=bid[0] if bid else None,
+            bid_size=bid[1] if bid else None,
+            ask=ask[0] if ask else None,
+            ask_size=ask[1] if ask else None,
+            bybit_seq=frame.seq,
+            depth="full" if type(frame) is FullFrame else frame.depth,
+        )
+        self.outbox.append((book.bbo_topic, bbo))
+        if fusion is not None:
+            fusion.last_bbo = bbo
+        else:
             book.last_bbo = bbo
-            self.stats.bbo_out += 1
+        self.stats.bbo_out += 1
 
     def _status(self, book: BookTopic, state: str, reason: str, recv_ns: int | None) -> None:
         payload = wire.encode_status(
@@ -753,6 +997,7 @@ class Hub:
             state=state,
             reason=reason,
             recv_ns=recv_ns,
+            feed=book.feed,
         )
         self.outbox.append((book.status_topic, payload))
         self.stats.status_out += 1
@@ -777,12 +1022,21 @@ class Hub:
         *,
         ask: bool = True,
         recv_ns: int | None = None,
+        invalidate: bool = True,
+        keep_source: bool = False,
     ) -> None:
-        book.order_book.invalidate()
+        if invalidate:
+            book.order_book.invalidate()
+        if not keep_source:
+            book.source = None
         book.arb.desync()
         self._holding.discard(book)
         book.last_book = book.last_bbo = None
         book.last_best = None
+        fusion = book.fusion
+        if fusion is not None:
+            self.stats.bbo_older += fusion.older
+            fusion.older = 0
         book.pending = None
         if book.state is not State.RESYNCING:
             book.state = State.RESYNCING
@@ -845,4 +1099,10 @@ class Hub:
         alive = sorted(i for i in book.arb.ingestors if i in self._ingestors)
         if alive:
             return alive[turn % len(alive)], 0
+        # Single-source books (rpi, full) are not arbitrated: the connection that fed the
+        # sync in progress, else the ingestor that sent the last frame.
+        if book.source is not None:
+            return book.source
+        if book.ingestor in self._ingestors:
+            return book.ingestor, 0
         return "", 0

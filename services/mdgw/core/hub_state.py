@@ -10,8 +10,11 @@ from collections import deque
 from dataclasses import dataclass, field, fields
 
 from mdgw.core.arbiter import Arbiter
+from mdgw.core.bbo_fusion import BboFusion
 from mdgw.core.book import OrderBook
-from mdgw.core.bybit import BookFrame
+from mdgw.core.bybit import BookFrame, RpiFrame
+from mdgw.core.full_book import FullBook
+from mdgw.core.rpi_book import RpiBook
 from mdgw.core.wire import BookTemplate
 
 __all__ = ["BookTopic", "HubStats", "SeqCounter", "State", "TradeTopic"]
@@ -57,6 +60,10 @@ class HubStats:
     filled: int = 0  # held deltas applied after another source filled the hole
     older_snapshots: int = 0  # snapshots older than their book, dropped
     failovers: int = 0  # a source became unusable for a book another source kept live
+    trades_stale: int = 0  # trades with a Bybit seq older than the symbol's newest (replays)
+    bbo_older: int = 0  # fused tops refused: their Bybit seq was not newer
+    notices_out: int = 0  # system.status notices published
+    notices_dup: int = 0  # system.status notices seen before, unchanged
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -83,14 +90,18 @@ class SeqCounter:
 
 @dataclass(slots=True, eq=False)  # identity: the hub keeps books in a set
 class BookTopic:
-    """One Bybit ``orderbook.{depth}.{symbol}`` topic of one category, and what it publishes."""
+    """One Bybit ``orderbook.{depth}.{symbol}`` topic of one category, and what it publishes.
+
+    Also ``orderbook.rpi.{symbol}`` (an :class:`RpiBook` publishing on ``rpi.*``) and
+    ``orderbook.full.{symbol}`` (a :class:`FullBook`, synced from the REST snapshot).
+    """
 
     category: str
     symbol: str
     bybit_topic: str
-    order_book: OrderBook
+    order_book: OrderBook | RpiBook | FullBook
     publish_depth: int
-    book_topic: bytes
+    book_topic: bytes  # where this book publishes: book.* (or rpi.* for an RPI book)
     bbo_topic: bytes
     status_topic: bytes
     book_template: BookTemplate
@@ -100,6 +111,11 @@ class BookTopic:
     arb: Arbiter  # which source's frames this book takes (mdgw.core.arbiter)
     state: State = State.NEW
     reason: str = ""  # why the book last left the live state
+    # Single-source books only (orderbook.rpi, orderbook.full: not arbitrated): the
+    # (ingestor, conn_id) that delivered the current snapshot (or feeds the full-book sync),
+    # and the last ingestor that sent a frame for the topic.
+    source: tuple[str, int] | None = None
+    ingestor: str = ""
     last_frame_at: float = 0.0
     requested_at: float | None = None  # last resync request sent for this topic
     episode_requested: bool = False  # a request was sent in the current resync episode
@@ -107,10 +123,13 @@ class BookTopic:
     last_book: bytes | None = None  # last published payloads, for the snapshot service
     last_bbo: bytes | None = None
     last_best: tuple[str | None, str | None] | None = None  # OrderBook.best_json()
+    # "book", "rpi", or "bbo" for a depth-1 book that only feeds its symbol's fused bbo.
+    feed: str = "book"
+    fusion: BboFusion | None = None  # set when depth 1 and a deeper depth share the bbo
     # Conflation (max_rate > 0): earliest time of the next publish, and the last frame
     # applied since the last publish (None: nothing pending).
     next_publish_at: float = 0.0
-    pending: BookFrame | None = None
+    pending: BookFrame | RpiFrame | None = None
     pending_recv_ns: int = 0
     # For metrics (read in copies by Hub.book_rows): counts, and when the state last
     # changed. Never read by the hub's rules, so a replay's output does not depend on them.
@@ -128,4 +147,5 @@ class TradeTopic:
     seq: SeqCounter
     seen: set[str] = field(default_factory=set)
     order: deque[str] = field(default_factory=deque)  # the ids in ``seen``, oldest first
+    last_seq: int = 0  # newest Bybit seq published (0: none, or frames without seq)
     frames: int = 0  # for metrics

@@ -56,7 +56,7 @@ def render_line(
         f" {_text(payload.get('symbol')):<{_SYMBOL_WIDTH}}"
     )
     parts = [head]
-    if channel == "book":
+    if channel in ("book", "rpi"):
         bid = _first_level(payload.get("bids"))
         ask = _first_level(payload.get("asks"))
         parts.append(_quote(bid, ask))
@@ -72,6 +72,8 @@ def render_line(
         if payload.get("block") is True:
             trade += "  block"
         parts.append(trade)
+    elif channel == "status" and payload.get("scope") == "exchange":
+        parts.append(f"{_text(payload.get('state'))}  {_text(payload.get('title'))}")
     elif channel == "status":
         parts.append(f"{_text(payload.get('state'))}  {_text(payload.get('reason'))}")
     else:

@@ -295,8 +295,12 @@ class Subscriptions:
         if control.req_id:
             # Bybit echoes our req_id; an unknown one answers a request given up on.
             return self._pending.get(control.req_id)
+        if control.topics:  # options answer with the topics, no op, no req_id
+            for request in self._pending.values():
+                if any(t in request.topics for t in control.topics):
+                    return request
         for request in self._pending.values():
-            if request.op == control.op:
+            if request.op == control.op or not control.op:
                 return request
         return None
 

@@ -171,6 +171,27 @@ class Connection:
             self._enqueue(requests)
         return decision
 
+    def inject(self, frame: bytes) -> bool:
+        """Forward a frame made here (the REST snapshot of an ``orderbook.full`` topic) as
+        the next DATA frame of the current websocket, in order with what it received.
+
+        False when no websocket is up (the book builder asks again) or the push would block.
+        """
+        session = self._session
+        if session is None:
+            return False
+        seq = session.data_frames + 1
+        session.data_frames = seq  # dropped or not, the seq advances: no silent holes
+        try:
+            self._push.send(
+                self._encoder.data(session.conn_id, seq, time.time_ns(), frame), zmq.NOBLOCK
+            )
+        except zmq.Again:
+            self.counters.dropped += 1
+            return False
+        self.counters.forwarded += 1
+        return True
+
     def reconnect(self, reason: str) -> bool:
         """Replace the websocket now (the book builder asked: resubscribing did not help)."""
         session = self._session

@@ -27,9 +27,9 @@ import zmq.asyncio
 
 from mdgw import compiled
 from mdgw.core.backoff import Backoff, ConnectionRateLimiter
-from mdgw.core.bybit_spec import CONNECTION_WINDOW
+from mdgw.core.bybit_spec import CONNECTION_WINDOW, SYSTEM_STATUS_PATH, SYSTEM_STATUS_TOPIC
 from mdgw.core.conn_ids import ConnIds
-from mdgw.core.connection_plan import Selection, plan_streams
+from mdgw.core.connection_plan import Selection, owns_system_status, plan_streams
 from mdgw.core.errors import WireError
 from mdgw.core.subscriptions import ResyncDecision, Subscriptions
 from mdgw.core.wire import RESYNC, RawEncoder, ResyncRequest, decode_resync
@@ -39,6 +39,7 @@ from mdgw.ingestor.connection import (
 )
 from mdgw.ingestor.counters import ConnectionCounters, ControlCounters
 from mdgw.ingestor.metrics import IngestorMetrics
+from mdgw.ingestor.snapshots import SnapshotFetcher, is_full_topic
 from mdgw.runtime.curve import client_keys_or_exit
 from mdgw.runtime.lifecycle import Shutdown
 from mdgw.runtime.logging import get_logger
@@ -78,6 +79,9 @@ class Ingestor:
         self.settings = settings
         self.id = ingestor_id or settings.ingestor.id
         self.groups = plan_streams(settings.bybit.streams, selection)
+        self.system_status = settings.bybit.system_status and owns_system_status(
+            settings.bybit.streams, selection
+        )
         self._rng = rng or random.Random(int.from_bytes(os.urandom(16), "big"))
         bybit = settings.bybit
         timing = ConnectionTiming(
@@ -100,6 +104,15 @@ class Ingestor:
         self._log = get_logger()
         self._ratelog = RateLimitedLog(self._log, interval=10.0)
         self._last_stats: tuple[float, int] = (time.monotonic(), 0)
+        self.snapshots = SnapshotFetcher(
+            rest_url=bybit.rest_url,
+            timeout=bybit.rest_timeout,
+            max_per_second=bybit.rest_max_per_second,
+            backoff=lambda: Backoff(
+                min(0.2, bybit.backoff_initial), bybit.backoff_max, rng=self._rng.random
+            ),
+            log=self._log,
+        )
         # /metrics and /health from their own thread (None: metrics.ingestor = 0)
         self.metrics = None if metrics is None else IngestorMetrics(self, metrics)
 
@@ -122,6 +135,7 @@ class Ingestor:
             "refused_topics": sum(len(c.subscriptions.refused) for c in self.connections),
             "ping_rtt_ms": round(max(rtts) * 1000, 2) if rtts else None,
             **asdict(self.control),
+            **{f"rest_{k}": v for k, v in asdict(self.snapshots.counters).items()},
         }
 
     def _log_stats(self, **extra: Any) -> None:
@@ -169,6 +183,7 @@ class Ingestor:
                 asyncio.create_task(self._heartbeat(push), name="heartbeat"),
                 asyncio.create_task(self._read_control(sub), name="control"),
                 asyncio.create_task(self._report(), name="stats"),
+                asyncio.create_task(self.snapshots.run(), name="rest-snapshots"),
             ]
             self._log.info(
                 "ingestor_started",
@@ -250,6 +265,26 @@ class Ingestor:
                 self.connections.append(conn)
                 for topic in topics:
                     self._owners.setdefault((category, topic), []).append(conn)
+        if self.system_status:
+            # Its frames go out under the first category's envelope: the builder routes
+            # them by topic (system.status is exchange-wide).
+            category = next(iter(self.groups))
+            self.connections.append(
+                Connection(
+                    name="system-status",
+                    url=f"{bybit.ws_url}/{SYSTEM_STATUS_PATH}",
+                    subscriptions=Subscriptions(category, [SYSTEM_STATUS_TOPIC]),
+                    encoder=self._encoders[category],
+                    push=push,
+                    conn_ids=conn_ids,
+                    limiter=limiter,
+                    backoff=Backoff(bybit.backoff_initial, bybit.backoff_max, rng=self._rng.random),
+                    timing=self.timing,
+                    max_frame_bytes=self.settings.ingestor.max_frame_bytes,
+                    log=self._log,
+                    ratelog=self._ratelog,
+                )
+            )
 
     async def _heartbeat(self, push: zmq.Socket[Any]) -> None:
         """One HEARTBEAT per category per second: the builder's proof that we are alive."""
@@ -279,6 +314,14 @@ class Ingestor:
             conn = self._resync_connection(request)
             if conn is None:
                 counters.resync_not_owned += 1
+                continue
+            if is_full_topic(request.topic):
+                # orderbook.full has no snapshot on the socket: the builder's resync asks
+                # for the REST one (mdgw.ingestor.snapshots), whatever the escalation.
+                self.snapshots.request(request.category, request.topic, conn.inject)
+                self._log.info(
+                    "rest_snapshot_requested", topic=request.topic, reason=request.reason
+                )
                 continue
             if request.reconnect:
                 conn.reconnect(f"resync of {request.topic} requested reconnect: {request.reason}")

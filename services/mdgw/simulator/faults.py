@@ -39,7 +39,7 @@ from typing import Final
 
 import orjson
 
-from mdgw.core.bybit_spec import CATEGORIES as _CATEGORIES
+from mdgw.core.bybit_spec import CATEGORIES
 
 __all__ = [
     "DEFAULT_OVERSIZED_BYTES",
@@ -78,6 +78,7 @@ FRAME_FAULTS: Final = frozenset(
 _TIMED: Final = frozenset(
     {FaultKind.SILENCE, FaultKind.MUTE_PONGS, FaultKind.REFUSE, FaultKind.DELAY}
 )
+_CATEGORIES: Final = (*CATEGORIES, "misc/status")  # misc/status: system.status
 
 
 class FaultError(ValueError):
@@ -149,7 +150,11 @@ def crossed_frame(payload: bytes, bid_price: str) -> bytes:
     frame = orjson.loads(payload)
     data = frame["data"]
     size = data["a"][0][1] if data["a"] else "1"
-    if frame["topic"].startswith("orderbook.1."):
+    if frame["topic"].startswith("orderbook.rpi."):
+        # Crossed on the non-RPI sizes: RPI-only overlap is no broken book (core.rpi_book).
+        size = next((level[1] for level in data["a"] if level[1] != "0"), "1")
+        data["b"] = [[bid_price, size, "0"], *data["b"]]
+    elif frame["topic"].startswith("orderbook.1."):
         data["b"] = [[bid_price, size]]
     else:
         data["b"] = [[bid_price, size if size != "0" else "1"], *data["b"]]

@@ -6,7 +6,7 @@ ingestor gets look like the exchange's.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -66,12 +66,54 @@ def book_payload(
     return orjson.dumps(obj)
 
 
-def trade_payload(inst: Instrument, seq: int, buy: bool, prints: list[Print], t_ms: int) -> bytes:
-    """A publicTrade frame: the prints of one taker order (*buy*: the taker bought)."""
+def trade_payload(
+    inst: Instrument,
+    seq: int,
+    buy: bool,
+    prints: list[Print],
+    t_ms: int,
+    *,
+    rpi: Sequence[bool] = (),
+    mark: str = "",
+) -> bytes:
+    """A publicTrade frame: the prints of one taker order (*buy*: the taker bought).
+
+    *rpi*: each print's RPI flag (default all False). Options trade on
+    ``publicTrade.{baseCoin}`` with mark price *mark*, index price and IVs, and no RPI flag.
+    """
     taker = "Buy" if buy else "Sell"
     topic = f"publicTrade.{inst.symbol}"
     data: list[dict[str, Any]]
     obj: dict[str, Any]
+    flags = list(rpi) or [False] * len(prints)
+    if inst.category == "option":
+        topic = f"publicTrade.{inst.base}"
+        data = [
+            {
+                "T": t_ms,
+                "s": inst.symbol,
+                "S": taker,
+                "v": inst.size_str(size),
+                "p": inst.price_str(price),
+                "L": direction,
+                "i": trade_id,
+                "BT": False,
+                "seq": seq,
+                "mP": mark,
+                "iP": "95000.00",
+                "mIv": "0.4512",
+                "iv": "0.4498",
+            }
+            for price, size, direction, trade_id in prints
+        ]
+        obj = {
+            "id": f"{topic}-{seq}",
+            "topic": topic,
+            "ts": t_ms + 1,
+            "data": data,
+            "type": "snapshot",
+        }
+        return orjson.dumps(obj)
     if inst.category == "spot":
         # Spot's field order and numeric-string ids, as recorded; no tick direction.
         data = [
@@ -84,9 +126,9 @@ def trade_payload(inst: Instrument, seq: int, buy: bool, prints: list[Print], t_
                 "seq": seq,
                 "s": inst.symbol,
                 "BT": False,
-                "RPI": False,
+                "RPI": flag,
             }
-            for price, size, _, trade_id in prints
+            for (price, size, _, trade_id), flag in zip(prints, flags, strict=True)
         ]
         obj = {"topic": topic, "ts": t_ms + 1, "type": "snapshot", "data": data}
     else:
@@ -100,10 +142,10 @@ def trade_payload(inst: Instrument, seq: int, buy: bool, prints: list[Print], t_
                 "L": direction,
                 "i": trade_id,
                 "BT": False,
-                "RPI": False,
+                "RPI": flag,
                 "seq": seq,
             }
-            for price, size, direction, trade_id in prints
+            for (price, size, direction, trade_id), flag in zip(prints, flags, strict=True)
         ]
         obj = {"topic": topic, "type": "snapshot", "ts": t_ms + 1, "data": data}
     return orjson.dumps(obj)

@@ -90,7 +90,10 @@ def _render(units: int, scale: int, trimmed: bool) -> str:
 
 
 def base_of(symbol: str) -> str:
-    """The base coin of a Bybit symbol: ``BTCUSDT`` -> ``BTC``, ``BTCUSDH26`` -> ``BTC``."""
+    """The base coin of a Bybit symbol: ``BTCUSDT`` -> ``BTC``, ``BTCUSDH26`` -> ``BTC``,
+    ``BTC-27DEC26-100000-C`` (an option) -> ``BTC``."""
+    if symbol.count("-") >= 3:
+        return symbol.split("-", 1)[0].upper()
     name = _EXPIRY.sub("", symbol.upper())
     for quote in _QUOTES:
         if name.endswith(quote) and len(name) > len(quote):
@@ -113,6 +116,21 @@ def _units(decimal: str) -> tuple[int, int]:
 def instrument_for(category: Category, symbol: str) -> Instrument:
     """The instrument for *symbol* on *category*, derived from its name."""
     base = base_of(symbol)
+    if category == "option":
+        # A premium of a few percent of the strike, tick 5, size step 0.01 (BTC options).
+        parts = symbol.split("-")
+        strike = int(parts[2]) if len(parts) > 2 and parts[2].isdigit() else 1000
+        premium = max(100, strike // 20 + int(_fraction(symbol, "premium") * strike / 50))
+        return Instrument(
+            category=category,
+            symbol=symbol,
+            base=base,
+            price_scale=0,
+            tick=5,
+            size_scale=2,
+            start_price=premium - premium % 5,
+            typical_size=100,
+        )
     known = _KNOWN.get(base)
     if known is not None:
         tick_text = {

@@ -38,11 +38,22 @@ from typing import Any
 from mdgw.simulator.book import DeepBook
 from mdgw.simulator.frames import Frame, FrameKind, Print, book_payload, trade_payload
 from mdgw.simulator.instruments import CATEGORIES, Category, Instrument, instrument_for
-from mdgw.simulator.topics import DEPTHS, PUSH_INTERVAL_MS, BookTopic, parse_topic, window_delta
+from mdgw.simulator.rpi import RpiTopic, is_rpi_topic
+from mdgw.simulator.topics import (
+    DEPTHS,
+    FULL,
+    OPTION_DEPTHS,
+    PUSH_INTERVAL_MS,
+    BookTopic,
+    parse_topic,
+    window_delta,
+)
 from mdgw.simulator.truth import Levels, TruthLog, TruthUnavailableError, Window
 
 __all__ = [
     "DEPTHS",
+    "FULL",
+    "OPTION_DEPTHS",
     "PUSH_INTERVAL_MS",
     "Frame",
     "FrameKind",
@@ -65,6 +76,7 @@ class MarketParams:
     trade_rate: float = 2.0  # trade batches per second per symbol
     resend_interval: float = 3.0  # orderbook.1: re-send the same u after this many seconds
     truth_history: int = 2000  # market steps per symbol kept for truth()
+    trades_per_message: int = 1024  # a longer trade batch is split, same seq (Bybit)
 
 
 class _SymbolMarket:
@@ -84,9 +96,13 @@ class _SymbolMarket:
         ids = random.Random(name + "/ids")
         self.seq = ids.randrange(10**9, 10**11)
         self.spot_trade_id = 2_200_000_000_000_000_000 + ids.randrange(10**17)
+        # Which prints were RPI trades: a source of its own, the book's stays as it was.
+        self.rpi_trades = random.Random(name + "/rpi-trades")
+        self.trades_per_message = params.trades_per_message
         self.last_trade_price = 0
         self.last_tick_up = True
         self.topics: dict[int, BookTopic] = {}
+        self.rpi: RpiTopic | None = None  # orderbook.rpi.{symbol}, once tracked
         self.trades_listening = False
         # One entry per step since a book topic was first tracked (so the newest is step_no).
         self.truth = TruthLog(params.truth_history)
@@ -119,7 +135,11 @@ class _SymbolMarket:
             self.book.set(side, key, avail - take)
             want -= take
         if self.trades_listening and prints:
-            frames.append(self._trade_frame(buy, prints, fill_ms))
+            # Bybit: a batch of more than 1,024 trades comes as several messages that share
+            # the batch's seq.
+            size = self.trades_per_message
+            for start in range(0, len(prints), size):
+                frames.append(self._trade_frame(buy, prints[start : start + size], fill_ms))
 
     def _tick_direction(self, price: int) -> str:
         last = self.last_trade_price
@@ -136,8 +156,16 @@ class _SymbolMarket:
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=5))
 
     def _trade_frame(self, buy: bool, prints: list[Print], t_ms: int) -> Frame:
-        payload = trade_payload(self.inst, self.seq, buy, prints, t_ms)
-        topic = f"publicTrade.{self.symbol}"
+        inst = self.inst
+        if self.category == "option":
+            # Options trade on publicTrade.{baseCoin}, with mark/index price and IVs.
+            mark = inst.price_str(self.book.fair)
+            payload = trade_payload(inst, self.seq, buy, prints, t_ms, mark=mark)
+            topic = f"publicTrade.{inst.base}"
+        else:
+            rpi = [self.rpi_trades.random() < 0.1 for _ in prints]
+            payload = trade_payload(inst, self.seq, buy, prints, t_ms, rpi=rpi)
+            topic = f"publicTrade.{self.symbol}"
         return Frame(self.category, topic, self.symbol, "trade", 0, True, payload)
 
     # --- one market step --------------------------------------------------------------
@@ -179,6 +207,8 @@ class _SymbolMarket:
                         self._emit_window(topic, now_ms, cts, frames)
         bids.pend = {}
         asks.pend = {}
+        if self.rpi is not None:
+            self.rpi.step(self, now_ms, cts, frames)
 
     def _emit_window(self, topic: BookTopic, now_ms: int, cts: int, frames: list[Frame]) -> None:
         if not topic.pend_b and not topic.pend_a:
@@ -249,7 +279,8 @@ class _SymbolMarket:
     def track(self, depth: int, now_ms: int) -> BookTopic:
         topic = self.topics.get(depth)
         if topic is None:
-            name = f"orderbook.{depth}.{self.symbol}"
+            label = "full" if depth == FULL else depth
+            name = f"orderbook.{label}.{self.symbol}"
             start = random.Random(f"{self.seed_name}/u{depth}").randrange(10**6, 8 * 10**7)
             topic = BookTopic(name, depth, start + self.step_no, self.step_no, self.history)
             topic.bound_b = self.bids.boundary(depth)
@@ -269,7 +300,11 @@ class _SymbolMarket:
         return frames
 
     def restart(self, topic: BookTopic, now_ms: int) -> Frame:
-        """A ``u = 1`` snapshot, as after a restart of Bybit's service; deltas go on from 1."""
+        """A ``u = 1`` snapshot, as after a restart of Bybit's service; deltas go on from 1.
+
+        The full book has no snapshot on the socket: it gets an empty ``u = 1`` delta, the
+        re-initialisation signal of Bybit's docs (the REST snapshot then has ``u >= 1``).
+        """
         topic.u = 0
         topic.pend_b = {}
         topic.pend_a = {}
@@ -277,6 +312,19 @@ class _SymbolMarket:
         topic.bound_a = self.asks.boundary(topic.depth)
         topic.last_top = self.book.top()
         self._advance_u(topic, now_ms, now_ms)
+        if topic.depth == FULL:
+            payload = book_payload(
+                self.inst,
+                topic.name,
+                "delta",
+                [],
+                [],
+                u=topic.u,
+                seq=topic.last_seq,
+                ts=now_ms,
+                cts=now_ms,
+            )
+            return Frame(self.category, topic.name, self.symbol, "delta", topic.u, True, payload)
         return self._snapshot_frame(topic, now_ms, now_ms, fresh=True)
 
     # --- truth ------------------------------------------------------------------------
@@ -328,8 +376,25 @@ class Market:
 
     def topic_exists(self, category: str, topic: str) -> bool:
         """True for the topics Bybit would accept here: our symbols, Bybit's depths."""
+        if is_rpi_topic(topic):
+            symbol = topic[len("orderbook.rpi.") :]
+            return category != "option" and (category, symbol) in self._symbols
         parsed = parse_topic(topic)
-        return parsed is not None and (category, parsed[1]) in self._symbols
+        if parsed is None:
+            return False
+        depth, symbol = parsed
+        if category == "option":
+            if depth == 0:
+                return bool(self._option_markets(symbol))
+            return depth in OPTION_DEPTHS and (category, symbol) in self._symbols
+        return (depth == 0 or depth in DEPTHS or depth == FULL) and (
+            category,
+            symbol,
+        ) in self._symbols
+
+    def _option_markets(self, base: str) -> list[_SymbolMarket]:
+        """The option markets of a base coin: what publicTrade.{baseCoin} carries."""
+        return [m for m in self._symbols.values() if m.category == "option" and m.inst.base == base]
 
     def _market(self, category: str, symbol: str) -> _SymbolMarket:
         try:
@@ -346,8 +411,19 @@ class Market:
 
     # --- subscriptions ----------------------------------------------------------------
 
+    def _rpi(self, category: str, topic: str, now_ms: int) -> tuple[_SymbolMarket, RpiTopic]:
+        market = self._market(category, topic[len("orderbook.rpi.") :])
+        if market.rpi is None:
+            market.rpi = RpiTopic(market, now_ms, self.params.truth_history)
+        return market, market.rpi
+
     def track(self, category: str, topic: str, now_ms: int) -> None:
         """Start keeping a topic's u and history (idempotent)."""
+        if is_rpi_topic(topic):
+            self._rpi(category, topic, now_ms)
+            return
+        if category == "option" and topic.startswith("publicTrade."):
+            return  # trades keep no state
         market, depth = self._resolve(category, topic)
         if depth:
             known = depth in market.topics
@@ -357,6 +433,13 @@ class Market:
 
     def unlisten(self, category: str, topic: str) -> None:
         """Nobody subscribes to the topic any more: keep its state, stop encoding its frames."""
+        if is_rpi_topic(topic):
+            self._rpi(category, topic, 0)[1].listening = False
+            return
+        if category == "option" and topic.startswith("publicTrade."):
+            for market in self._option_markets(topic[len("publicTrade.") :]):
+                market.trades_listening = False
+            return
         market, depth = self._resolve(category, topic)
         if not depth:
             market.trades_listening = False
@@ -373,6 +456,14 @@ class Market:
         existing subscribers, so that the current u describes the current book. Trades have
         no snapshot (None).
         """
+        if is_rpi_topic(topic):
+            market, rpi = self._rpi(category, topic, now_ms)
+            rpi.listening = True
+            return [], rpi.snapshot(market, now_ms, fresh=False)
+        if category == "option" and topic.startswith("publicTrade."):
+            for market in self._option_markets(topic[len("publicTrade.") :]):
+                market.trades_listening = True
+            return [], None
         self.track(category, topic, now_ms)
         market, depth = self._resolve(category, topic)
         if not depth:
@@ -381,6 +472,8 @@ class Market:
         book_topic = market.topics[depth]
         flushed = market.flush(book_topic, now_ms)
         book_topic.listening = True
+        if depth == FULL:
+            return flushed, None  # delta-only: the client takes the REST snapshot
         snapshot = market._snapshot_frame(book_topic, now_ms, book_topic.last_cts, fresh=False)
         return flushed, snapshot
 
@@ -421,6 +514,9 @@ class Market:
 
     def restart(self, category: str, topic: str, now_ms: int) -> Frame:
         """Restart a book topic at ``u = 1`` (part of the truth); returns the u=1 snapshot."""
+        if is_rpi_topic(topic):
+            market, rpi = self._rpi(category, topic, now_ms)
+            return rpi.restart(market, now_ms)
         self.track(category, topic, now_ms)
         market, depth = self._resolve(category, topic)
         if not depth:
@@ -453,6 +549,46 @@ class Market:
             raise TruthUnavailableError(f"orderbook.{depth}.{symbol} was never tracked")
         bids, asks = market.window(topic, u)
         return Window(u, market.render(bids, True), market.render(asks, False))
+
+    def rest_full_orderbook(
+        self, category: str, symbol: str, now_ms: int
+    ) -> tuple[list[Frame], dict[str, Any]]:
+        """``GET /v5/market/full_orderbook``: (frames to send first, ``result``).
+
+        Changes a push interval held back go out first as a delta (to the topic's
+        subscribers), so the snapshot's ``u`` and ``seq`` are those of a delta sent.
+        """
+        market = self._market(category, symbol)
+        self.track(category, f"orderbook.full.{symbol}", now_ms)
+        topic = market.topics[FULL]
+        flushed = market.flush(topic, now_ms)
+        bids, asks = market.window(topic, topic.u)
+        result = {
+            "s": symbol,
+            "b": [list(level) for level in market.render(bids, True)],
+            "a": [list(level) for level in market.render(asks, False)],
+            "ts": now_ms,
+            "u": topic.u,
+            "seq": topic.last_seq,
+            "cts": topic.last_cts,
+        }
+        return flushed, result
+
+    def rpi_truth(
+        self, category: str, symbol: str, u: int | None
+    ) -> tuple[int, list[list[str]], list[list[str]]]:
+        """The exact ``orderbook.rpi.{symbol}`` window at *u* (the latest when None):
+        ``(u, bids, asks)``, levels ``[price, non-RPI size, RPI size]`` as frames print them."""
+        market = self._market(category, symbol)
+        rpi = market.rpi
+        if rpi is None:
+            raise TruthUnavailableError(f"orderbook.rpi.{symbol} was never tracked")
+        at = rpi.u if u is None else u
+        try:
+            bids, asks = rpi.truth(market, at)
+        except LookupError as exc:
+            raise TruthUnavailableError(str(exc)) from None
+        return at, bids, asks
 
     def rest_orderbook(self, category: str, symbol: str, limit: int, now_ms: int) -> dict[str, Any]:
         """``result`` of GET /v5/market/orderbook: the 1000-level stream's book at its u."""

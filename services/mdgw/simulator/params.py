@@ -37,11 +37,16 @@ class SimulatorParams:
     snapshot_first: float = 0.25  # chance that a subscribe's snapshots precede its ack
     max_write_buffer: int = 64 * 1024 * 1024  # a slower client is dropped, as Bybit would
     stats_interval: float = 10.0  # seconds between stats log lines
+    # Bybit splits a trade batch over several messages (same seq) past 1,024 trades;
+    # tests lower it to see split batches without thousand-trade batches.
+    trades_per_message: int = 1024
 
     def __post_init__(self) -> None:
         for name in ("rate", "tick_interval", "resend_interval", "stats_interval"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive")
+        if self.trades_per_message < 1:
+            raise ValueError("trades_per_message must be positive")
         if self.levels < 1 or self.truth_history < 1 or self.trade_rate < 0:
             raise ValueError("levels and truth_history must be positive, trade_rate >= 0")
         unknown = set(self.streams) - set(CATEGORIES)
@@ -57,6 +62,7 @@ class SimulatorParams:
             trade_rate=self.trade_rate,
             resend_interval=self.resend_interval,
             truth_history=self.truth_history,
+            trades_per_message=self.trades_per_message,
         )
 
 

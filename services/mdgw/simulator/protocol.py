@@ -41,6 +41,8 @@ from typing import Any, Final, Literal
 
 import orjson
 
+from mdgw.core.bybit_spec import MAX_ARGS_PER_CONNECTION
+
 __all__ = [
     "ARGS_LENGTH_LIMIT",
     "SPOT_ARGS_LIMIT",
@@ -52,6 +54,7 @@ __all__ = [
 ]
 
 SPOT_ARGS_LIMIT: Final = 10
+OPTION_ARGS_LIMIT: Final = MAX_ARGS_PER_CONNECTION["option"]  # args per option connection
 ARGS_LENGTH_LIMIT: Final = 21_000
 INVALID_REQUEST: Final = "error:invalid request"
 
@@ -103,8 +106,11 @@ class Session:
         conn_id: str,
         topic_exists: Callable[[str], bool],
         snapshot_first: Callable[[], bool] = lambda: False,
+        clock_ms: Callable[[], int] = lambda: 0,
     ) -> None:
         self.category = category
+        self._option = category == "option"
+        self._clock_ms = clock_ms
         self.conn_id = conn_id
         self._topic_exists = topic_exists
         self._snapshot_first = snapshot_first
@@ -125,6 +131,9 @@ class Session:
         req_id = request.get("req_id")
         req_id = None if req_id is None else str(req_id)
         if op == "ping":
+            if self._option:  # options: {"args":["<server ms>"],"op":"pong"} (Bybit docs)
+                body = {"args": [str(self._clock_ms())], "op": "pong"}
+                return Reply("pong", orjson.dumps(body))
             return self._reply("pong", "ping", req_id, True, "pong")
         if op not in ("subscribe", "unsubscribe"):
             return self._error(op if isinstance(op, str) else "", req_id, INVALID_REQUEST)
@@ -138,6 +147,11 @@ class Session:
     def _subscribe(self, args: list[str], req_id: str | None) -> Outcome:
         if self._spot and len(args) > SPOT_ARGS_LIMIT:
             return self._error("subscribe", req_id, f"args size >{SPOT_ARGS_LIMIT}")
+        if self._option and len(self.topics) + len(args) > OPTION_ARGS_LIMIT:
+            first = args[0] if args else ""
+            return self._error(
+                "subscribe", req_id, f"error:args count >{OPTION_ARGS_LIMIT},topic:{first}"
+            )
         seen: set[str] = set()
         for topic in args:
             if not self._topic_exists(topic):
@@ -154,7 +168,10 @@ class Session:
         self.args_length = length
         self._subscribed.update(args)
         self.topics.extend(args)
-        ack = self._reply("ack", "subscribe", req_id, True, "subscribe" if self._spot else "")
+        if self._option:
+            ack = self._command_resp("ack", True, args, [])
+        else:
+            ack = self._reply("ack", "subscribe", req_id, True, "subscribe" if self._spot else "")
         return Subscribed(tuple(args), ack, bool(args) and self._snapshot_first())
 
     def _unsubscribe(self, args: list[str], req_id: str | None) -> Outcome:
@@ -163,11 +180,28 @@ class Session:
             self._subscribed.discard(topic)
             self.topics.remove(topic)
             self.args_length -= len(topic)
-        ack = self._reply("ack", "unsubscribe", req_id, True, "unsubscribe" if self._spot else "")
+        if self._option:
+            ack = self._command_resp("ack", True, list(args), [])
+        else:
+            ack = self._reply(
+                "ack", "unsubscribe", req_id, True, "unsubscribe" if self._spot else ""
+            )
         return Unsubscribed(gone, ack)
 
     def _error(self, op: str, req_id: str | None, text: str) -> Reply:
+        if self._option and "topic:" in text:
+            # Options list the refused topics instead of naming them in ret_msg.
+            return self._command_resp("error", False, [], [text.split("topic:", 1)[1]], text)
         return self._reply("error", op, req_id, False, text)
+
+    def _command_resp(
+        self, kind: ReplyKind, success: bool, ok: list[str], failed: list[str], ret_msg: str = ""
+    ) -> Reply:
+        # Options' shape (Bybit docs, connect): no op, no req_id, per-topic lists.
+        body: dict[str, Any] = {"success": success, "ret_msg": ret_msg, "conn_id": self.conn_id}
+        body["data"] = {"failTopics": failed, "successTopics": ok}
+        body["type"] = "COMMAND_RESP"
+        return Reply(kind, orjson.dumps(body))
 
     def _reply(
         self, kind: ReplyKind, op: str, req_id: str | None, success: bool, ret_msg: str

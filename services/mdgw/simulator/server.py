@@ -44,6 +44,8 @@ from mdgw.simulator.market import Frame, Market, parse_topic
 from mdgw.simulator.params import SimulatorParams
 from mdgw.simulator.protocol import Reply, Session, Subscribed
 from mdgw.simulator.routes import WS_PREFIX, HttpRoutes
+from mdgw.simulator.rpi import is_rpi_topic
+from mdgw.simulator.system_status import STATUS_PATH, STATUS_TOPIC, NoticeBoard, status_frame
 
 __all__ = ["SimulatorServer"]
 
@@ -75,6 +77,10 @@ class SimulatorServer:
         self._delayed: set[Client] = set()  # clients with the delay fault
         self._refuse_until = 0.0
         self._now = 0.0  # loop time of the current tick
+        self.notices = NoticeBoard()  # system.status, on /v5/public/misc/status
+        # Armed failures of GET /v5/market/full_orderbook: ("5xx" | "timeout", seconds).
+        self.rest_faults: list[tuple[str, float]] = []
+        self.rest_requests = 0  # full_orderbook requests answered (or failed)
         self._server: Server | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._conn_count = 0
@@ -159,11 +165,17 @@ class SimulatorServer:
         conn_id = str(uuid.UUID(int=self._ids.getrandbits(128), version=4))
         order = random.Random(f"{self.params.seed}/order/{self._conn_count}")
         chance = self.params.snapshot_first
+        if category == STATUS_PATH:
+
+            def exists(topic: str) -> bool:
+                return topic == STATUS_TOPIC
+        else:
+
+            def exists(topic: str) -> bool:
+                return self.market.topic_exists(category, topic)
+
         session = Session(
-            category,
-            conn_id,
-            lambda topic: self.market.topic_exists(category, topic),
-            lambda: order.random() < chance,
+            category, conn_id, exists, lambda: order.random() < chance, clock_ms=_wall_ms
         )
         client = Client(ws, category, session)
         self._clients[conn_id] = client
@@ -201,8 +213,14 @@ class SimulatorServer:
     def _subscribe(self, client: Client, outcome: Subscribed) -> None:
         now_ms = _wall_ms()
         snapshots: list[Frame] = []
+        notices: bytes | None = None
         for topic in outcome.topics:
             key = (client.category, topic)
+            if topic == STATUS_TOPIC:
+                self._subs.setdefault(key, set()).add(client)
+                if self.notices.all():
+                    notices = status_frame(self.notices.all(), now_ms)
+                continue
             flushed, snapshot = self.market.subscribe(client.category, topic, now_ms)
             for frame in flushed:
                 self._dispatch(frame)
@@ -215,6 +233,8 @@ class SimulatorServer:
             self._deliver(client, snapshot)
         if outcome.snapshot_first:
             self._send_now(client, outcome.ack.payload)
+        if notices is not None:
+            self._send_now(client, notices)
         self._flush()
 
     def _unsubscribe(self, client: Client, topic: str) -> None:
@@ -225,7 +245,8 @@ class SimulatorServer:
         subscribers.discard(client)
         if not subscribers:
             del self._subs[key]
-            self.market.unlisten(client.category, topic)
+            if topic != STATUS_TOPIC:
+                self.market.unlisten(client.category, topic)
 
     def _forget(self, client: Client) -> None:
         for topic in client.session.topics:
@@ -435,7 +456,7 @@ class SimulatorServer:
             elif kind in FRAME_FAULTS:
                 if kind is FaultKind.CROSSED and request.topic is not None:
                     parsed = parse_topic(request.topic)
-                    if parsed is None or parsed[0] == 0:
+                    if not is_rpi_topic(request.topic) and (parsed is None or parsed[0] == 0):
                         raise FaultError("crossed needs an orderbook topic")
                 for client in clients:
                     client.faults.append(request)
@@ -474,7 +495,7 @@ class SimulatorServer:
     def _restart(self, request: FaultRequest) -> int:
         assert request.category is not None and request.topic is not None
         parsed = parse_topic(request.topic)
-        if parsed is None or parsed[0] == 0:
+        if not is_rpi_topic(request.topic) and (parsed is None or parsed[0] == 0):
             raise FaultError("restart needs an orderbook topic")
         if not self.market.topic_exists(request.category, request.topic):
             raise FaultError(f"{request.category} does not serve {request.topic}")
@@ -509,6 +530,39 @@ class SimulatorServer:
     def refusing(self) -> bool:
         """Whether new websocket upgrades are refused now (the ``refuse`` fault)."""
         return asyncio.get_running_loop().time() < self._refuse_until
+
+    def fail_rest(self, kind: str, count: int = 1, *, seconds: float = 10.0) -> None:
+        """Fail the next *count* ``full_orderbook`` requests: ``"5xx"`` answers HTTP 503,
+        ``"timeout"`` answers only after *seconds* (past the client's timeout)."""
+        if kind not in ("5xx", "timeout") or count < 1:
+            raise FaultError("fail_rest needs kind 5xx or timeout and a count >= 1")
+        self.rest_faults += [(kind, seconds)] * count
+
+    def post_notice(
+        self,
+        *,
+        notice_id: str,
+        state: str,
+        begin_ms: int,
+        end_ms: int,
+        title: str = "",
+    ) -> int:
+        """Post a system.status notice: sent now to every subscriber; returns how many."""
+        notice = self.notices.post(
+            notice_id=notice_id, state=state, begin_ms=begin_ms, end_ms=end_ms, title=title
+        )
+        payload = status_frame([notice], _wall_ms())
+        subscribers = self._subs.get((STATUS_PATH, STATUS_TOPIC), set())
+        for client in subscribers:
+            self._send_now(client, payload)
+        log.info("notice_posted", id=notice_id, state=state, subscribers=len(subscribers))
+        return len(subscribers)
+
+    def send_frames(self, frames: list[Frame]) -> None:
+        """Send market frames made outside the ticker (a REST request's flush) now."""
+        for frame in frames:
+            self._dispatch(frame)
+        self._flush()
 
     def status(self) -> dict[str, Any]:
         """Counters, port, seed, symbols and every connection with its topics and faults."""

@@ -15,13 +15,32 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Final
 
-from mdgw.core.bybit_spec import DEPTHS
+from mdgw.core.bybit_spec import DEPTHS, FULL_DEPTH, OPTION_DEPTHS
 from mdgw.simulator.book import INF, Side
 
-__all__ = ["DEPTHS", "PUSH_INTERVAL_MS", "BookTopic", "parse_topic", "window_delta"]
+__all__ = [
+    "DEPTHS",
+    "FULL",
+    "OPTION_DEPTHS",
+    "PUSH_INTERVAL_MS",
+    "BookTopic",
+    "parse_topic",
+    "window_delta",
+]
 
+# orderbook.full.{symbol}: delta-only, every 200 ms, the whole book (Bybit's REST snapshot
+# caps at 10,000 levels a side; the simulated book is shallower). Its topics-dict key.
+FULL: Final = FULL_DEPTH
 # Bybit's push interval per depth (docs: orderbook, 2026); level 1 goes out on every change.
-PUSH_INTERVAL_MS: Final[dict[int, int]] = {1: 0, 50: 20, 200: 100, 1000: 200}
+PUSH_INTERVAL_MS: Final[dict[int, int]] = {
+    1: 0,
+    25: 20,
+    50: 20,
+    100: 100,
+    200: 100,
+    1000: 200,
+    FULL: 200,
+}
 
 
 def parse_topic(topic: str) -> tuple[int, str] | None:
@@ -34,10 +53,12 @@ def parse_topic(topic: str) -> tuple[int, str] | None:
         return (0, rest) if rest and "." not in rest else None
     if kind == "orderbook":
         depth_text, _, symbol = rest.partition(".")
+        if depth_text == "full":
+            return (FULL, symbol) if symbol and "." not in symbol else None
         # "orderbook.050.X" is not a Bybit topic even though int("050") == 50.
         if (
             depth_text.isdigit()
-            and int(depth_text) in DEPTHS
+            and int(depth_text) in (*DEPTHS, *OPTION_DEPTHS)
             and str(int(depth_text)) == depth_text
             and symbol
             and "." not in symbol

@@ -115,7 +115,8 @@ def gateway_config(
     if journal_dir is not None:
         journal["dir"] = str(journal_dir)
     sections: dict[str, dict[str, Any]] = {
-        "bybit": {"ws_url": ws_url},
+        # The blaster serves no /misc/status: no system.status connection to measure.
+        "bybit": {"ws_url": ws_url, "system_status": False},
         "zmq": {"raw": raw, "control": control, "pub": pub, "snapshot": snapshot},
         # max_rate only when set: code from before it rejects the key (A/B runs).
         "books": {"publish_depth": publish_depth, **({"max_rate": max_rate} if max_rate else {})},

@@ -50,6 +50,9 @@ class Gateway:
                 "connect_timeout": 2,
                 "backoff_initial": 0.2,
                 "backoff_max": 1.0,
+                # Tests that count connections and attempts mean the book connections;
+                # system.status has its own tests (tests/e2e/test_streams.py).
+                "system_status": False,
             },
             "zmq": {
                 "raw": self.raw,

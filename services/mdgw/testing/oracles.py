@@ -27,16 +27,26 @@ import orjson
 from mdgw.core.bybit import (
     MAX_TOPIC_LEN,
     BookFrame,
+    FullFrame,
+    RpiFrame,
+    StatusFrame,
     Trade,
     TradeFrame,
+    notice_from,
+    parse_book_topic,
     parse_levels,
-    parse_orderbook_topic,
+    rpi_from,
     topic_of,
     trade_from,
 )
 from mdgw.core.bybit_control import Control, ControlFields, control_from
-from mdgw.core.bybit_spec import CATEGORIES
-from mdgw.core.bybit_structs import TradeItem
+from mdgw.core.bybit_spec import (
+    CATEGORIES,
+    FULL_TOPIC_PREFIX,
+    RPI_TOPIC_PREFIX,
+    SYSTEM_STATUS_TOPIC,
+)
+from mdgw.core.bybit_structs import RpiData, StatusItem, TradeItem
 from mdgw.core.errors import ParseError, UnsupportedTopicError, WireError
 from mdgw.core.wire.envelope import ENVELOPE_VERSION, EnvelopeKind
 from mdgw.core.wire.topics import EXCHANGE, is_topic_symbol
@@ -125,17 +135,92 @@ def encode_book(
 # --------------------------------------------------------------------------- Bybit frames
 
 
-def decode_frame(frame: bytes | str) -> BookFrame | TradeFrame:
+def decode_frame(frame: bytes | str) -> BookFrame | TradeFrame | RpiFrame | StatusFrame:
     """The reference for :func:`mdgw.core.bybit.decode_frame`: orjson, then dict checks."""
     obj = _loads(frame)
     topic = obj.get("topic")
     if not isinstance(topic, str) or not topic or len(topic) > MAX_TOPIC_LEN:
         raise ParseError("missing or invalid topic")
+    if topic.startswith(RPI_TOPIC_PREFIX):
+        return _decode_rpi(obj, topic)
     if topic.startswith("orderbook."):
         return _decode_book(obj, topic)
     if topic.startswith("publicTrade."):
         return _decode_trades(obj, topic)
+    if topic == SYSTEM_STATUS_TOPIC:
+        return _decode_status(obj, topic)
     raise UnsupportedTopicError("unsupported topic", topic)
+
+
+_OPTION_NAMES = {"mP": "mark_price", "iP": "index_price", "mIv": "mark_iv", "iv": "iv"}
+
+
+def _decode_rpi(obj: dict[str, Any], topic: str) -> RpiFrame:
+    kind = obj.get("type")
+    if type(kind) is not str:
+        raise ParseError("type must be a string", topic)
+    data = obj.get("data")
+    if type(data) is not dict:
+        raise ParseError("data is not an object", topic)
+    if type(data.get("s")) is not str:
+        raise ParseError("data.s must be a string", topic)
+    sides = []
+    for name in ("b", "a"):
+        levels = data.get(name)
+        if type(levels) is not list or not all(
+            type(level) is list and all(type(x) is str for x in level) for level in levels
+        ):
+            raise ParseError(f"data.{name} is not a list of string lists", topic)
+        sides.append(levels)
+    fields = RpiData(
+        s=data["s"],
+        b=sides[0],
+        a=sides[1],
+        u=_uint(data.get("u"), "data.u", topic),
+        seq=_uint(data.get("seq", 0), "data.seq", topic),
+    )
+    ts = _uint(obj.get("ts"), "ts", topic)
+    return rpi_from(kind, fields, ts, _uint(obj.get("cts", 0), "cts", topic), topic)
+
+
+def _decode_status(obj: dict[str, Any], topic: str) -> StatusFrame:
+    data = obj.get("data")
+    if not isinstance(data, list):
+        raise ParseError("data is not a list", topic)
+    ts = _uint(obj.get("ts"), "ts", topic)
+    notices = []
+    for item in data:
+        if not isinstance(item, dict):
+            raise ParseError("notice is not an object", topic)
+        for name in ("id", "title", "state", "href"):
+            if name in item and type(item[name]) is not str:
+                raise ParseError(f"notice {name} must be a string", topic)
+        if "id" not in item:
+            raise ParseError("notice id must be a non-empty string", topic)
+        for name in ("begin", "end"):
+            value = item.get(name)
+            if type(value) is not str and type(value) is not int:
+                raise ParseError(f"notice {name} must be milliseconds", topic)
+        ints = {}
+        for name in ("serviceTypes", "product"):
+            value = item.get(name, [])
+            if type(value) is not list or not all(type(v) is int for v in value):
+                raise ParseError(f"notice {name} must be a list of integers", topic)
+            ints[name] = value
+        fields = StatusItem(
+            id=item["id"],
+            begin=item["begin"],
+            end=item["end"],
+            title=item.get("title", ""),
+            state=item.get("state", ""),
+            href=item.get("href", ""),
+            service_types=ints["serviceTypes"],
+            product=ints["product"],
+            maintain_type=item.get("maintainType", ""),
+            env=item.get("env", ""),
+        )
+        notices.append(notice_from(fields, topic))
+    return StatusFrame(topic, ts, notices)
 
 
 def decode_control(frame: bytes | str) -> Control:
@@ -149,7 +234,7 @@ def decode_control(frame: bytes | str) -> Control:
 
 
 def _decode_book(obj: dict[str, Any], topic: str) -> BookFrame:
-    parsed = parse_orderbook_topic(topic)
+    parsed = parse_book_topic(topic)
     if parsed is None:
         raise ParseError("malformed orderbook topic", topic)
     kind = obj.get("type")
@@ -160,7 +245,8 @@ def _decode_book(obj: dict[str, Any], topic: str) -> BookFrame:
         raise ParseError("data is not an object", topic)
     if data.get("s") != parsed.symbol:
         raise ParseError(f"data.s {str(data.get('s'))[:40]!r} does not match the topic", topic)
-    return BookFrame(
+    frame_type = FullFrame if topic.startswith(FULL_TOPIC_PREFIX) else BookFrame
+    return frame_type(
         topic,
         parsed.symbol,
         parsed.depth,
@@ -192,6 +278,15 @@ def _decode_trades(obj: dict[str, Any], topic: str) -> TradeFrame:
         if type(block) is not bool:
             raise ParseError("trade BT must be a boolean", topic)
         seq = item.get("seq")
+        rpi = item.get("RPI", False)
+        if type(rpi) is not bool:
+            raise ParseError("trade RPI must be a boolean", topic)
+        option = {}
+        for key in ("mP", "iP", "mIv", "iv"):
+            value = item.get(key)
+            if value is not None and type(value) is not str:
+                raise ParseError(f"trade {key} must be a string", topic)
+            option[_OPTION_NAMES[key]] = value
         fields = TradeItem(
             T=_uint(item.get("T"), "T", topic),
             s=item["s"],
@@ -201,6 +296,8 @@ def _decode_trades(obj: dict[str, Any], topic: str) -> TradeFrame:
             i=item["i"],
             BT=block,
             seq=None if seq is None else _uint(seq, "seq", topic),
+            RPI=rpi,
+            **option,
         )
         trades.append(trade_from(fields, symbol, topic))
     return TradeFrame(

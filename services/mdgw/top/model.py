@@ -61,7 +61,7 @@ class BboTracker:
 class BookLine:
     category: str
     symbol: str
-    depth: int
+    depth: int | str  # "rpi" for an RPI book, "full" for orderbook.full
     state: str
     age_s: float | None
     frames_per_s: float | None
@@ -192,7 +192,7 @@ def build_view(
                 BookLine(
                     category=category,
                     symbol=symbol,
-                    depth=int(depth),
+                    depth=int(depth) if depth.isdigit() else depth,  # or "rpi", "full"
                     state=str(book.get("state")),
                     age_s=book.get("age_s"),
                     frames_per_s=_rate(

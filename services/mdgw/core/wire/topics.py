@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import orjson
@@ -27,11 +28,14 @@ __all__ = [
     "CHANNEL_FIELDS",
     "COMMON_FIELDS",
     "EXCHANGE",
+    "EXCHANGE_STATUS_TOPIC",
+    "NOTICE_FIELDS",
     "STATES",
     "BookTemplate",
     "GatewayTopic",
     "decode_payload",
     "encode_bbo",
+    "encode_exchange_status",
     "encode_status",
     "encode_trade",
     "is_topic_symbol",
@@ -42,7 +46,10 @@ __all__ = [
 ]
 
 EXCHANGE = "bybit"
-CHANNELS: tuple[str, ...] = ("book", "bbo", "trade", "status")
+CHANNELS: tuple[str, ...] = ("book", "bbo", "trade", "status", "rpi")
+EXCHANGE_STATUS_TOPIC = b"status.bybit."
+"""Exchange-wide ``status``: Bybit's ``system.status`` notices (no category, no symbol)."""
+NOTICE_FIELDS = frozenset({"id", "title", "state", "begin", "end"})
 STATES: tuple[str, ...] = ("live", "resyncing", "stale")
 _SIDES = ("buy", "sell")
 
@@ -60,6 +67,7 @@ CHANNEL_FIELDS: dict[str, frozenset[str]] = {
     "bbo": COMMON_FIELDS | {"recv_ns", "u", "ts", "bid", "bid_size", "ask", "ask_size"},
     "trade": COMMON_FIELDS | {"recv_ns", "id", "price", "size", "side", "ts", "block"},
     "status": COMMON_FIELDS | {"state", "reason"},
+    "rpi": COMMON_FIELDS | {"recv_ns"} | BOOK_FIELDS,
 }
 """Fields every payload of a channel carries (a status may add ``recv_ns``)."""
 
@@ -104,6 +112,8 @@ def subscription(spec: str) -> bytes:
     if spec == "":
         return b""
     body = spec[:-1] if spec.endswith(".") else spec
+    if body == "status.bybit":
+        return EXCHANGE_STATUS_TOPIC
     parts = body.split(".")
     if len(parts) > 3:
         raise WireError(f"bad topic spec {spec!r}: at most channel.category.SYMBOL")
@@ -135,6 +145,8 @@ def parse_gateway_topic(raw: bytes) -> GatewayTopic:
         raise WireError(f"topic {raw!r} is not ASCII bytes") from None
     if not text.endswith("."):
         raise WireError(f"topic {raw!r} lacks the '.' terminator")
+    if raw == EXCHANGE_STATUS_TOPIC:
+        return GatewayTopic("status", EXCHANGE, "")
     parts = text[:-1].split(".")
     if len(parts) != 3:
         raise WireError(f"topic {raw!r} is not channel.category.SYMBOL.")
@@ -164,17 +176,23 @@ class BookTemplate:
     for field, as encoding the dict of docs/wire-format.md with orjson; one ``%`` over text
     held ready is cheaper than building that dict per book (docs/performance.md).
     ``category`` and ``symbol`` are validated here, once per topic, so they cannot hold
-    ``%``, ``"`` or ``\\``.
+    ``%``, ``"`` or ``\\``. ``channel`` is ``"book"`` or ``"rpi"`` (the RPI book has the
+    same shape); ``full`` makes the ``orderbook.full`` book, whose ``depth`` is ``"full"``.
     """
 
     __slots__ = ("_text",)
 
-    def __init__(self, category: str, symbol: str) -> None:
-        topic(CHANNELS[0], category, symbol)  # validates both (WireError), cached
+    def __init__(
+        self, category: str, symbol: str, channel: str = "book", *, full: bool = False
+    ) -> None:
+        topic(channel, category, symbol)  # validates all three (WireError), cached
+        # The full book says "depth":"full"; %.0s swallows the depth argument so every
+        # template takes the same tuple.
+        depth = '"full"%.0s' if full else "%d"
         self._text = (
-            f'{{"channel":"book","exchange":"{EXCHANGE}","category":"{category}",'
+            f'{{"channel":"{channel}","exchange":"{EXCHANGE}","category":"{category}",'
             f'"symbol":"{symbol}","seq":%d,"pub_ns":%d,"recv_ns":%d,"u":%d,"ts":%d,'
-            '"cts":%s,"depth":%d,"bids":[%s],"asks":[%s]}'
+            f'"cts":%s,"depth":{depth},"bids":[%s],"asks":[%s]}}'
         )
 
     def render(  # noqa: PLR0917 (positional on purpose: runs once per published book)
@@ -208,25 +226,35 @@ def encode_bbo(
     bid_size: str | None,
     ask: str | None,
     ask_size: str | None,
+    bybit_seq: int | None = None,
+    depth: int | str | None = None,
 ) -> bytes:
-    """A ``bbo`` payload (best bid and offer); a side is null while that side is empty."""
-    return _dumps(
-        {
-            "channel": "bbo",
-            "exchange": EXCHANGE,
-            "category": category,
-            "symbol": symbol,
-            "seq": seq,
-            "pub_ns": pub_ns,
-            "recv_ns": recv_ns,
-            "u": u,
-            "ts": ts,
-            "bid": bid,
-            "bid_size": bid_size,
-            "ask": ask,
-            "ask_size": ask_size,
-        }
-    )
+    """A ``bbo`` payload (best bid and offer); a side is null while that side is empty.
+
+    ``bybit_seq`` (Bybit's cross sequence of the frame) and ``depth`` (the Bybit depth topic
+    it came from) are added when given: with a symbol's depth 1 fused into its bbo they say
+    which stream the top of book came from.
+    """
+    payload: dict[str, Any] = {
+        "channel": "bbo",
+        "exchange": EXCHANGE,
+        "category": category,
+        "symbol": symbol,
+        "seq": seq,
+        "pub_ns": pub_ns,
+        "recv_ns": recv_ns,
+        "u": u,
+        "ts": ts,
+        "bid": bid,
+        "bid_size": bid_size,
+        "ask": ask,
+        "ask_size": ask_size,
+    }
+    if bybit_seq is not None:
+        payload["bybit_seq"] = bybit_seq
+    if depth is not None:
+        payload["depth"] = depth
+    return _dumps(payload)
 
 
 def encode_trade(
@@ -242,27 +270,39 @@ def encode_trade(
     side: str,
     ts: int,
     block: bool,
+    bybit_seq: int | None = None,
+    rpi: bool | None = None,
+    option: tuple[str, str, str, str] | None = None,
 ) -> bytes:
-    """A ``trade`` payload; ``side`` is the taker side, ``"buy"`` or ``"sell"``."""
+    """A ``trade`` payload; ``side`` is the taker side, ``"buy"`` or ``"sell"``.
+
+    ``bybit_seq`` (Bybit's cross sequence) and ``rpi`` (an RPI trade) are added when given;
+    ``option`` adds an option trade's ``mark_price``, ``index_price``, ``mark_iv``, ``iv``.
+    """
     if side not in _SIDES:
         raise WireError(f"trade side must be 'buy' or 'sell', got {side!r}")
-    return _dumps(
-        {
-            "channel": "trade",
-            "exchange": EXCHANGE,
-            "category": category,
-            "symbol": symbol,
-            "seq": seq,
-            "pub_ns": pub_ns,
-            "recv_ns": recv_ns,
-            "id": trade_id,
-            "price": price,
-            "size": size,
-            "side": side,
-            "ts": ts,
-            "block": block,
-        }
-    )
+    payload: dict[str, Any] = {
+        "channel": "trade",
+        "exchange": EXCHANGE,
+        "category": category,
+        "symbol": symbol,
+        "seq": seq,
+        "pub_ns": pub_ns,
+        "recv_ns": recv_ns,
+        "id": trade_id,
+        "price": price,
+        "size": size,
+        "side": side,
+        "ts": ts,
+        "block": block,
+    }
+    if bybit_seq is not None:
+        payload["bybit_seq"] = bybit_seq
+    if rpi is not None:
+        payload["rpi"] = rpi
+    if option is not None:
+        payload["mark_price"], payload["index_price"], payload["mark_iv"], payload["iv"] = option
+    return _dumps(payload)
 
 
 def encode_status(
@@ -274,8 +314,13 @@ def encode_status(
     state: str,
     reason: str,
     recv_ns: int | None = None,
+    feed: str | None = None,
 ) -> bytes:
-    """A ``status`` payload; ``recv_ns`` only when a Bybit frame caused the change."""
+    """A ``status`` payload; ``recv_ns`` only when a Bybit frame caused the change.
+
+    ``feed`` names the published channel whose state this is, when given: ``book``,
+    ``rpi``, or ``bbo`` (a depth-1 book that only feeds a fused ``bbo``).
+    """
     if state not in STATES:
         raise WireError(f"unknown state {state!r}; expected one of {STATES}")
     payload: dict[str, Any] = {
@@ -290,7 +335,51 @@ def encode_status(
         payload["recv_ns"] = recv_ns
     payload["state"] = state
     payload["reason"] = reason
+    if feed is not None:
+        payload["feed"] = feed
     return _dumps(payload)
+
+
+def encode_exchange_status(
+    *,
+    seq: int,
+    pub_ns: int,
+    recv_ns: int,
+    notice_id: str,
+    title: str,
+    state: str,
+    begin: int,
+    end: int,
+    href: str,
+    service_types: Sequence[int],
+    product: Sequence[int],
+    maintain_type: str,
+    env: str,
+) -> bytes:
+    """A ``status`` payload on :data:`EXCHANGE_STATUS_TOPIC`: one Bybit ``system.status``
+    notice (maintenance or incident), exchange-wide: ``scope`` is ``"exchange"`` and there
+    is no category or symbol. ``state`` is Bybit's (``scheduled``, ``ongoing``,
+    ``completed``, ``canceled``); ``begin``/``end`` are ms."""
+    return _dumps(
+        {
+            "channel": "status",
+            "exchange": EXCHANGE,
+            "scope": "exchange",
+            "seq": seq,
+            "pub_ns": pub_ns,
+            "recv_ns": recv_ns,
+            "id": notice_id,
+            "title": title,
+            "state": state,
+            "begin": begin,
+            "end": end,
+            "href": href,
+            "service_types": list(service_types),
+            "product": list(product),
+            "maintain_type": maintain_type,
+            "env": env,
+        }
+    )
 
 
 def json_object(data: bytes, what: str) -> dict[str, Any]:
@@ -311,6 +400,11 @@ def decode_payload(data: bytes) -> dict[str, Any]:
     """
     payload = json_object(data, "payload")
     channel = payload.get("channel")
+    if channel == "status" and payload.get("scope") == "exchange":
+        notice = NOTICE_FIELDS | {"channel", "exchange", "seq", "pub_ns"}
+        if not notice.issubset(payload):
+            raise WireError(f"status payload lacks {sorted(notice - payload.keys())}")
+        return payload
     required = CHANNEL_FIELDS.get(channel) if isinstance(channel, str) else None
     if required is None:
         raise WireError(f"payload has unknown channel {channel!r}")

@@ -41,6 +41,7 @@ from pydantic_settings import (
 from mdgw.core.bybit_spec import (
     DEPTHS,
     MAX_NEW_CONNECTIONS,
+    OPTION_DEPTHS,
     SYMBOL_PATTERN,
     Category,
     is_bybit_symbol,
@@ -78,11 +79,16 @@ _INGESTOR_ID_RE: Final = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
 def _check_depth(value: object) -> object:
-    if value in DEPTHS and not isinstance(value, bool):
+    if value == "full":
+        return value
+    if value in (*DEPTHS, *OPTION_DEPTHS) and not isinstance(value, bool):
         return value
     note = "; Bybit removed 500 in 2025" if value == 500 else ""
     allowed = ", ".join(map(str, DEPTHS))
-    raise ValueError(f"depth must be one of {allowed} (got {value!r}{note})")
+    raise ValueError(
+        f'depth must be one of {allowed}, "full" (25 or 100 for category option) '
+        f"(got {value!r}{note})"
+    )
 
 
 def _check_symbol(value: str) -> str:
@@ -102,8 +108,9 @@ def _lower(value: object) -> object:
 
 
 Symbol = Annotated[str, AfterValidator(_check_symbol)]
-# The values of bybit_spec.DEPTHS, spelled out because a Literal needs them so (a test checks).
-Depth = Annotated[Literal[1, 50, 200, 1000], BeforeValidator(_check_depth)]
+# The values of bybit_spec.DEPTHS and OPTION_DEPTHS, spelled out because a Literal needs them
+# so (a test checks), and "full" (orderbook.full).
+Depth = Annotated[Literal[1, 25, 50, 100, 200, 1000, "full"], BeforeValidator(_check_depth)]
 ZmqEndpoint = Annotated[str, AfterValidator(check_zmq_endpoint)]
 # A file or directory path, relative to the working directory like ipc endpoints.
 KeyPath = Annotated[str, Field(min_length=1)]
@@ -129,6 +136,39 @@ class StreamConfig(BaseModel):
     # Websockets carrying each of these topics: 2 or more is an A/B feed, the book builder
     # takes every u from whichever connection delivers it first (mdgw.core.arbiter).
     connections: Annotated[int, Field(ge=1, le=MAX_STREAM_CONNECTIONS)] = 1
+
+    # Also subscribe orderbook.rpi.{SYMBOL} (50 levels with RPI sizes), published as `rpi`.
+    rpi: bool = False
+
+    @field_validator("depth")
+    @classmethod
+    def _depth_of_category(cls, depth: int | str, info: ValidationInfo) -> int | str:
+        category = info.data.get("category")
+        allowed: tuple[int | str, ...] = (
+            OPTION_DEPTHS if category == "option" else (*DEPTHS, "full")
+        )
+        if category is not None and depth not in allowed:
+            raise ValueError(
+                f"depth must be one of {', '.join(map(str, allowed))} for category "
+                f"{category} (got {depth})"
+            )
+        return depth
+
+    @field_validator("connections")
+    @classmethod
+    def _one_connection_for_full(cls, connections: int, info: ValidationInfo) -> int:
+        if connections > 1 and info.data.get("depth") == "full":
+            raise ValueError(
+                'depth "full" takes connections = 1 (its REST-snapshot sync is single-source)'
+            )
+        return connections
+
+    @field_validator("rpi")
+    @classmethod
+    def _rpi_not_on_options(cls, rpi: bool, info: ValidationInfo) -> bool:
+        if rpi and info.data.get("category") == "option":
+            raise ValueError("Bybit has no RPI book for options (spot, linear, inverse only)")
+        return rpi
 
     @field_validator("symbols")
     @classmethod
@@ -159,6 +199,23 @@ class BybitConfig(BaseModel):
     # Bybit allows MAX_NEW_CONNECTIONS (500) new connections per 5 minutes per IP; stay under it.
     max_new_connections_per_5min: Annotated[int, Field(ge=1, le=MAX_NEW_CONNECTIONS)] = 450
     streams: list[StreamConfig] = Field(default_factory=_default_streams)
+    # Subscribe system.status on {ws_url}/misc/status: one connection for the gateway.
+    system_status: bool = True
+    # REST for the orderbook.full snapshot (GET {rest_url}/v5/market/full_orderbook).
+    rest_url: str = "https://api.bybit.com"
+    rest_timeout: Annotated[float, Field(gt=0)] = 5.0
+    # Bybit allows 600 REST requests per 5 s per IP; full-book snapshots stay far below.
+    rest_max_per_second: Annotated[float, Field(gt=0, le=100)] = 2.0
+
+    @field_validator("rest_url")
+    @classmethod
+    def _check_rest_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(
+                f"rest_url must start with http:// or https:// and name a host (got {url!r})"
+            )
+        return url.rstrip("/")
 
     @field_validator("ws_url")
     @classmethod
@@ -195,15 +252,18 @@ class BybitConfig(BaseModel):
     @field_validator("streams")
     @classmethod
     def _symbol_once_per_category(cls, streams: list[StreamConfig]) -> list[StreamConfig]:
-        seen: dict[tuple[str, str], int] = {}
+        # A symbol may appear twice in a category only as depth 1 plus one deeper depth:
+        # depth 1 then feeds the symbol's bbo only (fused by Bybit's seq, docs/wire-format).
+        seen: dict[tuple[str, str, bool], int] = {}
         for index, stream in enumerate(streams):
             for symbol in stream.symbols:
-                first = seen.setdefault((stream.category, symbol), index)
+                first = seen.setdefault((stream.category, symbol, stream.depth == 1), index)
                 if first != index or stream.symbols.count(symbol) > 1:
                     where = f"streams {first} and {index}" if first != index else f"stream {index}"
                     raise ValueError(
                         f"symbol {symbol} appears more than once in category {stream.category} "
-                        f"({where}); list each symbol once per category"
+                        f"({where}); list each symbol once per category (or twice: at depth 1 "
+                        "and at one deeper depth)"
                     )
         return streams
 
