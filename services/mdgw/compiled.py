@@ -45,6 +45,7 @@ MODULES: tuple[str, ...] = (
     "mdgw.core.wire.topics",
     "mdgw.core.bybit",
     "mdgw.core.book",
+    "mdgw.core.arbiter",
     "mdgw.core.hub_state",
     "mdgw.core.hub",
 )

@@ -208,7 +208,8 @@ def test_books_resync_snapshot_and_sigterm(
     request = wire.decode_resync(control.recv_multipart())
     assert (request.category, request.topic) == ("linear", "orderbook.50.BTCUSDT")
     ing.data(book_frame(106, [["96", "1"]], [], snapshot=False))
-    ing.data(book_frame(1, [["50", "1"]], [["51", "1"]], snapshot=True))
+    restart = book_frame(1, [["50", "1"]], [["51", "1"]], snapshot=True)
+    ing.data(restart.replace(b'"ts":1,', b'"ts":9001,'))  # Bybit's restart: u = 1, newer ts
     got = recv_until(sub, lambda m: any(p["channel"] == "book" for _, p in m))
     assert [(p["channel"], p.get("state"), p.get("u")) for _, p in got] == [
         ("status", "live", None),

@@ -57,6 +57,38 @@ def test_plan_streams_packs_topics_per_category_and_validates_the_selection() ->
     assert len(groups) > 1 and sum(len(g) for g in groups) == 3000
 
 
+def test_a_stream_with_n_connections_has_its_topics_on_n_websockets_never_twice_on_one() -> None:
+    streams = [
+        StreamConfig(category="linear", symbols=["BTCUSDT"], depth=50, connections=2),
+        StreamConfig(category="linear", symbols=["ETHUSDT"], depth=1, trades=False),
+        StreamConfig(category="spot", symbols=["BTCUSDT"], depth=1, trades=False, connections=3),
+    ]
+    assert plan_streams(streams, Selection()) == {
+        "linear": [
+            ["orderbook.50.BTCUSDT", "publicTrade.BTCUSDT", "orderbook.1.ETHUSDT"],
+            ["orderbook.50.BTCUSDT", "publicTrade.BTCUSDT"],
+        ],
+        "spot": [["orderbook.1.BTCUSDT"]] * 3,
+    }
+    assert plan_streams(streams, Selection(("linear",), ("ETHUSDT",))) == {
+        "linear": [["orderbook.1.ETHUSDT"]]
+    }
+
+
+def test_rpi_books_of_a_stream_with_n_connections_are_on_its_first_websocket_only() -> None:
+    """The builder arbitrates orderbook.{depth} over sources, not orderbook.rpi: an RPI book
+    stays single-source, so only copy 0 of an A/B stream subscribes it."""
+    streams = [
+        StreamConfig(category="linear", symbols=["BTCUSDT"], depth=50, rpi=True, connections=2),
+    ]
+    assert plan_streams(streams, Selection()) == {
+        "linear": [
+            ["orderbook.50.BTCUSDT", "orderbook.rpi.BTCUSDT", "publicTrade.BTCUSDT"],
+            ["orderbook.50.BTCUSDT", "publicTrade.BTCUSDT"],
+        ]
+    }
+
+
 def test_option_connections_hold_at_most_2000_topics() -> None:
     from mdgw.core.bybit_spec import MAX_ARGS_PER_CONNECTION
     from mdgw.core.connection_plan import plan_connections

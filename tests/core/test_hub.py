@@ -161,7 +161,9 @@ def test_gap_stops_publishing_and_asks_for_resync_once() -> None:
     assert channels(out) == ["status:resyncing"]
     assert "gap" in out[0][1]["reason"]
     assert [wire.decode_resync(m) for m in hub.control] == [
-        wire.ResyncRequest("linear", "orderbook.50.BTCUSDT", out[0][1]["reason"])
+        wire.ResyncRequest(
+            "linear", "orderbook.50.BTCUSDT", out[0][1]["reason"], ingestor="ing", conn_id=1
+        )
     ]
     hub.control.clear()
     for u in (106, 107):
@@ -174,7 +176,8 @@ def test_gap_stops_publishing_and_asks_for_resync_once() -> None:
     hub.control.clear()
     hub.tick(10.0)  # resubscribing twice did not help: ask for a new connection
     assert [wire.decode_resync(m).reconnect for m in hub.control] == [True]
-    feed.send(book_frame(1, [["50", "1"]], [["51", "1"]], snapshot=True))  # Bybit restart: u = 1
+    restart = book_frame(1, [["50", "1"]], [["51", "1"]], snapshot=True)
+    feed.send(restart.replace(b'"ts":1001', b'"ts":9001'))  # Bybit restart: u = 1, newer ts
     out = drain(hub)
     assert channels(out) == ["status:live", "book:1", "bbo:1"]
     assert out[1][1]["seq"] == 2  # never reset while the builder runs
@@ -208,10 +211,12 @@ def test_level1_same_u_resend_is_published_not_a_gap() -> None:
     feed = Feed(hub)
     snap = book_frame(7, [["99", "1"]], [["101", "1"]], snapshot=True, depth=1)
     feed.send(snap)
-    feed.send(snap)
+    feed.send(snap.replace(b'"ts":1007', b'"ts":4007'))  # Bybit's re-push: same u, new ts
     out = drain(hub)
     assert channels(out) == ["status:live", "book:7", "bbo:7", "book:7"]
     assert out[-1][1]["depth"] == 1
+    feed.send(snap.replace(b'"ts":1007', b'"ts":4007'))  # the same message again: a copy
+    assert drain(hub) == [] and hub.stats.duplicates == 1
 
 
 def test_malformed_frame_resyncs_only_its_topic() -> None:
@@ -247,15 +252,21 @@ def test_sequence_hole_resyncs_the_books_of_that_connection() -> None:
     assert hub.stats.seq_holes == 1 and hub.stats.frames_lost == 1
 
 
-def test_delta_from_another_connection_is_not_applied() -> None:
+def test_delta_from_another_connection_continues_the_book() -> None:
+    # Bybit's u is per topic, the same on every connection: u = last_u + 1 from any
+    # source is the next delta.
     hub = make_hub()
     old, new = Feed(hub, conn_id=1), Feed(hub, conn_id=2)
     old.send(SNAP)
     drain(hub)
     new.send(book_frame(101, [["98", "0"]], [], snapshot=False))
-    assert channels(drain(hub)) == ["status:resyncing"]
+    assert channels(drain(hub)) == ["book:101"]
+    old.send(book_frame(101, [["98", "0"]], [], snapshot=False))
+    assert drain(hub) == [] and hub.stats.duplicates == 1
     new.send(book_frame(200, [["99", "1"]], [["100", "1"]], snapshot=True))
-    assert channels(drain(hub)) == ["status:live", "book:200", "bbo:200"]
+    assert channels(drain(hub)) == ["book:200", "bbo:200"]
+    old.send(book_frame(150, [["99", "1"]], [["100", "1"]], snapshot=True))  # older
+    assert drain(hub) == [] and hub.stats.older_snapshots == 1
 
 
 def test_connection_down_and_silent_ingestor() -> None:
@@ -361,7 +372,9 @@ def test_pending_requests_are_repeated_for_a_new_control_subscriber() -> None:
     hub.control.clear()
     hub.on_control_subscriber(0.1)
     assert [wire.decode_resync(m) for m in hub.control] == [
-        wire.ResyncRequest("linear", "orderbook.50.BTCUSDT", "delta before snapshot")
+        wire.ResyncRequest(
+            "linear", "orderbook.50.BTCUSDT", "delta before snapshot", ingestor="ing", conn_id=1
+        )
     ]
     hub.control.clear()
     hub.tick(5.1)  # the repeat did not count as an attempt: this is the second, no reconnect

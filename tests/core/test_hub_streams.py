@@ -416,3 +416,27 @@ def test_book_rows_label_rpi_and_full_books_by_their_kind() -> None:
     feed.send(full(10, 100, [["99", "1"]], []))
     rows = {(row[2], row[3].value) for row in hub.book_rows()}
     assert rows == {("rpi", "live"), (50, "live"), ("full", "resyncing")}
+
+
+def test_rpi_book_is_single_source_beside_an_arbitrated_book() -> None:
+    """orderbook.rpi is not arbitrated: a second connection's delta cannot continue it, and
+    the connection that fed it closing resyncs it, while the A/B book goes on."""
+    hub = make_hub()
+    a, b = Feed(hub, conn_id=1), Feed(hub, conn_id=2)
+    for feed in (a, b):
+        feed.send(book_frame(100, [["99", "1"]], [["101", "1"]], snapshot=True))
+    a.send(rpi_frame(10, [["99", "1", "0"]], [["101", "1", "0"]], snapshot=True))
+    drain(hub)
+    assert {t for t, _ in hub.snapshot(b"rpi.")} == {b"rpi.linear.BTCUSDT."}
+    a.event(wire.EnvelopeKind.CONN_DOWN)
+    out = drain(hub)
+    assert [(t, p["state"]) for t, p in out] == [("status.linear.BTCUSDT.", "resyncing")]
+    assert out[0][1]["feed"] == "rpi"
+    assert hub.snapshot(b"rpi.") == []
+    assert {t for t, _ in hub.snapshot(b"")} == {b"book.linear.BTCUSDT.", b"bbo.linear.BTCUSDT."}
+    b.send(rpi_frame(11, [["99", "2", "0"]], [], snapshot=False))  # not its snapshot's source
+    assert hub.snapshot(b"rpi.") == []
+    b.send(rpi_frame(11, [["99", "2", "0"]], [["101", "1", "0"]], snapshot=True))
+    out = drain(hub)
+    assert [p["state"] for _, p in out if "state" in p] == ["live"]
+    assert {t for t, _ in hub.snapshot(b"rpi.")} == {b"rpi.linear.BTCUSDT."}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import itertools
 import os
 import subprocess
 import sys
@@ -23,6 +24,7 @@ import zmq
 
 from mdgw.book_builder.journal import Journal
 from mdgw.core import wire
+from mdgw.core.hub import Hub
 from mdgw.core.journal_format import InputKind
 from mdgw.replay.__main__ import main as replay_main
 from mdgw.replay.reader import SegmentReader, find_segments
@@ -411,6 +413,81 @@ def test_a_conflating_builder_replays_its_timed_publishes(tmp_path: Path) -> Non
     books = [m for m in lines(out) if m["channel"] == "book"]
     assert [(m["u"], m["seq"]) for m in books] == [(1, 1), (5, 2)]
     assert books[1]["bids"] == [["100", "5"]]
+
+
+def test_an_arbitrated_conflating_builder_replays_what_it_published(tmp_path: Path) -> None:
+    """Two sources of one topic (an A/B feed) and books.max_rate: what arbitration decides (a
+    u one source skipped held until the other fills it, a source's lost envelope costing a
+    failover, not a resync) depends only on journaled inputs, so the replay publishes
+    exactly what the live hub published."""
+    directory = tmp_path / "journal"
+    clock = Clock()
+    hub_config = {**HUB, "max_rate": 2.0}
+    journal = Journal(
+        JournalConfig(enabled=True, dir=str(directory)), hub_config, {}, clock_ns=clock
+    )
+    journal.open()
+    journal.start()
+    live = Hub(**hub_config, clock_ns=clock)
+    published: list[tuple[bytes, bytes]] = []
+    category = wire.category_code("linear")
+    seqs = {1: 0, 2: 0}
+
+    def raw(conn_id: int, kind: wire.EnvelopeKind, payload: bytes, *, lose: bool = False) -> None:
+        if kind is wire.EnvelopeKind.DATA:
+            seqs[conn_id] += 1
+        if lose:
+            return  # lost before the builder: the source's next envelope shows the hole
+        env = oracles.encode_raw(
+            kind,
+            ingestor=b"ing",
+            category=category,
+            conn_id=conn_id,
+            seq=seqs[conn_id],
+            recv_ns=clock.ns,
+            frame=payload,
+        )
+        journal.add(RAW, now, [env])
+        live.on_raw(env, now)
+
+    now = 100.0
+    raw(1, wire.EnvelopeKind.CONN_UP, b"linear#0")
+    raw(2, wire.EnvelopeKind.CONN_UP, b"linear#1")
+    for step in range(1, 21):  # source 1 delivers u = step, source 2 one step behind
+        now = 100.0 + step / 10
+        clock.ns = T0 + step * SECOND // 10
+        if step != 5:  # source 1 skips u = 5: its u = 6 is held until source 2 brings 5
+            raw(1, wire.EnvelopeKind.DATA, frame("BTCUSDT", step, snapshot=step == 1))
+        if step > 1:  # source 2 loses its u = 11 on the way: a hole in its sequence
+            u = step - 1
+            raw(2, wire.EnvelopeKind.DATA, frame("BTCUSDT", u, snapshot=u == 1), lose=u == 11)
+        journal.add(int(InputKind.PUBLISH_DUE), now)
+        live.publish_due(now)
+        journal.add(TICK, now)
+        live.tick(now)
+        published.extend(live.outbox)
+        live.outbox.clear()
+    journal.close()
+    assert live.stats.held == 1 and live.stats.filled == 1 and live.stats.resyncs == 0
+    assert live.stats.seq_holes == 1 and live.stats.failovers == 1
+
+    out = tmp_path / "out.jsonl"
+    done = replay("--out", out, directory)
+    assert done.returncode == 0, done.stderr
+    keys = ("topic", "channel", "seq", "u", "bids", "asks", "state", "recv_ns")
+
+    def view(msg: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(msg.get(k) for k in keys)
+
+    expected = [
+        view({**orjson.loads(payload), "topic": topic.decode()}) for topic, payload in published
+    ]
+    got = [view(m) for m in lines(out)]
+    assert got == expected
+    books = [m for m in lines(out) if m["channel"] == "book"]
+    assert books[0]["u"] == 1 and 3 <= len(books) < 19  # conflated: not every u published
+    assert [m["seq"] for m in books] == list(range(1, len(books) + 1))
+    assert all(a["u"] < b["u"] for a, b in itertools.pairwise(books))
 
 
 def test_a_fused_bbo_hub_replays_from_the_journaled_config(tmp_path: Path) -> None:

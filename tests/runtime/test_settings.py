@@ -244,6 +244,18 @@ def stream(category: str = "linear", symbols: str = '["BTCUSDT"]', depth: object
             id="option-rpi",
         ),
         pytest.param(
+            stream(depth='"full"') + "connections = 2\n",
+            "bybit.streams.0.connections",
+            'depth "full" takes connections = 1',
+            id="full-on-two-connections",
+        ),
+        pytest.param(
+            stream(depth='"full"') + "connections = 1\n",
+            None,
+            None,
+            id="full-on-one-connection-is-fine",
+        ),
+        pytest.param(
             stream(category="option", symbols='["BTC-27DEC26-100000-C"]', depth=25),
             None,
             None,

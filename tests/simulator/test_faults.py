@@ -257,3 +257,29 @@ async def test_fault_requests_parse_and_refuse_nonsense(sim: SimulatorServer) ->
             FaultRequest(FaultKind.RESTART, category="linear", topic="orderbook.50.NOSUCH")
         )
     assert malformed_frame(b'{"topic":"t","x":1}').startswith(b'{"topic":"t"')
+
+
+async def test_every_connection_gets_the_same_u_and_bytes_and_delay_holds_one_back(
+    sim: SimulatorServer,
+) -> None:
+    # Bybit's u is per topic, the same on every connection: the A/B arbitration relies on it.
+    async def read(ws: ClientConnection, n: int) -> dict[int, tuple[float, bytes]]:
+        seen: dict[int, tuple[float, bytes]] = {}
+        while len(seen) < n:
+            message = await next_raw(ws)
+            seen[orjson.loads(message)["data"]["u"]] = (time.monotonic(), message)
+        return seen
+
+    async with connect(sim.ws_url("linear")) as a, connect(sim.ws_url("linear")) as b:
+        await subscribed(a, TOPIC)
+        b_id, _ = await subscribed(b, TOPIC)
+        assert sim.apply_fault(FaultRequest(FaultKind.DELAY, conn_id=b_id, seconds=0.3)) == 1
+        got_a, got_b = await asyncio.gather(read(a, 40), read(b, 20))
+        us = sorted(got_b)
+        assert us == list(range(us[0], us[0] + 20))  # late, not lost, in order
+        common = set(got_a) & set(got_b)
+        assert len(common) >= 5
+        for u in common:
+            assert got_a[u][1] == got_b[u][1]  # the same bytes for the same u
+            assert got_b[u][0] - got_a[u][0] > 0.2  # and 0.3 s later on the delayed one
+        assert sim.apply_fault(FaultRequest(FaultKind.CLEAR)) >= 0

@@ -79,6 +79,7 @@ class BookBuilder:
         # Every call of a hub entry point is journaled right where it is made (the hub's
         # clock only stamps pub_ns, which a replay may change); None when journal is off.
         self.journal = journal_or_exit(settings.journal, hub_config)
+        self._lag_seen: dict[str, tuple[int, int]] = {}  # per source: lag total, samples
         self.snapshots_served = 0
         self.snapshots_rejected = 0
         self.pub_dropped = 0
@@ -362,6 +363,35 @@ class BookBuilder:
             await asyncio.sleep(interval)
             self._log_stats()
 
+    def _source_fields(self) -> dict[str, dict[str, Any]]:
+        """Per source (``ingestor/slot``): how often it was first, and its lag behind the first.
+
+        ``lag_ms`` is the mean lag of its late copies since the previous stats line,
+        ``lag_ms_max`` their largest; the counters are totals since start. Lags between
+        hosts include the difference of their clocks (receive times are wall clock).
+        """
+        out: dict[str, dict[str, Any]] = {}
+        live = self.hub.live_sources()
+        last = self._lag_seen
+        for name, src in self.hub.source_stats().items():
+            total, samples = last.get(name, (0, 0))
+            new_samples = src.lag_samples - samples
+            mean = (src.lag_ns_total - total) / new_samples / 1e6 if new_samples else None
+            last[name] = (src.lag_ns_total, src.lag_samples)
+            out[name] = {
+                "connections": live.get(name, 0),
+                "first": src.first,
+                "late": src.late,
+                "lag_ms": None if mean is None else round(mean, 3),
+                "lag_ms_max": round(src.lag_ns_max / 1e6, 3) if new_samples else None,
+                "gaps": src.gaps,
+                "seq_holes": src.seq_holes,
+                "older_snapshots": src.older_snapshots,
+                "failovers": src.failovers,
+            }
+        self.hub.reset_lag_max()
+        return out
+
     def _log_stats(self, final: bool = False) -> None:
         now = time.monotonic()
         stats = self.hub.stats.as_dict()
@@ -392,6 +422,7 @@ class BookBuilder:
             ],
             "journal": None if self.journal is None else self.journal.stats.as_dict(),
             **{k: v for k, v in stats.items() if k not in ("frames", "books_out")},
+            "sources": self._source_fields(),
         }
         self.events.flush_suppressed()
         self.log.info("stats_final" if final else "stats", **fields)

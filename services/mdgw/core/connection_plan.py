@@ -46,6 +46,8 @@ class StreamSpec(Protocol):
     def trades(self) -> bool: ...
     @property
     def rpi(self) -> bool: ...
+    @property
+    def connections(self) -> int: ...
 
 
 class SelectionError(ValueError):
@@ -60,14 +62,19 @@ class Selection:
     symbols: tuple[str, ...] = ()
 
 
-def stream_topics(stream: StreamSpec, symbols: Sequence[str] = ()) -> list[str]:
-    """A stream's Bybit topics, a symbol's book and trades next to each other."""
+def stream_topics(
+    stream: StreamSpec, symbols: Sequence[str] = (), *, rpi: bool = True
+) -> list[str]:
+    """A stream's Bybit topics, a symbol's book and trades next to each other.
+
+    ``rpi=False`` leaves out the RPI books (the A/B copies of a stream: see plan_streams).
+    """
     topics: list[str] = []
     for symbol in stream.symbols:
         if symbols and symbol not in symbols:
             continue
         topics.append(book_topic(stream.depth, symbol))
-        if stream.rpi:
+        if rpi and stream.rpi:
             topics.append(rpi_topic(symbol))
         if stream.trades:
             # Options: one publicTrade.{baseCoin} for all of a coin's options.
@@ -76,7 +83,10 @@ def stream_topics(stream: StreamSpec, symbols: Sequence[str] = ()) -> list[str]:
 
 
 def plan_streams(streams: Sequence[StreamSpec], selection: Selection) -> dict[str, list[list[str]]]:
-    """Category -> topic groups, one group per websocket. SelectionError if nothing fits."""
+    """Category -> topic groups, one group per websocket. SelectionError if nothing fits.
+
+    A stream with ``connections = N`` has its topics in N groups of its category.
+    """
     for category in selection.categories:
         if category not in CATEGORIES:
             raise SelectionError(f"unknown category {category!r}; choose from {CATEGORIES}")
@@ -91,18 +101,27 @@ def plan_streams(streams: Sequence[StreamSpec], selection: Selection) -> dict[st
             f"--symbols {','.join(missing)}: not configured{where} "
             f"(configured: {', '.join(sorted(known)) or 'none'})"
         )
-    by_category: dict[str, list[str]] = {}
-    for stream in chosen:
-        by_category.setdefault(stream.category, []).extend(stream_topics(stream, selection.symbols))
-    # A symbol at depth 1 and at a deeper depth is in two streams: its trades and RPI book
-    # are subscribed once (Bybit rejects a request naming a topic twice).
-    groups = {
-        cat: plan_connections(
-            list(dict.fromkeys(topics)), max_args=MAX_ARGS_PER_CONNECTION.get(cat)
-        )
-        for cat, topics in by_category.items()
-        if topics
-    }
+    groups: dict[str, list[list[str]]] = {}
+    # Copy k carries the streams with more than k connections: with `connections = 2`,
+    # every topic of the stream is on two websockets (an A/B feed), never twice on one.
+    # RPI books stay single-source (copy 0 only): the builder arbitrates orderbook.{depth}
+    # by u over its sources, not orderbook.rpi. Depth "full" with connections > 1 is
+    # refused by the settings (its REST-snapshot sync is single-source).
+    for copy in range(max((s.connections for s in chosen), default=0)):
+        by_category: dict[str, list[str]] = {}
+        for stream in chosen:
+            if stream.connections > copy:
+                topics = stream_topics(stream, selection.symbols, rpi=copy == 0)
+                by_category.setdefault(stream.category, []).extend(topics)
+        # A symbol at depth 1 and at a deeper depth is in two streams: its trades and RPI
+        # book are subscribed once per copy (Bybit rejects a request naming a topic twice).
+        for cat, topics in by_category.items():
+            if topics:
+                groups.setdefault(cat, []).extend(
+                    plan_connections(
+                        list(dict.fromkeys(topics)), max_args=MAX_ARGS_PER_CONNECTION.get(cat)
+                    )
+                )
     if not groups:
         raise SelectionError("the selection leaves no topic to subscribe")
     return groups

@@ -9,14 +9,19 @@ each batch sends what the hub queued:
 - ``events``: ``(event, fields)`` for the log; rare by construction (state changes,
   bad input), never one per frame.
 
-Rules (docs/architecture.md, "Book rules"): a book is published only while it is live.
-It stops being live on a ``u`` hole, a delta before any snapshot, a crossed book, a malformed
-frame for its topic, a hole in the sequence of the ingestor connection that feeds
-it, that connection closing, or its ingestor going silent. It then publishes
-``status: resyncing``, asks the ingestors to resubscribe the topic (at most once
-per ``resync_min_interval``; again after ``resync_timeout`` without a snapshot)
-and becomes live again on the next good snapshot. A book only takes deltas from
-the connection that delivered its snapshot: a new connection means new snapshots.
+Rules (docs/architecture.md, "Book rules"): a book is published only while it is live. A
+topic may arrive on several ingestor connections (*sources*);
+:class:`~mdgw.core.arbiter.Arbiter` decides which frame the book takes: the first delivery
+of ``last_u + 1`` from any source, later copies are duplicates, snapshots never older than
+the book. A source that loses frames (a hole in its envelope sequence, a malformed frame),
+skips a ``u``, closes or whose ingestor goes silent costs nothing while another source can
+continue the book: it is counted in its :class:`~mdgw.core.arbiter.SourceStats` and logged
+once per event. The book stops being live only when no source can continue it (a ``u`` no
+source delivers, the last source lost), on a delta before any snapshot, or on a crossed
+book. It then publishes ``status: resyncing``, asks one source that can serve the topic to
+resubscribe it (at most once per ``resync_min_interval``; again after ``resync_timeout``
+without a snapshot, each time the next source) and becomes live again on the next good
+snapshot.
 
 Conflation (``max_rate`` > 0, ``books.max_rate``): a book publishes at most ``max_rate``
 times a second. Every frame is still applied and checked as it arrives; a frame that comes
@@ -35,6 +40,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, cast
 
 from mdgw.core import wire
+from mdgw.core.arbiter import Arbiter, Source, SourceStats, Verdict
 from mdgw.core.bbo_fusion import BboFusion, join_symbol
 from mdgw.core.book import BookOutcome, OrderBook
 from mdgw.core.bybit import (
@@ -71,9 +77,21 @@ _PEER_LOSS_GRACE = 1.6
 MAX_TOPICS = 20_000
 # After this many resubscribe requests without a snapshot, ask for a new connection.
 _RECONNECT_AFTER_REQUESTS = 2
+# A book whose next u one source skipped waits this long for another source to deliver it
+# (a slower path is milliseconds behind), then resyncs.
+HOLD_GRACE = 1.0
+# Named sources (ingestor/connection) whose counters are kept; beyond it new names share one.
+_MAX_SOURCE_NAMES = 1024
 _DATA = int(wire.EnvelopeKind.DATA)
 _CONN_UP = int(wire.EnvelopeKind.CONN_UP)
 _CONN_DOWN = int(wire.EnvelopeKind.CONN_DOWN)
+
+
+# Enum members are slow to look up (a descriptor call each): the per-frame path uses these.
+_APPLY = Verdict.APPLY
+_APPLIED = BookOutcome.APPLIED
+_RESET = BookOutcome.RESET
+_LIVE = State.LIVE
 
 
 # Why a book resynced, as a bounded label for metrics (the log keeps the full reason).
@@ -162,7 +180,9 @@ class Hub:
         self._books: dict[tuple[str, str], BookTopic] = {}
         self._trades: dict[tuple[str, str], TradeTopic] = {}
         self._seq: dict[bytes, SeqCounter] = {}  # gateway topic -> its counter
-        self._conns: dict[tuple[str, int], int] = {}  # -> last DATA seq seen
+        self._conns: dict[tuple[str, int], Source] = {}  # (ingestor, conn_id) -> its source
+        self._source_stats: dict[str, SourceStats] = {}  # by source name, across reconnects
+        self._holding: set[BookTopic] = set()  # books with held frames (Arbiter.held)
         self._ingestors: dict[str, float] = {}  # -> last time anything arrived
         self._peer_lost_at: float | None = None  # a raw-socket peer disconnected then
         # (category, symbol) whose bbo fuses depth 1 with a deeper depth (from the config;
@@ -192,11 +212,14 @@ class Hub:
         ingestors[ingestor] = now
         key = (ingestor, conn_id)
         if kind == _DATA:
-            conns = self._conns
-            last = conns.get(key)
-            if last is not None and seq != last + 1 and seq != 1:
-                self._on_seq_hole(key, last, seq, now)
-            conns[key] = seq
+            src = self._conns.get(key)
+            if src is None:  # its CONN_UP was lost (or came before this builder started)
+                src = self._new_source(key, f"{conn_id:#x}")
+            else:
+                last = src.seq
+                if seq != last + 1 and seq != 1:
+                    self._on_seq_hole(src, last, seq, now)
+            src.seq = seq
             stats.frames += 1
             # The per-frame path, inlined (it runs for every Bybit frame).
             try:
@@ -205,14 +228,14 @@ class Hub:
                 stats.unsupported += 1
                 return
             except ParseError as bad:  # not `exc`: mypyc types a name once per function
-                self._on_malformed(category, key, bad, len(frame), now)
+                self._on_malformed(category, src, bad, len(frame), now)
                 return
             if type(decoded) is BookFrame:
-                self._on_book(category, key, recv_ns, decoded, now)
+                self._on_book(category, src, recv_ns, decoded, now)
             elif type(decoded) is TradeFrame:
                 self._on_trades(category, recv_ns, decoded)
             elif type(decoded) is RpiFrame:
-                self._on_book(category, key, recv_ns, decoded, now)
+                self._on_rpi(category, key, recv_ns, decoded, now)
             elif type(decoded) is FullFrame:
                 self._on_full(category, key, recv_ns, decoded, now)
             else:
@@ -220,24 +243,42 @@ class Hub:
                 self._on_system_status(recv_ns, decoded)
         elif kind == _CONN_UP:
             stats.conn_up += 1
-            self._conns[key] = 0
+            old = self._conns.get(key)
+            if old is not None:  # the same conn_id again: forget what it delivered before
+                self._source_gone(old, "connection reopened", now)
+            # The ingestor names the connection slot in the frame ("linear#0"), so the
+            # counters of a slot add up across its reconnects.
+            slot = frame[:64].decode("utf-8", "replace")
+            if not slot or not slot.isprintable():
+                slot = f"{conn_id:#x}"
+            src = self._new_source(key, slot)
             self.events.append(
-                ("connection_up", {"ingestor": ingestor, "category": category, "conn_id": conn_id})
+                (
+                    "connection_up",
+                    {
+                        "ingestor": ingestor,
+                        "category": category,
+                        "conn_id": conn_id,
+                        "source": src.name,
+                    },
+                )
             )
         elif kind == _CONN_DOWN:
             stats.conn_down += 1
-            self._conns.pop(key, None)
+            src = self._conns.pop(key, None)
             self.events.append(
                 (
                     "connection_down",
-                    {"ingestor": ingestor, "category": category, "conn_id": conn_id},
+                    {
+                        "ingestor": ingestor,
+                        "category": category,
+                        "conn_id": conn_id,
+                        "source": None if src is None else src.name,
+                    },
                 )
             )
-            for book in self._books.values():
-                if book.source == key:
-                    # The ingestor reconnects and resubscribes by itself; ask only if
-                    # no snapshot comes within resync_timeout.
-                    self._resync(book, "connection closed", now, ask=False)
+            if src is not None:
+                self._source_gone(src, "connection closed", now)
 
     def on_peer_disconnected(self, now: float) -> None:
         """The raw socket lost a peer (an ingestor exited or was killed).
@@ -265,6 +306,11 @@ class Hub:
         sent: a replay has no ingestor to ask) and the connections' sequences start over.
         The live builder never calls this.
         """
+        for src in self._conns.values():
+            src.alive = False
+            for arb in src.arbiters:
+                arb.remove(src)
+            src.arbiters.clear()
         self._conns.clear()
         for book in self._books.values():
             self._resync(book, reason, now, ask=False)
@@ -285,10 +331,18 @@ class Hub:
                     ("ingestor_lost", {"ingestor": ingestor, "silent_s": round(now - seen, 3)})
                 )
                 for key in [k for k in self._conns if k[0] == ingestor]:
-                    del self._conns[key]
-                for book in self._books.values():
-                    if book.ingestor == ingestor and book.state is not State.RESYNCING:
-                        self._resync(book, "ingestor silent", now, ask=False)
+                    self._source_gone(self._conns.pop(key), "ingestor silent", now)
+        if self._holding:
+            for book in list(self._holding):
+                arb = book.arb
+                since = arb.held_since
+                if not arb.held or since is None:
+                    self._holding.discard(book)
+                elif now - since >= HOLD_GRACE:
+                    self.stats.gaps += 1
+                    self._resync(
+                        book, f"u gap at u={(arb.last_u or 0) + 1}: no source delivered it", now
+                    )
         for book in self._books.values():
             if book.state is State.RESYNCING:
                 asked = book.requested_at
@@ -366,13 +420,62 @@ class Hub:
     # --------------------------------------------------------------- frames
 
     def _on_book(
-        self,
-        category: str,
-        source: tuple[str, int],
-        recv_ns: int,
-        frame: BookFrame | RpiFrame,
-        now: float,
+        self, category: str, src: Source, recv_ns: int, frame: BookFrame, now: float
     ) -> None:
+        book = self._books.get((category, frame.topic))
+        if book is None:
+            if len(self._books) >= MAX_TOPICS:
+                self.stats.topics_refused += 1
+                return
+            book = self._new_book(category, frame.topic, frame.symbol, frame.depth, now)
+        book.last_frame_at = now
+        book.frames += 1
+        arb = book.arb
+        verdict = arb.offer(src, frame, recv_ns, now)
+        stats = self.stats
+        if verdict is _APPLY:  # _apply() inlined: this is the per-frame path
+            # orderbook.{depth}: an OrderBook (mypyc checks the cast).
+            outcome = cast(OrderBook, book.order_book).apply(frame)
+            if outcome is _APPLIED or outcome is _RESET:
+                if book.state is not _LIVE:
+                    book.state = _LIVE
+                    book.since = now
+                    book.episode_requested = False
+                    self._status(book, "live", "snapshot" if frame.snapshot else "updates", recv_ns)
+                elif self.min_interval and now < book.next_publish_at:
+                    self._defer(book, frame, recv_ns)
+                    if arb.held:
+                        self._apply_held(book, now)
+                    return
+                self._publish_book(book, frame, recv_ns)
+                if self.min_interval:
+                    book.next_publish_at = now + self.min_interval
+                    book.pending = None
+                if arb.held:
+                    self._apply_held(book, now)
+            else:
+                self._broken(book, frame, outcome, recv_ns, now)
+            return
+        if verdict is Verdict.DUPLICATE:
+            stats.duplicates += 1
+        elif verdict is Verdict.HELD:
+            stats.held += 1
+            self._holding.add(book)
+        elif verdict is Verdict.OLDER:
+            stats.older_snapshots += 1
+        elif verdict is Verdict.NOT_SYNCED:
+            stats.not_synced += 1
+            self._resync(book, "delta before snapshot", now, recv_ns=recv_ns)
+        else:
+            stats.gaps += 1
+            self._resync(book, f"u gap at u={frame.u}", now, recv_ns=recv_ns)
+
+    def _on_rpi(
+        self, category: str, source: tuple[str, int], recv_ns: int, frame: RpiFrame, now: float
+    ) -> None:
+        """``orderbook.rpi``: single-source (not arbitrated). The book takes deltas only from
+        the connection that delivered its snapshot; a delta from another connection
+        invalidates it (a stream with ``connections`` > 1 subscribes RPI books once)."""
         book = self._books.get((category, frame.topic))
         if book is None:
             if len(self._books) >= MAX_TOPICS:
@@ -384,11 +487,7 @@ class Hub:
         book.frames += 1
         if frame.snapshot or book.source == source:
             # The topic names the kind: an RpiFrame only reaches an RpiBook (mypyc checks).
-            ob = book.order_book
-            if type(frame) is RpiFrame:
-                outcome = cast(RpiBook, ob).apply(frame)
-            else:
-                outcome = cast(OrderBook, ob).apply(cast(BookFrame, frame))
+            outcome = cast(RpiBook, book.order_book).apply(frame)
         else:
             # A delta from a connection that did not deliver this book's snapshot:
             # it cannot continue our sequence (Bybit's u is per connection stream).
@@ -424,6 +523,54 @@ class Hub:
             stats.not_synced += 1
             reason = "delta before snapshot"
         self._resync(book, reason, now, recv_ns=recv_ns)
+
+    def _apply(self, book: BookTopic, frame: BookFrame, recv_ns: int, now: float) -> bool:
+        """Apply a frame the arbiter passed and publish (or defer); False if the book broke."""
+        outcome = cast(OrderBook, book.order_book).apply(frame)
+        if outcome is _APPLIED or outcome is _RESET:
+            if book.state is not _LIVE:
+                book.state = _LIVE
+                book.since = now
+                book.episode_requested = False
+                self._status(book, "live", "snapshot" if frame.snapshot else "updates", recv_ns)
+            elif self.min_interval and now < book.next_publish_at:
+                self._defer(book, frame, recv_ns)
+                return True
+            self._publish_book(book, frame, recv_ns)
+            if self.min_interval:
+                book.next_publish_at = now + self.min_interval
+                book.pending = None
+            return True
+        self._broken(book, frame, outcome, recv_ns, now)
+        return False
+
+    def _broken(
+        self, book: BookTopic, frame: BookFrame, outcome: BookOutcome, recv_ns: int, now: float
+    ) -> None:
+        """Applying ``frame`` broke the book (crossed): resync it."""
+        if outcome is BookOutcome.CROSSED:
+            self.stats.crossed += 1
+            reason = f"crossed book at u={frame.u}"
+        else:  # the arbiter and the book disagree on u: a bug, but never publish it
+            self.stats.gaps += 1
+            reason = f"u {outcome.value} at u={frame.u}"
+        self._resync(book, reason, now, recv_ns=recv_ns)
+
+    def _apply_held(self, book: BookTopic, now: float) -> None:
+        """Apply the held frames that now continue the book (another source filled the hole)."""
+        arb = book.arb
+        while True:
+            item = arb.next_held()
+            if item is None:
+                break
+            frame, recv_ns = item
+            self.stats.filled += 1
+            if not self._apply(book, frame, recv_ns, now):
+                return
+        if arb.held:
+            arb.restart_wait(now)  # progress: the wait for the next hole starts now
+        else:
+            self._holding.discard(book)
 
     def _on_full(
         self, category: str, source: tuple[str, int], recv_ns: int, frame: FullFrame, now: float
@@ -603,7 +750,7 @@ class Hub:
             )
 
     def _on_malformed(
-        self, category: str, source: tuple[str, int], exc: ParseError, size: int, now: float
+        self, category: str, src: Source, exc: ParseError, size: int, now: float
     ) -> None:
         self.stats.malformed += 1
         topic = exc.topic
@@ -615,8 +762,9 @@ class Hub:
                     "topic": topic,
                     "reason": exc.reason,
                     "size": size,
-                    "ingestor": source[0],
-                    "conn_id": source[1],
+                    "ingestor": src.ingestor,
+                    "conn_id": src.conn_id,
+                    "source": src.name,
                 },
             )
         )
@@ -633,24 +781,114 @@ class Hub:
             if parsed is None or len(self._books) >= MAX_TOPICS:
                 return
             book = self._new_book(category, topic, parsed.symbol, parsed.depth, now)
-        book.ingestor = source[0]
+        # The frame is lost: that source cannot continue this book until its next frame.
+        book.arb.mark_lost(src)
+        if book.arb.synced and book.arb.can_continue():
+            src.stats.failovers += 1
+            self.stats.failovers += 1
+            return
         self._resync(book, "malformed frame", now)
 
-    def _on_seq_hole(self, key: tuple[str, int], last: int, seq: int, now: float) -> None:
+    def _on_seq_hole(self, src: Source, last: int, seq: int, now: float) -> None:
         self.stats.seq_holes += 1
+        src.stats.seq_holes += 1
         lost = seq - last - 1 if seq > last else 0
         self.stats.frames_lost += lost
+        # We cannot know which topics the lost frames belonged to: every book fed by this
+        # source may have missed a delta. It resyncs unless another source can continue it.
+        kept = resynced = 0
+        for arb in src.arbiters:
+            arb.mark_lost(src)
+            if not arb.synced:
+                continue
+            if arb.can_continue():
+                kept += 1
+                continue
+            resynced += 1
+            self._resync(self._books[arb.key], "ingestor sequence hole", now)
+        key = (src.ingestor, src.conn_id)
+        for book in self._books.values():
+            if book.source == key:  # single-source (rpi, full): this connection fed it
+                resynced += 1
+                self._resync(book, "ingestor sequence hole", now)
+        if kept:
+            src.stats.failovers += 1
+            self.stats.failovers += kept
         self.events.append(
             (
                 "sequence_hole",
-                {"ingestor": key[0], "conn_id": key[1], "expected": last + 1, "got": seq},
+                {
+                    "ingestor": src.ingestor,
+                    "conn_id": src.conn_id,
+                    "source": src.name,
+                    "expected": last + 1,
+                    "got": seq,
+                    "books_kept": kept,
+                    "books_resynced": resynced,
+                },
             )
         )
-        # We cannot know which topics the lost frames belonged to: every book fed by
-        # this connection may have missed a delta.
+
+    # --------------------------------------------------------------- sources
+
+    def _new_source(self, key: tuple[str, int], slot: str) -> Source:
+        name = f"{key[0]}/{slot}"
+        stats = self._source_stats.get(name)
+        if stats is None:
+            if len(self._source_stats) >= _MAX_SOURCE_NAMES:
+                name = f"{key[0]}/other"
+                stats = self._source_stats.setdefault(name, SourceStats())
+            else:
+                stats = self._source_stats[name] = SourceStats()
+        src = Source(key[0], key[1], name, stats)
+        self._conns[key] = src
+        return src
+
+    def _source_gone(self, src: Source, reason: str, now: float) -> None:
+        """A source's connection closed or its ingestor died: its books go on without it."""
+        src.alive = False
+        kept = 0
+        for arb in src.arbiters:
+            arb.remove(src)
+            if not arb.synced:
+                continue
+            if arb.can_continue():
+                kept += 1
+                continue
+            # Its ingestor reconnects and resubscribes by itself (or another ingestor
+            # serves the topic): ask only if no snapshot comes within resync_timeout.
+            self._resync(self._books[arb.key], reason, now, ask=False)
+        key = (src.ingestor, src.conn_id)
         for book in self._books.values():
-            if book.source == key:
-                self._resync(book, "ingestor sequence hole", now)
+            if book.source == key and book.state is not State.RESYNCING:
+                # A single-source book (rpi, full) this connection fed.
+                self._resync(book, reason, now, ask=False)
+        if kept:
+            src.stats.failovers += 1
+            self.stats.failovers += kept
+            self.events.append(
+                ("source_failover", {"source": src.name, "reason": reason, "books_kept": kept})
+            )
+        src.arbiters.clear()
+
+    def source_stats(self) -> dict[str, SourceStats]:
+        """Counters per named source (``ingestor/slot``), kept across reconnects.
+
+        The stats line reports them; a metrics exporter may read them too (they only grow,
+        except ``lag_ns_max``, which :meth:`reset_lag_max` clears).
+        """
+        return self._source_stats
+
+    def live_sources(self) -> dict[str, int]:
+        """How many open connections each source name has now."""
+        counts: dict[str, int] = {}
+        for src in self._conns.values():
+            counts[src.name] = counts.get(src.name, 0) + 1
+        return counts
+
+    def reset_lag_max(self) -> None:
+        for stats in self._source_stats.values():
+            stats.lag_ns_max = 0
 
     # ---------------------------------------------------------------- output
 
@@ -683,6 +921,7 @@ class Hub:
             book_seq=self._counter(book_topic),
             bbo_seq=self._counter(bbo_topic),
             status_seq=self._counter(status_topic),
+            arb=Arbiter((category, topic), self.events),
             feed=channel,
             since=now,
         )
@@ -791,6 +1030,8 @@ class Hub:
             book.order_book.invalidate()
         if not keep_source:
             book.source = None
+        book.arb.desync()
+        self._holding.discard(book)
         book.last_book = book.last_bbo = None
         book.last_best = None
         fusion = book.fusion
@@ -828,6 +1069,41 @@ class Hub:
         reconnect = book.episode_requests > _RECONNECT_AFTER_REQUESTS
         if reconnect:
             self.stats.reconnect_requests += 1
+        if book.episode_requests >= 2:
+            # The first request brought no snapshot we could take: if Bybit restarted
+            # and we missed its u = 1, only snapshots below the floor will ever come.
+            book.arb.forget_floor()
+        ingestor, conn_id = self._resync_target(book)
         self.control.append(
-            wire.encode_resync(book.category, book.bybit_topic, book.reason, reconnect=reconnect)
+            wire.encode_resync(
+                book.category,
+                book.bybit_topic,
+                book.reason,
+                reconnect=reconnect,
+                ingestor=ingestor,
+                conn_id=conn_id,
+            )
         )
+
+    def _resync_target(self, book: BookTopic) -> tuple[str, int]:
+        """Who should resubscribe: one source that serves the topic, not every ingestor.
+
+        Its live sources first (the one most often first leads), in turn from one request of
+        an episode to the next; else an ingestor alive that served it before (``conn_id``
+        0: whichever of its connections holds the topic); else everyone (``""``).
+        """
+        turn = max(0, book.episode_requests - 1)
+        sources = book.arb.sources()
+        if sources:
+            src = sources[turn % len(sources)]
+            return src.ingestor, src.conn_id
+        alive = sorted(i for i in book.arb.ingestors if i in self._ingestors)
+        if alive:
+            return alive[turn % len(alive)], 0
+        # Single-source books (rpi, full) are not arbitrated: the connection that fed the
+        # sync in progress, else the ingestor that sent the last frame.
+        if book.source is not None:
+            return book.source
+        if book.ingestor in self._ingestors:
+            return book.ingestor, 0
+        return "", 0

@@ -9,6 +9,7 @@ import enum
 from collections import deque
 from dataclasses import dataclass, field, fields
 
+from mdgw.core.arbiter import Arbiter
 from mdgw.core.bbo_fusion import BboFusion
 from mdgw.core.book import OrderBook
 from mdgw.core.bybit import BookFrame, RpiFrame
@@ -55,6 +56,10 @@ class HubStats:
     trades_dup: int = 0
     status_out: int = 0
     topics_refused: int = 0  # frames of new topics past MAX_TOPICS
+    held: int = 0  # deltas of a later u kept until another source filled the hole
+    filled: int = 0  # held deltas applied after another source filled the hole
+    older_snapshots: int = 0  # snapshots older than their book, dropped
+    failovers: int = 0  # a source became unusable for a book another source kept live
     trades_stale: int = 0  # trades with a Bybit seq older than the symbol's newest (replays)
     bbo_older: int = 0  # fused tops refused: their Bybit seq was not newer
     notices_out: int = 0  # system.status notices published
@@ -83,7 +88,7 @@ class SeqCounter:
         return self.last
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # identity: the hub keeps books in a set
 class BookTopic:
     """One Bybit ``orderbook.{depth}.{symbol}`` topic of one category, and what it publishes.
 
@@ -103,10 +108,14 @@ class BookTopic:
     book_seq: SeqCounter
     bbo_seq: SeqCounter
     status_seq: SeqCounter
+    arb: Arbiter  # which source's frames this book takes (mdgw.core.arbiter)
     state: State = State.NEW
     reason: str = ""  # why the book last left the live state
-    source: tuple[str, int] | None = None  # (ingestor, conn_id) of the current snapshot
-    ingestor: str = ""  # last ingestor that sent a frame for this topic
+    # Single-source books only (orderbook.rpi, orderbook.full: not arbitrated): the
+    # (ingestor, conn_id) that delivered the current snapshot (or feeds the full-book sync),
+    # and the last ingestor that sent a frame for the topic.
+    source: tuple[str, int] | None = None
+    ingestor: str = ""
     last_frame_at: float = 0.0
     requested_at: float | None = None  # last resync request sent for this topic
     episode_requested: bool = False  # a request was sent in the current resync episode

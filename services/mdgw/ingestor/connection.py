@@ -144,6 +144,12 @@ class Connection:
         return self._session is not None
 
     @property
+    def conn_id(self) -> int:
+        """The envelope ``conn_id`` of the open websocket; 0 while none is open."""
+        session = self._session
+        return 0 if session is None else session.conn_id
+
+    @property
     def topics(self) -> tuple[str, ...]:
         return self.subscriptions.topics
 
@@ -270,7 +276,7 @@ class Connection:
         ws, conn_id = session.ws, session.conn_id
         self._session = session
         self._ping_sent = None
-        self._send_envelope(self._encoder.conn_up(conn_id, time.time_ns()))
+        self._send_envelope(self._encoder.conn_up(conn_id, time.time_ns(), slot=self.name))
         requests = self.subscriptions.on_connect(session.started)
         session.log.info(
             "connection_up",

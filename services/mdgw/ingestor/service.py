@@ -32,7 +32,7 @@ from mdgw.core.conn_ids import ConnIds
 from mdgw.core.connection_plan import Selection, owns_system_status, plan_streams
 from mdgw.core.errors import WireError
 from mdgw.core.subscriptions import ResyncDecision, Subscriptions
-from mdgw.core.wire import RESYNC, RawEncoder, decode_resync
+from mdgw.core.wire import RESYNC, RawEncoder, ResyncRequest, decode_resync
 from mdgw.ingestor.connection import (
     Connection,
     ConnectionTiming,
@@ -98,7 +98,8 @@ class Ingestor:
         # CURVE client keys for tcp raw/control sockets (None when off); exit 78 if missing.
         self._curve = client_keys_or_exit(settings, (settings.zmq.raw, settings.zmq.control))
         self.connections: list[Connection] = []
-        self._owners: dict[tuple[str, str], Connection] = {}
+        # Every connection carrying a topic (several with `connections` > 1).
+        self._owners: dict[tuple[str, str], list[Connection]] = {}
         self._encoders = {cat: RawEncoder(self.id, cat) for cat in self.groups}
         self._log = get_logger()
         self._ratelog = RateLimitedLog(self._log, interval=10.0)
@@ -263,7 +264,7 @@ class Ingestor:
                 )
                 self.connections.append(conn)
                 for topic in topics:
-                    self._owners[(category, topic)] = conn
+                    self._owners.setdefault((category, topic), []).append(conn)
         if self.system_status:
             # Its frames go out under the first category's envelope: the builder routes
             # them by topic (system.status is exchange-wide).
@@ -307,7 +308,10 @@ class Ingestor:
                     self._log.warning("control_message_rejected", error=exc.reason)
                 continue
             counters.resync_requests += 1
-            conn = self._owners.get((request.category, request.topic))
+            if request.ingestor and request.ingestor != self.id:
+                counters.resync_not_owned += 1  # the builder asked another source
+                continue
+            conn = self._resync_connection(request)
             if conn is None:
                 counters.resync_not_owned += 1
                 continue
@@ -333,6 +337,20 @@ class Ingestor:
                 self._log.info("resync_started", **fields)
             else:
                 self._log.debug("resync_skipped", decision=decision.value, **fields)
+
+    def _resync_connection(self, request: ResyncRequest) -> Connection | None:
+        """The connection to resubscribe: the one the builder named, else the first one up."""
+        conns = self._owners.get((request.category, request.topic))
+        if not conns:
+            return None
+        if request.conn_id:
+            for conn in conns:
+                if conn.conn_id == request.conn_id:
+                    return conn
+        for conn in conns:
+            if conn.up:
+                return conn
+        return conns[0]
 
     async def _report(self) -> None:
         interval = self.settings.log.stats_interval

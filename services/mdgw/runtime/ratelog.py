@@ -21,6 +21,8 @@ WARNING_EVENTS = frozenset(
         "bad_envelope",
         "malformed_frame",
         "sequence_hole",
+        "source_gap",
+        "source_failover",
         "book_resyncing",
         "book_stale",
         "ingestor_lost",

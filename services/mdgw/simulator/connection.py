@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection
@@ -18,6 +19,8 @@ class Client:
     __slots__ = (
         "category",
         "conn_id",
+        "delay",
+        "delayed",
         "faults",
         "frames",
         "muted_until",
@@ -38,6 +41,8 @@ class Client:
         self.silent_until = 0.0
         self.muted_until = 0.0
         self.frames = 0
+        self.delay = 0.0  # seconds every frame waits (the delay fault)
+        self.delayed: deque[tuple[float, bytes]] = deque()  # (due, payload), in order
 
     def silence(self, until: float) -> None:
         """Send nothing until loop time *until*; reading stops too, so not even
@@ -51,9 +56,11 @@ class Client:
             self.ws.transport.resume_reading()
 
     def clear_faults(self) -> None:
-        """Disarm frame faults, end a silence and a mute."""
+        """Disarm frame faults, end a silence, a mute and a delay (what the delay holds
+        back still goes out, in order)."""
         self.faults.clear()
         self.muted_until = 0.0
+        self.delay = 0.0
         if self.silent_until:
             self.end_silence()
 

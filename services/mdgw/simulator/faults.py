@@ -17,8 +17,10 @@ oversized  replace the next data frame by the same frame padded past ``size``   
            bytes (default 5 MiB, over the ingestor's 4 MiB limit)
 silence    send nothing (data, acks, pongs) and read nothing for ``seconds``       conns
 mute_pongs answer no ``{"op":"ping"}`` for ``seconds`` (data keeps flowing)        conns
+delay      send everything ``seconds`` late (a slower path), until ``clear``; nothing  conns
+           is lost, order is kept
 refuse     answer new websocket upgrades with HTTP 503 for ``seconds``             server
-clear      disarm every pending frame fault, end silences, mutes and refusals      server
+clear      disarm every pending frame fault, end silences, mutes, delays, refusals server
 ========== ======================================================================= ==========
 
 Connections are selected by ``category`` and ``conn_id`` (the ``conn_id`` of the acks);
@@ -64,6 +66,7 @@ class FaultKind(enum.StrEnum):
     OVERSIZED = "oversized"
     SILENCE = "silence"
     MUTE_PONGS = "mute_pongs"
+    DELAY = "delay"
     REFUSE = "refuse"
     CLEAR = "clear"
 
@@ -72,7 +75,9 @@ class FaultKind(enum.StrEnum):
 FRAME_FAULTS: Final = frozenset(
     {FaultKind.SKIP, FaultKind.CROSSED, FaultKind.MALFORMED, FaultKind.OVERSIZED}
 )
-_TIMED: Final = frozenset({FaultKind.SILENCE, FaultKind.MUTE_PONGS, FaultKind.REFUSE})
+_TIMED: Final = frozenset(
+    {FaultKind.SILENCE, FaultKind.MUTE_PONGS, FaultKind.REFUSE, FaultKind.DELAY}
+)
 _CATEGORIES: Final = (*CATEGORIES, "misc/status")  # misc/status: system.status
 
 

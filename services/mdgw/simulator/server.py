@@ -74,6 +74,7 @@ class SimulatorServer:
         self._touched: set[Client] = set()
         self._faulted: set[Client] = set()  # clients with armed frame faults
         self._silent: set[Client] = set()
+        self._delayed: set[Client] = set()  # clients with the delay fault
         self._refuse_until = 0.0
         self._now = 0.0  # loop time of the current tick
         self.notices = NoticeBoard()  # system.status, on /v5/public/misc/status
@@ -253,6 +254,7 @@ class SimulatorServer:
         self._clients.pop(client.conn_id, None)
         self._faulted.discard(client)
         self._silent.discard(client)
+        self._delayed.discard(client)
         self._touched.discard(client)
 
     # --- sending ----------------------------------------------------------------------
@@ -260,6 +262,9 @@ class SimulatorServer:
     def _send_now(self, client: Client, payload: bytes) -> None:
         """Send a control frame (ack, pong, error) unless the connection is silenced."""
         if client.silent_until > self._now:
+            return
+        if client.delay:
+            client.delayed.append((self._now + client.delay, payload))
             return
         try:
             client.send_text(payload)
@@ -273,7 +278,7 @@ class SimulatorServer:
         subscribers = self._subs.get((frame.category, frame.topic))
         if not subscribers:
             return
-        if self._faulted or self._silent:
+        if self._faulted or self._silent or self._delayed:
             for client in subscribers:
                 self._deliver(client, frame)
             return
@@ -312,6 +317,9 @@ class SimulatorServer:
                 )
                 if not payload:
                     return
+        if client.delay:
+            client.delayed.append((self._now + client.delay, payload))
+            return
         try:
             client.send_text(payload)
         except InvalidState:
@@ -319,6 +327,24 @@ class SimulatorServer:
         client.frames += 1
         self._frames_out += 1
         self._touched.add(client)
+
+    def _send_delayed(self) -> None:
+        """Send what the delay fault held back and is now due (every tick)."""
+        now = self._now
+        for client in list(self._delayed):
+            queue = client.delayed
+            while queue and queue[0][0] <= now:
+                payload = queue.popleft()[1]
+                try:
+                    client.send_text(payload)
+                except InvalidState:
+                    queue.clear()
+                    break
+                client.frames += 1
+                self._frames_out += 1
+                self._touched.add(client)
+            if not client.delay and not queue:
+                self._delayed.discard(client)
 
     def _flush(self) -> None:
         """Write every touched connection's pending frames, one system call each."""
@@ -379,6 +405,8 @@ class SimulatorServer:
                 due[index] = when
             for frame in self.market.resends(now_ms):
                 dispatch(frame)
+            if self._delayed:
+                self._send_delayed()
             self._flush()
             if now >= next_stats:
                 self._log_stats(now - last_stats)
@@ -439,6 +467,10 @@ class SimulatorServer:
             elif kind is FaultKind.MUTE_PONGS:
                 for client in clients:
                     client.muted_until = self._now + request.seconds
+            elif kind is FaultKind.DELAY:
+                for client in clients:
+                    client.delay = request.seconds
+                    self._delayed.add(client)
             hit = len(clients)
         log.info(
             "fault_applied",

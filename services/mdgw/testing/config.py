@@ -38,6 +38,7 @@ class Stream:
     symbol: str
     depth: int
     trades: bool = True
+    connections: int = 1  # websockets carrying it (an A/B feed from 2)
 
     @property
     def key(self) -> Key:
@@ -68,16 +69,16 @@ def _toml_value(value: Any) -> str:
 
 def config_text(streams: Sequence[Stream], sections: Mapping[str, Mapping[str, Any]]) -> str:
     """A gateway.toml: *sections* (``{"bybit": {...}, "zmq": {...}}``) plus the streams,
-    one ``[[bybit.streams]]`` table per run of streams with the same category, depth and
-    trades flag."""
+    one ``[[bybit.streams]]`` table per run of streams with the same category, depth,
+    trades flag and connections."""
     lines: list[str] = []
     for section, keys in sections.items():
         lines.append(f"[{section}]")
         lines += [f"{key} = {_toml_value(value)}" for key, value in keys.items()]
         if section != "bybit":
             continue
-        for (category, depth, trades), group in groupby(
-            streams, key=lambda s: (s.category, s.depth, s.trades)
+        for (category, depth, trades, connections), group in groupby(
+            streams, key=lambda s: (s.category, s.depth, s.trades, s.connections)
         ):
             lines += [
                 "[[bybit.streams]]",
@@ -86,6 +87,8 @@ def config_text(streams: Sequence[Stream], sections: Mapping[str, Mapping[str, A
                 f"depth = {depth}",
                 f"trades = {_toml_value(trades)}",
             ]
+            if connections != 1:
+                lines.append(f"connections = {connections}")
     return "\n".join(lines) + "\n"
 
 

@@ -56,6 +56,7 @@ class Observed:
     last_book_at: dict[Key, float] = field(default_factory=dict)  # monotonic
     last_u: dict[Key, int] = field(default_factory=dict)
     published_while_not_live: list[str] = field(default_factory=list)
+    rollbacks: list[str] = field(default_factory=list)  # a book at a lower u than the last
     channels: Counter[str] = field(default_factory=Counter)
     trades: defaultdict[Key, list[str]] = field(default_factory=lambda: defaultdict(list))
 
@@ -160,6 +161,9 @@ class TruthConsumer:
         if seen.state[key] != "live":
             seen.published_while_not_live.append(f"{key} u={msg['u']} ({seen.state[key]})")
         seen.last_book_at[key] = time.monotonic()
+        before = seen.last_u.get(key)
+        if before is not None and msg["u"] < before and msg["u"] != 1:  # 1: Bybit's restart
+            seen.rollbacks.append(f"{key}: book u {before} -> {msg['u']}")
         seen.last_u[key] = msg["u"]
         depth = self.depths.get(key)
         if depth is None:

@@ -114,9 +114,14 @@ class RawEncoder:
             raise WireError(f"envelope field out of range: {exc}") from None
         return header + self._id + frame
 
-    def conn_up(self, conn_id: int, now_ns: int) -> bytes:
-        """Connection ``conn_id`` opened; its DATA seq restarts at 1."""
-        return self._encode(EnvelopeKind.CONN_UP, conn_id, 0, now_ns, b"")
+    def conn_up(self, conn_id: int, now_ns: int, *, slot: str = "") -> bytes:
+        """Connection ``conn_id`` opened; its DATA seq restarts at 1.
+
+        ``slot`` names the connection slot (``"linear#0"``) in the frame part, so that the
+        builder can keep per-source counters across the slot's reconnects (at most 64
+        bytes are read).
+        """
+        return self._encode(EnvelopeKind.CONN_UP, conn_id, 0, now_ns, slot.encode()[:64])
 
     def conn_down(self, conn_id: int, last_seq: int, now_ns: int) -> bytes:
         """Connection ``conn_id`` closed after sending DATA seq 1..``last_seq``."""

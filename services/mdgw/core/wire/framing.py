@@ -48,12 +48,16 @@ class ResyncRequest(NamedTuple):
 
     ``reconnect``: the gentle way did not bring a snapshot in time; replace the whole
     connection that carries the topic (every topic on it gets a fresh snapshot).
+    ``ingestor``/``conn_id``: the one source asked to serve it (when several carry the
+    topic); ``""`` means any ingestor owning the topic, ``0`` any of its connections.
     """
 
     category: str
     topic: str  # Bybit's topic, e.g. "orderbook.50.BTCUSDT"
     reason: str
     reconnect: bool = False
+    ingestor: str = ""
+    conn_id: int = 0
 
 
 def _check_bybit_topic(value: object) -> str:
@@ -65,12 +69,30 @@ def _check_bybit_topic(value: object) -> str:
 
 
 def encode_resync(
-    category: str, bybit_topic: str, reason: str, *, reconnect: bool = False
+    category: str,
+    bybit_topic: str,
+    reason: str,
+    *,
+    reconnect: bool = False,
+    ingestor: str = "",
+    conn_id: int = 0,
 ) -> list[bytes]:
-    """The control message ``[b"resync", {"category", "topic", "reason", "reconnect"}]``."""
+    """The control message ``[b"resync", {"category", "topic", "reason", "reconnect"}]``,
+    plus ``"ingestor"`` (and ``"conn_id"``) when one source is asked."""
     category_code(category)
     _check_bybit_topic(bybit_topic)
-    body = {"category": category, "topic": bybit_topic, "reason": reason, "reconnect": reconnect}
+    if not 0 <= conn_id <= 0xFFFFFFFF:
+        raise WireError(f"conn_id {conn_id} out of range")
+    body: dict[str, Any] = {
+        "category": category,
+        "topic": bybit_topic,
+        "reason": reason,
+        "reconnect": reconnect,
+    }
+    if ingestor:
+        body["ingestor"] = ingestor
+        if conn_id:
+            body["conn_id"] = conn_id
     return [RESYNC, orjson.dumps(body)]
 
 
@@ -89,7 +111,15 @@ def decode_resync(frames: Sequence[bytes]) -> ResyncRequest:
     reconnect = body.get("reconnect", False)
     if type(reconnect) is not bool:
         raise WireError("resync reconnect must be a boolean")
-    return ResyncRequest(category, _check_bybit_topic(bybit_topic), reason, reconnect)
+    ingestor = body.get("ingestor", "")
+    if not isinstance(ingestor, str) or len(ingestor) > 255:
+        raise WireError("resync ingestor must be a string of at most 255 characters")
+    conn_id = body.get("conn_id", 0)
+    if type(conn_id) is not int or not 0 <= conn_id <= 0xFFFFFFFF:
+        raise WireError("resync conn_id must be an integer from 0 to 2**32-1")
+    return ResyncRequest(
+        category, _check_bybit_topic(bybit_topic), reason, reconnect, ingestor, conn_id
+    )
 
 
 END = b"END"

@@ -125,6 +125,9 @@ _SECTION = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 # --- sections ---------------------------------------------------------------------------
 
 
+MAX_STREAM_CONNECTIONS = 4
+
+
 class StreamConfig(BaseModel):
     """One ``[[bybit.streams]]`` entry: symbols of one category at one book depth."""
 
@@ -134,6 +137,10 @@ class StreamConfig(BaseModel):
     symbols: list[Symbol]
     depth: Depth
     trades: bool = True
+    # Websockets carrying each of these topics: 2 or more is an A/B feed, the book builder
+    # takes every u from whichever connection delivers it first (mdgw.core.arbiter).
+    connections: Annotated[int, Field(ge=1, le=MAX_STREAM_CONNECTIONS)] = 1
+
     # Also subscribe orderbook.rpi.{SYMBOL} (50 levels with RPI sizes), published as `rpi`.
     rpi: bool = False
 
@@ -150,6 +157,15 @@ class StreamConfig(BaseModel):
                 f"{category} (got {depth})"
             )
         return depth
+
+    @field_validator("connections")
+    @classmethod
+    def _one_connection_for_full(cls, connections: int, info: ValidationInfo) -> int:
+        if connections > 1 and info.data.get("depth") == "full":
+            raise ValueError(
+                'depth "full" takes connections = 1 (its REST-snapshot sync is single-source)'
+            )
+        return connections
 
     @field_validator("rpi")
     @classmethod
