@@ -47,6 +47,11 @@ MODULES: tuple[str, ...] = (
     "mdgw.core.book",
     "mdgw.core.arbiter",
     "mdgw.core.hub_state",
+    "mdgw.core.conflation",
+    "mdgw.core.trade_feed",
+    "mdgw.core.hub_books",
+    "mdgw.core.single_source",
+    "mdgw.core.hub_sources",
     "mdgw.core.hub",
 )
 PURE_ENV = "MDGW_PURE"  # set to 1: ignore any build, run the .py modules
