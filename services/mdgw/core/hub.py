@@ -34,7 +34,7 @@ out at once.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, NamedTuple, cast
+from typing import Any, Final, NamedTuple, cast
 
 from mdgw.core import wire
 from mdgw.core.arbiter import Source, Verdict
@@ -66,15 +66,16 @@ MAX_TOPICS = 20_000
 # A book whose next u one source skipped waits this long for another source to deliver it
 # (a slower path is milliseconds behind), then resyncs.
 HOLD_GRACE = 1.0
-_DATA = int(wire.EnvelopeKind.DATA)
-_CONN_UP = int(wire.EnvelopeKind.CONN_UP)
-_CONN_DOWN = int(wire.EnvelopeKind.CONN_DOWN)
+_DATA: Final = int(wire.EnvelopeKind.DATA)
+_CONN_UP: Final = int(wire.EnvelopeKind.CONN_UP)
+_CONN_DOWN: Final = int(wire.EnvelopeKind.CONN_DOWN)
 
 
 # Enum members are slow to look up (a descriptor call each): the per-frame path uses these.
-_APPLY = Verdict.APPLY
-_APPLIED = BookOutcome.APPLIED
-_RESET = BookOutcome.RESET
+# Final: a compiled module keeps them in C statics, not in its globals dict.
+_APPLY: Final = Verdict.APPLY
+_APPLIED: Final = BookOutcome.APPLIED
+_RESET: Final = BookOutcome.RESET
 
 
 _NO_RESYNCS: dict[str, int] = {}  # shared by book_rows for books never resynced: never mutated
@@ -119,17 +120,12 @@ class Hub(HubSources):
         fused: Iterable[Sequence[str]] = (),
         max_rate: float = 0.0,
     ) -> None:
-        super().__init__(
-            publish_depth=publish_depth,
-            resync_timeout=resync_timeout,
-            resync_min_interval=resync_min_interval,
-            ingestor_timeout=ingestor_timeout,
-            stale_after=stale_after,
-            clock_ns=clock_ns,
-            fused=fused,
-            max_rate=max_rate,
-            max_topics=MAX_TOPICS,
-        )
+        super().__init__(clock_ns=clock_ns, fused=fused, max_rate=max_rate, max_topics=MAX_TOPICS)
+        self.publish_depth = publish_depth
+        self.resync_timeout = resync_timeout
+        self.resync_min_interval = resync_min_interval
+        self.ingestor_timeout = ingestor_timeout
+        self.stale_after = stale_after
         self._peer_lost_at: float | None = None  # a raw-socket peer disconnected then
 
     # ------------------------------------------------------------------ input

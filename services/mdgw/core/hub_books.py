@@ -9,7 +9,7 @@ The rules are the hub's (see :mod:`mdgw.core.hub`).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from mdgw.core import wire
 from mdgw.core.arbiter import Arbiter, Source, SourceStats
@@ -27,12 +27,13 @@ from mdgw.core.trade_feed import TradeFeed
 __all__ = ["Event", "HubBooks", "resync_label"]
 
 Event = tuple[str, dict[str, Any]]
-_LATENCY_SAMPLES_MAX = 200_000  # per stats interval; beyond it samples are skipped
+_LATENCY_SAMPLES_MAX: Final = 200_000  # per stats interval; beyond it samples are skipped
 # After this many resubscribe requests without a snapshot, ask for a new connection.
 _RECONNECT_AFTER_REQUESTS = 2
 
 # Enum members are slow to look up (a descriptor call each): the per-frame path uses this.
-_LIVE = State.LIVE
+# Final: a compiled module keeps it in a C static, not in its globals dict.
+_LIVE: Final = State.LIVE
 
 # Why a book resynced, as a bounded label for metrics (the log keeps the full reason).
 _RESYNC_LABELS = (
@@ -60,26 +61,23 @@ def resync_label(reason: str) -> str:
 class HubBooks:
     """The hub's state, and the steps its frame paths share."""
 
+    # The rules' settings: set by Hub.__init__, whose signature documents them.
+    publish_depth: int
+    resync_timeout: float
+    resync_min_interval: float
+    ingestor_timeout: float
+    stale_after: float
+
     def __init__(
         self,
         *,
-        publish_depth: int,
-        resync_timeout: float,
-        resync_min_interval: float,
-        ingestor_timeout: float,
-        stale_after: float,
         clock_ns: Callable[[], int],
         fused: Iterable[Sequence[str]],
         max_rate: float,
         max_topics: int,
     ) -> None:
-        self.publish_depth = publish_depth
         self._conflation = Conflation(max_rate)
         self.min_interval = self._conflation.min_interval  # read per frame: kept at hand
-        self.resync_timeout = resync_timeout
-        self.resync_min_interval = resync_min_interval
-        self.ingestor_timeout = ingestor_timeout
-        self.stale_after = stale_after
         self._clock_ns = clock_ns
         self._max_topics = max_topics  # books, and trade topics, each
         self.outbox: list[tuple[bytes, bytes]] = []

@@ -73,24 +73,7 @@ class HubSources(SingleSourceBooks):
         self.stats.frames_lost += lost
         # We cannot know which topics the lost frames belonged to: every book fed by this
         # source may have missed a delta. It resyncs unless another source can continue it.
-        kept = resynced = 0
-        for arb in src.arbiters:
-            arb.mark_lost(src)
-            if not arb.synced:
-                continue
-            if arb.can_continue():
-                kept += 1
-                continue
-            resynced += 1
-            self._resync(self._books[arb.key], "ingestor sequence hole", now)
-        key = (src.ingestor, src.conn_id)
-        for book in self._books.values():
-            if book.source == key:  # single-source (rpi, full): this connection fed it
-                resynced += 1
-                self._resync(book, "ingestor sequence hole", now)
-        if kept:
-            src.stats.failovers += 1
-            self.stats.failovers += kept
+        kept, resynced = self._continue_without(src, "ingestor sequence hole", now, gone=False)
         self.events.append(
             (
                 "sequence_hole",
@@ -122,29 +105,43 @@ class HubSources(SingleSourceBooks):
     def _source_gone(self, src: Source, reason: str, now: float) -> None:
         """A source's connection closed or its ingestor died: its books go on without it."""
         src.alive = False
-        kept = 0
+        kept, _ = self._continue_without(src, reason, now, gone=True)
+        if kept:
+            self.events.append(
+                ("source_failover", {"source": src.name, "reason": reason, "books_kept": kept})
+            )
+        src.arbiters.clear()
+
+    def _continue_without(
+        self, src: Source, reason: str, now: float, *, gone: bool
+    ) -> tuple[int, int]:
+        """Every book ``src`` fed, now that it lost frames (or is ``gone``): each goes on where
+        another source can continue it, else resyncs. Returns (books kept, books resynced)."""
+        kept = resynced = 0
         for arb in src.arbiters:
-            arb.remove(src)
+            if gone:
+                arb.remove(src)
+            else:
+                arb.mark_lost(src)
             if not arb.synced:
                 continue
             if arb.can_continue():
                 kept += 1
                 continue
-            # Its ingestor reconnects and resubscribes by itself (or another ingestor
-            # serves the topic): ask only if no snapshot comes within resync_timeout.
-            self._resync(self._books[arb.key], reason, now, ask=False)
+            resynced += 1
+            # A source gone: its ingestor reconnects and resubscribes by itself (or another
+            # ingestor serves the topic): ask only if no snapshot comes within resync_timeout.
+            self._resync(self._books[arb.key], reason, now, ask=not gone)
         key = (src.ingestor, src.conn_id)
         for book in self._books.values():
-            if book.source == key and book.state is not State.RESYNCING:
-                # A single-source book (rpi, full) this connection fed.
-                self._resync(book, reason, now, ask=False)
+            # A single-source book (rpi, full) this connection fed.
+            if book.source == key and not (gone and book.state is State.RESYNCING):
+                resynced += 1
+                self._resync(book, reason, now, ask=not gone)
         if kept:
             src.stats.failovers += 1
             self.stats.failovers += kept
-            self.events.append(
-                ("source_failover", {"source": src.name, "reason": reason, "books_kept": kept})
-            )
-        src.arbiters.clear()
+        return kept, resynced
 
     def source_stats(self) -> dict[str, SourceStats]:
         """Counters per named source (``ingestor/slot``), kept across reconnects.

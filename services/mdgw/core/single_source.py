@@ -13,6 +13,7 @@ from mdgw.core.book import BookOutcome
 from mdgw.core.bybit import FullFrame, RpiFrame
 from mdgw.core.full_book import FullBook
 from mdgw.core.hub_books import HubBooks
+from mdgw.core.hub_state import BookTopic
 from mdgw.core.rpi_book import RpiBook
 
 __all__ = ["SingleSourceBooks"]
@@ -27,12 +28,9 @@ class SingleSourceBooks(HubBooks):
         """``orderbook.rpi``: the book takes deltas only from the connection that delivered
         its snapshot; a delta from another connection invalidates it (a stream with
         ``connections`` > 1 subscribes RPI books once)."""
-        book = self._book_for(category, frame.topic, frame.symbol, frame.depth, now)
+        book = self._frame_book(category, source, frame, now)
         if book is None:
             return
-        book.ingestor = source[0]
-        book.last_frame_at = now
-        book.frames += 1
         if frame.snapshot or book.source == source:
             # The topic names the kind: an RpiFrame only reaches an RpiBook (mypyc checks).
             outcome = cast(RpiBook, book.order_book).apply(frame)
@@ -46,18 +44,12 @@ class SingleSourceBooks(HubBooks):
                 book.source = source
             self._took(book, frame, frame.snapshot, recv_ns, now)
             return
-        stats = self.stats
         if outcome is BookOutcome.DUPLICATE:
-            stats.duplicates += 1
+            self.stats.duplicates += 1
             return
-        if outcome is BookOutcome.GAP:
-            stats.gaps += 1
-            reason = f"u gap at u={frame.u}"
-        elif outcome is BookOutcome.CROSSED:
-            stats.crossed += 1
-            reason = f"crossed book at u={frame.u}"
-        else:
-            stats.not_synced += 1
+        reason = self._broken_reason(outcome, frame.u)
+        if reason is None:
+            self.stats.not_synced += 1
             reason = "delta before snapshot"
         self._resync(book, reason, now, recv_ns=recv_ns)
 
@@ -66,12 +58,9 @@ class SingleSourceBooks(HubBooks):
     ) -> None:
         """``orderbook.full``: deltas are buffered until the REST snapshot the ingestor
         fetches (asked for with a resync request) fits them (:mod:`mdgw.core.full_book`)."""
-        book = self._book_for(category, frame.topic, frame.symbol, frame.depth, now)
+        book = self._frame_book(category, source, frame, now)
         if book is None:
             return
-        book.ingestor = source[0]
-        book.last_frame_at = now
-        book.frames += 1
         full = cast(FullBook, book.order_book)
         if book.source != source:
             # Deltas and the snapshot of one sync come over one connection; another
@@ -83,22 +72,39 @@ class SingleSourceBooks(HubBooks):
         if outcome is BookOutcome.APPLIED or outcome is BookOutcome.RESET:
             self._took(book, full.last_frame or frame, frame.snapshot, recv_ns, now)
             return
-        stats = self.stats
         if outcome is BookOutcome.DUPLICATE:
-            stats.duplicates += 1
+            self.stats.duplicates += 1
             return
-        if outcome is BookOutcome.GAP:
-            stats.gaps += 1
-            reason = "u reset to 1" if frame.u == 1 else f"u gap at u={frame.u}"
-        elif outcome is BookOutcome.CROSSED:
-            stats.crossed += 1
-            reason = f"crossed book at u={frame.u}"
-        elif frame.snapshot:
-            stats.not_synced += 1
-            reason = "REST snapshot does not fit the buffered deltas"
-        else:
-            reason = "waiting for the REST snapshot"
+        reason = self._broken_reason(outcome, frame.u)
+        if reason is None:  # not synced
+            if frame.snapshot:
+                self.stats.not_synced += 1
+                reason = "REST snapshot does not fit the buffered deltas"
+            else:
+                reason = "waiting for the REST snapshot"
         # The buffer is the sync in progress: keep it (invalidate=False), ask for a snapshot.
         self._resync(book, reason, now, recv_ns=recv_ns, invalidate=False, keep_source=True)
         if frame.snapshot and full.wants_snapshot:
             book.episode_requested = False  # a snapshot that does not fit: fetch another
+
+    def _frame_book(
+        self, category: str, source: tuple[str, int], frame: RpiFrame | FullFrame, now: float
+    ) -> BookTopic | None:
+        """The book ``frame`` is for, with the frame counted; None past the topic cap."""
+        book = self._book_for(category, frame.topic, frame.symbol, frame.depth, now)
+        if book is not None:
+            book.ingestor = source[0]
+            book.last_frame_at = now
+            book.frames += 1
+        return book
+
+    def _broken_reason(self, outcome: BookOutcome, u: int) -> str | None:
+        """Count a gap or a crossed book, and say so (the resync's reason); None otherwise."""
+        if outcome is BookOutcome.GAP:
+            self.stats.gaps += 1
+            # A full book's buffer starts over when Bybit restarts its u at 1.
+            return "u reset to 1" if u == 1 else f"u gap at u={u}"
+        if outcome is BookOutcome.CROSSED:
+            self.stats.crossed += 1
+            return f"crossed book at u={u}"
+        return None
