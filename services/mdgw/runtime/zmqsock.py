@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, cast
 
 import zmq
 
@@ -42,7 +42,11 @@ __all__ = [
 
 DEFAULT_LINGER_MS = 200
 
-_S = TypeVar("_S", bound=zmq.Socket[Any])
+if TYPE_CHECKING:  # only mypy reads it: typing's TypeVar has no default before 3.13
+    from typing_extensions import TypeVar
+
+    # The socket class make_socket returns: zmq.Socket[bytes] unless socket_class says.
+    _S = TypeVar("_S", bound=zmq.Socket[Any], default=zmq.Socket[bytes])
 
 # The hot loops' sends. pyzmq's ``Socket.send`` is a Python method (routing_id/group
 # handling) over the Cython one, and ``zmq.SNDMORE | zmq.NOBLOCK`` builds an enum member
@@ -70,7 +74,6 @@ def is_loopback(endpoint: str) -> bool:
     return host in ("localhost", "lo", "[::1]") or host.startswith("127.")
 
 
-@overload
 def make_socket(
     ctx: zmq.Context[Any],
     socket_type: int,
@@ -80,41 +83,10 @@ def make_socket(
     hwm: int,
     linger_ms: int = DEFAULT_LINGER_MS,
     immediate: bool | None = None,
-    socket_class: None = None,
+    socket_class: Callable[[zmq.Context[Any], int], _S] | None = None,
     curve: CurveServer | CurveClient | None = None,
     max_msg_size: int | None = None,
-) -> zmq.Socket[bytes]: ...
-
-
-@overload
-def make_socket(
-    ctx: zmq.Context[Any],
-    socket_type: int,
-    endpoint: str,
-    *,
-    bind: bool,
-    hwm: int,
-    linger_ms: int = DEFAULT_LINGER_MS,
-    immediate: bool | None = None,
-    socket_class: Callable[[zmq.Context[Any], int], _S],
-    curve: CurveServer | CurveClient | None = None,
-    max_msg_size: int | None = None,
-) -> _S: ...
-
-
-def make_socket(
-    ctx: zmq.Context[Any],
-    socket_type: int,
-    endpoint: str,
-    *,
-    bind: bool,
-    hwm: int,
-    linger_ms: int = DEFAULT_LINGER_MS,
-    immediate: bool | None = None,
-    socket_class: Callable[[zmq.Context[Any], int], Any] | None = None,
-    curve: CurveServer | CurveClient | None = None,
-    max_msg_size: int | None = None,
-) -> Any:
+) -> _S:
     """Create, configure and bind or connect a socket.
 
     ``hwm`` sets both SNDHWM and RCVHWM (each socket type uses the one that applies).
@@ -128,7 +100,7 @@ def make_socket(
     ``max_msg_size``: MAXMSGSIZE in bytes; a peer that sends a larger message is
     disconnected by libzmq before the message is read into memory.
     """
-    sock = ctx.socket(socket_type, socket_class=socket_class)
+    sock = cast("_S", ctx.socket(socket_type, socket_class=socket_class))
     try:
         sock.setsockopt(zmq.LINGER, linger_ms)
         sock.setsockopt(zmq.SNDHWM, hwm)
