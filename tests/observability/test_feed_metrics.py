@@ -13,7 +13,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from observability_helpers import (
+
+from mdgw.simulator.faults import FaultKind, FaultRequest
+from mdgw.simulator.server import SimulatorServer
+from mdgw.testing.config import MIXED_STREAMS, Stream, sim_params
+from mdgw.testing.gateway import Gateway
+from mdgw.testing.scrape import (
     Samples,
     health,
     label_sets,
@@ -23,11 +28,6 @@ from observability_helpers import (
     wait_async,
     with_metrics,
 )
-
-from mdgw.simulator.faults import FaultKind, FaultRequest
-from mdgw.simulator.server import SimulatorServer
-from mdgw.testing.config import MIXED_STREAMS, Stream, sim_params
-from mdgw.testing.gateway import Gateway
 
 pytestmark = pytest.mark.e2e
 
