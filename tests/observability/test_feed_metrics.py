@@ -143,25 +143,23 @@ async def test_source_counters_follow_faults_on_one_connection_and_maintenance_s
 
         # Bybit announces a window, then starts it: planned, then active; /health stays 200.
         now_ms = int(time.time() * 1000)
-        sim.post_notice(
-            notice_id="m1",
-            state="scheduled",
-            begin_ms=now_ms + 3_600_000,
-            end_ms=now_ms + 7_200_000,
-            title="Scheduled maintenance",
-        )
+
+        def notice(state: str, begin_ms: int, end_ms: int) -> None:
+            sim.post_notice(
+                notice_id="m1",
+                state=state,
+                begin_ms=begin_ms,
+                end_ms=end_ms,
+                title="Scheduled maintenance",
+            )
+
+        notice("scheduled", now_ms + 3_600_000, now_ms + 7_200_000)
 
         async def planned() -> bool:
             return value(await scrape(port), "mdgw_exchange_maintenance", phase="planned") == 1
 
         await wait_async(planned, "mdgw_exchange_maintenance{phase=planned} 1", 15)
-        sim.post_notice(
-            notice_id="m1",
-            state="ongoing",
-            begin_ms=now_ms,
-            end_ms=now_ms + 600_000,
-            title="Scheduled maintenance",
-        )
+        notice("ongoing", now_ms, now_ms + 600_000)
 
         async def active() -> bool:
             now = await scrape(port)
@@ -179,13 +177,7 @@ async def test_source_counters_follow_faults_on_one_connection_and_maintenance_s
         assert body["maintenance"]["planned"] == []
         print({"sources": body["sources"], "maintenance": body["maintenance"]})
 
-        sim.post_notice(
-            notice_id="m1",
-            state="completed",
-            begin_ms=now_ms,
-            end_ms=now_ms + 1_000,
-            title="Scheduled maintenance",
-        )
+        notice("completed", now_ms, now_ms + 1_000)
 
         async def over() -> bool:
             return value(await scrape(port), "mdgw_exchange_maintenance", phase="active") == 0

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import itertools
 import json
 import time
 from collections.abc import Callable, Iterable
@@ -34,20 +33,14 @@ from mdgw.core import wire
 from mdgw.core.hub import BookRow, Hub
 from mdgw.runtime.metrics import PUBLISH_LATENCY_BOUNDS, Buckets
 from mdgw.testing.bench.frames import script
+from mdgw.testing.bench.hub_inproc import bench_hub
 
 __all__ = ["main", "measure"]
 
 
 def fed_hub(books: int, deltas: int) -> Hub:
     """A hub with ``books`` live books, each delta delivered by two connections."""
-    hub = Hub(
-        publish_depth=25,
-        resync_timeout=5.0,
-        resync_min_interval=1.0,
-        ingestor_timeout=3.0,
-        stale_after=60.0,
-        clock_ns=itertools.count().__next__,
-    )
+    hub = bench_hub()
     encode = wire.RawEncoder("bench", "linear")
     seq = {1: 0, 2: 0}
 
