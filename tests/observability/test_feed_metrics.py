@@ -144,7 +144,7 @@ async def test_source_counters_follow_faults_on_one_connection_and_maintenance_s
         # Bybit announces a window, then starts it: planned, then active; /health stays 200.
         now_ms = int(time.time() * 1000)
 
-        def notice(state: str, begin_ms: int, end_ms: int) -> None:
+        def post(state: str, begin_ms: int, end_ms: int) -> None:
             sim.post_notice(
                 notice_id="m1",
                 state=state,
@@ -153,13 +153,13 @@ async def test_source_counters_follow_faults_on_one_connection_and_maintenance_s
                 title="Scheduled maintenance",
             )
 
-        notice("scheduled", now_ms + 3_600_000, now_ms + 7_200_000)
+        post("scheduled", now_ms + 3_600_000, now_ms + 7_200_000)
 
         async def planned() -> bool:
             return value(await scrape(port), "mdgw_exchange_maintenance", phase="planned") == 1
 
         await wait_async(planned, "mdgw_exchange_maintenance{phase=planned} 1", 15)
-        notice("ongoing", now_ms, now_ms + 600_000)
+        post("ongoing", now_ms, now_ms + 600_000)
 
         async def active() -> bool:
             now = await scrape(port)
@@ -177,7 +177,7 @@ async def test_source_counters_follow_faults_on_one_connection_and_maintenance_s
         assert body["maintenance"]["planned"] == []
         print({"sources": body["sources"], "maintenance": body["maintenance"]})
 
-        notice("completed", now_ms, now_ms + 1_000)
+        post("completed", now_ms, now_ms + 1_000)
 
         async def over() -> bool:
             return value(await scrape(port), "mdgw_exchange_maintenance", phase="active") == 0
