@@ -167,9 +167,12 @@ def _dumps(payload: dict[str, Any]) -> bytes:
         raise WireError(f"cannot encode {payload.get('channel')} payload: {exc}") from None
 
 
-def _head(channel: str, category: str, symbol: str, seq: int, pub_ns: int) -> dict[str, Any]:
-    """The fields every per-symbol payload starts with, in the published order."""
-    return {
+def _head(  # noqa: PLR0917 (the payload's first fields, in their order)
+    channel: str, category: str, symbol: str, seq: int, pub_ns: int, recv_ns: int | None
+) -> dict[str, Any]:
+    """The fields every per-symbol payload starts with, in the published order (``recv_ns``
+    left out when None: a ``status`` no Bybit frame caused)."""
+    head: dict[str, Any] = {
         "channel": channel,
         "exchange": EXCHANGE,
         "category": category,
@@ -177,6 +180,9 @@ def _head(channel: str, category: str, symbol: str, seq: int, pub_ns: int) -> di
         "seq": seq,
         "pub_ns": pub_ns,
     }
+    if recv_ns is not None:
+        head["recv_ns"] = recv_ns
+    return head
 
 
 class BookTemplate:
@@ -248,14 +254,8 @@ def encode_bbo(
     it came from) are added when given: with a symbol's depth 1 fused into its bbo they say
     which stream the top of book came from.
     """
-    payload = _head("bbo", category, symbol, seq, pub_ns)
-    payload["recv_ns"] = recv_ns
-    payload["u"] = u
-    payload["ts"] = ts
-    payload["bid"] = bid
-    payload["bid_size"] = bid_size
-    payload["ask"] = ask
-    payload["ask_size"] = ask_size
+    payload = _head("bbo", category, symbol, seq, pub_ns, recv_ns)
+    payload.update(u=u, ts=ts, bid=bid, bid_size=bid_size, ask=ask, ask_size=ask_size)
     if bybit_seq is not None:
         payload["bybit_seq"] = bybit_seq
     if depth is not None:
@@ -287,14 +287,8 @@ def encode_trade(
     """
     if side not in _SIDES:
         raise WireError(f"trade side must be 'buy' or 'sell', got {side!r}")
-    payload = _head("trade", category, symbol, seq, pub_ns)
-    payload["recv_ns"] = recv_ns
-    payload["id"] = trade_id
-    payload["price"] = price
-    payload["size"] = size
-    payload["side"] = side
-    payload["ts"] = ts
-    payload["block"] = block
+    payload = _head("trade", category, symbol, seq, pub_ns, recv_ns)
+    payload.update(id=trade_id, price=price, size=size, side=side, ts=ts, block=block)
     if bybit_seq is not None:
         payload["bybit_seq"] = bybit_seq
     if rpi is not None:
@@ -322,9 +316,7 @@ def encode_status(
     """
     if state not in STATES:
         raise WireError(f"unknown state {state!r}; expected one of {STATES}")
-    payload = _head("status", category, symbol, seq, pub_ns)
-    if recv_ns is not None:
-        payload["recv_ns"] = recv_ns
+    payload = _head("status", category, symbol, seq, pub_ns, recv_ns)
     payload["state"] = state
     payload["reason"] = reason
     if feed is not None:
