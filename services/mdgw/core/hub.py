@@ -379,7 +379,6 @@ class Hub(HubSources):
         book.frames += 1
         arb = book.arb
         verdict = arb.offer(src, frame, recv_ns, now)
-        stats = self.stats
         if verdict is _APPLY:  # _apply() inlined: this is the per-frame path
             # orderbook.{depth}: an OrderBook (mypyc checks the cast).
             outcome = cast(OrderBook, book.order_book).apply(frame)
@@ -390,6 +389,7 @@ class Hub(HubSources):
             else:
                 self._broken(book, frame, outcome, recv_ns, now)
             return
+        stats = self.stats
         if verdict is Verdict.DUPLICATE:
             stats.duplicates += 1
         elif verdict is Verdict.HELD:

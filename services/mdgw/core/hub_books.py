@@ -175,17 +175,18 @@ class HubBooks:
     ) -> None:
         """The book took a frame (applied, or reset by a snapshot): go live, then publish
         ``frame``'s state, or defer it (conflation)."""
+        interval = self.min_interval
         if book.state is not _LIVE:
             book.state = _LIVE
             book.since = now
             book.episode_requested = False
             self._status(book, "live", "snapshot" if snapshot else "updates", recv_ns)
-        elif self.min_interval and now < book.next_publish_at:
+        elif interval and now < book.next_publish_at:
             self._conflation.defer(book, frame, recv_ns)
             return
         self._publish_book(book, frame, recv_ns)
-        if self.min_interval:
-            book.next_publish_at = now + self.min_interval
+        if interval:
+            book.next_publish_at = now + interval
             book.pending = None
 
     def _publish_book(self, book: BookTopic, frame: BookFrame | RpiFrame, recv_ns: int) -> None:
