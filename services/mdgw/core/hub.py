@@ -360,10 +360,8 @@ class Hub(HubSources):
 
         Updates :attr:`next_due`.
         """
-        interval = self.min_interval
         for book, frame, recv_ns in self._conflation.due(now):
-            self._publish_book(book, frame, recv_ns)
-            book.next_publish_at = now + interval
+            self._publish(book, frame, False, recv_ns, now)  # live, and its interval has passed
 
     # --------------------------------------------------------------- frames
 
@@ -383,7 +381,7 @@ class Hub(HubSources):
             # orderbook.{depth}: an OrderBook (mypyc checks the cast).
             outcome = cast(OrderBook, book.order_book).apply(frame)
             if outcome is _APPLIED or outcome is _RESET:
-                self._took(book, frame, frame.snapshot, recv_ns, now)
+                self._publish(book, frame, frame.snapshot, recv_ns, now)
                 if arb.held:
                     self._apply_held(book, now)
             else:
@@ -408,7 +406,7 @@ class Hub(HubSources):
         """Apply a frame the arbiter passed and publish (or defer); False if the book broke."""
         outcome = cast(OrderBook, book.order_book).apply(frame)
         if outcome is _APPLIED or outcome is _RESET:
-            self._took(book, frame, frame.snapshot, recv_ns, now)
+            self._publish(book, frame, frame.snapshot, recv_ns, now)
             return True
         self._broken(book, frame, outcome, recv_ns, now)
         return False

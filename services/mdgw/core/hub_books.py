@@ -165,7 +165,7 @@ class HubBooks:
             counter = self._seq[topic] = SeqCounter()
         return counter
 
-    def _took(
+    def _publish(
         self,
         book: BookTopic,
         frame: BookFrame | RpiFrame,
@@ -173,8 +173,11 @@ class HubBooks:
         recv_ns: int,
         now: float,
     ) -> None:
-        """The book took a frame (applied, or reset by a snapshot): go live, then publish
-        ``frame``'s state, or defer it (conflation)."""
+        """The book took a frame (applied, or reset by a snapshot): go live, then publish its
+        ``book`` (and ``bbo`` when the best changed) with ``frame``'s ``u``, ``ts`` and
+        ``cts``, or defer that (conflation). A conflated publish that is due comes here too.
+
+        One method, not a publish called from here: this is every frame's path."""
         interval = self.min_interval
         if book.state is not _LIVE:
             book.state = _LIVE
@@ -184,12 +187,9 @@ class HubBooks:
         elif interval and now < book.next_publish_at:
             self._conflation.defer(book, frame, recv_ns)
             return
-        self._publish_book(book, frame, recv_ns)
         if interval:
             book.next_publish_at = now + interval
             book.pending = None
-
-    def _publish_book(self, book: BookTopic, frame: BookFrame | RpiFrame, recv_ns: int) -> None:
         ob = book.order_book
         pub_ns = self._clock_ns()
         if book.feed != "bbo":

@@ -42,7 +42,7 @@ class SingleSourceBooks(HubBooks):
         if outcome is BookOutcome.APPLIED or outcome is BookOutcome.RESET:
             if frame.snapshot:
                 book.source = source
-            self._took(book, frame, frame.snapshot, recv_ns, now)
+            self._publish(book, frame, frame.snapshot, recv_ns, now)
             return
         if outcome is BookOutcome.DUPLICATE:
             self.stats.duplicates += 1
@@ -70,7 +70,7 @@ class SingleSourceBooks(HubBooks):
             book.source = source
         outcome = full.apply(frame)
         if outcome is BookOutcome.APPLIED or outcome is BookOutcome.RESET:
-            self._took(book, full.last_frame or frame, frame.snapshot, recv_ns, now)
+            self._publish(book, full.last_frame or frame, frame.snapshot, recv_ns, now)
             return
         if outcome is BookOutcome.DUPLICATE:
             self.stats.duplicates += 1
