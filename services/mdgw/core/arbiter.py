@@ -156,23 +156,29 @@ class Arbiter:
         pos = self._pos
         prev = pos.get(src)
         pos[src] = u
-        # The two cases of nearly every frame, first: a source that delivered u - 1 before
-        # delivers the next u, which the book takes (first) or already has (late).
-        if prev == u - 1 and self.synced and not frame.snapshot:
-            last: int = self.last_u  # type: ignore[assignment]  # synced: never None
-            if u == last + 1:
-                self.last_u = u
-                src.stats.first += 1
-                self._ring_ns[u & _RING_MASK] = recv_ns
-                return _APPLY
-            if u <= last:
-                self._late(src, u, recv_ns)
-                return _DUPLICATE
-        return self._offer(src, frame, recv_ns, now, prev)
+        # Nearly every frame is the next u of a source that delivered u - 1 before: it goes
+        # straight to the test below, which the book takes (first) or already has (late).
+        if prev != u - 1 or not self.synced or frame.snapshot:
+            verdict = self._offer_other(src, frame, recv_ns, prev)
+            if verdict is not None:
+                return verdict
+        last: int = self.last_u  # type: ignore[assignment]  # synced: never None
+        if u == last + 1:
+            self.last_u = u
+            src.stats.first += 1
+            self._ring_ns[u & _RING_MASK] = recv_ns
+            return _APPLY
+        if u <= last:
+            self._late(src, u, recv_ns)
+            return _DUPLICATE
+        return self._hold(src, frame, recv_ns, now)
 
-    def _offer(
-        self, src: Source, frame: BookFrame, recv_ns: int, now: float, prev: int | None
-    ) -> Verdict:
+    def _offer_other(
+        self, src: Source, frame: BookFrame, recv_ns: int, prev: int | None
+    ) -> Verdict | None:
+        """The verdict on a frame that is not simply a source's next ``u``: a source's first
+        frame, a jump in its ``u``, a snapshot, a book not synced; None: the book is synced
+        and the delta is compared with its ``u`` (:meth:`offer`)."""
         u = frame.u
         if prev is None:
             src.arbiters.append(self)
@@ -202,17 +208,7 @@ class Arbiter:
                 )
         if not self.synced:
             return Verdict.NOT_SYNCED
-        last = self.last_u
-        assert last is not None  # synced implies it
-        if u == last + 1:
-            self.last_u = u
-            src.stats.first += 1
-            self._ring_ns[u & _RING_MASK] = recv_ns
-            return _APPLY
-        if u <= last:
-            self._late(src, u, recv_ns)
-            return _DUPLICATE
-        return self._hold(src, frame, recv_ns, now)
+        return None
 
     def next_held(self) -> tuple[BookFrame, int] | None:
         """The held frame that continues the book, if any: ``(frame, recv_ns)``.
