@@ -29,6 +29,14 @@ publishes at most ``max_rate`` times a second, the latest state wins; :meth:`Hub
 due. ``seq`` stays +1 per published message on every topic, and ``u`` only grows; it is no
 longer +1 between two ``book`` messages. The first publish after a book is live again goes
 out at once.
+
+Where the rules live: this module has the envelope dispatch, the arbitrated book path,
+the deadlines and the views metrics read; :class:`Hub` builds on
+:class:`~mdgw.core.hub_sources.HubSources` (sources opening, losing frames, going), which
+builds on :class:`~mdgw.core.single_source.SingleSourceBooks` (``orderbook.rpi``,
+``orderbook.full``), which builds on :class:`~mdgw.core.hub_books.HubBooks` (the state and
+the steps every path shares: publish, status, resync). Trades are
+:class:`~mdgw.core.trade_feed.TradeFeed`'s, conflation :class:`~mdgw.core.conflation.Conflation`'s.
 """
 
 from __future__ import annotations
