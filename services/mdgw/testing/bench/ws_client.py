@@ -27,7 +27,7 @@ from websockets.asyncio.client import connect
 from mdgw.testing.bench import frames
 from mdgw.testing.bench.common import helper_parser
 
-MAX_QUEUE = 1024  # as mdgw.ingestor.connection.MAX_QUEUE
+MAX_QUEUE = 1024  # as mdgw.ingestor.session.MAX_QUEUE
 _BUCKET_S = 0.1
 
 
