@@ -212,11 +212,11 @@ async def sim() -> AsyncIterator[SimulatorServer]:
 async def test_rpi_fused_bbo_trades_and_system_status(sim: SimulatorServer, tmp_path: Path) -> None:
     sent: dict[tuple[str, str], list[tuple[str, int, bool]]] = defaultdict(list)
     split_batches = 0
-    dispatch = sim._dispatch
+    dispatch = sim.fanout.dispatch
 
     def recording_dispatch(frame: Frame) -> None:
         nonlocal split_batches
-        if frame.kind == "trade" and sim._subs.get((frame.category, frame.topic)):
+        if frame.kind == "trade" and sim.fanout.subs.get((frame.category, frame.topic)):
             data = orjson.loads(frame.payload)["data"]
             key = (frame.category, frame.symbol)
             if sent[key] and sent[key][-1][1] == data[0]["seq"]:
@@ -224,7 +224,7 @@ async def test_rpi_fused_bbo_trades_and_system_status(sim: SimulatorServer, tmp_
             sent[key] += [(t["i"], t["seq"], t.get("RPI", False)) for t in data]
         dispatch(frame)
 
-    sim._dispatch = recording_dispatch  # type: ignore[method-assign]
+    sim.fanout.dispatch = recording_dispatch  # type: ignore[method-assign]
 
     pub = f"{tcp_endpoint()}"
     path = config(tmp_path, sim, pub)
