@@ -41,8 +41,8 @@ from mdgw.simulator.topics import (
     FULL,
     OPTION_DEPTHS,
     PUSH_INTERVAL_MS,
-    BookTopic,
-    parse_topic,
+    DepthTopic,
+    parse_served_topic,
 )
 from mdgw.simulator.truth import TruthUnavailableError, Window
 
@@ -57,7 +57,7 @@ __all__ = [
     "MarketParams",
     "TruthUnavailableError",
     "Window",
-    "parse_topic",
+    "parse_served_topic",
 ]
 
 
@@ -78,7 +78,7 @@ class MarketParams:
 @dataclass
 class _L1Entry:
     market: SymbolMarket
-    topic: BookTopic
+    topic: DepthTopic
 
 
 @dataclass
@@ -115,10 +115,10 @@ class Market:
         if is_rpi_topic(topic):
             symbol = topic[len("orderbook.rpi.") :]
             return category != "option" and (category, symbol) in self._symbols
-        parsed = parse_topic(topic)
+        parsed = parse_served_topic(topic)
         if parsed is None:
             return False
-        depth, symbol = parsed
+        symbol, depth = parsed
         if category == "option":
             if depth == 0:
                 return bool(self._option_markets(symbol))
@@ -139,10 +139,10 @@ class Market:
             raise KeyError(f"no simulated symbol {category}/{symbol}") from None
 
     def _resolve(self, category: str, topic: str) -> tuple[SymbolMarket, int]:
-        parsed = parse_topic(topic)
+        parsed = parse_served_topic(topic)
         if parsed is None:
             raise KeyError(f"not a topic the simulator serves: {topic!r}")
-        depth, symbol = parsed
+        symbol, depth = parsed
         return self._market(category, symbol), depth
 
     # --- subscriptions ----------------------------------------------------------------

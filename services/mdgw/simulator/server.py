@@ -38,7 +38,7 @@ from mdgw.simulator.faults import (
     FaultKind,
     FaultRequest,
 )
-from mdgw.simulator.market import Frame, Market, parse_topic
+from mdgw.simulator.market import Frame, Market, parse_served_topic
 from mdgw.simulator.params import SimulatorParams
 from mdgw.simulator.protocol import Reply, Session, Subscribed
 from mdgw.simulator.routes import WS_PREFIX, HttpRoutes
@@ -53,6 +53,12 @@ log = get_logger()
 
 def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def _require_book_topic(topic: str, fault: str) -> None:
+    parsed = parse_served_topic(topic)
+    if not is_rpi_topic(topic) and (parsed is None or parsed.depth == 0):
+        raise FaultError(f"{fault} needs an orderbook topic")
 
 
 class SimulatorServer:
@@ -337,9 +343,7 @@ class SimulatorServer:
                     client.ws.transport.abort()
             elif kind in FRAME_FAULTS:
                 if kind is FaultKind.CROSSED and request.topic is not None:
-                    parsed = parse_topic(request.topic)
-                    if not is_rpi_topic(request.topic) and (parsed is None or parsed[0] == 0):
-                        raise FaultError("crossed needs an orderbook topic")
+                    _require_book_topic(request.topic, "crossed")
                 for client in clients:
                     client.faults.append(request)
                     self.fanout.faulted.add(client)
@@ -376,9 +380,7 @@ class SimulatorServer:
 
     def _restart(self, request: FaultRequest) -> int:
         assert request.category is not None and request.topic is not None
-        parsed = parse_topic(request.topic)
-        if not is_rpi_topic(request.topic) and (parsed is None or parsed[0] == 0):
-            raise FaultError("restart needs an orderbook topic")
+        _require_book_topic(request.topic, "restart")
         if not self.market.topic_exists(request.category, request.topic):
             raise FaultError(f"{request.category} does not serve {request.topic}")
         frame = self.market.restart(request.category, request.topic, _wall_ms())

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Literal
 from mdgw.simulator.book import DeepBook
 from mdgw.simulator.frames import Frame, Print, book_payload, trade_payload
 from mdgw.simulator.instruments import Category, Instrument
-from mdgw.simulator.topics import FULL, BookTopic, window_delta
+from mdgw.simulator.topics import FULL, DepthTopic, window_delta
 from mdgw.simulator.truth import Levels, TruthLog
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ class SymbolMarket:
         self.trades_per_message = params.trades_per_message
         self.last_trade_price = 0
         self.last_tick_up = True
-        self.topics: dict[int, BookTopic] = {}
+        self.topics: dict[int, DepthTopic] = {}
         self.rpi: RpiTopic | None = None  # orderbook.rpi.{symbol}, once tracked
         self.trades_listening = False
         # One entry per step since a book topic was first tracked (so the newest is step_no).
@@ -158,7 +158,7 @@ class SymbolMarket:
         if self.rpi is not None:
             self.rpi.step(self, now_ms, cts, frames)
 
-    def _emit_window(self, topic: BookTopic, now_ms: int, cts: int, frames: list[Frame]) -> None:
+    def _emit_window(self, topic: DepthTopic, now_ms: int, cts: int, frames: list[Frame]) -> None:
         if not topic.pend_b and not topic.pend_a:
             return
         depth = topic.depth
@@ -176,7 +176,7 @@ class SymbolMarket:
                 self._book_frame(topic, "delta", delta_b, delta_a, ts=now_ms, cts=cts, fresh=True)
             )
 
-    def _emit_top(self, topic: BookTopic, now_ms: int, cts: int, frames: list[Frame]) -> None:
+    def _emit_top(self, topic: DepthTopic, now_ms: int, cts: int, frames: list[Frame]) -> None:
         top = self.book.top()
         if top == topic.last_top:
             return
@@ -185,7 +185,7 @@ class SymbolMarket:
         if topic.listening:
             frames.append(self.snapshot_frame(topic, now_ms, cts, fresh=True))
 
-    def _advance_u(self, topic: BookTopic, now_ms: int, cts: int) -> None:
+    def _advance_u(self, topic: DepthTopic, now_ms: int, cts: int) -> None:
         topic.u += 1
         topic.history.append((topic.u, self.step_no))
         topic.last_emit_ms = now_ms
@@ -195,7 +195,7 @@ class SymbolMarket:
 
     # --- frames -----------------------------------------------------------------------
 
-    def snapshot_frame(self, topic: BookTopic, ts: int, cts: int, *, fresh: bool) -> Frame:
+    def snapshot_frame(self, topic: DepthTopic, ts: int, cts: int, *, fresh: bool) -> Frame:
         """The topic's window now, as a snapshot at its current ``u``."""
         depth = topic.depth
         bids, asks = self.bids.top(depth), self.asks.top(depth)
@@ -203,7 +203,7 @@ class SymbolMarket:
 
     def _book_frame(
         self,
-        topic: BookTopic,
+        topic: DepthTopic,
         kind: Literal["snapshot", "delta"],
         bids: Iterable[tuple[int, int]],
         asks: Iterable[tuple[int, int]],
@@ -221,13 +221,13 @@ class SymbolMarket:
 
     # --- topics -----------------------------------------------------------------------
 
-    def track(self, depth: int, now_ms: int) -> BookTopic:
+    def track(self, depth: int, now_ms: int) -> DepthTopic:
         topic = self.topics.get(depth)
         if topic is None:
             label = "full" if depth == FULL else depth
             name = f"orderbook.{label}.{self.symbol}"
             start = random.Random(f"{self.seed_name}/u{depth}").randrange(10**6, 8 * 10**7)
-            topic = BookTopic(name, depth, start + self.step_no, self.step_no, self.history)
+            topic = DepthTopic(name, depth, start + self.step_no, self.step_no, self.history)
             topic.bound_b = self.bids.boundary(depth)
             topic.bound_a = self.asks.boundary(depth)
             topic.last_top = self.book.top()
@@ -237,14 +237,14 @@ class SymbolMarket:
             self.topics[depth] = topic
         return topic
 
-    def flush(self, topic: BookTopic, now_ms: int) -> list[Frame]:
+    def flush(self, topic: DepthTopic, now_ms: int) -> list[Frame]:
         """Send what a push interval held back, so the book and the topic's u agree again."""
         frames: list[Frame] = []
         if topic.depth > 1:
             self._emit_window(topic, now_ms, topic.last_cts, frames)
         return frames
 
-    def restart(self, topic: BookTopic, now_ms: int) -> Frame:
+    def restart(self, topic: DepthTopic, now_ms: int) -> Frame:
         """A ``u = 1`` snapshot, as after a restart of Bybit's service; deltas go on from 1.
 
         The full book has no snapshot on the socket: it gets an empty ``u = 1`` delta, the
@@ -263,7 +263,7 @@ class SymbolMarket:
 
     # --- truth ------------------------------------------------------------------------
 
-    def window(self, topic: BookTopic, u: int) -> tuple[list[tuple[int, int]], ...]:
+    def window(self, topic: DepthTopic, u: int) -> tuple[list[tuple[int, int]], ...]:
         """The topic's window at *u* as (key, size) pairs of bids and asks."""
         return self.truth.window(self.book, topic, u, self.step_no)
 
