@@ -8,10 +8,9 @@ A helper process: the benchmark figures start it as a
 Same library, options and receive call as the ingestor (``mdgw.ingestor.session``:
 ``websockets.asyncio.client.connect`` without compression, ``max_queue`` 1024; the reader
 in ``mdgw.ingestor.connection``: ``recv(decode=False)``), subscribes to the symbols'
-``orderbook.50``
-topics in batches of 100 args and counts the data frames it receives. No timestamp, no
-classification, no envelope, no ZeroMQ: the difference to the ingestor's rate is what the
-ingestor's own work per frame costs.
+``orderbook.50`` topics in batches of 100 args and counts the data frames it receives. No
+timestamp, no classification, no envelope, no ZeroMQ: the difference to the ingestor's rate
+is what the ingestor's own work per frame costs.
 
 The window opens ``--warmup`` seconds after the first data frame and lasts ``--seconds``;
 the count and 100 ms timeline of the window go to ``--out``.
