@@ -19,8 +19,8 @@ from mdgw.core.subscriptions import Subscriptions, TopicState
 from mdgw.runtime.metrics import (
     EXCHANGE_LATENCY_BOUNDS,
     Buckets,
+    LoopViews,
     MetricsEndpoint,
-    call_in_loop,
     histogram_family,
 )
 
@@ -63,7 +63,6 @@ _REASON_PREFIXES: Final = (
     ("closed by us", "closed_by_us"),
     ("session failed", "session_failed"),
 )
-LOOP_TIMEOUT: Final = 2.0
 _TS_KEY: Final = b'"ts":'
 _TS_WINDOW: Final = 256  # Bybit puts ts right after topic and type
 
@@ -195,11 +194,10 @@ class IngestorMetrics:
     def __init__(self, ingestor: Ingestor, endpoint: MetricsEndpoint) -> None:
         self.ingestor = ingestor
         self.endpoint = endpoint
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._last: list[ConnectionView] = []
+        self._views = LoopViews(self.snapshot)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        self._views.loop = loop
         self.endpoint.start(self.collect, self.health)
 
     def close(self) -> None:
@@ -227,22 +225,9 @@ class IngestorMetrics:
             )
         return views
 
-    def _views(self) -> list[ConnectionView]:
-        assert self._loop is not None
-        views = call_in_loop(self._loop, self.snapshot, LOOP_TIMEOUT)
-        self._last = views
-        return views
-
     def collect(self) -> Iterable[Metric]:
-        try:
-            views = self._views()
-        except (TimeoutError, RuntimeError):
-            views = self._last
+        views = self._views.latest() or []
         return list(families(self.ingestor.groups, views))
 
     def health(self) -> tuple[bool, dict[str, Any]]:
-        try:
-            views = self._views()
-        except (TimeoutError, RuntimeError) as exc:
-            return False, {"status": "degraded", "problems": [f"event loop: {exc}"]}
-        return health_of(self.ingestor.id, views)
+        return self._views.health(lambda views: health_of(self.ingestor.id, views))
