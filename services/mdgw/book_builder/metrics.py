@@ -25,6 +25,7 @@ from mdgw.runtime.metrics import (
     Buckets,
     LoopViews,
     MetricsEndpoint,
+    health_verdict,
     histogram_family,
 )
 
@@ -126,15 +127,8 @@ def health_of(view: BuilderView, unhealthy_after: float) -> tuple[bool, dict[str
     }
     if not ingestors:
         problems.append("no ingestor connected")
-    body: dict[str, Any] = {
-        "status": "degraded" if problems else "ok",
-        "books": books,
-        "ingestors": ingestors,
-        "unhealthy_after": unhealthy_after,
-    }
-    if problems:
-        body["problems"] = problems
-    return not problems, body
+    fields = {"books": books, "ingestors": ingestors, "unhealthy_after": unhealthy_after}
+    return health_verdict(problems, fields)
 
 
 def families(view: BuilderView, latency: Buckets) -> Iterable[Metric]:

@@ -21,6 +21,7 @@ from mdgw.runtime.metrics import (
     Buckets,
     LoopViews,
     MetricsEndpoint,
+    health_verdict,
     histogram_family,
 )
 
@@ -134,14 +135,7 @@ def health_of(ingestor_id: str, views: list[ConnectionView]) -> tuple[bool, dict
             problems.append(f"{view.name}: Bybit refused {', '.join(view.refused)}")
     if not views:
         problems.append("no connection yet")
-    body: dict[str, Any] = {
-        "status": "degraded" if problems else "ok",
-        "ingestor": ingestor_id,
-        "connections": connections,
-    }
-    if problems:
-        body["problems"] = problems
-    return not problems, body
+    return health_verdict(problems, {"ingestor": ingestor_id, "connections": connections})
 
 
 def families(categories: Iterable[str], views: list[ConnectionView]) -> Iterable[Metric]:

@@ -48,6 +48,7 @@ __all__ = [
     "MetricsEndpoint",
     "bind_or_exit",
     "call_in_loop",
+    "health_verdict",
     "histogram_family",
     "metrics_port_arg",
 ]
@@ -157,6 +158,15 @@ def call_in_loop(loop: Any, fn: Callable[[], T], timeout: float) -> T:
     except concurrent.futures.TimeoutError:
         future.cancel()
         raise TimeoutError(f"the event loop did not answer within {timeout:g}s") from None
+
+
+def health_verdict(problems: list[str], fields: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
+    """``/health``'s answer: healthy when nothing is wrong; the body says ``ok`` or
+    ``degraded``, then *fields*, then the problems (only when there are some)."""
+    body: dict[str, Any] = {"status": "degraded" if problems else "ok", **fields}
+    if problems:
+        body["problems"] = problems
+    return not problems, body
 
 
 # How long a scrape waits for the event loop to take its view.
