@@ -3,7 +3,7 @@
 The core (every module of ``mdgw.core``), the simulator's model (the modules named in
 ``SIMULATOR_MODEL``; the rest of the simulator is its shell, named in ``SIMULATOR_SHELL``,
 and every simulator module must be one or the other), ``mdgw top``'s model and the test
-oracles. An allowlist rather than a denylist: anything new has to be argued for here.
+oracles and samples. An allowlist rather than a denylist: anything new has to be argued for here.
 """
 
 from __future__ import annotations
@@ -93,6 +93,7 @@ SANS_IO = [
     *((SIMULATOR / f"{name}.py", "mdgw.simulator", SIMULATOR_ALLOWED) for name in SIMULATOR_MODEL),
     (MDGW / "top" / "model.py", "mdgw.top", ALLOWED),
     (MDGW / "testing" / "oracles.py", "mdgw.testing", ALLOWED),
+    (MDGW / "testing" / "samples.py", "mdgw.testing", {*ALLOWED, "mdgw.testing.oracles"}),
 ]
 IDS = [str(path.relative_to(MDGW)) for path, _, _ in SANS_IO]
 
