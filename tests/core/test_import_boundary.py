@@ -2,8 +2,9 @@
 
 The core (every module of ``mdgw.core``), the simulator's model (the modules named in
 ``SIMULATOR_MODEL``; the rest of the simulator is its shell, named in ``SIMULATOR_SHELL``,
-and every simulator module must be one or the other), ``mdgw top``'s model and the test
-oracles and samples. An allowlist rather than a denylist: anything new has to be argued for here.
+and every simulator module must be one or the other), ``mdgw top``'s model, and the test
+oracles and samples. An allowlist rather than a denylist: anything new has to be argued for
+here.
 """
 
 from __future__ import annotations
