@@ -14,11 +14,20 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from mdgw.book_builder.feed_metrics import (
+    SourceRow,
+    maintenance_body,
+    maintenance_families,
+    source_families,
+    source_rows,
+    sources_body,
+)
+from mdgw.core.bybit import StatusNotice
 from mdgw.core.hub import BookRow, State
 from mdgw.runtime.metrics import (
     PUBLISH_LATENCY_BOUNDS,
@@ -96,6 +105,9 @@ class BuilderView:
     snapshots_rejected: int
     internal_errors: int
     journal: dict[str, int] | None = None  # JournalStats.as_dict(); None: journal off
+    sources: list[SourceRow] = field(default_factory=list)
+    # Bybit's system.status notices by phase ("active", "planned"): see feed_metrics
+    maintenance: dict[str, list[StatusNotice]] = field(default_factory=dict)
 
 
 def book_key(row: BookRow) -> str:
@@ -107,7 +119,8 @@ def health_of(view: BuilderView, unhealthy_after: float) -> tuple[bool, dict[str
 
     Unhealthy when no ingestor is connected, or when any book has not been live for
     ``unhealthy_after`` seconds: a book that is new, resyncing or stale for that long, or a
-    live one whose last frame is that old (the exchange fell silent).
+    live one whose last frame is that old (the exchange fell silent). ``sources`` and
+    ``maintenance`` are information: they never make it unhealthy.
     """
     now = view.now
     books: dict[str, dict[str, Any]] = {}
@@ -127,7 +140,13 @@ def health_of(view: BuilderView, unhealthy_after: float) -> tuple[bool, dict[str
     }
     if not ingestors:
         problems.append("no ingestor connected")
-    fields = {"books": books, "ingestors": ingestors, "unhealthy_after": unhealthy_after}
+    fields = {
+        "books": books,
+        "ingestors": ingestors,
+        "unhealthy_after": unhealthy_after,
+        "sources": sources_body(view.sources),
+        "maintenance": maintenance_body(view.maintenance),
+    }
     return health_verdict(problems, fields)
 
 
@@ -218,6 +237,8 @@ def families(view: BuilderView, latency: Buckets) -> Iterable[Metric]:
         events.add_metric([name], view.stats.get(name, 0))
     events.add_metric(["internal_errors"], view.internal_errors)
     yield events
+    yield from source_families(view.sources)
+    yield from maintenance_families(view.maintenance)
     if view.journal is not None:
         yield from journal_families(view.journal)
 
@@ -278,6 +299,7 @@ class BuilderMetrics:
         """On the event loop: copies only (the formatting happens in the HTTP thread)."""
         builder = self.builder
         hub = builder.hub
+        now_ms = time.time_ns() // 1_000_000  # Bybit's notice times are wall clock, in ms
         return BuilderView(
             now=time.monotonic(),
             books=hub.book_rows(),  # type: ignore[arg-type]  # plain tuples: see _complete
@@ -289,6 +311,11 @@ class BuilderMetrics:
             snapshots_rejected=builder.snapshots_rejected,
             internal_errors=builder.internal_errors,
             journal=None if builder.journal is None else builder.journal.stats.as_dict(),
+            sources=source_rows(hub, builder.source_lags),
+            maintenance={
+                "active": hub.notices.maintenance(now_ms),
+                "planned": hub.notices.planned(now_ms),
+            },
         )
 
     def _complete(self, view: BuilderView) -> BuilderView:

@@ -66,6 +66,11 @@ def messages(symbols: int, count: int, trade_every: int) -> list[bytes]:
     return out
 
 
+def bench_hub() -> Hub:
+    """A hub with the builder's default book settings and a counting clock."""
+    return Hub(**HUB_SETTINGS, clock_ns=itertools.count().__next__)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--symbols", type=int, default=50)
@@ -76,7 +81,7 @@ def main() -> None:
     msgs = messages(args.symbols, args.messages, args.trade_every)
     best = float("inf")
     for _ in range(args.repeat):
-        hub = Hub(**HUB_SETTINGS, clock_ns=itertools.count().__next__)
+        hub = bench_hub()
         on_raw = hub.on_raw
         started = time.process_time()
         for msg in msgs:
