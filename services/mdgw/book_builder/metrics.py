@@ -32,8 +32,9 @@ from mdgw.core.hub import BookRow, State
 from mdgw.runtime.metrics import (
     PUBLISH_LATENCY_BOUNDS,
     Buckets,
+    LoopViews,
     MetricsEndpoint,
-    call_in_loop,
+    health_verdict,
     histogram_family,
 )
 
@@ -55,7 +56,6 @@ RESYNC_REASONS: Final = (
 )
 STATES: Final = tuple(s.value for s in State)
 # How long a scrape waits for the event loop to take the snapshot.
-LOOP_TIMEOUT: Final = 2.0
 # Hub counters exported as mdgw_builder_events_total{event} (the stats line has them all).
 _EVENTS: Final = (
     "bad_envelopes",
@@ -140,17 +140,14 @@ def health_of(view: BuilderView, unhealthy_after: float) -> tuple[bool, dict[str
     }
     if not ingestors:
         problems.append("no ingestor connected")
-    body: dict[str, Any] = {
-        "status": "degraded" if problems else "ok",
+    fields = {
         "books": books,
         "ingestors": ingestors,
         "unhealthy_after": unhealthy_after,
         "sources": sources_body(view.sources),
         "maintenance": maintenance_body(view.maintenance),
     }
-    if problems:
-        body["problems"] = problems
-    return not problems, body
+    return health_verdict(problems, fields)
 
 
 def families(view: BuilderView, latency: Buckets) -> Iterable[Metric]:
@@ -268,8 +265,7 @@ class BuilderMetrics:
         self.unhealthy_after = builder.settings.metrics.unhealthy_after
         self._folded = 0
         self._started = time.monotonic()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._last: BuilderView | None = None
+        self._views = LoopViews(self.snapshot, self._complete)
         # Configured books the hub has not seen yet show as "new" (since the start).
         self._configured: list[tuple[str, str, int | str]] = [
             (s.category, symbol, depth)
@@ -279,7 +275,7 @@ class BuilderMetrics:
         ]
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        self._views.loop = loop
         self.endpoint.start(self.collect, self.health)
 
     def close(self) -> None:
@@ -335,24 +331,11 @@ class BuilderMetrics:
 
     # ------------------------------------------------------------ in the HTTP thread
 
-    def _view(self) -> BuilderView:
-        assert self._loop is not None
-        view = self._complete(call_in_loop(self._loop, self.snapshot, LOOP_TIMEOUT))
-        self._last = view
-        return view
-
     def collect(self) -> Iterable[Metric]:
-        try:
-            view = self._view()
-        except (TimeoutError, RuntimeError):
-            if self._last is None:
-                return []
-            view = self._last  # the loop is busy or stopping: the last view, not nothing
+        view = self._views.latest()
+        if view is None:
+            return []
         return list(families(view, self.latency))
 
     def health(self) -> tuple[bool, dict[str, Any]]:
-        try:
-            view = self._view()
-        except (TimeoutError, RuntimeError) as exc:
-            return False, {"status": "degraded", "problems": [f"event loop: {exc}"]}
-        return health_of(view, self.unhealthy_after)
+        return self._views.health(lambda view: health_of(view, self.unhealthy_after))
