@@ -14,7 +14,13 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from observability_helpers import (
+
+from mdgw.simulator.faults import FaultKind, FaultRequest
+from mdgw.simulator.server import SimulatorServer
+from mdgw.testing.config import MIXED_STREAMS, sim_params
+from mdgw.testing.gateway import Gateway
+from mdgw.testing.processes import ROOT, Service, clean_env
+from mdgw.testing.scrape import (
     Samples,
     health,
     label_sets,
@@ -25,12 +31,6 @@ from observability_helpers import (
     wait_async,
     with_metrics,
 )
-
-from mdgw.simulator.faults import FaultKind, FaultRequest
-from mdgw.simulator.server import SimulatorServer
-from mdgw.testing.config import MIXED_STREAMS, sim_params
-from mdgw.testing.gateway import Gateway
-from mdgw.testing.processes import ROOT, Service, clean_env
 
 pytestmark = pytest.mark.e2e
 

@@ -1,8 +1,13 @@
 """The latency floor: bare ZeroMQ hops between processes, nothing else.
 
-``python -m mdgw.testing.bench.hop --pub tcp://127.0.0.1:P --rate 2000`` (one PUB -> SUB hop)
-``python -m mdgw.testing.bench.hop --push ipc://.../raw.sock --rate 30000`` (into a
-:mod:`.passthrough`: two hops, PUSH -> PULL then PUB -> SUB, as ingestor -> builder -> consumer)
+A helper process: the benchmark figures start it as a
+:class:`mdgw.testing.processes.Helper` (which adds ``--out`` and ``--ready``)::
+
+    python -m mdgw.testing.bench.hop --pub tcp://127.0.0.1:P --rate 2000      # one hop
+    python -m mdgw.testing.bench.hop --push ipc://.../raw.sock --rate 30000  # two hops
+
+``--push`` feeds a :mod:`.passthrough`: PUSH -> PULL then PUB -> SUB, as ingestor ->
+builder -> consumer.
 
 Publishes ``[b"book.linear.HOP.", {"seq":n,"pub_ns":T,"recv_ns":T}]`` at ``--rate``
 messages per second, paced like :mod:`.ws_blaster` (a 1 ms timer, the messages due at each
