@@ -5,6 +5,7 @@ the path of the gateway without the gateway."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,16 +59,16 @@ def latency_run(
         consumer.wait_ready()
         ingestor = stage.add(Service("ingestor", config, stage.dir / "ingestor.log"))
         ingestor.wait_event("ingestor_started")
-        consumer.wait_exit(warmup + seconds + 60)
-        stage.sampler.sample()
-        quiesce(ws)
-        builder.stop()
-        ingestor.stop()
-        ws.stop()
-        got = consumer.result()
-        if got["first"] is None:
-            raise HarnessError(f"latency at {rate}/s: the consumer received nothing")
-        start, end = got["window"]
+
+        def stop() -> None:
+            quiesce(ws)
+            builder.stop()
+            ingestor.stop()
+            ws.stop()
+
+        got, start, end = _consumer_window(
+            stage, consumer, warmup + seconds + 60, stop, f"latency at {rate}/s"
+        )
         ingestor_lines = ingestor.stats_lines()
         counters = builder_counters(builder)
         out = {
@@ -91,6 +92,21 @@ def latency_run(
             f"p99 {fmt(lat.get('p99_us'))} us, max {fmt(lat.get('max_us'))} us"
         )
         return out
+
+
+def _consumer_window(
+    stage: Stage, consumer: Helper, timeout: float, stop: Callable[[], None], what: str
+) -> tuple[dict[str, Any], float, float]:
+    """Wait for the consumer's window to end, sample every process's CPU, ``stop()`` the
+    rest, and return the consumer's result and its window's (start, end)."""
+    consumer.wait_exit(timeout)
+    stage.sampler.sample()
+    stop()
+    got = consumer.result()
+    if got["first"] is None:
+        raise HarnessError(f"{what}: the consumer received nothing")
+    start, end = got["window"]
+    return got, start, end
 
 
 def hop_floor(base: Path, rate: int, warmup: float, seconds: float) -> dict[str, Any]:
@@ -131,14 +147,14 @@ def pipeline_floor(base: Path, rate: int, warmup: float, seconds: float) -> dict
         consumer.wait_ready()
         sender = stage.add(Helper("hop", "hop", ["--push", ep.raw, "--rate", str(rate)], stage.dir))
         sender.wait_ready()
-        consumer.wait_exit(warmup + seconds + 60)
-        stage.sampler.sample()
-        sender.stop()
-        relay.stop()
-        got = consumer.result()
-        if got["window"] is None:
-            raise HarnessError(f"two bare hops at {rate}/s: the consumer received nothing")
-        start, end = got["window"]
+
+        def stop() -> None:
+            sender.stop()
+            relay.stop()
+
+        got, start, end = _consumer_window(
+            stage, consumer, warmup + seconds + 60, stop, f"two bare hops at {rate}/s"
+        )
         cpu = {p.name: stage.sampler.cpu_share(p.name, start, end) for p in stage.procs}
         other = stage.sampler.other_share(start, end)
     lat = got["latency"] or {}
