@@ -177,8 +177,9 @@ class BookTemplate:
     for field, as encoding the dict of docs/wire-format.md with orjson; one f-string after
     the topic's head held ready is cheaper than building that dict per book
     (docs/performance.md). ``category`` and ``symbol`` are validated here, once per topic,
-    so they cannot hold ``"`` or ``\\``. ``channel`` is ``"book"`` or ``"rpi"`` (the RPI book has the
-    same shape); ``full`` makes the ``orderbook.full`` book, whose ``depth`` is ``"full"``.
+    so they cannot hold ``"`` or ``\\``. ``channel`` is ``"book"`` or ``"rpi"`` (the RPI
+    book has the same shape); ``full`` makes the ``orderbook.full`` book, whose ``depth``
+    is ``"full"``.
     """
 
     __slots__ = ("_depth", "_head")
