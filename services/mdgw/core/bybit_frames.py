@@ -15,19 +15,6 @@ import orjson
 from mdgw.core.bybit_topics import full_topic
 from mdgw.core.errors import ParseError
 
-__all__ = [
-    "BookFrame",
-    "FullFrame",
-    "Level",
-    "RpiFrame",
-    "RpiLevel",
-    "StatusFrame",
-    "StatusNotice",
-    "Trade",
-    "TradeFrame",
-    "full_snapshot_frame",
-]
-
 Level = tuple[float, str, str, float]
 """One book level from a frame: (price key, price string, size string, size as float).
 
