@@ -43,6 +43,8 @@ MODULES: tuple[str, ...] = (
     "mdgw.core.errors",
     "mdgw.core.wire.envelope",
     "mdgw.core.wire.topics",
+    "mdgw.core.bybit_topics",
+    "mdgw.core.bybit_frames",
     "mdgw.core.bybit",
     "mdgw.core.book",
     "mdgw.core.arbiter",

@@ -202,7 +202,7 @@ def _build_side(
             side[key * sign] = (price, size)
     keys = sorted(side)[:depth]
     pairs = [side[k] for k in keys]
-    return keys, pairs, ['["' + price + '","' + size + '"]' for price, size in pairs]
+    return keys, pairs, [f'["{price}","{size}"]' for price, size in pairs]
 
 
 def _update_side(  # noqa: PLR0917 (positional on purpose: runs per delta)
@@ -226,11 +226,11 @@ def _update_side(  # noqa: PLR0917 (positional on purpose: runs per delta)
                 del texts[i]
             else:
                 pairs[i] = (price, size)
-                texts[i] = '["' + price + '","' + size + '"]'
+                texts[i] = f'["{price}","{size}"]'
         elif qty != 0.0:
             keys.insert(i, k)
             pairs.insert(i, (price, size))
-            texts.insert(i, '["' + price + '","' + size + '"]')
+            texts.insert(i, f'["{price}","{size}"]')
         # else: deleting an absent price is a no-op (it may be a level truncated away).
     # Bybit sends a size-0 delete for every level that leaves the depth window, so this only
     # fires on a misbehaving feed; it keeps memory and top-N reads bounded regardless.

@@ -18,13 +18,23 @@ Protocol facts used here (see ../shared/reference/bybit-v5-public.md):
 
 from __future__ import annotations
 
-import functools
-from dataclasses import dataclass
-from typing import Final, NamedTuple
+from collections.abc import Callable
+from typing import Final, TypeVar
 
 import msgspec
-import orjson
 
+from mdgw.core.bybit_frames import (
+    BookFrame,
+    FullFrame,
+    Level,
+    RpiFrame,
+    RpiLevel,
+    StatusFrame,
+    StatusNotice,
+    Trade,
+    TradeFrame,
+    full_snapshot_frame,
+)
 from mdgw.core.bybit_spec import (
     FULL_DEPTH,
     FULL_TOPIC_PREFIX,
@@ -42,208 +52,67 @@ from mdgw.core.bybit_structs import (
     TradeItem,
     TradeMsg,
 )
+from mdgw.core.bybit_topics import (
+    MAX_TOPIC_LEN,
+    OrderbookTopic,
+    book_topic,
+    full_topic,
+    option_base,
+    orderbook_topic,
+    parse_book_topic,
+    parse_orderbook_topic,
+    rpi_topic,
+    topic_of,
+    trade_topic,
+    trade_topic_for,
+)
 from mdgw.core.errors import ParseError, UnsupportedTopicError
 from mdgw.core.wire.topics import is_topic_symbol
 
-MAX_TOPIC_LEN: Final = 256
+# The frames (mdgw.core.bybit_frames) and the topic names (mdgw.core.bybit_topics) are
+# re-exported: callers import everything Bybit-data from here.
+__all__ = [
+    "MAX_TOPIC_LEN",
+    "BookFrame",
+    "FullFrame",
+    "Level",
+    "OrderbookTopic",
+    "RpiFrame",
+    "RpiLevel",
+    "StatusFrame",
+    "StatusNotice",
+    "Trade",
+    "TradeFrame",
+    "book_topic",
+    "decode_frame",
+    "full_snapshot_frame",
+    "full_topic",
+    "is_decimal",
+    "notice_from",
+    "option_base",
+    "orderbook_topic",
+    "parse_book_topic",
+    "parse_levels",
+    "parse_orderbook_topic",
+    "rpi_from",
+    "rpi_levels",
+    "rpi_topic",
+    "topic_of",
+    "trade_from",
+    "trade_topic",
+    "trade_topic_for",
+]
+
 _MAX_SIGNIFICANT_DIGITS: Final = 15
 _MAX_NUMBER_LEN: Final = 40  # longest price or size string accepted
-
-_TOPIC_KEY: Final = b'"topic":"'
-
-
-Level = tuple[float, str, str, float]
-"""One book level from a frame: (price key, price string, size string, size as float).
-
-A size of 0 deletes the level. The strings are exactly what Bybit sent."""
-
-
-@dataclass(slots=True)
-class BookFrame:
-    """An ``orderbook.{depth}.{symbol}`` frame."""
-
-    topic: str
-    symbol: str
-    depth: int
-    snapshot: bool  # False: delta
-    u: int  # update id: +1 per message of this topic; 1 after a Bybit restart
-    seq: int  # cross sequence: monotonic across topics, not contiguous; 0 if absent
-    ts: int  # system time (ms)
-    cts: int  # matching-engine time (ms); 0 in frames older than Dec 2023
-    bids: list[Level]
-    asks: list[Level]
-
-
-class FullFrame(BookFrame):
-    """An ``orderbook.full.{symbol}`` frame: a delta, or the REST snapshot the ingestor
-    fetched (:func:`full_snapshot_frame`). Its own type so the builder's dispatch by
-    ``type()`` sends it to the full-book sync without a test on every ordinary frame."""
-
-    __slots__ = ()
-
-
-RpiLevel = tuple[float, str, str, str, float]
-"""One RPI book level: (price key, price, non-RPI size, RPI size, the two sizes' sum).
-
-A sum of 0 (both sizes zero) deletes the level. The strings are exactly what Bybit sent."""
-
-
-@dataclass(slots=True)
-class RpiFrame:
-    """An ``orderbook.rpi.{symbol}`` frame (levels ``[price, non-RPI size, RPI size]``)."""
-
-    topic: str
-    symbol: str
-    depth: int  # RPI_DEPTH: Bybit's RPI book has 50 levels a side
-    snapshot: bool
-    u: int
-    seq: int
-    ts: int
-    cts: int
-    bids: list[RpiLevel]
-    asks: list[RpiLevel]
-
-
-@dataclass(slots=True, frozen=True)
-class StatusNotice:
-    """One ``system.status`` record: a maintenance or incident notice."""
-
-    id: str
-    title: str
-    state: str  # Bybit's words: scheduled, ongoing, completed, canceled (others passed on)
-    begin: int  # ms; Bybit sends these as strings of digits
-    end: int  # ms: the expected end until the work completes, then the actual end
-    href: str
-    service_types: tuple[int, ...]
-    product: tuple[int, ...]
-    maintain_type: str
-    env: str
-
-
-@dataclass(slots=True)
-class StatusFrame:
-    """A ``system.status`` frame (``/v5/public/misc/status``)."""
-
-    topic: str
-    ts: int
-    notices: list[StatusNotice]
-
-
-@dataclass(slots=True, frozen=True)
-class Trade:
-    """One public trade. ``side`` is the taker side, lower case."""
-
-    id: str
-    price: str
-    size: str
-    side: str  # "buy" | "sell"
-    ts: int  # fill time (ms)
-    block: bool
-    seq: int  # 0 if absent (frames before Aug 2025)
-    rpi: bool = False  # an RPI trade (Bybit's "RPI" flag; absent before mid 2025)
-    # The instrument when it is not the topic's: option trades come per base coin.
-    symbol: str = ""
-    # Options only (Bybit's mP, iP, mIv, iv): mark price, index price, mark IV, IV.
-    option: tuple[str, str, str, str] | None = None
-
-
-@dataclass(slots=True)
-class TradeFrame:
-    """A ``publicTrade.{symbol}`` frame: a batch of trades in Bybit's order."""
-
-    topic: str
-    symbol: str
-    ts: int
-    trades: list[Trade]
-
-
-# --------------------------------------------------------------------------- topics
-
-
-def orderbook_topic(depth: int, symbol: str) -> str:
-    return f"orderbook.{depth}.{symbol}"
-
-
-def trade_topic(symbol: str) -> str:
-    return f"publicTrade.{symbol}"
-
-
-def rpi_topic(symbol: str) -> str:
-    return f"{RPI_TOPIC_PREFIX}{symbol}"
-
-
-def full_topic(symbol: str) -> str:
-    return f"{FULL_TOPIC_PREFIX}{symbol}"
-
-
-def book_topic(depth: int | str, symbol: str) -> str:
-    """``orderbook.{depth}.{symbol}``; depth ``"full"`` is ``orderbook.full.{symbol}``."""
-    return full_topic(symbol) if depth == "full" else orderbook_topic(int(depth), symbol)
-
-
-def option_base(symbol: str) -> str:
-    """``BTC-27DEC26-100000-C`` -> ``BTC``: options trade on ``publicTrade.{baseCoin}``."""
-    return symbol.split("-", 1)[0]
-
-
-def trade_topic_for(category: str, symbol: str) -> str:
-    """The trade topic that carries *symbol*'s trades on *category*."""
-    return trade_topic(option_base(symbol) if category == "option" else symbol)
-
-
-def full_snapshot_frame(symbol: str, rest_body: bytes) -> bytes:
-    """The REST ``full_orderbook`` answer as a book frame the builder can take in order with
-    the deltas: ``{"topic":"orderbook.full.X","type":"snapshot",...,"data":{s,b,a,u,seq}}``.
-
-    ParseError if the body is not a successful Bybit answer for *symbol*.
-    """
-    topic = full_topic(symbol)
-    try:
-        obj = orjson.loads(rest_body)
-    except orjson.JSONDecodeError as exc:
-        raise ParseError(f"invalid JSON: {str(exc)[:80]}", topic) from None
-    if not isinstance(obj, dict):
-        raise ParseError("frame is not a JSON object", topic)
-    result = obj.get("result")
-    if obj.get("retCode") != 0 or not isinstance(result, dict):
-        raise ParseError(f"REST answer retCode {str(obj.get('retCode'))[:20]}", topic)
-    if result.get("s") != symbol:
-        raise ParseError("REST answer for another symbol", topic)
-    data = {k: result.get(k) for k in ("s", "b", "a", "u", "seq")}
-    frame = {
-        "topic": topic,
-        "type": "snapshot",
-        "ts": result.get("ts", 0),
-        "data": data,
-        "cts": result.get("cts", 0),
-    }
-    return orjson.dumps(frame)
-
-
-def topic_of(frame: bytes) -> str | None:
-    """Best-effort topic of a frame that may be malformed; None when none is visible.
-
-    Used to attribute a broken frame to one book, so only that book resyncs.
-    """
-    start = frame.find(_TOPIC_KEY, 0, 64)
-    if start < 0:
-        return None
-    start += len(_TOPIC_KEY)
-    end = frame.find(b'"', start, start + MAX_TOPIC_LEN + 1)
-    if end < 0:
-        return None
-    topic = frame[start:end].decode("ascii", "replace")
-    if not topic or not topic.isprintable() or "\\" in topic or "\ufffd" in topic:
-        return None
-    return topic
 
 
 # ------------------------------------------------------------------------ decode data
 # One decoder per message type: msgspec decodes a frame straight into the typed structs
 # below, checking JSON types in C and skipping the fields the gateway does not read; the
 # checks after it are the rules msgspec cannot express (the topic's shape, the symbol
-# matching it, decimal strings, ranges). Integers are checked against 2**64 - 1 by hand:
-# msgspec's bounds stop at int64, and Bybit's ids are unsigned. One consequence of skipping:
+# matching it, decimal strings, ranges). Integers are checked against 0..2**64 - 1 by hand
+# (_u64): msgspec's bounds stop at int64, and Bybit's ids are unsigned. One consequence of skipping:
 # invalid UTF-8 inside a field the gateway does not read does not make a frame malformed.
 # The orjson-based reference decoder in mdgw.testing.oracles is what the tests hold this to.
 # The structs live in core/bybit_structs.py, which is never compiled (see there).
@@ -257,7 +126,7 @@ _decode_status_msg = msgspec.json.Decoder(StatusMsg).decode
 _BOOK_PREFIX: Final = b'{"topic":"orderbook.'
 _RPI_PREFIX: Final = b'{"topic":"orderbook.rpi.'
 _TRADE_PREFIX: Final = b'{"topic":"publicTrade.'
-_U64_MAX: Final = 2**64 - 1
+_M = TypeVar("_M")
 
 
 def decode_frame(frame: bytes | str) -> BookFrame | TradeFrame | RpiFrame | StatusFrame:
@@ -322,46 +191,44 @@ def _invalid(frame: bytes, exc: msgspec.DecodeError) -> ParseError:
     return ParseError(f"{path}: {message}"[:120], topic)
 
 
-class OrderbookTopic(NamedTuple):
-    """A parsed Bybit ``orderbook.{depth}.{symbol}`` topic."""
+def _message(decode: Callable[[bytes], _M], frame: bytes) -> _M:
+    """``decode(frame)`` with msgspec's refusal as the ParseError of :func:`_invalid`."""
+    try:
+        return decode(frame)
+    except msgspec.DecodeError as exc:  # ValidationError is a subclass
+        raise _invalid(frame, exc) from None
 
-    symbol: str
-    depth: int
+
+def _checked_topic(topic: str) -> str:
+    if not topic or len(topic) > MAX_TOPIC_LEN:
+        raise ParseError("missing or invalid topic")
+    return topic
 
 
-@functools.lru_cache(maxsize=16384)
-def parse_orderbook_topic(topic: str) -> OrderbookTopic | None:
-    """``"orderbook.50.BTCUSDT"`` -> ``OrderbookTopic("BTCUSDT", 50)``; None if malformed.
+def _u64(value: int) -> bool:
+    """``0 <= value <= 2**64 - 1``: Bybit's ids and times are unsigned 64-bit.
 
-    The symbol must fit a gateway topic (:func:`mdgw.core.wire.is_topic_symbol`). Cached:
-    topics repeat.
+    Written as a shift because the compiled build keeps ints below 2**62 unboxed, and a shift
+    of one stays there, while a comparison with ``2**64 - 1`` (a boxed int) does not. The
+    decoders test several values at once on the same grounds: ``(a | b) >> 64`` is 0 exactly
+    when both are in range (a negative value makes it negative).
     """
-    parts = topic.split(".")
-    if len(parts) != 3 or parts[0] != "orderbook":
-        return None
-    depth_text, symbol = parts[1], parts[2]
-    if not depth_text.isascii() or not depth_text.isdigit() or len(depth_text) > 5:
-        return None
-    depth = int(depth_text)
-    if depth < 1 or not is_topic_symbol(symbol):
-        return None
-    return OrderbookTopic(symbol, depth)
+    return not value >> 64
 
 
-def parse_book_topic(topic: str) -> OrderbookTopic | None:
-    """:func:`parse_orderbook_topic`, and ``orderbook.full.{symbol}`` as depth FULL_DEPTH."""
-    if len(topic) > MAX_TOPIC_LEN:
-        return None
-    parsed = parse_orderbook_topic(topic)
-    if parsed is None and topic.startswith(FULL_TOPIC_PREFIX):
-        full_symbol = topic[len(FULL_TOPIC_PREFIX) :]
-        if is_topic_symbol(full_symbol):
-            return OrderbookTopic(full_symbol, FULL_DEPTH)
-    return parsed
+def _not_u64(topic: str, *named: tuple[str, int]) -> ParseError:
+    """The ParseError for the first of ``named`` (name, value) that is not :func:`_u64`."""
+    for name, value in named:
+        if not _u64(value):
+            return ParseError(
+                f"{name} must be a non-negative integer, got {str(value)[:40]!r}", topic
+            )
+    return ParseError("integer out of range", topic)  # not reached: a caller found one
 
 
 def _decode_book(frame: bytes) -> BookFrame:
-    # The book builder's hot path: one msgspec call, then inline checks.
+    # The book builder's hot path: one msgspec call, then inline checks (no helper calls:
+    # a call is the dearest operation of the pure-Python build).
     try:
         msg = _decode_book_msg(frame)
     except msgspec.DecodeError as exc:  # ValidationError is a subclass
@@ -369,9 +236,7 @@ def _decode_book(frame: bytes) -> BookFrame:
     topic = msg.topic
     parsed = parse_book_topic(topic)
     if parsed is None:
-        if not topic or len(topic) > MAX_TOPIC_LEN:
-            raise ParseError("missing or invalid topic")
-        raise ParseError("malformed orderbook topic", topic)
+        raise ParseError("malformed orderbook topic", _checked_topic(topic))
     symbol = parsed.symbol
     kind = msg.type
     if kind == "delta":
@@ -384,14 +249,8 @@ def _decode_book(frame: bytes) -> BookFrame:
     if data.s != symbol:
         raise ParseError(f"data.s {data.s[:40]!r} does not match the topic", topic)
     u, seq, ts, cts = data.u, data.seq, msg.ts, msg.cts
-    if not 0 <= u <= _U64_MAX:
-        raise ParseError(f"data.u must be a non-negative integer, got {str(u)[:40]!r}", topic)
-    if not 0 <= seq <= _U64_MAX:
-        raise ParseError(f"data.seq must be a non-negative integer, got {str(seq)[:40]!r}", topic)
-    if not 0 <= ts <= _U64_MAX:
-        raise ParseError(f"ts must be a non-negative integer, got {str(ts)[:40]!r}", topic)
-    if not 0 <= cts <= _U64_MAX:
-        raise ParseError(f"cts must be a non-negative integer, got {str(cts)[:40]!r}", topic)
+    if (u | seq | ts | cts) >> 64:  # _u64() of the four, inlined
+        raise _not_u64(topic, ("data.u", u), ("data.seq", seq), ("ts", ts), ("cts", cts))
     if parsed.depth == FULL_DEPTH and topic.startswith(FULL_TOPIC_PREFIX):
         return FullFrame(
             topic,
@@ -460,20 +319,15 @@ def parse_levels(raw: object, field: str, topic: str) -> list[Level]:
 
 
 def _decode_trades(frame: bytes) -> TradeFrame:
-    try:
-        msg = _decode_trade_msg(frame)
-    except msgspec.DecodeError as exc:
-        raise _invalid(frame, exc) from None
-    topic = msg.topic
-    if not topic or len(topic) > MAX_TOPIC_LEN:
-        raise ParseError("missing or invalid topic")
+    msg = _message(_decode_trade_msg, frame)
+    topic = _checked_topic(msg.topic)
     symbol = topic[len("publicTrade.") :]
     if not is_topic_symbol(symbol):
         raise ParseError("malformed publicTrade topic", topic)
     trades = [trade_from(item, symbol, topic) for item in msg.data]
     ts = msg.ts
-    if not 0 <= ts <= _U64_MAX:
-        raise ParseError(f"ts must be a non-negative integer, got {str(ts)[:40]!r}", topic)
+    if not _u64(ts):
+        raise _not_u64(topic, ("ts", ts))
     return TradeFrame(topic, symbol, ts, trades)
 
 
@@ -501,13 +355,10 @@ def trade_from(item: TradeItem, symbol: str, topic: str) -> Trade:
         raise ParseError(f"bad trade price {price[:40]!r}", topic)
     if not is_decimal(size):
         raise ParseError(f"bad trade size {size[:40]!r}", topic)
-    fill_ts, seq = item.T, item.seq
-    if not 0 <= fill_ts <= _U64_MAX:
-        raise ParseError(f"T must be a non-negative integer, got {str(fill_ts)[:40]!r}", topic)
-    if seq is None:
-        seq = 0
-    elif not 0 <= seq <= _U64_MAX:
-        raise ParseError(f"seq must be a non-negative integer, got {str(seq)[:40]!r}", topic)
+    fill_ts = item.T
+    seq = 0 if item.seq is None else item.seq
+    if not _u64(fill_ts | seq):
+        raise _not_u64(topic, ("T", fill_ts), ("seq", seq))
     option: tuple[str, str, str, str] | None = None
     if item.mark_price is not None:
         option = _option_fields(item, topic)
@@ -532,14 +383,8 @@ def _is_signed_decimal(text: str) -> bool:
 
 
 def _decode_rpi(frame: bytes) -> RpiFrame:
-    try:
-        msg = _decode_rpi_msg(frame)
-    except msgspec.DecodeError as exc:
-        raise _invalid(frame, exc) from None
-    topic = msg.topic
-    if not topic or len(topic) > MAX_TOPIC_LEN:
-        raise ParseError("missing or invalid topic")
-    return rpi_from(msg.type, msg.data, msg.ts, msg.cts, topic)
+    msg = _message(_decode_rpi_msg, frame)
+    return rpi_from(msg.type, msg.data, msg.ts, msg.cts, _checked_topic(msg.topic))
 
 
 def rpi_from(kind: str, data: RpiData, ts: int, cts: int, topic: str) -> RpiFrame:
@@ -551,11 +396,8 @@ def rpi_from(kind: str, data: RpiData, ts: int, cts: int, topic: str) -> RpiFram
         raise ParseError(f"unknown book frame type {kind[:40]!r}", topic)
     if data.s != symbol:
         raise ParseError(f"data.s {data.s[:40]!r} does not match the topic", topic)
-    for value, name in ((data.u, "data.u"), (data.seq, "data.seq"), (ts, "ts"), (cts, "cts")):
-        if not 0 <= value <= _U64_MAX:
-            raise ParseError(
-                f"{name} must be a non-negative integer, got {str(value)[:40]!r}", topic
-            )
+    if not _u64(data.u | data.seq | ts | cts):
+        raise _not_u64(topic, ("data.u", data.u), ("data.seq", data.seq), ("ts", ts), ("cts", cts))
     return RpiFrame(
         topic,
         symbol,
@@ -586,13 +428,10 @@ def rpi_levels(raw: list[list[str]], field: str, topic: str) -> list[RpiLevel]:
 
 
 def _decode_status(frame: bytes) -> StatusFrame:
-    try:
-        msg = _decode_status_msg(frame)
-    except msgspec.DecodeError as exc:
-        raise _invalid(frame, exc) from None
+    msg = _message(_decode_status_msg, frame)
     topic = msg.topic
-    if not 0 <= msg.ts <= _U64_MAX:
-        raise ParseError(f"ts must be a non-negative integer, got {str(msg.ts)[:40]!r}", topic)
+    if not _u64(msg.ts):
+        raise _not_u64(topic, ("ts", msg.ts))
     return StatusFrame(topic, msg.ts, [notice_from(item, topic) for item in msg.data])
 
 
@@ -625,7 +464,7 @@ def _ms(value: str | int, name: str, topic: str) -> int:
     if isinstance(value, str):
         if value.isascii() and value.isdigit() and len(value) <= 19:
             return int(value)
-    elif 0 <= value <= _U64_MAX:
+    elif _u64(value):
         return value
     raise ParseError(f"notice {name} must be milliseconds, got {str(value)[:40]!r}", topic)
 

@@ -156,7 +156,7 @@ def _best_non_rpi(keys: list[float], triples: list[Triple]) -> float | None:
 
 
 def _text(price: str, non_rpi: str, rpi: str) -> str:
-    return '["' + price + '","' + non_rpi + '","' + rpi + '"]'
+    return f'["{price}","{non_rpi}","{rpi}"]'
 
 
 def _build_side(

@@ -14,7 +14,8 @@ Helper processes (each ``python -m mdgw.testing.bench.<name>``, started through
   ``u`` is known (consumers check what the builder publishes) and no resync ever happens;
 - :mod:`.blaster`: raw envelopes PUSHed to the builder, as fast as it takes them or at a rate;
 - :mod:`.passthrough`: PULL -> PUB of the same bytes, no parsing: the ceiling of the rig;
-- :mod:`.hop`: one bare PUB -> SUB hop, the latency floor;
+- :mod:`.hop`: one bare PUB -> SUB hop, or (``--push``, into :mod:`.passthrough`) two: the
+  latency floor;
 - :mod:`.ws_blaster`: a bare websocket server speaking enough Bybit v5 for the ingestor;
 - :mod:`.ws_client`: a bare websockets client that only counts (the ingestor's reference);
 - :mod:`.consumer`: a SUB (or raw PULL) that counts, checks ``seq``, verifies books and

@@ -1,9 +1,13 @@
-"""The latency floor: one bare ZeroMQ PUB -> SUB hop between two processes, nothing else.
+"""The latency floor: bare ZeroMQ hops between processes, nothing else.
 
 A helper process: the benchmark figures start it as a
 :class:`mdgw.testing.processes.Helper` (which adds ``--out`` and ``--ready``)::
 
-    python -m mdgw.testing.bench.hop --pub tcp://127.0.0.1:P --rate 2000
+    python -m mdgw.testing.bench.hop --pub tcp://127.0.0.1:P --rate 2000      # one hop
+    python -m mdgw.testing.bench.hop --push ipc://.../raw.sock --rate 30000  # two hops
+
+``--push`` feeds a :mod:`.passthrough`: PUSH -> PULL then PUB -> SUB, as ingestor ->
+builder -> consumer.
 
 Publishes ``[b"book.linear.HOP.", {"seq":n,"pub_ns":T,"recv_ns":T}]`` at ``--rate``
 messages per second, paced like :mod:`.ws_blaster` (a 1 ms timer, the messages due at each
@@ -11,7 +15,10 @@ tick sent together), with ``T`` taken right before each send. The consumer's lat
 samples (``receive time - recv_ns``) are then the cost of one hop: the publisher's send, the
 two ZeroMQ I/O threads, TCP loopback and the consumer's wake-up. The gateway's path has
 two such hops (ingestor -> builder, builder -> consumer) plus the work in each process,
-so twice this is a floor under the latency figures on this machine.
+so twice this is a floor under the latency figures on this machine. With ``--push`` the
+payload goes alone, one frame, to a pass-through that publishes it as the builder would:
+the two hops of the gateway's path measured as one, at the same rate and pacing, with no
+work in either process (:func:`mdgw.testing.bench.latency.pipeline_floor`).
 """
 
 from __future__ import annotations
@@ -28,20 +35,26 @@ TOPIC = b"book.linear.HOP."
 
 def main() -> None:
     parser = helper_parser(__doc__)
-    parser.add_argument("--pub", required=True)
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--pub", help="bind a PUB socket here (one hop to the consumer)")
+    where.add_argument("--push", help="connect a PUSH socket here (a pass-through's PULL)")
     parser.add_argument("--rate", type=float, required=True)
     args = parser.parse_args()
 
     stop = StopFlag()  # SIGTERM/SIGINT set it; the loops below test it
     ctx = zmq.Context()
-    pub = ctx.socket(zmq.PUB)
+    pub = ctx.socket(zmq.PUB if args.pub else zmq.PUSH)
     pub.setsockopt(zmq.SNDHWM, 100_000)
     pub.setsockopt(zmq.LINGER, 0)
-    pub.bind(args.pub)
+    if args.pub:
+        pub.bind(args.pub)
+    else:
+        pub.connect(args.push)
     args.ready.touch()
     time_ns = time.time_ns
     send = pub.send
     more = zmq.SNDMORE
+    topic = args.pub is not None  # a pass-through adds its own topic frame
     sent = 0
     started = time.monotonic()
     while not stop:
@@ -50,7 +63,8 @@ def main() -> None:
         for _ in range(due):
             sent += 1
             now = time_ns()
-            send(TOPIC, more)
+            if topic:
+                send(TOPIC, more)
             send(b'{"seq":%d,"pub_ns":%d,"recv_ns":%d}' % (sent, now, now))
     pub.close(linger=0)
     ctx.term()
