@@ -145,6 +145,10 @@ class SimulatorServer:
         port: int = self._server.sockets[0].getsockname()[1]
         return port
 
+    def frames_out(self) -> int:
+        """Frames written to subscribers since the start, one per connection they went to."""
+        return self._frames_out
+
     def ws_url(self, category: str) -> str:
         return f"ws://{self.params.host}:{self.port}{WS_PREFIX}{category}"
 
