@@ -60,6 +60,8 @@ class Observed:
     channels: Counter[str] = field(default_factory=Counter)
     trades: defaultdict[Key, list[str]] = field(default_factory=lambda: defaultdict(list))
     pub_ns: list[int] | None = None  # every message's pub_ns, when asked for (record_pub_ns)
+    last_pub_ns: int = 0  # of the last message of any topic: how far this consumer has read
+    last_book_pub_ns: dict[Key, int] = field(default_factory=dict)
     # Set by TruthConsumer.watch_current: the u each book must reach, and the pub_ns of the
     # first live book at or past it (the publisher's clock: this consumer's lag is not in it).
     current_u: dict[Key, int] = field(default_factory=dict)
@@ -150,6 +152,7 @@ class TruthConsumer:
                 seen.seq_errors.append(f"{topic!r}: seq {last} -> {msg['seq']}")
                 seen.seq_error_at.append(time.monotonic())
         seen.seq[topic] = msg["seq"]
+        seen.last_pub_ns = msg["pub_ns"]
         if seen.pub_ns is not None:
             seen.pub_ns.append(msg["pub_ns"])
         if wire.parse_gateway_topic(topic) != (channel, category, symbol):
@@ -171,6 +174,7 @@ class TruthConsumer:
         if seen.state[key] != "live":
             seen.published_while_not_live.append(f"{key} u={msg['u']} ({seen.state[key]})")
         seen.last_book_at[key] = time.monotonic()
+        seen.last_book_pub_ns[key] = msg["pub_ns"]
         before = seen.last_u.get(key)
         if before is not None and msg["u"] < before and msg["u"] != 1:  # 1: Bybit's restart
             seen.rollbacks.append(f"{key}: book u {before} -> {msg['u']}")
@@ -208,6 +212,11 @@ class TruthConsumer:
             self.seen.last_book_at.get(k, 0.0) > since and self.seen.state.get(k) == "live"
             for k in keys
         )
+
+    def live_book_published_after(self, key: Key, ns: int) -> bool:
+        """A book of *key* published (``pub_ns``) after *ns*, and *key* is live."""
+        seen = self.seen
+        return seen.last_book_pub_ns.get(key, 0) > ns and seen.state.get(key) == "live"
 
     def watch_current(self, keys: Iterable[Key]) -> None:
         """From now on, note when each book is first published at the simulator's current u.
