@@ -118,7 +118,7 @@ async def test_ingestor_holds_on_while_the_builder_is_down_and_books_recover_wit
                 gw.builder.start()
             # Generous deadline: the bound is checked below, on the publisher's clock.
             await wait_for(
-                lambda: waited.sample() and consumer.current_since() is not None,
+                lambda waited=waited: waited.sample() and consumer.current_since() is not None,
                 f"every book current after {outage}",
                 RECOVERY_BOUND_S + 40,
             )

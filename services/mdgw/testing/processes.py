@@ -120,9 +120,7 @@ class RunQueueWait:
         self.samples: list[tuple[int, float]] = []
 
     def total(self) -> float:
-        return sum(
-            max(0.0, run_queue_wait_s(pid) - self.base.get(pid, 0.0)) for pid in self.pids()
-        )
+        return sum(max(0.0, run_queue_wait_s(pid) - self.base.get(pid, 0.0)) for pid in self.pids())
 
     def sample(self) -> bool:
         self.samples.append((time.time_ns(), self.total()))

@@ -180,9 +180,13 @@ class TruthConsumer:
             seen.rollbacks.append(f"{key}: book u {before} -> {msg['u']}")
         seen.last_u[key] = msg["u"]
         wanted = seen.current_u.get(key)
-        if wanted is not None and msg["u"] >= wanted and key not in seen.current_at_ns:
-            if seen.state[key] == "live":
-                seen.current_at_ns[key] = msg["pub_ns"]
+        if (
+            wanted is not None
+            and msg["u"] >= wanted
+            and key not in seen.current_at_ns
+            and seen.state[key] == "live"
+        ):
+            seen.current_at_ns[key] = msg["pub_ns"]
         depth = self.depths.get(key)
         if depth is None:
             return
