@@ -53,9 +53,13 @@ SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "DOGEUSDT", "BNBUSDT")
 STREAMS = [Stream(category, symbol, 50) for category in ("linear", "spot") for symbol in SYMBOLS]
 DEPTHS = {s.key: s.depth for s in STREAMS}
 HWM = 1000
-PUBLISH_DEPTH = 25
+# Every level of the depth-50 books: about 2.4 KB a book message, so that the backlog below
+# is bytes enough to overflow the loopback TCP buffers whatever the mix of messages (on a
+# busy machine the simulator offers fewer books per second, and with 25 levels 10,000
+# messages once fitted in the printer's pipe and buffers: no hole, nothing shown).
+PUBLISH_DEPTH = 50
 # Published while the two lag: more than their pipes (2 x HWM) and the loopback TCP
-# buffers (about 4 MB) can hold, so that the publisher must drop for them.
+# buffers (a few MB, autotuned) can hold, so that the publisher must drop for them.
 BACKLOG_MESSAGES = 10_000
 BUILDER_RSS_GROWTH_MAX_KIB = 48 * 1024
 CATCH_UP_S = 10.0
