@@ -153,6 +153,7 @@ class Offered:
         self.task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
+        self.sample()  # now: the task's first sample may come a while later
         self.task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
