@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from mdgw.book_builder.feed_metrics import SourceRow
 from mdgw.book_builder.journal import JournalStats
 from mdgw.book_builder.metrics import RESYNC_REASONS, BuilderView, families, health_of
+from mdgw.core.bybit import StatusNotice
 from mdgw.core.hub import BookRow, State
 from mdgw.runtime.metrics import PUBLISH_LATENCY_BOUNDS, Buckets
 
@@ -148,3 +152,57 @@ def test_the_journal_families_follow_its_stats_and_are_absent_when_it_is_off() -
     assert samples[("mdgw_journal_segments_total", ())] == 0
     off = samples_of(view(row(State.LIVE)))
     assert not any(name.startswith("mdgw_journal_") for name, _ in off)
+
+
+def notice(nid: str, state: str, begin: int, end: int) -> StatusNotice:
+    return StatusNotice(nid, f"maintenance {nid}", state, begin, end, "", (5,), (1, 2), "1", "1")
+
+
+def test_sources_and_maintenance_are_exported_and_listed_but_never_unhealthy() -> None:
+    sources = [
+        SourceRow("ing/linear#0", 1, 900, 80, 2, 1, 0, 3, 0.004, 0.012),
+        SourceRow("ing/linear#1", 0, 80, 900, 0, 0, 1, 0, None, None),
+    ]
+    maintenance = {"active": [notice("n1", "ongoing", 1, 2)], "planned": []}
+    base = view(row(State.LIVE))
+    full = dataclasses.replace(base, sources=sources, maintenance=maintenance)
+    samples = samples_of(full)
+    a = (("ingestor", "ing"), ("slot", "linear#0"))
+    b = (("ingestor", "ing"), ("slot", "linear#1"))
+    assert samples[("mdgw_source_connections", a)] == 1
+    assert samples[("mdgw_source_connections", b)] == 0
+    assert samples[("mdgw_source_frames_first_total", a)] == 900
+    assert samples[("mdgw_source_frames_late_total", b)] == 900
+    assert samples[("mdgw_source_gaps_total", a)] == 2
+    assert samples[("mdgw_source_seq_holes_total", a)] == 1
+    assert samples[("mdgw_source_older_snapshots_total", b)] == 1
+    assert samples[("mdgw_source_failovers_total", a)] == 3
+    assert samples[("mdgw_source_lag_seconds", a)] == 0.004
+    assert samples[("mdgw_source_lag_max_seconds", a)] == 0.012
+    # No late copy measured in the last stats interval: no lag sample, not a made-up 0.
+    assert ("mdgw_source_lag_seconds", b) not in samples
+    assert samples[("mdgw_exchange_maintenance", (("phase", "active"),))] == 1
+    assert samples[("mdgw_exchange_maintenance", (("phase", "planned"),))] == 0
+
+    healthy, body = health_of(full, 10.0)
+    assert healthy and body["status"] == "ok"  # a maintenance notice alone is information
+    assert body["sources"]["ing/linear#0"] == {
+        "connections": 1,
+        "first": 900,
+        "late": 80,
+        "lag_ms": 4.0,
+        "lag_ms_max": 12.0,
+        "gaps": 2,
+        "seq_holes": 1,
+        "older_snapshots": 0,
+        "failovers": 3,
+    }
+    assert body["sources"]["ing/linear#1"]["lag_ms"] is None
+    assert [n["id"] for n in body["maintenance"]["active"]] == ["n1"]
+    assert body["maintenance"]["active"][0]["service_types"] == [5]
+    assert body["maintenance"]["planned"] == []
+    # With neither, the families are there with nothing to say (phase gauges at 0).
+    empty = samples_of(base)
+    assert empty[("mdgw_exchange_maintenance", (("phase", "active"),))] == 0
+    assert not any(name.startswith("mdgw_source_") for name, _ in empty)
+    assert health_of(base, 10.0)[1]["sources"] == {}

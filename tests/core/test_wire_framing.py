@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import orjson
 import pytest
 from hypothesis import given
@@ -16,7 +14,6 @@ from mdgw.core.wire import (
     decode_resync,
     decode_snapshot_reply,
     decode_snapshot_request,
-    encode_bbo,
     encode_resync,
     encode_snapshot_error,
     encode_snapshot_reply,
@@ -24,45 +21,10 @@ from mdgw.core.wire import (
     split_snapshot_request,
     topic,
 )
-from mdgw.testing.oracles import encode_book
+from mdgw.testing.samples import sample_bbo, sample_book
 
 U32 = 2**32 - 1
 U64 = 2**64 - 1
-
-
-COMMON = {"channel", "exchange", "category", "symbol", "seq", "pub_ns"}
-
-
-def _book(**over: Any) -> bytes:
-    args: dict[str, Any] = {
-        "seq": 7,
-        "pub_ns": 1_700_000_000_000_000_100,
-        "recv_ns": 1_700_000_000_000_000_000,
-        "u": 123,
-        "ts": 1_700_000_000_000,
-        "cts": 1_699_999_999_999,
-        "depth": 25,
-        "bids": [("65000.5", "1.2"), ("65000", "0.5")],
-        "asks": [("65001", "3")],
-    }
-    args.update(over)
-    return encode_book("linear", "BTCUSDT", **args)
-
-
-def _bbo() -> bytes:
-    return encode_bbo(
-        "linear",
-        "BTCUSDT",
-        seq=3,
-        pub_ns=2,
-        recv_ns=1,
-        u=123,
-        ts=1_700_000_000_000,
-        bid="65000.5",
-        bid_size="1.2",
-        ask="65001",
-        ask_size="3",
-    )
 
 
 # --- control ---------------------------------------------------------------------------------
@@ -176,8 +138,8 @@ def test_split_snapshot_request() -> None:
 
 def _snapshot_items() -> list[tuple[bytes, bytes]]:
     return [
-        (topic("book", "linear", "BTCUSDT"), _book()),
-        (topic("bbo", "linear", "BTCUSDT"), _bbo()),
+        (topic("book", "linear", "BTCUSDT"), sample_book()),
+        (topic("bbo", "linear", "BTCUSDT"), sample_bbo()),
     ]
 
 
@@ -224,8 +186,8 @@ def _end(count: object = 2, prefix: object = "") -> bytes:
         ([*sum(_snapshot_items(), ()), b"END", _end(count=True)], "integer count"),
         ([*sum(_snapshot_items(), ()), b"END", _end(prefix=None)], "string prefix"),
         ([*sum(_snapshot_items(), ()), b"END", _end(prefix="bbo.")], "does not match"),
-        ([b"book.linear.BTCUSDT", _book(), b"END", _end(1)], "terminator"),
-        ([b"book.linear.ETHUSDT.", _book(), b"END", _end(1)], "another topic"),
+        ([b"book.linear.BTCUSDT", sample_book(), b"END", _end(1)], "terminator"),
+        ([b"book.linear.ETHUSDT.", sample_book(), b"END", _end(1)], "another topic"),
         ([b"book.linear.BTCUSDT.", b"{}", b"END", _end(1)], "channel"),
     ],
 )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -16,7 +14,6 @@ from mdgw.core.wire import (
     CHANNEL_FIELDS,
     CHANNELS,
     decode_payload,
-    encode_bbo,
     encode_status,
     encode_trade,
     parse_gateway_topic,
@@ -25,6 +22,7 @@ from mdgw.core.wire import (
 )
 from mdgw.testing.examples import examples
 from mdgw.testing.oracles import encode_book
+from mdgw.testing.samples import sample_bbo, sample_book
 
 U32 = 2**32 - 1
 U64 = 2**64 - 1
@@ -143,40 +141,8 @@ def test_parse_topic_rejects(raw: bytes) -> None:
 COMMON = {"channel", "exchange", "category", "symbol", "seq", "pub_ns"}
 
 
-def _book(**over: Any) -> bytes:
-    args: dict[str, Any] = {
-        "seq": 7,
-        "pub_ns": 1_700_000_000_000_000_100,
-        "recv_ns": 1_700_000_000_000_000_000,
-        "u": 123,
-        "ts": 1_700_000_000_000,
-        "cts": 1_699_999_999_999,
-        "depth": 25,
-        "bids": [("65000.5", "1.2"), ("65000", "0.5")],
-        "asks": [("65001", "3")],
-    }
-    args.update(over)
-    return encode_book("linear", "BTCUSDT", **args)
-
-
-def _bbo() -> bytes:
-    return encode_bbo(
-        "linear",
-        "BTCUSDT",
-        seq=3,
-        pub_ns=2,
-        recv_ns=1,
-        u=123,
-        ts=1_700_000_000_000,
-        bid="65000.5",
-        bid_size="1.2",
-        ask="65001",
-        ask_size="3",
-    )
-
-
 def test_book_payload_fields_and_values() -> None:
-    payload = orjson.loads(_book())
+    payload = orjson.loads(sample_book())
     assert set(payload) == COMMON | {"recv_ns", "u", "ts", "cts", "depth", "bids", "asks"}
     assert set(payload) == CHANNEL_FIELDS["book"]
     assert payload["channel"] == "book"
@@ -184,25 +150,25 @@ def test_book_payload_fields_and_values() -> None:
     assert payload["bids"] == [["65000.5", "1.2"], ["65000", "0.5"]]
     assert payload["asks"] == [["65001", "3"]]
     assert payload["seq"] == 7
-    assert decode_payload(_book()) == payload
+    assert decode_payload(sample_book()) == payload
 
 
 def test_book_accepts_other_level_sequences() -> None:
     class Levels(tuple[tuple[str, str], ...]):
         pass
 
-    payload = orjson.loads(_book(bids=Levels([("1", "2")]), asks=()))
+    payload = orjson.loads(sample_book(bids=Levels([("1", "2")]), asks=()))
     assert payload["bids"] == [["1", "2"]]
     assert payload["asks"] == []
 
 
 def test_book_rejects_unencodable_levels() -> None:
     with pytest.raises(WireError):
-        _book(bids={"1": "2"}.items())
+        sample_book(bids={"1": "2"}.items())
 
 
 def test_bbo_payload_fields() -> None:
-    payload = orjson.loads(_bbo())
+    payload = orjson.loads(sample_bbo())
     assert set(payload) == COMMON | {"recv_ns", "u", "ts", "bid", "bid_size", "ask", "ask_size"}
     assert set(payload) == CHANNEL_FIELDS["bbo"]
     assert (payload["bid"], payload["ask_size"]) == ("65000.5", "3")
@@ -281,14 +247,14 @@ def test_decode_payload_rejects(data: bytes) -> None:
 
 
 def test_decode_payload_rejects_unknown_category() -> None:
-    payload = orjson.loads(_bbo())
+    payload = orjson.loads(sample_bbo())
     payload["category"] = "spread"
     with pytest.raises(WireError, match="category"):
         decode_payload(orjson.dumps(payload))
 
 
 def test_decode_payload_allows_extra_fields() -> None:
-    payload = orjson.loads(_bbo())
+    payload = orjson.loads(sample_bbo())
     payload["future_field"] = 1
     assert decode_payload(orjson.dumps(payload))["future_field"] == 1
 

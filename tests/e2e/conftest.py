@@ -96,14 +96,3 @@ def make_checkout(base: Path) -> Checkout:
 @pytest.fixture(scope="module")
 def checkout_factory(tmp_path_factory: pytest.TempPathFactory) -> Callable[[], Checkout]:
     return lambda: make_checkout(tmp_path_factory.mktemp("checkout"))
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie is dead
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] != "Z"
-    except OSError:
-        return False

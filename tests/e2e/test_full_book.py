@@ -9,9 +9,6 @@ dropped connection; after each the book is live again.
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -27,11 +24,11 @@ from mdgw.simulator.market import FULL, TruthUnavailableError
 from mdgw.simulator.params import SimulatorParams
 from mdgw.simulator.server import SimulatorServer
 from mdgw.testing.endpoints import tcp_endpoint
-from mdgw.testing.truth import wait_for
+from mdgw.testing.processes import Service
+from mdgw.testing.truth import subscriber, wait_for
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).parents[2]
 PUBLISH_DEPTH = 20
 SYMBOL = "BTCUSDT"
 
@@ -129,25 +126,12 @@ format = "json"
 stats_interval = 2
 """
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MDGW_")}
-    env["MDGW_CONFIG"] = str(config)
-    names = ("book_builder", "ingestor")
-    logs = [(tmp_path / f"{name}.log").open("wb") for name in names]  # closed below
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", f"mdgw.{name}"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        for name, log in zip(names, logs, strict=True)
+    services = [
+        Service(name, config, tmp_path / f"{name}.log").start()
+        for name in ("book_builder", "ingestor")
     ]
     ctx = zmq.asyncio.Context()
-    sub = ctx.socket(zmq.SUB)
-    sub.setsockopt(zmq.RCVHWM, 0)
-    sub.subscribe(b"")
-    sub.connect(pub)
+    sub = subscriber(ctx, pub)
     seen = Seen()
     consumer = asyncio.create_task(consume(sub, sim, seen))
     topic = f"orderbook.full.{SYMBOL}"
@@ -199,17 +183,8 @@ stats_interval = 2
         assert any("u reset to 1" in s for s in seen.statuses), seen.statuses
     finally:
         consumer.cancel()
-        for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for log in logs:
-            log.close()
+        for service in reversed(services):
+            service.stop()
         ctx.destroy(linger=0)
     ingestor_log = (tmp_path / "ingestor.log").read_text()
     assert "rest_snapshot_failed" in ingestor_log

@@ -52,15 +52,15 @@ async def test_books_match_truth_through_faults(
 ) -> None:
     # Every trade frame the simulator sends, in order: the ground truth for trades.
     sent_trades: dict[tuple[str, str], list[str]] = defaultdict(list)
-    dispatch = sim._dispatch
+    dispatch = sim.fanout.dispatch
 
     def recording_dispatch(frame: Frame) -> None:
-        if frame.kind == "trade" and sim._subs.get((frame.category, frame.topic)):
+        if frame.kind == "trade" and sim.fanout.subs.get((frame.category, frame.topic)):
             for trade in orjson.loads(frame.payload)["data"]:
                 sent_trades[(frame.category, frame.symbol)].append(trade["i"])
         dispatch(frame)
 
-    sim._dispatch = recording_dispatch  # type: ignore[method-assign]
+    sim.fanout.dispatch = recording_dispatch  # type: ignore[method-assign]
 
     gw = Gateway(
         rundir,

@@ -24,6 +24,8 @@ from typing import IO, Any
 
 import pytest
 
+from mdgw.testing.processes import pid_alive
+
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).parents[2]
@@ -151,12 +153,4 @@ def test_the_readme_snippet_receives_books_from_make_demo(demo: tuple[Any, Any])
     down = make(checkout, "down")
     assert down.returncode == 0, down.stdout + down.stderr
     assert "stopped (pids" in down.stdout
-    assert not [pid for pid in pids if alive(pid)], pids
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"  # a zombie is dead (init in a container may not reap at once)
+    assert not [pid for pid in pids if pid_alive(pid)], pids

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import subprocess
 import sys
 import time
@@ -42,7 +41,8 @@ from mdgw.simulator.params import SimulatorParams
 from mdgw.simulator.server import SimulatorServer
 from mdgw.simulator.system_status import STATUS_PATH
 from mdgw.testing.endpoints import tcp_endpoint
-from mdgw.testing.truth import wait_for
+from mdgw.testing.processes import Service, clean_env
+from mdgw.testing.truth import subscriber, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -212,11 +212,11 @@ async def sim() -> AsyncIterator[SimulatorServer]:
 async def test_rpi_fused_bbo_trades_and_system_status(sim: SimulatorServer, tmp_path: Path) -> None:
     sent: dict[tuple[str, str], list[tuple[str, int, bool]]] = defaultdict(list)
     split_batches = 0
-    dispatch = sim._dispatch
+    dispatch = sim.fanout.dispatch
 
     def recording_dispatch(frame: Frame) -> None:
         nonlocal split_batches
-        if frame.kind == "trade" and sim._subs.get((frame.category, frame.topic)):
+        if frame.kind == "trade" and sim.fanout.subs.get((frame.category, frame.topic)):
             data = orjson.loads(frame.payload)["data"]
             key = (frame.category, frame.symbol)
             if sent[key] and sent[key][-1][1] == data[0]["seq"]:
@@ -224,29 +224,17 @@ async def test_rpi_fused_bbo_trades_and_system_status(sim: SimulatorServer, tmp_
             sent[key] += [(t["i"], t["seq"], t.get("RPI", False)) for t in data]
         dispatch(frame)
 
-    sim._dispatch = recording_dispatch  # type: ignore[method-assign]
+    sim.fanout.dispatch = recording_dispatch  # type: ignore[method-assign]
 
     pub = f"{tcp_endpoint()}"
     path = config(tmp_path, sim, pub)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MDGW_")}
-    env["MDGW_CONFIG"] = str(path)
-    names = ("book_builder", "ingestor")
-    logs = [(tmp_path / f"{name}.log").open("wb") for name in names]  # closed below
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", f"mdgw.{name}"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        for name, log in zip(names, logs, strict=True)
+    env = clean_env(MDGW_CONFIG=str(path))
+    services = [
+        Service(name, path, tmp_path / f"{name}.log").start()
+        for name in ("book_builder", "ingestor")
     ]
     ctx = zmq.asyncio.Context()
-    sub = ctx.socket(zmq.SUB)
-    sub.setsockopt(zmq.RCVHWM, 0)
-    sub.subscribe(b"")
-    sub.connect(pub)
+    sub = subscriber(ctx, pub)
     seen = Seen()
     consumer = asyncio.create_task(consume(sub, sim, seen))
     try:
@@ -353,17 +341,8 @@ async def test_rpi_fused_bbo_trades_and_system_status(sim: SimulatorServer, tmp_
         assert seen.notices == [("n1", "scheduled", now + 60_000), ("n1", "ongoing", now + 90_000)]
     finally:
         consumer.cancel()
-        for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for log in logs:
-            log.close()
+        for service in reversed(services):
+            service.stop()
         ctx.destroy(linger=0)
 
     # The journal: `fused` in its hub config (a JSON list), so a replay builds the same hub

@@ -32,6 +32,8 @@ from typing import IO, Any
 
 import pytest
 
+from mdgw.testing.processes import pid_alive
+
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).parents[2]
@@ -131,17 +133,6 @@ def read_lines(stream: IO[Any] | None, lines: queue.Queue[Any]) -> threading.Thr
     return thread
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie is dead
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def stack(checkout_factory: Callable[[], Any]) -> Iterator[Stack]:
     checkout = checkout_factory()
@@ -167,7 +158,7 @@ def stack(checkout_factory: Callable[[], Any]) -> Iterator[Stack]:
                 proc.kill()
                 proc.wait()
         for pid in stack.pids_seen:
-            if alive(pid):
+            if pid_alive(pid):
                 os.kill(pid, signal.SIGKILL)
 
 
@@ -198,7 +189,7 @@ def test_a_killed_program_is_restarted(stack: Stack, program: str) -> None:
     else:
         pytest.fail(f"{program} not RUNNING again: {state} pid {pid} (was {old})")
     stack.pids_seen.add(pid)
-    assert not alive(old)
+    assert not pid_alive(old)
     stack.wait_running(RESTART_TIMEOUT)  # and the others still are (or are again)
 
 
@@ -379,14 +370,14 @@ def test_shutdown_leaves_no_process_behind(stack: Stack) -> None:
     result = stack.ctl("stop", "all")
     assert result.returncode == 0, result.stdout + result.stderr
     assert {state for state, _ in stack.status().values()} == {"STOPPED"}, stack.status()
-    assert not [pid for pid in pids.values() if alive(pid)], pids
+    assert not [pid for pid in pids.values() if pid_alive(pid)], pids
     result = stack.ctl("shutdown")
     assert result.returncode == 0, result.stdout + result.stderr
     assert stack.supervisord.wait(timeout=30) == 0
     deadline = time.monotonic() + 5
-    while any(alive(pid) for pid in stack.pids_seen) and time.monotonic() < deadline:
+    while any(pid_alive(pid) for pid in stack.pids_seen) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not [pid for pid in stack.pids_seen if alive(pid)], pids
+    assert not [pid for pid in stack.pids_seen if pid_alive(pid)], pids
     assert not (stack.var / "run" / "supervisord.pid").exists()
 
     # What supervisord wrote: one JSON object per line from every service, stats included,

@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 
 import orjson
-from observability_helpers import http_get
 from prometheus_client.parser import text_string_to_metric_families
 
 from mdgw.testing.processes import ROOT, clean_env
+from mdgw.testing.scrape import http_get
 
 
 def test_printer_serves_metrics_and_says_503_when_nothing_arrives(tmp_path: Path) -> None:

@@ -8,12 +8,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from observability_helpers import health, metrics_port, wait_async, with_metrics
 
 from mdgw.simulator.server import SimulatorServer
 from mdgw.testing.config import MIXED_STREAMS, sim_params
 from mdgw.testing.gateway import Gateway
 from mdgw.testing.processes import ROOT, clean_env
+from mdgw.testing.scrape import health, metrics_port, wait_async, with_metrics
 
 pytestmark = pytest.mark.e2e
 

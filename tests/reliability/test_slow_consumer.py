@@ -166,7 +166,7 @@ class Offered:
             self.task.cancel()
 
     def sample(self) -> bool:
-        self.samples.append((time.time_ns(), self.sim.frames_out()))
+        self.samples.append((time.time_ns(), self.sim.fanout.frames_out))
         return True
 
     def at(self, ns: int) -> float:

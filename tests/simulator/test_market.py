@@ -20,7 +20,7 @@ from mdgw.simulator.market import (
     MarketParams,
     TruthUnavailableError,
     Window,
-    parse_topic,
+    parse_served_topic,
 )
 from mdgw.testing.reference import ReferenceBook
 
@@ -86,12 +86,12 @@ def test_unknown_symbols_are_derived_from_their_name() -> None:
     assert base_of("1000PEPEUSDT") == "1000PEPE"
 
 
-def test_parse_topic() -> None:
-    assert parse_topic("orderbook.50.BTCUSDT") == (50, "BTCUSDT")
-    assert parse_topic("orderbook.1000.BTCUSD") == (1000, "BTCUSD")
-    assert parse_topic("publicTrade.ETHUSDT") == (0, "ETHUSDT")
+def test_parse_served_topic() -> None:
+    assert parse_served_topic("orderbook.50.BTCUSDT") == ("BTCUSDT", 50)
+    assert parse_served_topic("orderbook.1000.BTCUSD") == ("BTCUSD", 1000)
+    assert parse_served_topic("publicTrade.ETHUSDT") == ("ETHUSDT", 0)
     for bad in ("orderbook.500.BTCUSDT", "orderbook.050.BTCUSDT", "orderbook.50", "tickers.X", ""):
-        assert parse_topic(bad) is None
+        assert parse_served_topic(bad) is None
 
 
 # --- frames ---------------------------------------------------------------------------

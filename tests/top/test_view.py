@@ -138,3 +138,48 @@ def test_an_unreachable_builder_is_said_so() -> None:
     assert "unreachable" in text
     assert "! book_builder http://127.0.0.1:1: no answer" in text
     assert "! ingestor http://127.0.0.1:2: no answer" in text
+
+
+def test_sources_and_a_maintenance_window_show_under_the_totals() -> None:
+    health = {
+        **HEALTH,
+        "sources": {
+            "ing-1/linear#0": {"connections": 1, "first": 70, "late": 30, "lag_ms": 0.4,
+                               "gaps": 0, "failovers": 0},
+            "ing-1/linear#1": {"connections": 1, "first": 30, "late": 70, "lag_ms": 2.5,
+                               "gaps": 1, "failovers": 2},
+            "ing-1/system-status": {"connections": 1, "first": 0, "late": 0, "lag_ms": None,
+                                    "gaps": 0, "failovers": 0},
+        },
+        "maintenance": {
+            "active": [{"id": "m1", "title": "Scheduled maintenance", "state": "ongoing",
+                        "begin": 1_796_234_000_000, "end": 1_796_235_800_000}],
+            "planned": [],
+        },
+    }  # fmt: skip
+    first, late = "mdgw_source_frames_first_total", "mdgw_source_frames_late_total"
+    a = {"ingestor": "ing-1", "slot": "linear#0"}
+    b = {"ingestor": "ing-1", "slot": "linear#1"}
+    before = {key_of(first, **a): 60.0, key_of(late, **a): 20.0,
+              key_of(first, **b): 20.0, key_of(late, **b): 60.0}  # fmt: skip
+    now = {key_of(first, **a): 75.0, key_of(late, **a): 25.0,
+           key_of(first, **b): 25.0, key_of(late, **b): 75.0}  # fmt: skip
+    view = build_view(
+        builder_url="http://127.0.0.1:9110",
+        builder_health=health,
+        builder={**NOW, **now},
+        builder_before={**BEFORE, **before},
+        dt=1.0,
+        ingestors=[],
+        bbo=BboTracker(),
+    )
+    assert [s.name for s in view.sources] == ["ing-1/linear#0", "ing-1/linear#1"]
+    assert view.sources[0].first_share == 0.75 and view.sources[1].failovers == 2
+    text = render_text(view, width=200)
+    assert "ing-1/linear#0 75% / 0.4 ms" in text
+    assert "ing-1/linear#1 25% / 2.5 ms failovers 2 gaps 1" in text
+    assert "system-status" not in text
+    assert (
+        "~ Bybit maintenance under way until 2026-12-02 18:23 UTC: Scheduled maintenance (m1)"
+        in text
+    )

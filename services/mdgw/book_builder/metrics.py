@@ -14,17 +14,27 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from mdgw.book_builder.feed_metrics import (
+    SourceRow,
+    maintenance_body,
+    maintenance_families,
+    source_families,
+    source_rows,
+    sources_body,
+)
+from mdgw.core.bybit import StatusNotice
 from mdgw.core.hub import BookRow, State
 from mdgw.runtime.metrics import (
     PUBLISH_LATENCY_BOUNDS,
     Buckets,
+    LoopViews,
     MetricsEndpoint,
-    call_in_loop,
+    health_verdict,
     histogram_family,
 )
 
@@ -46,7 +56,6 @@ RESYNC_REASONS: Final = (
 )
 STATES: Final = tuple(s.value for s in State)
 # How long a scrape waits for the event loop to take the snapshot.
-LOOP_TIMEOUT: Final = 2.0
 # Hub counters exported as mdgw_builder_events_total{event} (the stats line has them all).
 _EVENTS: Final = (
     "bad_envelopes",
@@ -96,6 +105,9 @@ class BuilderView:
     snapshots_rejected: int
     internal_errors: int
     journal: dict[str, int] | None = None  # JournalStats.as_dict(); None: journal off
+    sources: list[SourceRow] = field(default_factory=list)
+    # Bybit's system.status notices by phase ("active", "planned"): see feed_metrics
+    maintenance: dict[str, list[StatusNotice]] = field(default_factory=dict)
 
 
 def book_key(row: BookRow) -> str:
@@ -107,7 +119,8 @@ def health_of(view: BuilderView, unhealthy_after: float) -> tuple[bool, dict[str
 
     Unhealthy when no ingestor is connected, or when any book has not been live for
     ``unhealthy_after`` seconds: a book that is new, resyncing or stale for that long, or a
-    live one whose last frame is that old (the exchange fell silent).
+    live one whose last frame is that old (the exchange fell silent). ``sources`` and
+    ``maintenance`` are information: they never make it unhealthy.
     """
     now = view.now
     books: dict[str, dict[str, Any]] = {}
@@ -127,15 +140,14 @@ def health_of(view: BuilderView, unhealthy_after: float) -> tuple[bool, dict[str
     }
     if not ingestors:
         problems.append("no ingestor connected")
-    body: dict[str, Any] = {
-        "status": "degraded" if problems else "ok",
+    fields = {
         "books": books,
         "ingestors": ingestors,
         "unhealthy_after": unhealthy_after,
+        "sources": sources_body(view.sources),
+        "maintenance": maintenance_body(view.maintenance),
     }
-    if problems:
-        body["problems"] = problems
-    return not problems, body
+    return health_verdict(problems, fields)
 
 
 def families(view: BuilderView, latency: Buckets) -> Iterable[Metric]:
@@ -225,6 +237,8 @@ def families(view: BuilderView, latency: Buckets) -> Iterable[Metric]:
         events.add_metric([name], view.stats.get(name, 0))
     events.add_metric(["internal_errors"], view.internal_errors)
     yield events
+    yield from source_families(view.sources)
+    yield from maintenance_families(view.maintenance)
     if view.journal is not None:
         yield from journal_families(view.journal)
 
@@ -251,8 +265,7 @@ class BuilderMetrics:
         self.unhealthy_after = builder.settings.metrics.unhealthy_after
         self._folded = 0
         self._started = time.monotonic()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._last: BuilderView | None = None
+        self._views = LoopViews(self.snapshot, self._complete)
         # Configured books the hub has not seen yet show as "new" (since the start).
         self._configured: list[tuple[str, str, int | str]] = [
             (s.category, symbol, depth)
@@ -262,7 +275,7 @@ class BuilderMetrics:
         ]
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        self._views.loop = loop
         self.endpoint.start(self.collect, self.health)
 
     def close(self) -> None:
@@ -286,6 +299,7 @@ class BuilderMetrics:
         """On the event loop: copies only (the formatting happens in the HTTP thread)."""
         builder = self.builder
         hub = builder.hub
+        now_ms = time.time_ns() // 1_000_000  # Bybit's notice times are wall clock, in ms
         return BuilderView(
             now=time.monotonic(),
             books=hub.book_rows(),  # type: ignore[arg-type]  # plain tuples: see _complete
@@ -297,6 +311,11 @@ class BuilderMetrics:
             snapshots_rejected=builder.snapshots_rejected,
             internal_errors=builder.internal_errors,
             journal=None if builder.journal is None else builder.journal.stats.as_dict(),
+            sources=source_rows(hub, builder.source_lags),
+            maintenance={
+                "active": hub.notices.maintenance(now_ms),
+                "planned": hub.notices.planned(now_ms),
+            },
         )
 
     def _complete(self, view: BuilderView) -> BuilderView:
@@ -312,24 +331,11 @@ class BuilderMetrics:
 
     # ------------------------------------------------------------ in the HTTP thread
 
-    def _view(self) -> BuilderView:
-        assert self._loop is not None
-        view = self._complete(call_in_loop(self._loop, self.snapshot, LOOP_TIMEOUT))
-        self._last = view
-        return view
-
     def collect(self) -> Iterable[Metric]:
-        try:
-            view = self._view()
-        except (TimeoutError, RuntimeError):
-            if self._last is None:
-                return []
-            view = self._last  # the loop is busy or stopping: the last view, not nothing
+        view = self._views.latest()
+        if view is None:
+            return []
         return list(families(view, self.latency))
 
     def health(self) -> tuple[bool, dict[str, Any]]:
-        try:
-            view = self._view()
-        except (TimeoutError, RuntimeError) as exc:
-            return False, {"status": "degraded", "problems": [f"event loop: {exc}"]}
-        return health_of(view, self.unhealthy_after)
+        return self._views.health(lambda view: health_of(view, self.unhealthy_after))

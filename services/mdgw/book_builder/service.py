@@ -19,6 +19,7 @@ import zmq
 import zmq.asyncio
 
 from mdgw import compiled
+from mdgw.book_builder.feed_metrics import LagFigures
 from mdgw.book_builder.journal import journal_or_exit
 from mdgw.book_builder.metrics import BuilderMetrics
 from mdgw.core import wire
@@ -80,6 +81,8 @@ class BookBuilder:
         # clock only stamps pub_ns, which a replay may change); None when journal is off.
         self.journal = journal_or_exit(settings.journal, hub_config)
         self._lag_seen: dict[str, tuple[int, int]] = {}  # per source: lag total, samples
+        # Per source: (mean, largest) lag in s over the last stats interval, for /metrics.
+        self.source_lags: dict[str, LagFigures] = {}
         self.snapshots_served = 0
         self.snapshots_rejected = 0
         self.pub_dropped = 0
@@ -369,6 +372,8 @@ class BookBuilder:
         ``lag_ms`` is the mean lag of its late copies since the previous stats line,
         ``lag_ms_max`` their largest; the counters are totals since start. Lags between
         hosts include the difference of their clocks (receive times are wall clock).
+        The stats line owns that window (it resets the hub's running maximum): /metrics
+        shows the same two figures (:attr:`source_lags`) until the next stats line.
         """
         out: dict[str, dict[str, Any]] = {}
         live = self.hub.live_sources()
@@ -390,6 +395,13 @@ class BookBuilder:
                 "failovers": src.failovers,
             }
         self.hub.reset_lag_max()
+        self.source_lags = {
+            name: (
+                None if f["lag_ms"] is None else f["lag_ms"] / 1e3,
+                None if f["lag_ms_max"] is None else f["lag_ms_max"] / 1e3,
+            )
+            for name, f in out.items()
+        }
         return out
 
     def _log_stats(self, final: bool = False) -> None:

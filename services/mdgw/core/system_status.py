@@ -9,8 +9,9 @@ one of its fields changed, never twice the same version: a reconnect replays not
 
 Interruptions shorter than 10 s are not announced by Bybit.
 
-:meth:`NoticeBoard.maintenance` says whether a notice is under way at a given time, for
-health and metrics (a hook for them; this module reads no clock).
+:meth:`NoticeBoard.maintenance` says which notices are under way at a given time and
+:meth:`NoticeBoard.planned` which are announced for later, for health and metrics (this
+module reads no clock: the caller passes the time).
 """
 
 from __future__ import annotations
@@ -81,3 +82,7 @@ class NoticeBoard:
             for n in self._notices.values()
             if n.state in ACTIVE_STATES or (n.state == "scheduled" and n.begin <= now_ms < n.end)
         ]
+
+    def planned(self, now_ms: int) -> list[StatusNotice]:
+        """Notices announced for later: state ``scheduled`` with ``begin > now_ms``."""
+        return [n for n in self._notices.values() if n.state == "scheduled" and n.begin > now_ms]

@@ -19,7 +19,8 @@ Per session, three tasks:
   deadlines, and the backoff reset once a session has proved healthy.
 
 What Bybit answers is decided by :class:`~mdgw.core.subscriptions.Subscriptions`; this
-module only moves bytes, keeps counters and logs.
+module only moves bytes, keeps counters and logs. One websocket's own state, how it is
+opened and closed and how its end is described, are in :mod:`.session`.
 """
 
 from __future__ import annotations
@@ -27,14 +28,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Coroutine
-from dataclasses import dataclass
 from typing import Any, Final
 
-import websockets
 import zmq
 from structlog.typing import FilteringBoundLogger
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.exceptions import ConnectionClosed
 
 from mdgw.core.backoff import Backoff, ConnectionRateLimiter
 from mdgw.core.bybit_control import Control, FrameKind, classify, decode_control, ping_request
@@ -50,52 +48,23 @@ from mdgw.ingestor.metrics import (
     frame_ts_ms,
     reconnect_label,
 )
+from mdgw.ingestor.session import (
+    MESSAGE_TOO_BIG,
+    ConnectionTiming,
+    Session,
+    close_fast,
+    close_reason,
+    connect_failure,
+    open_websocket,
+)
 from mdgw.runtime.metrics import EXCHANGE_LATENCY_BOUNDS, Buckets
 from mdgw.runtime.ratelog import RateLimitedLog
 from mdgw.runtime.zmqsock import NOBLOCK, fast_send
 
-__all__ = ["Connection", "ConnectionTiming"]
+__all__ = ["Connection"]
 
-# websockets buffers this many frames before it stops reading the TCP socket. The default
-# (16) is sized for interactive use; a burst of book frames after a pause is larger.
-MAX_QUEUE: Final = 1024
-# How long close() waits for Bybit's half of the closing handshake.
-CLOSE_TIMEOUT: Final = 1.0
-# How long to wait for a polite close (ours or Bybit's) before aborting the TCP connection.
-FAST_CLOSE_TIMEOUT: Final = 0.5
-# A session that has received data for this long resets the reconnect backoff.
-HEALTHY_AFTER: Final = 30.0
 # Upper bound of the keepalive task's sleep: the watchdog's resolution.
 MAX_TICK: Final = 1.0
-# Close code websockets sends when a frame exceeds max_size.
-MESSAGE_TOO_BIG: Final = 1009
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionTiming:
-    """The timing knobs of a connection (seconds)."""
-
-    ping_interval: float
-    silence_timeout: float
-    connect_timeout: float
-    healthy_after: float = HEALTHY_AFTER
-
-
-class _Session:
-    """What lives as long as one websocket."""
-
-    __slots__ = ("conn_id", "data_frames", "log", "outbox", "reason", "started", "ws")
-
-    def __init__(
-        self, ws: ClientConnection, conn_id: int, started: float, log: FilteringBoundLogger
-    ) -> None:
-        self.ws = ws
-        self.conn_id = conn_id
-        self.log = log.bind(conn_id=conn_id)
-        self.started = started
-        self.outbox: asyncio.Queue[bytes] = asyncio.Queue()
-        self.data_frames = 0  # DATA seq: sent or dropped, no holes
-        self.reason: str | None = None  # why we closed it, when we did
 
 
 class Connection:
@@ -136,7 +105,7 @@ class Connection:
         self._max_frame_bytes = max_frame_bytes
         self._log = log.bind(connection=name, category=self.category)
         self._ratelog = ratelog
-        self._session: _Session | None = None
+        self._session: Session | None = None
         self._ping_sent: float | None = None
 
     @property
@@ -214,15 +183,7 @@ class Connection:
             counters.attempts += 1
             self._limiter.record(time.monotonic())
             try:
-                ws = await connect(
-                    self.url,
-                    compression=None,  # Bybit has mis-negotiated permessage-deflate before
-                    max_size=self._max_frame_bytes,
-                    max_queue=MAX_QUEUE,
-                    open_timeout=self._timing.connect_timeout,
-                    ping_interval=None,  # app-level {"op":"ping"} instead, as Bybit asks
-                    close_timeout=CLOSE_TIMEOUT,
-                )
+                ws = await open_websocket(self.url, self._timing, self._max_frame_bytes)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -232,13 +193,13 @@ class Connection:
                 self._log.warning(
                     "connect_failed",
                     url=self.url,
-                    reason=_connect_failure(exc),
+                    reason=connect_failure(exc),
                     attempt=self._backoff.attempts,
                     retry_in=round(delay, 3),
                 )
                 await asyncio.sleep(delay)
                 continue
-            session = _Session(ws, self._conn_ids.next(), time.monotonic(), self._log)
+            session = Session(ws, self._conn_ids.next(), time.monotonic(), self._log)
             try:
                 reason = await self._run_session(session)
                 self._count_reconnect(reason)
@@ -271,7 +232,7 @@ class Connection:
             )
             await asyncio.sleep(wait)
 
-    async def _run_session(self, session: _Session) -> str:
+    async def _run_session(self, session: Session) -> str:
         """Serve one open websocket until it closes; returns why it closed."""
         ws, conn_id = session.ws, session.conn_id
         self._session = session
@@ -297,7 +258,7 @@ class Connection:
             await self._read(session)
             reason = "closed"  # not reached: _read ends by raising ConnectionClosed
         except ConnectionClosed as exc:
-            reason = session.reason or _close_reason(exc)
+            reason = session.reason or close_reason(exc)
             if exc.sent is not None and exc.sent.code == MESSAGE_TOO_BIG:
                 self.counters.oversized += 1
         finally:
@@ -310,12 +271,12 @@ class Connection:
                 self._encoder.conn_down(conn_id, session.data_frames, time.time_ns())
             )
             await asyncio.gather(writer, keepalive, return_exceptions=True)
-            await _close_fast(ws)
+            await close_fast(ws)
         return reason
 
     # ------------------------------------------------------------------ hot path
 
-    async def _read(self, session: _Session) -> None:
+    async def _read(self, session: Session) -> None:
         recv = session.ws.recv
         sock = self._push
         push = fast_send  # the Cython send: see mdgw.runtime.zmqsock
@@ -358,7 +319,7 @@ class Connection:
             else:
                 self._on_control_frame(kind, frame, session)
 
-    def _on_control_frame(self, kind: FrameKind, frame: bytes, session: _Session) -> None:
+    def _on_control_frame(self, kind: FrameKind, frame: bytes, session: Session) -> None:
         if kind is FrameKind.UNKNOWN:
             self.counters.unknown += 1
             self._ratelog.emit(
@@ -387,7 +348,7 @@ class Connection:
             self.counters.errors += 1
         self._on_answer(control, session)
 
-    def _on_answer(self, control: Control, session: _Session) -> None:
+    def _on_answer(self, control: Control, session: Session) -> None:
         outcome = self.subscriptions.on_control(control, time.monotonic())
         log = session.log
         if not outcome.matched:
@@ -431,7 +392,7 @@ class Connection:
         for request in requests:
             session.outbox.put_nowait(request)
 
-    async def _write(self, session: _Session) -> None:
+    async def _write(self, session: Session) -> None:
         ws = session.ws
         outbox = session.outbox
         while True:
@@ -439,7 +400,7 @@ class Connection:
             # Bybit expects JSON in text frames.
             await ws.send(request, text=True)
 
-    async def _keepalive(self, session: _Session) -> None:
+    async def _keepalive(self, session: Session) -> None:
         timing = self._timing
         tick = min(MAX_TICK, timing.ping_interval, timing.silence_timeout / 4)
         counters = self.counters
@@ -499,7 +460,7 @@ class Connection:
         except zmq.Again:
             self.counters.events_dropped += 1
 
-    async def _guarded(self, work: Coroutine[Any, Any, None], session: _Session, what: str) -> None:
+    async def _guarded(self, work: Coroutine[Any, Any, None], session: Session, what: str) -> None:
         """Run a session helper task; if it fails, end the session rather than limp on."""
         try:
             await work
@@ -512,37 +473,3 @@ class Connection:
             session.reason = f"{what} failed"
             if session.ws.transport is not None:
                 session.ws.transport.abort()
-
-
-async def _close_fast(ws: ClientConnection) -> None:
-    """Close politely if Bybit answers at once, else drop the TCP connection."""
-    try:
-        await asyncio.wait_for(ws.close(), FAST_CLOSE_TIMEOUT)
-    except (TimeoutError, OSError, websockets.WebSocketException):
-        pass
-    finally:
-        if ws.transport is not None and not ws.transport.is_closing():
-            ws.transport.abort()
-
-
-def _connect_failure(exc: BaseException) -> str:
-    """One short reason per failed attempt, for the log line."""
-    if isinstance(exc, InvalidStatus):
-        return f"HTTP {exc.response.status_code} on upgrade"
-    if isinstance(exc, TimeoutError):
-        return "timeout"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, InvalidHandshake):
-        return f"handshake failed: {exc}"
-    return f"{type(exc).__name__}: {exc}"  # DNS failures, resets, TLS errors, ...
-
-
-def _close_reason(exc: ConnectionClosed) -> str:
-    if exc.sent is not None and exc.sent.code == MESSAGE_TOO_BIG:
-        return f"frame above max_size: {exc.sent.reason}".rstrip()
-    if exc.rcvd is not None:
-        return f"closed by server: {exc.rcvd.code} {exc.rcvd.reason}".rstrip()
-    if exc.sent is not None:
-        return f"closed by us: {exc.sent.code} {exc.sent.reason}".rstrip()
-    return "connection lost"

@@ -19,8 +19,9 @@ from mdgw.core.subscriptions import Subscriptions, TopicState
 from mdgw.runtime.metrics import (
     EXCHANGE_LATENCY_BOUNDS,
     Buckets,
+    LoopViews,
     MetricsEndpoint,
-    call_in_loop,
+    health_verdict,
     histogram_family,
 )
 
@@ -63,7 +64,6 @@ _REASON_PREFIXES: Final = (
     ("closed by us", "closed_by_us"),
     ("session failed", "session_failed"),
 )
-LOOP_TIMEOUT: Final = 2.0
 _TS_KEY: Final = b'"ts":'
 _TS_WINDOW: Final = 256  # Bybit puts ts right after topic and type
 
@@ -135,14 +135,7 @@ def health_of(ingestor_id: str, views: list[ConnectionView]) -> tuple[bool, dict
             problems.append(f"{view.name}: Bybit refused {', '.join(view.refused)}")
     if not views:
         problems.append("no connection yet")
-    body: dict[str, Any] = {
-        "status": "degraded" if problems else "ok",
-        "ingestor": ingestor_id,
-        "connections": connections,
-    }
-    if problems:
-        body["problems"] = problems
-    return not problems, body
+    return health_verdict(problems, {"ingestor": ingestor_id, "connections": connections})
 
 
 def families(categories: Iterable[str], views: list[ConnectionView]) -> Iterable[Metric]:
@@ -195,11 +188,10 @@ class IngestorMetrics:
     def __init__(self, ingestor: Ingestor, endpoint: MetricsEndpoint) -> None:
         self.ingestor = ingestor
         self.endpoint = endpoint
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._last: list[ConnectionView] = []
+        self._views = LoopViews(self.snapshot)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        self._views.loop = loop
         self.endpoint.start(self.collect, self.health)
 
     def close(self) -> None:
@@ -227,22 +219,9 @@ class IngestorMetrics:
             )
         return views
 
-    def _views(self) -> list[ConnectionView]:
-        assert self._loop is not None
-        views = call_in_loop(self._loop, self.snapshot, LOOP_TIMEOUT)
-        self._last = views
-        return views
-
     def collect(self) -> Iterable[Metric]:
-        try:
-            views = self._views()
-        except (TimeoutError, RuntimeError):
-            views = self._last
+        views = self._views.latest() or []
         return list(families(self.ingestor.groups, views))
 
     def health(self) -> tuple[bool, dict[str, Any]]:
-        try:
-            views = self._views()
-        except (TimeoutError, RuntimeError) as exc:
-            return False, {"status": "degraded", "problems": [f"event loop: {exc}"]}
-        return health_of(self.ingestor.id, views)
+        return self._views.health(lambda views: health_of(self.ingestor.id, views))

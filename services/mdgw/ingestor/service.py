@@ -33,12 +33,10 @@ from mdgw.core.connection_plan import Selection, owns_system_status, plan_stream
 from mdgw.core.errors import WireError
 from mdgw.core.subscriptions import ResyncDecision, Subscriptions
 from mdgw.core.wire import RESYNC, RawEncoder, ResyncRequest, decode_resync
-from mdgw.ingestor.connection import (
-    Connection,
-    ConnectionTiming,
-)
+from mdgw.ingestor.connection import Connection
 from mdgw.ingestor.counters import ConnectionCounters, ControlCounters
 from mdgw.ingestor.metrics import IngestorMetrics
+from mdgw.ingestor.session import ConnectionTiming
 from mdgw.ingestor.snapshots import SnapshotFetcher, is_full_topic
 from mdgw.runtime.curve import client_keys_or_exit
 from mdgw.runtime.lifecycle import Shutdown
@@ -246,22 +244,26 @@ class Ingestor:
         bybit = self.settings.bybit
         conn_ids = ConnIds(self._rng.getrandbits)
         limiter = ConnectionRateLimiter(bybit.max_new_connections_per_5min, CONNECTION_WINDOW)
+
+        def connection(name: str, path: str, category: str, topics: list[str]) -> Connection:
+            return Connection(
+                name=name,
+                url=f"{bybit.ws_url}/{path}",
+                subscriptions=Subscriptions(category, topics),
+                encoder=self._encoders[category],
+                push=push,
+                conn_ids=conn_ids,
+                limiter=limiter,
+                backoff=Backoff(bybit.backoff_initial, bybit.backoff_max, rng=self._rng.random),
+                timing=self.timing,
+                max_frame_bytes=self.settings.ingestor.max_frame_bytes,
+                log=self._log,
+                ratelog=self._ratelog,
+            )
+
         for category, groups in self.groups.items():
             for index, topics in enumerate(groups):
-                conn = Connection(
-                    name=f"{category}#{index}",
-                    url=f"{bybit.ws_url}/{category}",
-                    subscriptions=Subscriptions(category, topics),
-                    encoder=self._encoders[category],
-                    push=push,
-                    conn_ids=conn_ids,
-                    limiter=limiter,
-                    backoff=Backoff(bybit.backoff_initial, bybit.backoff_max, rng=self._rng.random),
-                    timing=self.timing,
-                    max_frame_bytes=self.settings.ingestor.max_frame_bytes,
-                    log=self._log,
-                    ratelog=self._ratelog,
-                )
+                conn = connection(f"{category}#{index}", category, category, topics)
                 self.connections.append(conn)
                 for topic in topics:
                     self._owners.setdefault((category, topic), []).append(conn)
@@ -270,20 +272,7 @@ class Ingestor:
             # them by topic (system.status is exchange-wide).
             category = next(iter(self.groups))
             self.connections.append(
-                Connection(
-                    name="system-status",
-                    url=f"{bybit.ws_url}/{SYSTEM_STATUS_PATH}",
-                    subscriptions=Subscriptions(category, [SYSTEM_STATUS_TOPIC]),
-                    encoder=self._encoders[category],
-                    push=push,
-                    conn_ids=conn_ids,
-                    limiter=limiter,
-                    backoff=Backoff(bybit.backoff_initial, bybit.backoff_max, rng=self._rng.random),
-                    timing=self.timing,
-                    max_frame_bytes=self.settings.ingestor.max_frame_bytes,
-                    log=self._log,
-                    ratelog=self._ratelog,
-                )
+                connection("system-status", SYSTEM_STATUS_PATH, category, [SYSTEM_STATUS_TOPIC])
             )
 
     async def _heartbeat(self, push: zmq.Socket[Any]) -> None:

@@ -19,6 +19,7 @@ out of range is a configuration error, exit 78 with one line naming the key.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import socket
 import sys
@@ -26,7 +27,7 @@ import threading
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, Generic, Literal, TypeVar
 
 import orjson
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
@@ -39,17 +40,21 @@ from mdgw.runtime.settings import EX_CONFIG, ConfigError, Settings
 __all__ = [
     "AUTO",
     "EXCHANGE_LATENCY_BOUNDS",
+    "LOOP_TIMEOUT",
     "PUBLISH_LATENCY_BOUNDS",
     "Buckets",
     "HealthFn",
+    "LoopViews",
     "MetricsEndpoint",
     "bind_or_exit",
     "call_in_loop",
+    "health_verdict",
     "histogram_family",
     "metrics_port_arg",
 ]
 
 T = TypeVar("T")
+V = TypeVar("V")
 HealthFn = Callable[[], tuple[bool, dict[str, Any]]]
 CollectFn = Callable[[], Iterable[Metric]]
 AUTO: Final = "auto"
@@ -153,6 +158,68 @@ def call_in_loop(loop: Any, fn: Callable[[], T], timeout: float) -> T:
     except concurrent.futures.TimeoutError:
         future.cancel()
         raise TimeoutError(f"the event loop did not answer within {timeout:g}s") from None
+
+
+def health_verdict(problems: list[str], fields: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
+    """``/health``'s answer: healthy when nothing is wrong; the body says ``ok`` or
+    ``degraded``, then *fields*, then the problems (only when there are some)."""
+    body: dict[str, Any] = {"status": "degraded" if problems else "ok", **fields}
+    if problems:
+        body["problems"] = problems
+    return not problems, body
+
+
+# How long a scrape waits for the event loop to take its view.
+LOOP_TIMEOUT: Final = 2.0
+
+
+class LoopViews(Generic[V]):
+    """Views of a service's state for the HTTP thread, each taken on the event loop.
+
+    A scrape must not read what the loop is changing, so :meth:`take` runs *snapshot* on the
+    loop (:func:`call_in_loop`; copies only) and then *complete* in the HTTP thread (the
+    formatting). When the loop is busy or stopping, :meth:`latest` gives the last view taken
+    (None before the first) and :meth:`health` says the loop did not answer.
+    """
+
+    def __init__(
+        self,
+        snapshot: Callable[[], V],
+        complete: Callable[[V], V] | None = None,
+        *,
+        timeout: float = LOOP_TIMEOUT,
+    ) -> None:
+        self._snapshot = snapshot
+        self._complete = complete
+        self._timeout = timeout
+        self.loop: asyncio.AbstractEventLoop | None = None  # set when the service starts
+        self.last: V | None = None
+
+    def take(self) -> V:
+        """A view now; TimeoutError or RuntimeError when the loop does not answer."""
+        assert self.loop is not None
+        view = call_in_loop(self.loop, self._snapshot, self._timeout)
+        if self._complete is not None:
+            view = self._complete(view)
+        self.last = view
+        return view
+
+    def latest(self) -> V | None:
+        """A view now, or the last one when the loop is busy or stopping: not nothing."""
+        try:
+            return self.take()
+        except (TimeoutError, RuntimeError):
+            return self.last
+
+    def health(
+        self, verdict: Callable[[V], tuple[bool, dict[str, Any]]]
+    ) -> tuple[bool, dict[str, Any]]:
+        """*verdict* of a view now; degraded when the loop does not answer."""
+        try:
+            view = self.take()
+        except (TimeoutError, RuntimeError) as exc:
+            return False, {"status": "degraded", "problems": [f"event loop: {exc}"]}
+        return verdict(view)
 
 
 class _Callback(Collector):

@@ -90,21 +90,14 @@ def trade_payload(
         topic = f"publicTrade.{inst.base}"
         data = [
             {
-                "T": t_ms,
-                "s": inst.symbol,
-                "S": taker,
-                "v": inst.size_str(size),
-                "p": inst.price_str(price),
-                "L": direction,
-                "i": trade_id,
-                "BT": False,
+                **_derivative_print(inst, t_ms, taker, p),
                 "seq": seq,
                 "mP": mark,
                 "iP": "95000.00",
                 "mIv": "0.4512",
                 "iv": "0.4498",
             }
-            for price, size, direction, trade_id in prints
+            for p in prints
         ]
         obj = {
             "id": f"{topic}-{seq}",
@@ -133,19 +126,23 @@ def trade_payload(
         obj = {"topic": topic, "ts": t_ms + 1, "type": "snapshot", "data": data}
     else:
         data = [
-            {
-                "T": t_ms,
-                "s": inst.symbol,
-                "S": taker,
-                "v": inst.size_str(size),
-                "p": inst.price_str(price),
-                "L": direction,
-                "i": trade_id,
-                "BT": False,
-                "RPI": flag,
-                "seq": seq,
-            }
-            for (price, size, direction, trade_id), flag in zip(prints, flags, strict=True)
+            {**_derivative_print(inst, t_ms, taker, p), "RPI": flag, "seq": seq}
+            for p, flag in zip(prints, flags, strict=True)
         ]
         obj = {"topic": topic, "type": "snapshot", "ts": t_ms + 1, "data": data}
     return orjson.dumps(obj)
+
+
+def _derivative_print(inst: Instrument, t_ms: int, taker: str, print_: Print) -> dict[str, Any]:
+    """The fields a linear, inverse or option print starts with, in Bybit's order."""
+    price, size, direction, trade_id = print_
+    return {
+        "T": t_ms,
+        "s": inst.symbol,
+        "S": taker,
+        "v": inst.size_str(size),
+        "p": inst.price_str(price),
+        "L": direction,
+        "i": trade_id,
+        "BT": False,
+    }

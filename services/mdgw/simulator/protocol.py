@@ -46,6 +46,7 @@ from mdgw.core.bybit_spec import MAX_ARGS_PER_CONNECTION
 __all__ = [
     "ARGS_LENGTH_LIMIT",
     "SPOT_ARGS_LIMIT",
+    "ClientRequestOutcome",
     "Reply",
     "ReplyKind",
     "Session",
@@ -90,7 +91,8 @@ class Unsubscribed:
     ack: Reply
 
 
-Outcome = Reply | Subscribed | Unsubscribed
+# What one client request on the simulated websocket comes to: the shell's next move.
+ClientRequestOutcome = Reply | Subscribed | Unsubscribed
 
 
 class Session:
@@ -119,7 +121,7 @@ class Session:
         self._subscribed: set[str] = set()
         self.args_length = 0
 
-    def receive(self, message: str | bytes) -> Outcome:
+    def receive(self, message: str | bytes) -> ClientRequestOutcome:
         """Handle one client message."""
         try:
             request = orjson.loads(message)
@@ -144,7 +146,7 @@ class Session:
             return self._subscribe(args, req_id)
         return self._unsubscribe(args, req_id)
 
-    def _subscribe(self, args: list[str], req_id: str | None) -> Outcome:
+    def _subscribe(self, args: list[str], req_id: str | None) -> ClientRequestOutcome:
         if self._spot and len(args) > SPOT_ARGS_LIMIT:
             return self._error("subscribe", req_id, f"args size >{SPOT_ARGS_LIMIT}")
         if self._option and len(self.topics) + len(args) > OPTION_ARGS_LIMIT:
@@ -174,7 +176,7 @@ class Session:
             ack = self._reply("ack", "subscribe", req_id, True, "subscribe" if self._spot else "")
         return Subscribed(tuple(args), ack, bool(args) and self._snapshot_first())
 
-    def _unsubscribe(self, args: list[str], req_id: str | None) -> Outcome:
+    def _unsubscribe(self, args: list[str], req_id: str | None) -> ClientRequestOutcome:
         gone = tuple(dict.fromkeys(topic for topic in args if topic in self._subscribed))
         for topic in gone:
             self._subscribed.discard(topic)

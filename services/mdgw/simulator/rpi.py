@@ -28,8 +28,8 @@ import orjson
 from mdgw.simulator.book import Side
 from mdgw.simulator.frames import Frame
 
-if TYPE_CHECKING:  # the market imports this module; this one only reads the market
-    from mdgw.simulator.market import _SymbolMarket
+if TYPE_CHECKING:  # symbol_market imports this module; this one only reads it
+    from mdgw.simulator.symbol_market import SymbolMarket
 
 __all__ = ["RPI_DEPTH", "RPI_INTERVAL_MS", "RpiTopic", "is_rpi_topic"]
 
@@ -49,7 +49,7 @@ def is_rpi_topic(topic: str) -> bool:
 class RpiTopic:
     """The RPI book topic of one symbol (created when first tracked)."""
 
-    def __init__(self, market: _SymbolMarket, now_ms: int, history: int) -> None:
+    def __init__(self, market: SymbolMarket, now_ms: int, history: int) -> None:
         self.name = f"{RPI_PREFIX}{market.symbol}"
         self.rng = random.Random(f"{market.seed_name}/rpi")
         self.orders_b: dict[int, int] = {}
@@ -66,7 +66,7 @@ class RpiTopic:
 
     # --- the market moves ----------------------------------------------------------------
 
-    def step(self, market: _SymbolMarket, now_ms: int, cts: int, frames: list[Frame]) -> None:
+    def step(self, market: SymbolMarket, now_ms: int, cts: int, frames: list[Frame]) -> None:
         self._evolve(market)
         if now_ms - self.last_emit_ms < RPI_INTERVAL_MS:
             return
@@ -83,7 +83,7 @@ class RpiTopic:
                 self._frame(market, "delta", delta_b, delta_a, ts=now_ms, cts=cts, fresh=True)
             )
 
-    def _evolve(self, market: _SymbolMarket) -> None:
+    def _evolve(self, market: SymbolMarket) -> None:
         rng = self.rng
         tick = market.inst.tick
         fair = market.book.fair
@@ -110,7 +110,7 @@ class RpiTopic:
         for key in [k for k in self.orders_a if k <= fair]:
             del self.orders_a[key]
 
-    def _advance(self, market: _SymbolMarket, now_ms: int, cts: int) -> None:
+    def _advance(self, market: SymbolMarket, now_ms: int, cts: int) -> None:
         self.u += 1
         self.history.append((self.u, self.sent_b, self.sent_a))
         self.last_emit_ms = now_ms
@@ -119,7 +119,7 @@ class RpiTopic:
 
     # --- frames -----------------------------------------------------------------------
 
-    def snapshot(self, market: _SymbolMarket, now_ms: int, *, fresh: bool) -> Frame:
+    def snapshot(self, market: SymbolMarket, now_ms: int, *, fresh: bool) -> Frame:
         """The window at the current ``u`` (what was last sent, or would have been)."""
         return self._frame(
             market,
@@ -131,7 +131,7 @@ class RpiTopic:
             fresh=fresh,
         )
 
-    def restart(self, market: _SymbolMarket, now_ms: int) -> Frame:
+    def restart(self, market: SymbolMarket, now_ms: int) -> Frame:
         """A ``u = 1`` snapshot, as after a restart of Bybit's service."""
         self.u = 0
         self.sent_b = _window(market.bids, self.orders_b)
@@ -141,7 +141,7 @@ class RpiTopic:
 
     def _frame(
         self,
-        market: _SymbolMarket,
+        market: SymbolMarket,
         kind: str,
         bids: list[tuple[int, tuple[int, int]]],
         asks: list[tuple[int, tuple[int, int]]],
@@ -165,7 +165,7 @@ class RpiTopic:
 
     # --- truth ------------------------------------------------------------------------
 
-    def truth(self, market: _SymbolMarket, u: int) -> tuple[list[list[str]], list[list[str]]]:
+    def truth(self, market: SymbolMarket, u: int) -> tuple[list[list[str]], list[list[str]]]:
         """``[price, non-RPI, RPI]`` strings of both sides at ``u``; LookupError if unknown."""
         for seen, bids, asks in reversed(self.history):
             if seen == u:
@@ -191,7 +191,7 @@ def _diff(old: Window, new: Window) -> list[tuple[int, tuple[int, int]]]:
 
 
 def _render(
-    market: _SymbolMarket, levels: list[tuple[int, tuple[int, int]]], sign: int
+    market: SymbolMarket, levels: list[tuple[int, tuple[int, int]]], sign: int
 ) -> list[list[str]]:
     price: Callable[[int], str] = market.inst.price_str
     size: Callable[[int], str] = market.inst.size_str

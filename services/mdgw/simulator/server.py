@@ -7,9 +7,8 @@ HTTP routes of :mod:`.routes` (Bybit's REST order book, ``/sim/fault``, ``/sim/s
 
 Send loop: one timer tick every ``tick_interval`` (20 ms) runs every symbol step that is
 due (symbols are spread evenly over the step period), hands each frame to the subscribers
-of its topic, and then writes each touched connection's frames with one system call. A frame
-is encoded once by the market; every subscriber gets the same bytes (framed by the
-websockets sans-I/O protocol, no re-encoding). There is no per-message ``await``.
+of its topic, and then writes each touched connection's frames with one system call
+(:mod:`.fanout`). There is no per-message ``await``.
 
 Faults: :meth:`SimulatorServer.apply_fault` carries out a :class:`~.faults.FaultRequest`
 (``sim.apply_fault(FaultRequest(FaultKind.SKIP, category="linear", topic=...))`` from tests),
@@ -28,19 +27,18 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed, InvalidState
+from websockets.exceptions import ConnectionClosed
 
 from mdgw.runtime.logging import get_logger
 from mdgw.simulator.connection import Client
+from mdgw.simulator.fanout import Fanout
 from mdgw.simulator.faults import (
     FRAME_FAULTS,
     FaultError,
     FaultKind,
     FaultRequest,
-    faulty_payload,
-    take_fault,
 )
-from mdgw.simulator.market import Frame, Market, parse_topic
+from mdgw.simulator.market import Frame, Market, parse_served_topic
 from mdgw.simulator.params import SimulatorParams
 from mdgw.simulator.protocol import Reply, Session, Subscribed
 from mdgw.simulator.routes import WS_PREFIX, HttpRoutes
@@ -57,6 +55,12 @@ def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _require_book_topic(topic: str, fault: str) -> None:
+    parsed = parse_served_topic(topic)
+    if not is_rpi_topic(topic) and (parsed is None or parsed.depth == 0):
+        raise FaultError(f"{fault} needs an orderbook topic")
+
+
 class SimulatorServer:
     """A Bybit v5 public-stream look-alike on one port; an async context manager.
 
@@ -70,13 +74,9 @@ class SimulatorServer:
         self.market = Market(params.market())
         self._symbols = self.market.symbols()
         self._clients: dict[str, Client] = {}
-        self._subs: dict[tuple[str, str], set[Client]] = {}
-        self._touched: set[Client] = set()
-        self._faulted: set[Client] = set()  # clients with armed frame faults
-        self._silent: set[Client] = set()
-        self._delayed: set[Client] = set()  # clients with the delay fault
+        # Subscribers and what is on its way to them; fanout.now is the current loop time.
+        self.fanout = Fanout(self.market.crossing_bid, params.max_write_buffer)
         self._refuse_until = 0.0
-        self._now = 0.0  # loop time of the current tick
         self.notices = NoticeBoard()  # system.status, on /v5/public/misc/status
         # Armed failures of GET /v5/market/full_orderbook: ("5xx" | "timeout", seconds).
         self.rest_faults: list[tuple[str, float]] = []
@@ -86,7 +86,6 @@ class SimulatorServer:
         self._conn_count = 0
         self._ids = random.Random(f"{params.seed}/conn_id")
         # Counters since the start; stats lines log their increase.
-        self._frames_out = 0
         self._steps = 0
         self._lagged_steps = 0
         self._logged = (0, 0, 0)
@@ -145,10 +144,6 @@ class SimulatorServer:
         port: int = self._server.sockets[0].getsockname()[1]
         return port
 
-    def frames_out(self) -> int:
-        """Frames written to subscribers since the start, one per connection they went to."""
-        return self._frames_out
-
     def ws_url(self, category: str) -> str:
         return f"ws://{self.params.host}:{self.port}{WS_PREFIX}{category}"
 
@@ -202,17 +197,17 @@ class SimulatorServer:
 
     def _on_message(self, client: Client, message: str | bytes) -> None:
         outcome = client.session.receive(message)
-        self._now = asyncio.get_running_loop().time()
+        self.fanout.now = asyncio.get_running_loop().time()
         if isinstance(outcome, Reply):
-            if outcome.kind == "pong" and client.muted_until > self._now:
+            if outcome.kind == "pong" and client.muted_until > self.fanout.now:
                 return
-            self._send_now(client, outcome.payload)
+            self.fanout.send_now(client, outcome.payload)
         elif isinstance(outcome, Subscribed):
             self._subscribe(client, outcome)
         else:
             for topic in outcome.topics:
                 self._unsubscribe(client, topic)
-            self._send_now(client, outcome.ack.payload)
+            self.fanout.send_now(client, outcome.ack.payload)
 
     def _subscribe(self, client: Client, outcome: Subscribed) -> None:
         now_ms = _wall_ms()
@@ -221,34 +216,34 @@ class SimulatorServer:
         for topic in outcome.topics:
             key = (client.category, topic)
             if topic == STATUS_TOPIC:
-                self._subs.setdefault(key, set()).add(client)
+                self.fanout.subs.setdefault(key, set()).add(client)
                 if self.notices.all():
                     notices = status_frame(self.notices.all(), now_ms)
                 continue
             flushed, snapshot = self.market.subscribe(client.category, topic, now_ms)
             for frame in flushed:
-                self._dispatch(frame)
-            self._subs.setdefault(key, set()).add(client)
+                self.fanout.dispatch(frame)
+            self.fanout.subs.setdefault(key, set()).add(client)
             if snapshot is not None:
                 snapshots.append(snapshot)
         if not outcome.snapshot_first:
-            self._send_now(client, outcome.ack.payload)
+            self.fanout.send_now(client, outcome.ack.payload)
         for snapshot in snapshots:
-            self._deliver(client, snapshot)
+            self.fanout.deliver(client, snapshot)
         if outcome.snapshot_first:
-            self._send_now(client, outcome.ack.payload)
+            self.fanout.send_now(client, outcome.ack.payload)
         if notices is not None:
-            self._send_now(client, notices)
-        self._flush()
+            self.fanout.send_now(client, notices)
+        self.fanout.flush()
 
     def _unsubscribe(self, client: Client, topic: str) -> None:
         key = (client.category, topic)
-        subscribers = self._subs.get(key)
+        subscribers = self.fanout.subs.get(key)
         if subscribers is None:
             return
         subscribers.discard(client)
         if not subscribers:
-            del self._subs[key]
+            del self.fanout.subs[key]
             if topic != STATUS_TOPIC:
                 self.market.unlisten(client.category, topic)
 
@@ -256,118 +251,7 @@ class SimulatorServer:
         for topic in client.session.topics:
             self._unsubscribe(client, topic)
         self._clients.pop(client.conn_id, None)
-        self._faulted.discard(client)
-        self._silent.discard(client)
-        self._delayed.discard(client)
-        self._touched.discard(client)
-
-    # --- sending ----------------------------------------------------------------------
-
-    def _send_now(self, client: Client, payload: bytes) -> None:
-        """Send a control frame (ack, pong, error) unless the connection is silenced."""
-        if client.silent_until > self._now:
-            return
-        if client.delay:
-            client.delayed.append((self._now + client.delay, payload))
-            return
-        try:
-            client.send_text(payload)
-        except InvalidState:
-            return
-        self._touched.add(client)
-        self._flush()
-
-    def _dispatch(self, frame: Frame) -> None:
-        """Hand one frame to every subscriber of its topic (written at the end of the tick)."""
-        subscribers = self._subs.get((frame.category, frame.topic))
-        if not subscribers:
-            return
-        if self._faulted or self._silent or self._delayed:
-            for client in subscribers:
-                self._deliver(client, frame)
-            return
-        payload = frame.payload
-        touched = self._touched
-        for client in subscribers:
-            try:
-                client.send_text(payload)
-            except InvalidState:
-                continue  # closing: _forget will unsubscribe it
-            client.frames += 1
-            touched.add(client)
-        self._frames_out += len(subscribers)
-
-    def _deliver(self, client: Client, frame: Frame) -> None:
-        """One frame to one client, through its faults."""
-        if client.silent_until > self._now:
-            return
-        payload = frame.payload
-        if client.faults:
-            fault = take_fault(client.faults, frame.topic, frame.kind == "trade", frame.fresh)
-            if fault is not None:
-                if not client.faults:
-                    self._faulted.discard(client)
-                payload = faulty_payload(
-                    fault,
-                    payload,
-                    lambda: self.market.crossing_bid(frame.category, frame.symbol),
-                )
-                log.info(
-                    "fault_fired",
-                    kind=fault.kind.value,
-                    conn_id=client.conn_id,
-                    topic=frame.topic,
-                    u=frame.u,
-                )
-                if not payload:
-                    return
-        if client.delay:
-            client.delayed.append((self._now + client.delay, payload))
-            return
-        try:
-            client.send_text(payload)
-        except InvalidState:
-            return
-        client.frames += 1
-        self._frames_out += 1
-        self._touched.add(client)
-
-    def _send_delayed(self) -> None:
-        """Send what the delay fault held back and is now due (every tick)."""
-        now = self._now
-        for client in list(self._delayed):
-            queue = client.delayed
-            while queue and queue[0][0] <= now:
-                payload = queue.popleft()[1]
-                try:
-                    client.send_text(payload)
-                except InvalidState:
-                    queue.clear()
-                    break
-                client.frames += 1
-                self._frames_out += 1
-                self._touched.add(client)
-            if not client.delay and not queue:
-                self._delayed.discard(client)
-
-    def _flush(self) -> None:
-        """Write every touched connection's pending frames, one system call each."""
-        limit = self.params.max_write_buffer
-        for client in self._touched:
-            ws = client.ws
-            chunks = ws.protocol.data_to_send()
-            if not chunks:
-                continue
-            transport = ws.transport
-            data = [chunk for chunk in chunks if chunk]
-            if data:
-                transport.writelines(data)
-            if len(data) < len(chunks) and transport.can_write_eof():
-                transport.write_eof()  # the protocol asked for a half-close
-            if transport.get_write_buffer_size() > limit:
-                log.warning("slow_client_dropped", conn_id=client.conn_id, buffered=limit)
-                transport.abort()
-        self._touched.clear()
+        self.fanout.forget(client)
 
     # --- the send loop ----------------------------------------------------------------
 
@@ -385,12 +269,12 @@ class SimulatorServer:
         while True:
             next_tick += params.tick_interval
             await asyncio.sleep(max(0.0, next_tick - loop.time()))
-            now = self._now = loop.time()
+            now = self.fanout.now = loop.time()
             if now - next_tick > params.tick_interval:
                 next_tick = now  # we were late: do not try to catch up ticks
             now_ms = _wall_ms()
             step = self.market.step
-            dispatch = self._dispatch
+            dispatch = self.fanout.dispatch
             for index, (category, symbol) in enumerate(symbols):
                 when = due[index]
                 if when > now:
@@ -409,9 +293,9 @@ class SimulatorServer:
                 due[index] = when
             for frame in self.market.resends(now_ms):
                 dispatch(frame)
-            if self._delayed:
-                self._send_delayed()
-            self._flush()
+            if self.fanout.delayed:
+                self.fanout.send_delayed()
+            self.fanout.flush()
             if now >= next_stats:
                 self._log_stats(now - last_stats)
                 last_stats = now
@@ -420,18 +304,18 @@ class SimulatorServer:
     def _totals(self) -> dict[str, int]:
         return {
             "steps": self._steps,
-            "frames_out": self._frames_out,
+            "frames_out": self.fanout.frames_out,
             "lagged_steps": self._lagged_steps,
         }
 
     def _log_stats(self, elapsed: float) -> None:
-        steps, frames, lagged = self._steps, self._frames_out, self._lagged_steps
+        steps, frames, lagged = self._steps, self.fanout.frames_out, self._lagged_steps
         last_steps, last_frames, last_lagged = self._logged
         self._logged = (steps, frames, lagged)
         log.info(
             "stats",
             connections=len(self._clients),
-            topics=len(self._subs),
+            topics=len(self.fanout.subs),
             steps=steps - last_steps,
             steps_per_s=round((steps - last_steps) / elapsed, 1),
             frames_out=frames - last_frames,
@@ -444,9 +328,9 @@ class SimulatorServer:
     def apply_fault(self, request: FaultRequest) -> int:
         """Carry out a fault request; returns how many connections (or topics) it hit."""
         kind = request.kind
-        self._now = asyncio.get_running_loop().time()
+        self.fanout.now = asyncio.get_running_loop().time()
         if kind is FaultKind.REFUSE:
-            self._refuse_until = self._now + request.seconds
+            self._refuse_until = self.fanout.now + request.seconds
             hit = 1
         elif kind is FaultKind.CLEAR:
             hit = self._clear()
@@ -459,22 +343,20 @@ class SimulatorServer:
                     client.ws.transport.abort()
             elif kind in FRAME_FAULTS:
                 if kind is FaultKind.CROSSED and request.topic is not None:
-                    parsed = parse_topic(request.topic)
-                    if not is_rpi_topic(request.topic) and (parsed is None or parsed[0] == 0):
-                        raise FaultError("crossed needs an orderbook topic")
+                    _require_book_topic(request.topic, "crossed")
                 for client in clients:
                     client.faults.append(request)
-                    self._faulted.add(client)
+                    self.fanout.faulted.add(client)
             elif kind is FaultKind.SILENCE:
                 for client in clients:
                     self._silence(client, request.seconds)
             elif kind is FaultKind.MUTE_PONGS:
                 for client in clients:
-                    client.muted_until = self._now + request.seconds
+                    client.muted_until = self.fanout.now + request.seconds
             elif kind is FaultKind.DELAY:
                 for client in clients:
                     client.delay = request.seconds
-                    self._delayed.add(client)
+                    self.fanout.delayed.add(client)
             hit = len(clients)
         log.info(
             "fault_applied",
@@ -498,19 +380,17 @@ class SimulatorServer:
 
     def _restart(self, request: FaultRequest) -> int:
         assert request.category is not None and request.topic is not None
-        parsed = parse_topic(request.topic)
-        if not is_rpi_topic(request.topic) and (parsed is None or parsed[0] == 0):
-            raise FaultError("restart needs an orderbook topic")
+        _require_book_topic(request.topic, "restart")
         if not self.market.topic_exists(request.category, request.topic):
             raise FaultError(f"{request.category} does not serve {request.topic}")
         frame = self.market.restart(request.category, request.topic, _wall_ms())
-        self._dispatch(frame)
-        self._flush()
-        return len(self._subs.get((request.category, request.topic), ()))
+        self.fanout.dispatch(frame)
+        self.fanout.flush()
+        return len(self.fanout.subs.get((request.category, request.topic), ()))
 
     def _silence(self, client: Client, seconds: float) -> None:
-        client.silence(self._now + seconds)
-        self._silent.add(client)
+        client.silence(self.fanout.now + seconds)
+        self.fanout.silent.add(client)
         asyncio.get_running_loop().call_later(seconds, self._end_silence, client)
 
     def _end_silence(self, client: Client) -> None:
@@ -518,14 +398,14 @@ class SimulatorServer:
         if client.silent_until > loop_now + 0.001:
             return  # silenced again meanwhile: a later call ends it
         client.end_silence()
-        self._silent.discard(client)
+        self.fanout.silent.discard(client)
 
     def _clear(self) -> int:
-        hit = len(self._faulted) + len(self._silent)
+        hit = len(self.fanout.faulted) + len(self.fanout.silent)
         for client in self._clients.values():
             client.clear_faults()
-        self._faulted.clear()
-        self._silent.clear()
+        self.fanout.faulted.clear()
+        self.fanout.silent.clear()
         self._refuse_until = 0.0
         return hit
 
@@ -556,17 +436,17 @@ class SimulatorServer:
             notice_id=notice_id, state=state, begin_ms=begin_ms, end_ms=end_ms, title=title
         )
         payload = status_frame([notice], _wall_ms())
-        subscribers = self._subs.get((STATUS_PATH, STATUS_TOPIC), set())
+        subscribers = self.fanout.subs.get((STATUS_PATH, STATUS_TOPIC), set())
         for client in subscribers:
-            self._send_now(client, payload)
+            self.fanout.send_now(client, payload)
         log.info("notice_posted", id=notice_id, state=state, subscribers=len(subscribers))
         return len(subscribers)
 
     def send_frames(self, frames: list[Frame]) -> None:
         """Send market frames made outside the ticker (a REST request's flush) now."""
         for frame in frames:
-            self._dispatch(frame)
-        self._flush()
+            self.fanout.dispatch(frame)
+        self.fanout.flush()
 
     def status(self) -> dict[str, Any]:
         """Counters, port, seed, symbols and every connection with its topics and faults."""

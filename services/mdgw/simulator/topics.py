@@ -13,7 +13,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections import deque
 from collections.abc import Mapping
-from typing import Final
+from typing import Final, NamedTuple
 
 from mdgw.core.bybit_spec import DEPTHS, FULL_DEPTH, OPTION_DEPTHS
 from mdgw.simulator.book import INF, Side
@@ -23,8 +23,9 @@ __all__ = [
     "FULL",
     "OPTION_DEPTHS",
     "PUSH_INTERVAL_MS",
-    "BookTopic",
-    "parse_topic",
+    "DepthTopic",
+    "ServedTopic",
+    "parse_served_topic",
     "window_delta",
 ]
 
@@ -43,18 +44,29 @@ PUSH_INTERVAL_MS: Final[dict[int, int]] = {
 }
 
 
-def parse_topic(topic: str) -> tuple[int, str] | None:
-    """``orderbook.50.BTCUSDT`` -> (50, "BTCUSDT"); ``publicTrade.X`` -> (0, "X"); else None.
+class ServedTopic(NamedTuple):
+    """A topic the simulator serves, parsed (fields in the order of core's ``OrderbookTopic``).
 
-    Depth 0 stands for the trade topic. Depths Bybit does not offer give None.
+    ``orderbook.{depth}.{symbol}`` has its depth (:data:`FULL` for ``orderbook.full``);
+    ``publicTrade.{symbol}`` has depth 0.
+    """
+
+    symbol: str
+    depth: int
+
+
+def parse_served_topic(topic: str) -> ServedTopic | None:
+    """``orderbook.50.BTCUSDT`` -> ("BTCUSDT", 50); ``publicTrade.X`` -> ("X", 0); else None.
+
+    Depths Bybit does not offer give None.
     """
     kind, _, rest = topic.partition(".")
     if kind == "publicTrade":
-        return (0, rest) if rest and "." not in rest else None
+        return ServedTopic(rest, 0) if rest and "." not in rest else None
     if kind == "orderbook":
         depth_text, _, symbol = rest.partition(".")
         if depth_text == "full":
-            return (FULL, symbol) if symbol and "." not in symbol else None
+            return ServedTopic(symbol, FULL) if symbol and "." not in symbol else None
         # "orderbook.050.X" is not a Bybit topic even though int("050") == 50.
         if (
             depth_text.isdigit()
@@ -63,11 +75,11 @@ def parse_topic(topic: str) -> tuple[int, str] | None:
             and symbol
             and "." not in symbol
         ):
-            return int(depth_text), symbol
+            return ServedTopic(symbol, int(depth_text))
     return None
 
 
-class BookTopic:
+class DepthTopic:
     """One depth topic of one symbol: its u, its window's bounds and pending changes."""
 
     __slots__ = (

@@ -17,7 +17,7 @@ from heapq import nsmallest
 from itertools import chain
 
 from mdgw.simulator.book import DeepBook, Side
-from mdgw.simulator.topics import BookTopic
+from mdgw.simulator.topics import DepthTopic
 
 __all__ = ["Levels", "TruthLog", "TruthUnavailableError", "Window"]
 
@@ -58,7 +58,7 @@ class TruthLog:
         self.steps.append(undo)
 
     def window(
-        self, book: DeepBook, topic: BookTopic, u: int, step_no: int
+        self, book: DeepBook, topic: DepthTopic, u: int, step_no: int
     ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
         """The topic's window at *u* as (key, size) pairs of bids and asks."""
         step = next((s for seen, s in reversed(topic.history) if seen == u), None)

@@ -17,6 +17,8 @@ websocket sockets.
 - :mod:`.tracked`, :mod:`.hostile`, :mod:`.fuzz`: valid frames with a known book, the
   hostile frame catalogue, the fuzzer;
 - :mod:`.soak`: the long run with periodic faults;
+- :mod:`.scrape`: ``/metrics`` and ``/health`` of a running service, parsed;
+- :mod:`.scrape`: ``/metrics`` and ``/health`` of a running service, parsed;
 - :mod:`.bench`: the benchmarks;
 - :mod:`.oracles`: reference implementations the production fast paths are tested against
   (``encode_raw``, ``encode_book``, the orjson-based Bybit frame and control decoders).

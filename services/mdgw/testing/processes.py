@@ -36,6 +36,7 @@ __all__ = [
     "Service",
     "clean_env",
     "cpu_seconds",
+    "pid_alive",
     "rss_kib",
     "run_queue_wait_s",
 ]
@@ -58,6 +59,21 @@ def clean_env(**extra: str) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
     return env
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether *pid* runs (of any parent): it exists and is not a zombie (init in a container
+    may not reap at once)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process: it exists
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def rss_kib(pid: int) -> int:

@@ -196,7 +196,7 @@ async def soak(options: Options, workdir: Path | None = None) -> Report:
             offered: list[tuple[float, int]] = []  # (wall clock, the simulator's frames out)
             while time.monotonic() < end:
                 now = time.monotonic()
-                offered.append((time.time(), sim.frames_out()))
+                offered.append((time.time(), sim.fanout.frames_out))
                 consumer.check()
                 if now >= next_rss:
                     next_rss = now + max(1.0, options.minutes * 60 / 60)

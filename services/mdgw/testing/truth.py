@@ -26,7 +26,7 @@ from mdgw.simulator.market import TruthUnavailableError
 from mdgw.simulator.server import SimulatorServer
 from mdgw.testing.config import Key, Stream
 
-__all__ = ["Observed", "Status", "TruthConsumer", "wait_for"]
+__all__ = ["Observed", "Status", "TruthConsumer", "subscriber", "wait_for"]
 
 
 @dataclass
@@ -68,6 +68,21 @@ class Observed:
     current_at_ns: dict[Key, int] = field(default_factory=dict)
 
 
+def subscriber(
+    ctx: zmq.asyncio.Context, pub: str, prefixes: Sequence[bytes] = (b"",)
+) -> zmq.asyncio.Socket:
+    """A SUB on the gateway's *pub* for topics starting with *prefixes* (all by default)
+    that never drops a message: a consumer that checks ``seq`` sees every hole as the
+    gateway's."""
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.RCVHWM, 0)
+    sub.setsockopt(zmq.LINGER, 0)
+    for prefix in prefixes:
+        sub.subscribe(prefix)
+    sub.connect(pub)
+    return sub
+
+
 class TruthConsumer:
     """SUB on the pub socket; every book checked against the simulator's truth.
 
@@ -95,12 +110,7 @@ class TruthConsumer:
         self.sample = sample
         self.rng = random.Random(1)
         self.seen = Observed(pub_ns=[] if record_pub_ns else None)
-        self.sub = ctx.socket(zmq.SUB)
-        self.sub.setsockopt(zmq.RCVHWM, 0)  # never drop: this consumer checks seq holes
-        self.sub.setsockopt(zmq.LINGER, 0)
-        for prefix in prefixes:
-            self.sub.subscribe(prefix)
-        self.sub.connect(pub)
+        self.sub = subscriber(ctx, pub, prefixes)
         self._check_next: set[Key] = set()
         self.task: asyncio.Task[None] | None = None
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
@@ -20,6 +21,7 @@ __all__ = [
     "ConnectionLine",
     "IngestorInput",
     "Samples",
+    "SourceLine",
     "TopView",
     "build_view",
     "percentile",
@@ -84,6 +86,18 @@ class ConnectionLine:
 
 
 @dataclass(frozen=True)
+class SourceLine:
+    """One source of book_builder's arbiter (``ingestor/slot``)."""
+
+    name: str
+    connections: int
+    first_share: float | None  # of its frames since the last refresh, the share it was first
+    lag_ms: float | None  # mean lag of its late copies, last stats interval
+    gaps: int
+    failovers: int
+
+
+@dataclass(frozen=True)
 class IngestorInput:
     url: str
     health: dict[str, Any] | None  # None: unreachable
@@ -106,6 +120,8 @@ class TopView:
     resyncs: int
     reconnects: int | None
     publish_p99_ms: float | None  # from the histogram, bucket upper bound
+    sources: list[SourceLine] = field(default_factory=list)
+    maintenance: list[str] = field(default_factory=list)  # Bybit's windows, one line each
 
 
 def _rate(now: Samples, before: Samples, name: str, dt: float, **labels: str) -> float | None:
@@ -150,6 +166,50 @@ def _histogram_quantile(samples: Samples, name: str, q: float) -> float | None:
         if count >= rank:
             return bound
     return None
+
+
+def _sources(health: dict[str, Any], now: Samples, before: Samples) -> list[SourceLine]:
+    """The sources that carry books (system.status's connection has no first or late)."""
+    lines = []
+    for name, src in sorted(health.get("sources", {}).items()):
+        if not (src.get("first") or src.get("late") or src.get("gaps") or src.get("failovers")):
+            continue
+        ingestor, _, slot = name.partition("/")
+        moved = []
+        for metric in ("mdgw_source_frames_first_total", "mdgw_source_frames_late_total"):
+            key = key_of(metric, ingestor=ingestor, slot=slot)
+            moved.append(now.get(key, 0.0) - before.get(key, 0.0) if key in before else 0.0)
+        share = moved[0] / sum(moved) if sum(moved) > 0 else None
+        lines.append(
+            SourceLine(
+                name,
+                int(src.get("connections", 0)),
+                share,
+                src.get("lag_ms"),
+                int(src.get("gaps", 0)),
+                int(src.get("failovers", 0)),
+            )
+        )
+    return lines
+
+
+def _utc(ms: int) -> str:
+    # datetime formats the time it is given; this module reads no clock (import-boundary test).
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _maintenance(health: dict[str, Any]) -> list[str]:
+    windows = health.get("maintenance", {})
+    lines = [
+        f"Bybit maintenance under way until {_utc(n['end'])}: {n['title']} ({n['id']})"
+        for n in windows.get("active", [])
+    ]
+    lines += [
+        f"Bybit maintenance planned {_utc(n['begin'])} to {_utc(n['end'])}: "
+        f"{n['title']} ({n['id']})"
+        for n in windows.get("planned", [])
+    ]
+    return lines
 
 
 def build_view(
@@ -255,4 +315,6 @@ def build_view(
         resyncs=resyncs_total,
         reconnects=None if reconnects is None else int(reconnects),
         publish_p99_ms=None if publish_p99 is None else publish_p99 * 1000,
+        sources=[] if builder_health is None else _sources(builder_health, builder, builder_before),
+        maintenance=[] if builder_health is None else _maintenance(builder_health),
     )

@@ -64,6 +64,19 @@ def header(view: TopView) -> RenderableType:
         f"resyncs {view.resyncs} · ws reconnects {_int(view.reconnects)}"
     )
     parts: list[RenderableType] = [line, conns, totals]
+    if view.sources:
+        sources = Text("sources (first / lag): ")
+        for src in view.sources:
+            share = "-" if src.first_share is None else f"{src.first_share:.0%}"
+            lag = "-" if src.lag_ms is None else f"{src.lag_ms:.1f} ms"
+            style = "" if src.connections else "dim"
+            sources.append(f"{src.name} {share} / {lag}", style=style)
+            if src.failovers or src.gaps:
+                sources.append(f" failovers {src.failovers} gaps {src.gaps}", style="yellow")
+            sources.append("   ")
+        parts.append(sources)
+    for window in view.maintenance:
+        parts.append(Text(f"~ {window}", style="yellow"))
     for problem in view.problems[:5]:
         parts.append(Text(f"! {problem}", style="red"))
     return Group(*parts)

@@ -3,10 +3,11 @@
 docs/configuration.md documents every key. Pydantic lives here, at the config boundary, and
 nowhere near the hot paths. The package re-exports the names services use:
 
-- :mod:`.model`: the sections and :class:`Settings`, every key with its default;
+- :mod:`.sections`: the sections, every key with its default and its check;
+- :mod:`.model`: :class:`Settings` (all sections) and the sources it reads;
 - :mod:`.loading`: :func:`load_settings` and :func:`settings_or_exit` (one line, exit 78);
 - :mod:`.errors`: :class:`ConfigError` and the translation of pydantic's errors into it;
-- :mod:`.endpoints`: :func:`check_zmq_endpoint`.
+- :mod:`.endpoints`: :func:`check_zmq_endpoint` and the other endpoint checks.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from mdgw.runtime.settings.model import (
     DEFAULT_CONFIG_PATH,
     ENV_NESTED_DELIMITER,
     ENV_PREFIX,
+    Settings,
+)
+from mdgw.runtime.settings.sections import (
     BooksConfig,
     BybitConfig,
     IngestorConfig,
@@ -27,7 +31,6 @@ from mdgw.runtime.settings.model import (
     MetricsConfig,
     Port,
     PrinterConfig,
-    Settings,
     SimulatorConfig,
     StreamConfig,
     ZmqConfig,

@@ -1,4 +1,4 @@
-"""ZeroMQ endpoint checks: catch at load time what libzmq would refuse at bind or connect.
+"""Endpoint checks: catch at load time what libzmq (or an HTTP or websocket client) would refuse.
 
 A bad endpoint found by libzmq surfaces far from the config (an ``EINVAL`` from a socket call
 in some service); checked here, it is one line naming the key.
@@ -9,8 +9,9 @@ from __future__ import annotations
 import ipaddress
 import re
 from typing import Final
+from urllib.parse import urlsplit
 
-__all__ = ["check_http_host", "check_zmq_endpoint"]
+__all__ = ["check_http_host", "check_url", "check_zmq_endpoint"]
 
 _HOSTNAME_RE: Final = re.compile(
     r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -43,6 +44,18 @@ def _check_tcp_host(host: str, endpoint: str) -> None:
     # Anything else must be a hostname or an interface name (eth0, lo): same character set.
     if not _HOSTNAME_RE.match(host):
         raise ValueError(f"{endpoint!r}: {host!r} is not a hostname, IP address, interface or *")
+
+
+def check_url(key: str, url: str, schemes: tuple[str, str]) -> str:
+    """Return *url* without a trailing ``/`` if it has one of *schemes* and names a host.
+    Raises ValueError naming *key*."""
+    parts = urlsplit(url)
+    if parts.scheme not in schemes or not parts.netloc:
+        plain, secure = schemes
+        raise ValueError(
+            f"{key} must start with {plain}:// or {secure}:// and name a host (got {url!r})"
+        )
+    return url.rstrip("/")
 
 
 def check_http_host(host: str) -> str:

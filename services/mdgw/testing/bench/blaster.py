@@ -1,6 +1,9 @@
 """Raw envelopes PUSHed to the raw socket: the book builder's load, without an ingestor.
 
-``python -m scripts.bench.blaster --endpoint ipc://.../raw.sock --symbols 100 [--rate R]``
+A helper process: the benchmark figures start it as a
+:class:`mdgw.testing.processes.Helper` (which adds ``--out`` and ``--ready``)::
+
+    python -m mdgw.testing.bench.blaster --endpoint ipc://.../raw.sock --symbols 100 [--rate R]
 
 Sends what one ingestor connection would: ``CONN_UP``, a snapshot per symbol, then rounds
 of one delta per symbol (1 to 5 levels each, contiguous ``u`` per topic, contiguous

@@ -1,6 +1,9 @@
 """The measuring end: counts messages, checks ``seq``, verifies books, records latency.
 
-``python -m scripts.bench.consumer --endpoint tcp://127.0.0.1:P [--subscribe book.] ...``
+A helper process: the benchmark figures start it as a
+:class:`mdgw.testing.processes.Helper` (which adds ``--out`` and ``--ready``)::
+
+    python -m mdgw.testing.bench.consumer --endpoint tcp://127.0.0.1:P [--subscribe book.] ...
 
 Three ways in:
 

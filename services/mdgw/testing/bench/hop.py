@@ -1,6 +1,9 @@
 """The latency floor: one bare ZeroMQ PUB -> SUB hop between two processes, nothing else.
 
-``python -m scripts.bench.hop --pub tcp://127.0.0.1:P --rate 2000``
+A helper process: the benchmark figures start it as a
+:class:`mdgw.testing.processes.Helper` (which adds ``--out`` and ``--ready``)::
+
+    python -m mdgw.testing.bench.hop --pub tcp://127.0.0.1:P --rate 2000
 
 Publishes ``[b"book.linear.HOP.", {"seq":n,"pub_ns":T,"recv_ns":T}]`` at ``--rate``
 messages per second, paced like :mod:`.ws_blaster` (a 1 ms timer, the messages due at each

@@ -23,6 +23,7 @@ from typing import Any
 
 from mdgw.core.bybit_spec import CATEGORIES
 from mdgw.testing.bench.frames import script
+from mdgw.testing.bench.hub_inproc import HUB_SETTINGS
 from mdgw.testing.oracles import encode_raw
 
 HERE = Path(__file__).resolve().parents[3]  # this checkout's services/
@@ -70,14 +71,7 @@ def _envelopes(sources: int) -> list[bytes]:
 
 
 def _run(hub_class: Any, envelopes: list[bytes]) -> float:
-    hub = hub_class(
-        publish_depth=25,
-        resync_timeout=5.0,
-        resync_min_interval=1.0,
-        ingestor_timeout=3.0,
-        stale_after=60.0,
-        clock_ns=time.time_ns,
-    )
+    hub = hub_class(**HUB_SETTINGS, clock_ns=time.time_ns)
     on_raw = hub.on_raw
     started = time.thread_time_ns()
     for i, msg in enumerate(envelopes):

@@ -18,11 +18,30 @@ import argparse
 import itertools
 import json
 import time
+from typing import Final, TypedDict
 
 import mdgw
 from mdgw.core import wire
 from mdgw.core.hub import Hub
 from mdgw.testing.bench.frames import script, trade_template
+
+
+class HubSettings(TypedDict):
+    publish_depth: int
+    resync_timeout: float
+    resync_min_interval: float
+    ingestor_timeout: float
+    stale_after: float
+
+
+# The hub of an in-process benchmark: [books]' defaults (docs/configuration.md).
+HUB_SETTINGS: Final[HubSettings] = {
+    "publish_depth": 25,
+    "resync_timeout": 5.0,
+    "resync_min_interval": 1.0,
+    "ingestor_timeout": 3.0,
+    "stale_after": 60.0,
+}
 
 
 def messages(symbols: int, count: int, trade_every: int) -> list[bytes]:
@@ -47,6 +66,11 @@ def messages(symbols: int, count: int, trade_every: int) -> list[bytes]:
     return out
 
 
+def bench_hub() -> Hub:
+    """A hub with the builder's default book settings and a counting clock."""
+    return Hub(**HUB_SETTINGS, clock_ns=itertools.count().__next__)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--symbols", type=int, default=50)
@@ -57,14 +81,7 @@ def main() -> None:
     msgs = messages(args.symbols, args.messages, args.trade_every)
     best = float("inf")
     for _ in range(args.repeat):
-        hub = Hub(
-            publish_depth=25,
-            resync_timeout=5.0,
-            resync_min_interval=1.0,
-            ingestor_timeout=3.0,
-            stale_after=60.0,
-            clock_ns=itertools.count().__next__,
-        )
+        hub = bench_hub()
         on_raw = hub.on_raw
         started = time.process_time()
         for msg in msgs:

@@ -140,16 +140,10 @@ def latency(base: Path, t: Timing) -> FigureResult:
                 )
             )
         fig.rows.append(
-            Row(
-                f"  @ {rate // 1000}k: books received/s; verified / wrong / resyncs / holes",
-                "{} ; {} / {} / {} / {}".format(
-                    fmt(run["received_per_s"]),
-                    run["consumer"]["verified"],
-                    run["consumer"]["wrong"],
-                    run["builder"].get("resyncs"),
-                    run["consumer"]["seq_holes"],
-                ),
-                f"{rate:,} ; n / 0 / 0 / 0",
+            _received_row(
+                f"  @ {rate // 1000}k",
+                run,
+                f"{rate:,}",
                 run["received_per_s"] / rate,
                 judged(correct and run["received_per_s"] >= 0.95 * rate),
             )
@@ -172,6 +166,25 @@ def latency(base: Path, t: Timing) -> FigureResult:
     return fig
 
 
+def _received_row(
+    label: str, run: dict[str, Any], expected: str, ratio: float | None, status: str
+) -> Row:
+    """How many books a latency run's consumer received, and whether they were right."""
+    return Row(
+        f"{label}: books received/s; verified / wrong / resyncs / holes",
+        "{} ; {} / {} / {} / {}".format(
+            fmt(run["received_per_s"]),
+            run["consumer"]["verified"],
+            run["consumer"]["wrong"],
+            run["builder"].get("resyncs"),
+            run["consumer"]["seq_holes"],
+        ),
+        f"{expected} ; n / 0 / 0 / 0",
+        ratio,
+        status,
+    )
+
+
 def conflated_rows(
     base: Path, t: Timing, rate: int, seconds: float, plain: dict[str, Any] | None
 ) -> list[Row]:
@@ -190,16 +203,10 @@ def conflated_rows(
 
     run["figure_key"] = t_key
     rows = [
-        Row(
-            f"{label}: books received/s; verified / wrong / resyncs / holes",
-            "{} ; {} / {} / {} / {}".format(
-                fmt(run["received_per_s"]),
-                run["consumer"]["verified"],
-                run["consumer"]["wrong"],
-                run["builder"].get("resyncs"),
-                run["consumer"]["seq_holes"],
-            ),
-            f"<= {expected:,.0f} ; n / 0 / 0 / 0",
+        _received_row(
+            label,
+            run,
+            f"<= {expected:,.0f}",
             None,
             judged(correct and run["received_per_s"] <= 1.05 * expected),
         ),

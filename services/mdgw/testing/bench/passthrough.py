@@ -1,6 +1,9 @@
 """The ceiling: a process that moves raw envelopes from PULL to PUB and does nothing else.
 
-``python -m scripts.bench.passthrough --raw ipc://.../raw.sock --pub tcp://127.0.0.1:P``
+A helper process: the benchmark figures start it as a
+:class:`mdgw.testing.processes.Helper` (which adds ``--out`` and ``--ready``)::
+
+    python -m mdgw.testing.bench.passthrough --raw ipc://.../raw.sock --pub tcp://127.0.0.1:P
 
 Built like the book builder's drain (``mdgw.book_builder.service``): one asyncio readiness
 wait on the PULL socket (the builder uses a reader callback instead: no difference at

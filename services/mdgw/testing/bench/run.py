@@ -1,6 +1,7 @@
 """The benchmark driver: run the figures one at a time, print one table, write the JSON.
 
-    python -m scripts.bench.run [--quick] [--long] [--only NAME ...] [--strict]
+    .venv/bin/python scripts/bench.py [--quick] [--long] [--only NAME ...] [--strict]
+    .venv/bin/python -m mdgw.testing.bench.run ...   # the same
 
 Default (``make bench``, under 4 minutes): builder throughput with its pass-through
 ceiling, latency at 2k and 30k frames/s, the ingestor's receive rate against a bare

@@ -1,6 +1,9 @@
 """A bare websocket server that streams scripted Bybit depth-50 frames to the ingestor.
 
-``python -m scripts.bench.ws_blaster --symbols 100 (--rate R | --topic-rate R | --max)``
+A helper process: the benchmark figures start it as a
+:class:`mdgw.testing.processes.Helper` (which adds ``--out`` and ``--ready``)::
+
+    python -m mdgw.testing.bench.ws_blaster --symbols 100 (--rate R | --topic-rate R | --max)
 
 Speaks just enough of Bybit v5 public streams at ``ws://127.0.0.1:PORT/v5/public/linear``:
 the websocket handshake and framing (RFC 6455, no extensions) written by hand on an asyncio

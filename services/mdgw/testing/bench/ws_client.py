@@ -1,13 +1,16 @@
 """The ingestor's reference: a bare websockets client that receives and counts, nothing else.
 
-``python -m scripts.bench.ws_client --url ws://127.0.0.1:P/v5/public/linear --symbols 100``
+A helper process: the benchmark figures start it as a
+:class:`mdgw.testing.processes.Helper` (which adds ``--out`` and ``--ready``)::
 
-Same library, options and receive call as the ingestor's reader
-(``mdgw.ingestor.connection``: ``websockets.asyncio.client.connect`` without compression,
-``max_queue`` 1024, ``recv(decode=False)``), subscribes to the symbols' ``orderbook.50``
-topics in batches of 100 args and counts the data frames it receives. No timestamp, no
-classification, no envelope, no ZeroMQ: the difference to the ingestor's rate is what the
-ingestor's own work per frame costs.
+    python -m mdgw.testing.bench.ws_client --url ws://127.0.0.1:P/v5/public/linear --symbols 100
+
+Same library, options and receive call as the ingestor (``mdgw.ingestor.session``:
+``websockets.asyncio.client.connect`` without compression, ``max_queue`` 1024; the reader
+in ``mdgw.ingestor.connection``: ``recv(decode=False)``), subscribes to the symbols'
+``orderbook.50`` topics in batches of 100 args and counts the data frames it receives. No
+timestamp, no classification, no envelope, no ZeroMQ: the difference to the ingestor's rate
+is what the ingestor's own work per frame costs.
 
 The window opens ``--warmup`` seconds after the first data frame and lasts ``--seconds``;
 the count and 100 ms timeline of the window go to ``--out``.
@@ -27,7 +30,7 @@ from websockets.asyncio.client import connect
 from mdgw.testing.bench import frames
 from mdgw.testing.bench.common import helper_parser
 
-MAX_QUEUE = 1024  # as mdgw.ingestor.connection.MAX_QUEUE
+MAX_QUEUE = 1024  # as mdgw.ingestor.session.MAX_QUEUE
 _BUCKET_S = 0.1
 
 

@@ -1,4 +1,8 @@
-"""Helpers of the observability tests: scrape, parse, find a service's metrics port."""
+"""Scrape a running service's ``/metrics`` and ``/health`` and read the samples back.
+
+Used by the observability tests: every sample is parsed with prometheus_client's own
+parser, so a test sees what Prometheus would.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 def http_get(url: str) -> tuple[int, bytes]:
+    """Status and body of a GET, an HTTP error status included."""
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
             return response.status, response.read()
@@ -28,6 +33,7 @@ def http_get(url: str) -> tuple[int, bytes]:
 
 
 async def get(url: str) -> tuple[int, bytes]:
+    """:func:`http_get` off the event loop."""
     # In a thread: the simulator runs in this test's event loop.
     return await asyncio.to_thread(http_get, url)
 
@@ -49,14 +55,17 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 
 def names(samples: Samples) -> set[str]:
+    """Every sample name scraped."""
     return {name for name, _ in samples}
 
 
 def label_sets(samples: Samples, name: str) -> list[dict[str, str]]:
+    """The label sets of every sample of ``name``."""
     return [dict(labels) for n, labels in samples if n == name]
 
 
 async def health(port: int) -> tuple[int, dict[str, Any]]:
+    """Status and parsed JSON body of ``/health``."""
     status, body = await get(f"http://127.0.0.1:{port}/health")
     parsed: dict[str, Any] = orjson.loads(body)
     return status, parsed
