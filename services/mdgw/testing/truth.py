@@ -28,8 +28,6 @@ from mdgw.testing.config import Key, Stream
 
 __all__ = ["Observed", "Status", "TruthConsumer", "subscriber", "wait_for"]
 
-BATCH = 128  # messages a TruthConsumer takes before it lets the event loop run
-
 
 @dataclass
 class Status:
