@@ -239,13 +239,7 @@ async def test_slow_and_stalled_consumers_lose_alone_and_recover_by_snapshot(
         tmp_path,
         STREAMS,
         ws_url=f"ws://127.0.0.1:{sim.port}/v5/public",
-        sections={
-            "zmq": {"hwm": HWM},
-            "books": {"publish_depth": PUBLISH_DEPTH},
-            # The simulator shares this busy process: a pause of its loop is not what this
-            # test is about, and must not look like a dead exchange (3 s by default here).
-            "bybit": {"ping_interval": 5, "silence_timeout": 15},
-        },
+        sections={"zmq": {"hwm": HWM}, "books": {"publish_depth": PUBLISH_DEPTH}},
     )
     ctx = zmq.asyncio.Context()
     fast = TruthConsumer(ctx, gw.pub, sim, STREAMS, publish_depth=PUBLISH_DEPTH, record_pub_ns=True)

@@ -138,19 +138,13 @@ class TruthConsumer:
         poll = self.sub.poll
         while True:
             await poll()
-            # Drain what is waiting without a trip through the loop per message, but in
-            # batches small enough that the simulator, which shares this loop, keeps its
-            # ticks (a check against an old u costs a rewind): a batch of thousands once held
-            # the loop for seconds on a busy machine, and the ingestor took the silent
-            # simulator for a dead exchange.
-            for _ in range(BATCH):
+            # Drain what is waiting without a trip through the loop per message.
+            for _ in range(4096):
                 try:
                     frames = await recv(zmq.NOBLOCK)
                 except zmq.Again:
                     break
                 self._on_message(frames)
-            else:
-                await asyncio.sleep(0)
 
     def _on_message(self, frames: list[bytes]) -> None:
         seen = self.seen
