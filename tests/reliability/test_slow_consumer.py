@@ -239,7 +239,15 @@ async def test_slow_and_stalled_consumers_lose_alone_and_recover_by_snapshot(
         tmp_path,
         STREAMS,
         ws_url=f"ws://127.0.0.1:{sim.port}/v5/public",
-        sections={"zmq": {"hwm": HWM}, "books": {"publish_depth": PUBLISH_DEPTH}},
+        sections={
+            "zmq": {"hwm": HWM},
+            "books": {"publish_depth": PUBLISH_DEPTH},
+            # The simulator shares this busy process with the checking consumer, which
+            # drains its backlog in large batches: a pause of the simulator's loop is not
+            # what this test is about and must not look like a dead exchange (3 s default
+            # of mdgw.testing.gateway).
+            "bybit": {"ping_interval": 5, "silence_timeout": 15},
+        },
     )
     ctx = zmq.asyncio.Context()
     fast = TruthConsumer(ctx, gw.pub, sim, STREAMS, publish_depth=PUBLISH_DEPTH, record_pub_ns=True)
