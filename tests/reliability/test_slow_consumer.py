@@ -249,6 +249,12 @@ async def test_slow_and_stalled_consumers_lose_alone_and_recover_by_snapshot(
             "bybit": {"ping_interval": 5, "silence_timeout": 15},
         },
     )
+    # The ingestor's own high-water mark (its raw PUSH) larger than book_builder's: the
+    # in-process simulator sends a second's frames in one burst after a pause of this busy
+    # process, which a 1000-frame pipe could not take while a starved book_builder reads.
+    # A book_builder held up by the stalled readers would still fall behind its input (the
+    # rate check below) and past 10,000 frames the ingestor would drop and count.
+    gw.ingestor.env["MDGW_ZMQ__HWM"] = "10000"
     ctx = zmq.asyncio.Context()
     fast = TruthConsumer(ctx, gw.pub, sim, STREAMS, publish_depth=PUBLISH_DEPTH, record_pub_ns=True)
     offered = Offered(sim)
