@@ -273,7 +273,11 @@ async def test_slow_and_stalled_consumers_lose_alone_and_recover_by_snapshot(
     gw.start()
     fast.start()
     try:
-        await wait_for(lambda: fast.all_live(gw.keys), "every book live", 30)
+        await wait_for(lambda: fast.all_live(gw.keys), "every book live", 60)
+        # The steady state, from here to the stall: seconds long, so that the ratio of
+        # messages to frames offered is not that of one burst of the simulator.
+        offered.start()
+        steady_ns = time.time_ns()
         with printer_out.open("wb") as out, printer_err.open("wb") as err:
             printer = subprocess.Popen(  # the child keeps its own descriptors
                 [sys.executable, "-m", "mdgw.printer", "--json"],
@@ -285,8 +289,6 @@ async def test_slow_and_stalled_consumers_lose_alone_and_recover_by_snapshot(
         slow.start()
         await wait_for(lambda: printer_out.stat().st_size > 50_000, "the printer printing", 15)
         await wait_for(lambda: fast.seen.verified >= 1000, "1000 books checked", 60)
-        offered.start()
-        steady_ns = time.time_ns()
         await asyncio.sleep(2)  # the steady rate, and a stats line of it (not an assertion)
         builder_before = builder_stats(gw)
         ingestor_before = gw.ingestor.stats()
