@@ -29,7 +29,8 @@ compiled: $(STAMP)  ## build the compiled hot path if a C compiler is present (e
 	@$(PY) -m mdgw.compiled_build
 
 # The whole suite with the build in use, then the core tests once more on pure Python
-# (MDGW_PURE=1) when the first run was compiled: both must pass.
+# (MDGW_PURE=1) when the first run was compiled: both must pass. The second run's property
+# tests take a third of their examples (mdgw.testing.examples): same source, checked twice.
 test: compiled  ## run the whole test suite, then the core tests on the pure-Python fallback
 	@echo "make test: $$($(PY) -m mdgw.compiled_build --status)" >&2
 	@$(PY) -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "make test: no tests were collected" >&2; exit 1; fi; \

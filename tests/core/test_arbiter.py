@@ -23,6 +23,7 @@ from mdgw.core.bybit import BookFrame
 from mdgw.core.hub import HOLD_GRACE, Hub
 from mdgw.core.wire import EnvelopeKind
 from mdgw.testing import oracles
+from mdgw.testing.examples import examples
 
 CAT = wire.category_code("linear")
 TOPIC = "orderbook.50.BTCUSDT"
@@ -234,7 +235,7 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
     }
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(scenarios())
 def test_many_sources_publish_only_the_truth_and_never_go_back(scenario: dict[str, Any]) -> None:
     rng = random.Random(scenario["seed"])

@@ -18,6 +18,7 @@ from hypothesis.stateful import (
 
 from mdgw.core.book import BookOutcome, OrderBook
 from mdgw.core.bybit import BookFrame, Level
+from mdgw.testing.examples import examples
 
 
 def lv(price: str, size: str) -> Level:
@@ -531,7 +532,7 @@ class BookMachine(RuleBasedStateMachine):
 
 
 BookMachine.TestCase.settings = settings(
-    max_examples=150,
+    max_examples=examples(150),
     stateful_step_count=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],

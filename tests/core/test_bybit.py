@@ -11,6 +11,7 @@ from mdgw.core import bybit, bybit_control
 from mdgw.core.bybit import BookFrame, TradeFrame
 from mdgw.core.errors import ParseError
 from mdgw.testing import oracles
+from mdgw.testing.examples import examples
 
 LINEAR_DELTA = (
     b'{"topic":"orderbook.50.BTCUSDT","type":"delta","ts":1786310818229,'
@@ -127,7 +128,7 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(st.binary(max_size=300))
 def test_random_bytes_raise_only_parse_error(data: bytes) -> None:
     for decoder in (bybit.decode_frame, bybit_control.decode_control):
@@ -139,7 +140,7 @@ def test_random_bytes_raise_only_parse_error(data: bytes) -> None:
     bybit.topic_of(data)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(
     st.sampled_from(
         ["orderbook.50.BTCUSDT", "orderbook.1.X", "publicTrade.BTCUSDT", "orderbook.x"]
@@ -169,7 +170,7 @@ def test_mangled_frames_raise_only_parse_error(
                 pass
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.lists(st.tuples(st.text(max_size=12), st.text(max_size=12)), max_size=5))
 def test_level_strings_either_decode_exactly_or_raise(levels: list[tuple[str, str]]) -> None:
     raw = orjson.dumps(
@@ -239,7 +240,7 @@ ints = st.one_of(
 )
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=examples(600), deadline=None)
 @given(
     topic=st.sampled_from(
         ["orderbook.50.BTCUSDT", "orderbook.1.BTCUSDT", "orderbook.0.BTCUSDT", "orderbook.50.X"]
@@ -282,7 +283,7 @@ def test_book_decoder_agrees_with_the_reference(
     assert _decoded(orjson.dumps(obj)) == _reference(orjson.dumps(obj))
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(
     topic=st.sampled_from(["publicTrade.BTCUSDT", "publicTrade.X", "publicTrade.", "tickers.X"]),
     items=st.lists(
@@ -335,7 +336,7 @@ def test_numbers_orjson_sees_differently_agree_with_the_reference(number: str) -
     assert _decoded(raw) == _reference(raw)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(
     topic=st.sampled_from(["orderbook.full.BTCUSDT", "orderbook.full.X", "orderbook.full."]),
     kind=st.sampled_from(["snapshot", "delta", None]),
@@ -364,7 +365,7 @@ def test_full_book_decoder_agrees_with_the_reference(
     assert _decoded(orjson.dumps(obj)) == _reference(orjson.dumps(obj))
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(
     topic=st.sampled_from(["orderbook.rpi.BTCUSDT", "orderbook.rpi.X", "orderbook.rpi.B T"]),
     kind=st.sampled_from(["snapshot", "delta", "Delta", 1, None]),
@@ -403,7 +404,7 @@ def test_rpi_decoder_agrees_with_the_reference(
     assert _decoded(orjson.dumps(obj)) == _reference(orjson.dumps(obj))
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(
     topic=st.sampled_from(["publicTrade.BTC", "publicTrade.BTCUSDT"]),
     items=st.lists(
@@ -444,7 +445,7 @@ notice_values = st.one_of(
 )
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(
     notices=st.lists(
         st.dictionaries(

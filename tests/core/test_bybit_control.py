@@ -13,6 +13,7 @@ from mdgw.core import bybit, bybit_control
 from mdgw.core.bybit_control import Control, FrameKind
 from mdgw.core.errors import ParseError
 from mdgw.testing import oracles
+from mdgw.testing.examples import examples
 
 LINEAR_DELTA = (
     b'{"topic":"orderbook.50.BTCUSDT","type":"delta","ts":1786310818229,'
@@ -98,7 +99,7 @@ def test_ping_request() -> None:
     assert orjson.loads(bybit_control.ping_request("7")) == {"req_id": "7", "op": "ping"}
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(
     st.dictionaries(
         st.sampled_from(

@@ -14,6 +14,7 @@ from mdgw.core.book import BookOutcome
 from mdgw.core.bybit import BookFrame, Level, decode_frame, full_snapshot_frame
 from mdgw.core.bybit_spec import FULL_DEPTH
 from mdgw.core.full_book import FullBook
+from mdgw.testing.examples import examples
 
 Side = dict[int, int]  # tick -> size
 
@@ -197,7 +198,7 @@ class FullBookMachine(RuleBasedStateMachine):
 
 
 FullBookMachine.TestCase.settings = settings(
-    max_examples=60,
+    max_examples=examples(60),
     stateful_step_count=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],

@@ -14,6 +14,7 @@ from mdgw.core import wire
 from mdgw.core.hub import Hub
 from mdgw.core.wire import EnvelopeKind
 from mdgw.testing import oracles
+from mdgw.testing.examples import examples
 
 CAT = wire.category_code("linear")
 
@@ -451,7 +452,7 @@ def test_max_rate_must_not_be_negative() -> None:
         make_hub(max_rate=-1.0)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(
     steps=st.lists(
         st.tuples(

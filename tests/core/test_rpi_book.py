@@ -14,6 +14,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from mdgw.core.book import BookOutcome
 from mdgw.core.bybit import RpiFrame, RpiLevel, decode_frame
 from mdgw.core.rpi_book import RpiBook
+from mdgw.testing.examples import examples
 
 Raw = tuple[str, str, str]
 
@@ -275,7 +276,7 @@ class RpiBookMachine(RuleBasedStateMachine):
 
 
 RpiBookMachine.TestCase.settings = settings(
-    max_examples=120,
+    max_examples=examples(120),
     stateful_step_count=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],

@@ -15,6 +15,7 @@ from mdgw.core.subscriptions import (
     Subscriptions,
     TopicState,
 )
+from mdgw.testing.examples import examples
 
 
 def req(raw: bytes) -> dict[str, object]:
@@ -282,7 +283,7 @@ _event = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.lists(_event, max_size=40))
 def test_no_topic_is_ever_requested_twice_on_one_websocket(events: list[tuple[Any, ...]]) -> None:
     """Whatever Bybit answers: a subscribe never names a topic subscribed or pending on

@@ -20,6 +20,7 @@ from mdgw.core.wire import (
     subscription,
     topic,
 )
+from mdgw.testing.examples import examples
 from mdgw.testing.oracles import encode_book
 from mdgw.testing.samples import sample_bbo, sample_book
 
@@ -271,7 +272,7 @@ def test_all_names_exported_exist() -> None:
         assert hasattr(wire, name), name
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     category=st.sampled_from(CATEGORIES),
     symbol=st.from_regex(r"[A-Za-z0-9_-]{1,64}", fullmatch=True),

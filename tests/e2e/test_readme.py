@@ -15,6 +15,7 @@ import queue
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 import tomllib
@@ -33,6 +34,10 @@ BIN = REPO / ".venv" / "bin"
 START_TIMEOUT = 90.0  # make demo: supervisord, four programs, each RUNNING after 2 s
 # make's own wait (UP_TIMEOUT, 30 s by default) stretched for a shared, busy CI machine.
 MAKE_ENV = {"UP_TIMEOUT": "80", "DOWN_TIMEOUT": "60"}
+RESTORE_SIGINT_AND_EXEC = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execvp(sys.argv[1], sys.argv[1:])"
+)
 
 
 def readme_snippet() -> str:
@@ -92,7 +97,10 @@ def make(checkout: Any, *targets: str) -> subprocess.CompletedProcess[str]:
 def demo(checkout_factory: Callable[[], Any]) -> Iterator[tuple[Any, subprocess.Popen[bytes]]]:
     checkout = checkout_factory()
     proc = subprocess.Popen(
-        ["make", "demo"],
+        # make with SIGINT at its default, as a terminal's shell starts it: a test run that
+        # was itself started in the background of a script (CI) inherits SIGINT ignored,
+        # and so would make and tail, and Ctrl-C below would stop nothing.
+        [sys.executable, "-c", RESTORE_SIGINT_AND_EXEC, "make", "demo"],
         cwd=checkout.root,
         env={**checkout.env, **MAKE_ENV},
         stdout=subprocess.PIPE,

@@ -20,6 +20,7 @@ websocket sockets.
 - :mod:`.scrape`: ``/metrics`` and ``/health`` of a running service, parsed;
 - :mod:`.scrape`: ``/metrics`` and ``/health`` of a running service, parsed;
 - :mod:`.bench`: the benchmarks;
+- :mod:`.examples`: how many examples a property test runs (fewer on the pure-Python rerun);
 - :mod:`.oracles`: reference implementations the production fast paths are tested against
   (``encode_raw``, ``encode_book``, the orjson-based Bybit frame and control decoders).
 

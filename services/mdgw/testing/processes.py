@@ -19,7 +19,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Self
@@ -32,11 +32,13 @@ __all__ = [
     "HarnessError",
     "Helper",
     "Process",
+    "RunQueueWait",
     "Service",
     "clean_env",
     "cpu_seconds",
     "pid_alive",
     "rss_kib",
+    "run_queue_wait_s",
 ]
 
 # The repository root of a source checkout (the harness runs from one): the services'
@@ -96,6 +98,54 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
+def run_queue_wait_s(pid: int) -> float:
+    """Seconds *pid*'s threads spent runnable but waiting for a CPU (0 if it is gone).
+
+    The kernel's scheduler statistics (``/proc/PID/task/TID/schedstat``, second field:
+    nanoseconds on a run queue). On a busy machine this is the time other processes took
+    from this one; a test that bounds a recovery in wall time subtracts it, so the bound
+    is about what the gateway does, not about who else runs (a process that is slow on its
+    own, or that waits on a timer, accumulates none of it).
+    """
+    total = 0
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0.0
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as schedstat:
+                total += int(schedstat.read().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # the thread ended meanwhile
+    return total / 1e9
+
+
+class RunQueueWait:
+    """Run-queue wait of some processes (:func:`run_queue_wait_s`) since this was made.
+
+    *pids* is asked each time, so a process started later (a restarted service) counts from
+    its own start. ``sample()`` notes the total with the wall clock and returns True (it
+    rides along in a ``wait_for`` check); ``at(ns)`` is the total of the first sample at or
+    after *ns* (the end of the period a test bounds).
+    """
+
+    def __init__(self, pids: Callable[[], Iterable[int]]) -> None:
+        self.pids = pids
+        self.base = {pid: run_queue_wait_s(pid) for pid in pids()}
+        self.samples: list[tuple[int, float]] = []
+
+    def total(self) -> float:
+        return sum(max(0.0, run_queue_wait_s(pid) - self.base.get(pid, 0.0)) for pid in self.pids())
+
+    def sample(self) -> bool:
+        self.samples.append((time.time_ns(), self.total()))
+        return True
+
+    def at(self, ns: int) -> float:
+        return next((total for when, total in self.samples if when >= ns), self.total())
+
+
 class Process:
     """One child process; stdout and stderr go to *log_path* (appended to on restart)."""
 
@@ -144,6 +194,9 @@ class Process:
 
     def cpu_seconds(self) -> float:
         return cpu_seconds(self.pid) if self.proc is not None else 0.0
+
+    def run_queue_wait_s(self) -> float:
+        return run_queue_wait_s(self.pid) if self.alive else 0.0
 
     def rss_kib(self) -> int:
         return rss_kib(self.pid) if self.alive else 0

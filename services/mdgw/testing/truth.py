@@ -59,6 +59,13 @@ class Observed:
     rollbacks: list[str] = field(default_factory=list)  # a book at a lower u than the last
     channels: Counter[str] = field(default_factory=Counter)
     trades: defaultdict[Key, list[str]] = field(default_factory=lambda: defaultdict(list))
+    pub_ns: list[int] | None = None  # every message's pub_ns, when asked for (record_pub_ns)
+    last_pub_ns: int = 0  # of the last message of any topic: how far this consumer has read
+    last_book_pub_ns: dict[Key, int] = field(default_factory=dict)
+    # Set by TruthConsumer.watch_current: the u each book must reach, and the pub_ns of the
+    # first live book at or past it (the publisher's clock: this consumer's lag is not in it).
+    current_u: dict[Key, int] = field(default_factory=dict)
+    current_at_ns: dict[Key, int] = field(default_factory=dict)
 
 
 def subscriber(
@@ -81,6 +88,8 @@ class TruthConsumer:
 
     ``sample`` < 1 checks that fraction of books (chosen at random, seeded) plus the first
     book after every status change, for rates where checking all would cost too much.
+    ``record_pub_ns`` keeps every message's ``pub_ns``: rates on the publisher's clock, which
+    this consumer's own lag (it shares a busy process with the simulator) does not bend.
     """
 
     def __init__(
@@ -93,13 +102,14 @@ class TruthConsumer:
         publish_depth: int = 25,
         sample: float = 1.0,
         prefixes: Sequence[bytes] = (b"",),
+        record_pub_ns: bool = False,
     ) -> None:
         self.sim = sim
         self.depths = {s.key: s.depth for s in streams}
         self.publish_depth = publish_depth
         self.sample = sample
         self.rng = random.Random(1)
-        self.seen = Observed()
+        self.seen = Observed(pub_ns=[] if record_pub_ns else None)
         self.sub = subscriber(ctx, pub, prefixes)
         self._check_next: set[Key] = set()
         self.task: asyncio.Task[None] | None = None
@@ -152,6 +162,9 @@ class TruthConsumer:
                 seen.seq_errors.append(f"{topic!r}: seq {last} -> {msg['seq']}")
                 seen.seq_error_at.append(time.monotonic())
         seen.seq[topic] = msg["seq"]
+        seen.last_pub_ns = msg["pub_ns"]
+        if seen.pub_ns is not None:
+            seen.pub_ns.append(msg["pub_ns"])
         if wire.parse_gateway_topic(topic) != (channel, category, symbol):
             seen.wrong.append(f"topic {topic!r} does not match its payload")
         if channel == "status":
@@ -171,10 +184,19 @@ class TruthConsumer:
         if seen.state[key] != "live":
             seen.published_while_not_live.append(f"{key} u={msg['u']} ({seen.state[key]})")
         seen.last_book_at[key] = time.monotonic()
+        seen.last_book_pub_ns[key] = msg["pub_ns"]
         before = seen.last_u.get(key)
         if before is not None and msg["u"] < before and msg["u"] != 1:  # 1: Bybit's restart
             seen.rollbacks.append(f"{key}: book u {before} -> {msg['u']}")
         seen.last_u[key] = msg["u"]
+        wanted = seen.current_u.get(key)
+        if (
+            wanted is not None
+            and msg["u"] >= wanted
+            and key not in seen.current_at_ns
+            and seen.state[key] == "live"
+        ):
+            seen.current_at_ns[key] = msg["pub_ns"]
         depth = self.depths.get(key)
         if depth is None:
             return
@@ -204,6 +226,30 @@ class TruthConsumer:
             self.seen.last_book_at.get(k, 0.0) > since and self.seen.state.get(k) == "live"
             for k in keys
         )
+
+    def live_book_published_after(self, key: Key, ns: int) -> bool:
+        """A book of *key* published (``pub_ns``) after *ns*, and *key* is live."""
+        seen = self.seen
+        return seen.last_book_pub_ns.get(key, 0) > ns and seen.state.get(key) == "live"
+
+    def watch_current(self, keys: Iterable[Key]) -> None:
+        """From now on, note when each book is first published at the simulator's current u.
+
+        The u of each key is read now; :meth:`current_since` answers when every one of them
+        was published, live, at that u or later (a backlog of older books does not count).
+        """
+        market = self.sim.market
+        self.seen.current_at_ns = {}
+        self.seen.current_u = {
+            k: market.current_u(k[0], k[1], self.depths[k]) for k in keys if k in self.depths
+        }
+
+    def current_since(self) -> int | None:
+        """The pub_ns at which the last watched book became current; None while one is not."""
+        seen = self.seen
+        if len(seen.current_at_ns) < len(seen.current_u):
+            return None
+        return max(seen.current_at_ns.values(), default=None)
 
     def first_status(self, key: Key, state: str, after_ns: int) -> Status | None:
         for status in self.seen.statuses:
