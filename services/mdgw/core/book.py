@@ -39,7 +39,7 @@ from collections.abc import Sequence
 
 from mdgw.core.bybit import BookFrame, Level
 
-__all__ = ["BookOutcome", "OrderBook"]
+__all__ = ["BookOutcome", "OrderBook", "best_json", "delta_verdict", "top_json"]
 
 
 class BookOutcome(enum.Enum):
@@ -125,14 +125,11 @@ class OrderBook:
 
     def apply_delta(self, u: int, bids: Sequence[Level], asks: Sequence[Level]) -> BookOutcome:
         """Apply changed levels if ``u`` follows ``last_u``; see :class:`BookOutcome`."""
-        last_u = self._last_u
-        if not self._live or last_u is None:  # live implies last_u is set; this narrows it
-            return BookOutcome.NOT_SYNCED
-        if u <= last_u:
-            return BookOutcome.DUPLICATE
-        if u != last_u + 1:
-            self._drop()
-            return BookOutcome.GAP
+        verdict = delta_verdict(self._live, self._last_u, u)
+        if verdict is not None:
+            if verdict is BookOutcome.GAP:
+                self._drop()
+            return verdict
         depth = self._max_depth
         if bids:
             _update_side(self._bid_keys, self._bids, self._bid_json, bids, -1.0, depth)
@@ -163,13 +160,12 @@ class OrderBook:
         The ``bids``/``asks`` of a ``book`` payload without their brackets
         (:class:`mdgw.core.wire.BookTemplate`); ``""`` for an empty side.
         """
-        return ",".join(self._bid_json[:n]), ",".join(self._ask_json[:n])
+        return top_json(self._bid_json, self._ask_json, n)
 
     def best_json(self) -> tuple[str | None, str | None]:
         """JSON text of the best bid and best ask (None for an empty side): a cheap value
         that changes exactly when :meth:`best_bid` or :meth:`best_ask` does."""
-        bids, asks = self._bid_json, self._ask_json
-        return (bids[0] if bids else None), (asks[0] if asks else None)
+        return best_json(self._bid_json, self._ask_json)
 
     def best_bid(self) -> tuple[str, str] | None:
         return self._bids[0] if self._bids else None
@@ -185,6 +181,36 @@ class OrderBook:
         self._live = False
         self._bid_keys, self._bids, self._bid_json = [], [], []
         self._ask_keys, self._asks, self._ask_json = [], [], []
+
+
+# The rules and reads below are shared with mdgw.core.rpi_book, whose levels differ (three
+# strings) but whose sequencing and JSON texts follow the same rules. Module functions, not a
+# base class: OrderBook is compiled and RpiBook is not, and an interpreted subclass of a
+# compiled class would slow OrderBook down (mypyc's allow_interpreted_subclasses).
+
+
+def delta_verdict(live: bool, last_u: int | None, u: int) -> BookOutcome | None:
+    """The ``u`` rule for a delta: ``None`` to apply it, else why it is refused.
+
+    On :attr:`BookOutcome.GAP` the caller drops its book (a missed delta cannot be recovered).
+    """
+    if not live or last_u is None:  # live implies last_u is set; this narrows it
+        return BookOutcome.NOT_SYNCED
+    if u <= last_u:
+        return BookOutcome.DUPLICATE
+    if u != last_u + 1:
+        return BookOutcome.GAP
+    return None
+
+
+def top_json(bid_json: list[str], ask_json: list[str], n: int) -> tuple[str, str]:
+    """The ``n`` best levels of each side joined into JSON array bodies (``""`` if empty)."""
+    return ",".join(bid_json[:n]), ",".join(ask_json[:n])
+
+
+def best_json(bid_json: list[str], ask_json: list[str]) -> tuple[str | None, str | None]:
+    """The best level's JSON text of each side (``None`` for an empty side)."""
+    return (bid_json[0] if bid_json else None), (ask_json[0] if ask_json else None)
 
 
 def _build_side(

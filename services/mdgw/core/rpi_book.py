@@ -30,7 +30,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Sequence
 
-from mdgw.core.book import BookOutcome
+from mdgw.core.book import BookOutcome, best_json, delta_verdict, top_json
 from mdgw.core.bybit import RpiFrame, RpiLevel
 
 __all__ = ["RpiBook"]
@@ -99,14 +99,11 @@ class RpiBook:
     def apply_delta(
         self, u: int, bids: Sequence[RpiLevel], asks: Sequence[RpiLevel]
     ) -> BookOutcome:
-        last_u = self._last_u
-        if not self._live or last_u is None:
-            return BookOutcome.NOT_SYNCED
-        if u <= last_u:
-            return BookOutcome.DUPLICATE
-        if u != last_u + 1:
-            self._drop()
-            return BookOutcome.GAP
+        verdict = delta_verdict(self._live, self._last_u, u)
+        if verdict is not None:
+            if verdict is BookOutcome.GAP:
+                self._drop()
+            return verdict
         depth = self._max_depth
         if bids:
             _update_side(self._bid_keys, self._bids, self._bid_json, bids, -1.0, depth)
@@ -130,11 +127,10 @@ class RpiBook:
 
     def top_json(self, n: int) -> tuple[str, str]:
         """The ``n`` best bids and asks as JSON array bodies (``'["99.5","1","0"]'``)."""
-        return ",".join(self._bid_json[:n]), ",".join(self._ask_json[:n])
+        return top_json(self._bid_json, self._ask_json, n)
 
     def best_json(self) -> tuple[str | None, str | None]:
-        bids, asks = self._bid_json, self._ask_json
-        return (bids[0] if bids else None), (asks[0] if asks else None)
+        return best_json(self._bid_json, self._ask_json)
 
     def _is_crossed(self) -> bool:
         bid = _best_non_rpi(self._bid_keys, self._bids)
