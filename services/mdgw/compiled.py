@@ -47,6 +47,7 @@ MODULES: tuple[str, ...] = (
     "mdgw.core.bybit_frames",
     "mdgw.core.bybit",
     "mdgw.core.book",
+    "mdgw.core.rpi_book",
     "mdgw.core.arbiter",
     "mdgw.core.hub_state",
     "mdgw.core.conflation",

@@ -36,10 +36,11 @@ from __future__ import annotations
 import enum
 from bisect import bisect_left
 from collections.abc import Sequence
+from typing import Generic, TypeVar
 
 from mdgw.core.bybit import BookFrame, Level
 
-__all__ = ["BookOutcome", "OrderBook", "best_json", "delta_verdict", "top_json"]
+__all__ = ["BookOutcome", "OrderBook", "SyncedBook"]
 
 
 class BookOutcome(enum.Enum):
@@ -53,8 +54,20 @@ class BookOutcome(enum.Enum):
     NOT_SYNCED = "not_synced"  # delta while not live (no snapshot yet): dropped
 
 
-class OrderBook:
-    """Bids and asks of one depth topic, kept in sync by ``u`` (see the module docstring)."""
+_Item = TypeVar("_Item", bound=tuple[str, ...])  # a level as stored: its strings
+_Lvl = TypeVar("_Lvl", bound=tuple[object, ...])  # a level as decoded (mdgw.core.bybit)
+
+
+class SyncedBook(Generic[_Item, _Lvl]):
+    """Bids and asks kept in sync by ``u`` (the module docstring's rules and layout), whatever
+    a level holds: :class:`OrderBook` (``(price, size)``) and
+    :class:`mdgw.core.rpi_book.RpiBook` (``(price, non_rpi, rpi)``) say how their levels are
+    built and updated and when the book is crossed; the sequencing and reads are here, once.
+
+    Both subclasses are compiled with this class (``mdgw.compiled.MODULES``): an interpreted
+    subclass of a compiled class would need mypyc's ``allow_interpreted_subclasses``, which
+    slows the compiled class down.
+    """
 
     __slots__ = (
         "_ask_json",
@@ -76,10 +89,10 @@ class OrderBook:
         self._last_u: int | None = None
         # _bid_keys[i] is -float(price of _bids[i]): ascending keys = descending bids.
         self._bid_keys: list[float] = []
-        self._bids: list[tuple[str, str]] = []
-        self._bid_json: list[str] = []  # _bid_json[i] is '["price","size"]' of _bids[i]
+        self._bids: list[_Item] = []
+        self._bid_json: list[str] = []  # _bid_json[i] is the JSON text of _bids[i]
         self._ask_keys: list[float] = []
-        self._asks: list[tuple[str, str]] = []
+        self._asks: list[_Item] = []
         self._ask_json: list[str] = []
 
     @property
@@ -106,16 +119,10 @@ class OrderBook:
     def ask_count(self) -> int:
         return len(self._ask_keys)
 
-    def apply(self, frame: BookFrame) -> BookOutcome:
-        """Apply a decoded ``orderbook.*`` frame (snapshot or delta)."""
-        if frame.snapshot:
-            return self.apply_snapshot(frame.u, frame.bids, frame.asks)
-        return self.apply_delta(frame.u, frame.bids, frame.asks)
-
-    def apply_snapshot(self, u: int, bids: Sequence[Level], asks: Sequence[Level]) -> BookOutcome:
+    def apply_snapshot(self, u: int, bids: Sequence[_Lvl], asks: Sequence[_Lvl]) -> BookOutcome:
         """Replace the whole book. Any ``u`` is accepted: Bybit resends snapshots at will."""
-        self._bid_keys, self._bids, self._bid_json = _build_side(bids, -1.0, self._max_depth)
-        self._ask_keys, self._asks, self._ask_json = _build_side(asks, 1.0, self._max_depth)
+        self._bid_keys, self._bids, self._bid_json = self._build_side(bids, -1.0)
+        self._ask_keys, self._asks, self._ask_json = self._build_side(asks, 1.0)
         self._last_u = u
         if self._is_crossed():
             self._drop()
@@ -123,18 +130,20 @@ class OrderBook:
         self._live = True
         return BookOutcome.RESET
 
-    def apply_delta(self, u: int, bids: Sequence[Level], asks: Sequence[Level]) -> BookOutcome:
+    def apply_delta(self, u: int, bids: Sequence[_Lvl], asks: Sequence[_Lvl]) -> BookOutcome:
         """Apply changed levels if ``u`` follows ``last_u``; see :class:`BookOutcome`."""
-        verdict = delta_verdict(self._live, self._last_u, u)
-        if verdict is not None:
-            if verdict is BookOutcome.GAP:
-                self._drop()
-            return verdict
-        depth = self._max_depth
+        last_u = self._last_u
+        if not self._live or last_u is None:  # live implies last_u is set; this narrows it
+            return BookOutcome.NOT_SYNCED
+        if u <= last_u:
+            return BookOutcome.DUPLICATE
+        if u != last_u + 1:
+            self._drop()
+            return BookOutcome.GAP
         if bids:
-            _update_side(self._bid_keys, self._bids, self._bid_json, bids, -1.0, depth)
+            self._update_side(self._bid_keys, self._bids, self._bid_json, bids, -1.0)
         if asks:
-            _update_side(self._ask_keys, self._asks, self._ask_json, asks, 1.0, depth)
+            self._update_side(self._ask_keys, self._asks, self._ask_json, asks, 1.0)
         self._last_u = u
         if self._is_crossed():
             self._drop()
@@ -146,12 +155,12 @@ class OrderBook:
         self._drop()
         self._last_u = None
 
-    def top_bids(self, n: int) -> list[tuple[str, str]]:
-        """Up to ``n`` best bids, highest price first, as ``(price, size)`` strings."""
+    def top_bids(self, n: int) -> list[_Item]:
+        """Up to ``n`` best bids, highest price first, as tuples of strings."""
         return self._bids[:n]
 
-    def top_asks(self, n: int) -> list[tuple[str, str]]:
-        """Up to ``n`` best asks, lowest price first, as ``(price, size)`` strings."""
+    def top_asks(self, n: int) -> list[_Item]:
+        """Up to ``n`` best asks, lowest price first, as tuples of strings."""
         return self._asks[:n]
 
     def top_json(self, n: int) -> tuple[str, str]:
@@ -160,57 +169,77 @@ class OrderBook:
         The ``bids``/``asks`` of a ``book`` payload without their brackets
         (:class:`mdgw.core.wire.BookTemplate`); ``""`` for an empty side.
         """
-        return top_json(self._bid_json, self._ask_json, n)
+        return ",".join(self._bid_json[:n]), ",".join(self._ask_json[:n])
 
     def best_json(self) -> tuple[str | None, str | None]:
         """JSON text of the best bid and best ask (None for an empty side): a cheap value
         that changes exactly when :meth:`best_bid` or :meth:`best_ask` does."""
-        return best_json(self._bid_json, self._ask_json)
+        bids, asks = self._bid_json, self._ask_json
+        return (bids[0] if bids else None), (asks[0] if asks else None)
 
-    def best_bid(self) -> tuple[str, str] | None:
+    def best_bid(self) -> _Item | None:
         return self._bids[0] if self._bids else None
 
-    def best_ask(self) -> tuple[str, str] | None:
+    def best_ask(self) -> _Item | None:
         return self._asks[0] if self._asks else None
-
-    def _is_crossed(self) -> bool:
-        bid_keys, ask_keys = self._bid_keys, self._ask_keys
-        return bool(bid_keys) and bool(ask_keys) and -bid_keys[0] >= ask_keys[0]
 
     def _drop(self) -> None:
         self._live = False
         self._bid_keys, self._bids, self._bid_json = [], [], []
         self._ask_keys, self._asks, self._ask_json = [], [], []
 
+    # What a subclass says about its levels. ``sign`` is -1.0 for bids (module docstring).
 
-# The rules and reads below are shared with mdgw.core.rpi_book, whose levels differ (three
-# strings) but whose sequencing and JSON texts follow the same rules. Module functions, not a
-# base class: OrderBook is compiled and RpiBook is not, and an interpreted subclass of a
-# compiled class would slow OrderBook down (mypyc's allow_interpreted_subclasses).
+    def _build_side(
+        self, levels: Sequence[_Lvl], sign: float
+    ) -> tuple[list[float], list[_Item], list[str]]:
+        """A fresh side from snapshot levels, at most ``max_depth`` of them."""
+        raise NotImplementedError
 
+    def _update_side(
+        self,
+        keys: list[float],
+        items: list[_Item],
+        texts: list[str],
+        levels: Sequence[_Lvl],
+        sign: float,
+    ) -> None:
+        """Apply one side of a delta in place, keeping at most ``max_depth`` levels."""
+        raise NotImplementedError
 
-def delta_verdict(live: bool, last_u: int | None, u: int) -> BookOutcome | None:
-    """The ``u`` rule for a delta: ``None`` to apply it, else why it is refused.
-
-    On :attr:`BookOutcome.GAP` the caller drops its book (a missed delta cannot be recovered).
-    """
-    if not live or last_u is None:  # live implies last_u is set; this narrows it
-        return BookOutcome.NOT_SYNCED
-    if u <= last_u:
-        return BookOutcome.DUPLICATE
-    if u != last_u + 1:
-        return BookOutcome.GAP
-    return None
-
-
-def top_json(bid_json: list[str], ask_json: list[str], n: int) -> tuple[str, str]:
-    """The ``n`` best levels of each side joined into JSON array bodies (``""`` if empty)."""
-    return ",".join(bid_json[:n]), ",".join(ask_json[:n])
+    def _is_crossed(self) -> bool:
+        raise NotImplementedError
 
 
-def best_json(bid_json: list[str], ask_json: list[str]) -> tuple[str | None, str | None]:
-    """The best level's JSON text of each side (``None`` for an empty side)."""
-    return (bid_json[0] if bid_json else None), (ask_json[0] if ask_json else None)
+class OrderBook(SyncedBook[tuple[str, str], Level]):
+    """Bids and asks of one depth topic, kept in sync by ``u`` (see the module docstring)."""
+
+    __slots__ = ()
+
+    def apply(self, frame: BookFrame) -> BookOutcome:
+        """Apply a decoded ``orderbook.*`` frame (snapshot or delta)."""
+        if frame.snapshot:
+            return self.apply_snapshot(frame.u, frame.bids, frame.asks)
+        return self.apply_delta(frame.u, frame.bids, frame.asks)
+
+    def _build_side(
+        self, levels: Sequence[Level], sign: float
+    ) -> tuple[list[float], list[tuple[str, str]], list[str]]:
+        return _build_side(levels, sign, self._max_depth)
+
+    def _update_side(
+        self,
+        keys: list[float],
+        items: list[tuple[str, str]],
+        texts: list[str],
+        levels: Sequence[Level],
+        sign: float,
+    ) -> None:
+        _update_side(keys, items, texts, levels, sign, self._max_depth)
+
+    def _is_crossed(self) -> bool:
+        bid_keys, ask_keys = self._bid_keys, self._ask_keys
+        return bool(bid_keys) and bool(ask_keys) and -bid_keys[0] >= ask_keys[0]
 
 
 def _build_side(

@@ -20,9 +20,11 @@ orders of both sides overlapping each other. So the book counts as crossed only 
 best bid holding non-RPI size is at or above its best ask holding non-RPI size: that can
 only be a broken book, whereas a check over every level could fire on a correct one.
 
-Layout as in :class:`mdgw.core.book.OrderBook`: per side parallel lists kept sorted with
-:mod:`bisect` (keys, ``(price, non_rpi, rpi)`` string triples, and each level's JSON text
-``["price","non_rpi","rpi"]``), bid keys negated so both sides ascend best first.
+Sequencing, layout and reads are :class:`mdgw.core.book.SyncedBook`'s, shared with
+:class:`mdgw.core.book.OrderBook`: per side parallel lists kept sorted with :mod:`bisect`
+(keys, ``(price, non_rpi, rpi)`` string triples, and each level's JSON text
+``["price","non_rpi","rpi"]``), bid keys negated so both sides ascend best first. This
+module says only how RPI levels are built and updated and when the book is crossed.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Sequence
 
-from mdgw.core.book import BookOutcome, best_json, delta_verdict, top_json
+from mdgw.core.book import BookOutcome, SyncedBook
 from mdgw.core.bybit import RpiFrame, RpiLevel
 
 __all__ = ["RpiBook"]
@@ -38,45 +40,10 @@ __all__ = ["RpiBook"]
 Triple = tuple[str, str, str]
 
 
-class RpiBook:
+class RpiBook(SyncedBook[Triple, RpiLevel]):
     """Bids and asks of one RPI topic, kept in sync by ``u`` (see the module docstring)."""
 
-    __slots__ = (
-        "_ask_json",
-        "_ask_keys",
-        "_asks",
-        "_bid_json",
-        "_bid_keys",
-        "_bids",
-        "_last_u",
-        "_live",
-        "_max_depth",
-    )
-
-    def __init__(self, max_depth: int) -> None:
-        if max_depth < 1:
-            raise ValueError(f"max_depth must be >= 1, got {max_depth}")
-        self._max_depth = max_depth
-        self._live = False
-        self._last_u: int | None = None
-        self._bid_keys: list[float] = []
-        self._bids: list[Triple] = []
-        self._bid_json: list[str] = []
-        self._ask_keys: list[float] = []
-        self._asks: list[Triple] = []
-        self._ask_json: list[str] = []
-
-    @property
-    def live(self) -> bool:
-        return self._live
-
-    @property
-    def last_u(self) -> int | None:
-        return self._last_u
-
-    @property
-    def max_depth(self) -> int:
-        return self._max_depth
+    __slots__ = ()
 
     def apply(self, frame: RpiFrame) -> BookOutcome:
         """Apply a decoded ``orderbook.rpi.*`` frame (snapshot or delta)."""
@@ -84,63 +51,25 @@ class RpiBook:
             return self.apply_snapshot(frame.u, frame.bids, frame.asks)
         return self.apply_delta(frame.u, frame.bids, frame.asks)
 
-    def apply_snapshot(
-        self, u: int, bids: Sequence[RpiLevel], asks: Sequence[RpiLevel]
-    ) -> BookOutcome:
-        self._bid_keys, self._bids, self._bid_json = _build_side(bids, -1.0, self._max_depth)
-        self._ask_keys, self._asks, self._ask_json = _build_side(asks, 1.0, self._max_depth)
-        self._last_u = u
-        if self._is_crossed():
-            self._drop()
-            return BookOutcome.CROSSED
-        self._live = True
-        return BookOutcome.RESET
+    def _build_side(
+        self, levels: Sequence[RpiLevel], sign: float
+    ) -> tuple[list[float], list[Triple], list[str]]:
+        return _build_side(levels, sign, self._max_depth)
 
-    def apply_delta(
-        self, u: int, bids: Sequence[RpiLevel], asks: Sequence[RpiLevel]
-    ) -> BookOutcome:
-        verdict = delta_verdict(self._live, self._last_u, u)
-        if verdict is not None:
-            if verdict is BookOutcome.GAP:
-                self._drop()
-            return verdict
-        depth = self._max_depth
-        if bids:
-            _update_side(self._bid_keys, self._bids, self._bid_json, bids, -1.0, depth)
-        if asks:
-            _update_side(self._ask_keys, self._asks, self._ask_json, asks, 1.0, depth)
-        self._last_u = u
-        if self._is_crossed():
-            self._drop()
-            return BookOutcome.CROSSED
-        return BookOutcome.APPLIED
-
-    def invalidate(self) -> None:
-        self._drop()
-        self._last_u = None
-
-    def top_bids(self, n: int) -> list[Triple]:
-        return self._bids[:n]
-
-    def top_asks(self, n: int) -> list[Triple]:
-        return self._asks[:n]
-
-    def top_json(self, n: int) -> tuple[str, str]:
-        """The ``n`` best bids and asks as JSON array bodies (``'["99.5","1","0"]'``)."""
-        return top_json(self._bid_json, self._ask_json, n)
-
-    def best_json(self) -> tuple[str | None, str | None]:
-        return best_json(self._bid_json, self._ask_json)
+    def _update_side(
+        self,
+        keys: list[float],
+        items: list[Triple],
+        texts: list[str],
+        levels: Sequence[RpiLevel],
+        sign: float,
+    ) -> None:
+        _update_side(keys, items, texts, levels, sign, self._max_depth)
 
     def _is_crossed(self) -> bool:
         bid = _best_non_rpi(self._bid_keys, self._bids)
         ask = _best_non_rpi(self._ask_keys, self._asks)
         return bid is not None and ask is not None and -bid >= ask
-
-    def _drop(self) -> None:
-        self._live = False
-        self._bid_keys, self._bids, self._bid_json = [], [], []
-        self._ask_keys, self._asks, self._ask_json = [], [], []
 
 
 def _best_non_rpi(keys: list[float], triples: list[Triple]) -> float | None:
