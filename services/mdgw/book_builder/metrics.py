@@ -55,7 +55,6 @@ RESYNC_REASONS: Final = (
     "ingestor_silent",
 )
 STATES: Final = tuple(s.value for s in State)
-# How long a scrape waits for the event loop to take the snapshot.
 # Hub counters exported as mdgw_builder_events_total{event} (the stats line has them all).
 _EVENTS: Final = (
     "bad_envelopes",

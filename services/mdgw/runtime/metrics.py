@@ -218,7 +218,7 @@ class LoopViews(Generic[V]):
         try:
             view = self.take()
         except (TimeoutError, RuntimeError) as exc:
-            return False, {"status": "degraded", "problems": [f"event loop: {exc}"]}
+            return health_verdict([f"event loop: {exc}"], {})
         return verdict(view)
 
 
