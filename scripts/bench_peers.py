@@ -87,6 +87,7 @@ class Outcome:
     per_frame_us: list[float] = field(default_factory=list)
     wrong: int = 0
     checked: int = 0
+    published: int = 0  # books the path put out in its last run (mdgw: book payloads)
 
 
 # --------------------------------------------------------------------------------- data
@@ -130,6 +131,7 @@ def recordings(min_frames: int) -> list[Dataset]:
             for line in path.read_text().splitlines()
             if line.startswith('{"topic":"orderbook.')
         ]
+        book, left_out = deepest_only(book)
         if not book:
             continue
         passes = max(1, -(-min_frames // len(book)))
@@ -139,35 +141,118 @@ def recordings(min_frames: int) -> list[Dataset]:
                 f"real: {name.removesuffix('.jsonl')}",
                 category,
                 [],
-                book * passes,
-                f"{len(book)} frames x {passes}",
+                fresh_passes(book, passes),
+                f"{len(book)} frames x {passes} passes"
+                + (f" ({left_out} shallower frames left out)" if left_out else ""),
             )
         )
     return out
 
 
-def truth(ds: Dataset) -> dict[str, tuple[list[tuple[str, str]], list[tuple[str, str]]]]:
-    """Naive replay: symbol -> top-25 bids and asks as (price, size) strings."""
+def deepest_only(book: list[str]) -> tuple[list[str], int]:
+    """The frames of each symbol's deepest topic, and how many were left out. A symbol at two
+    depths (``orderbook.1`` beside ``orderbook.50``) is one book to cryptofeed, which lets each
+    level-1 snapshot replace its deep book, and two to mdgw, which publishes the deep one and
+    fuses level 1 into the ``bbo``: no book could be checked against both."""
+    depth: dict[str, int] = {}
+    topics = [json.loads(line)["topic"] for line in book]
+    for topic in topics:
+        _, d, sym = topic.split(".", 2)
+        depth[sym] = max(depth.get(sym, 0), int(d))
+    kept = [
+        line
+        for line, topic in zip(book, topics, strict=True)
+        if int(topic.split(".")[1]) == depth[topic.split(".", 2)[2]]
+    ]
+    return kept, len(book) - len(kept)
+
+
+def fresh_passes(book: list[str], passes: int) -> list[str]:
+    """``passes`` replays of a recording's order-book frames, each one new data.
+
+    The same message again (same ``u`` and ``ts``) is a duplicate that mdgw's arbiter drops
+    at once while cryptofeed applies it: replaying a recording as it is would measure mdgw
+    dropping copies. So pass ``k`` shifts every ``u`` by ``k`` times its topic's span in the
+    recording (``max u - min u + 1``) and ``ts``, ``cts`` and ``seq`` by ``k`` times theirs:
+    pass ``k`` continues pass ``k - 1`` (its first frame of a topic, a snapshot, is newer
+    than anything pass ``k - 1`` held; deltas keep their contiguous ``u``). Each topic's
+    first frame must be a snapshot, else no shift can make the replay continue."""
+    msgs = [json.loads(line) for line in book]
+    u_span: dict[str, int] = {}
+    first: dict[str, str] = {}
+    for topic, lo, hi in _spans(msgs, lambda m: m["topic"], lambda m: m["data"]["u"]):
+        u_span[topic] = hi - lo + 1
+    for m in msgs:
+        first.setdefault(m["topic"], m["type"])
+    if any(kind != "snapshot" for kind in first.values()):
+        raise ValueError("a topic's first frame is not a snapshot: passes cannot continue")
+    spans = {}
+    for key, get in (
+        ("ts", lambda m: m["ts"]),
+        ("cts", lambda m: m.get("cts")),
+        ("seq", lambda m: m["data"].get("seq")),
+    ):
+        values = [v for v in map(get, msgs) if v is not None]
+        spans[key] = max(values) - min(values) + 1 if values else 0
+    out = []
+    for k in range(passes):
+        for m in msgs:
+            if k:
+                m = json.loads(json.dumps(m))
+                data = m["data"]
+                data["u"] += k * u_span[m["topic"]]
+                m["ts"] += k * spans["ts"]
+                if "cts" in m:
+                    m["cts"] += k * spans["cts"]
+                if "seq" in data:
+                    data["seq"] += k * spans["seq"]
+            out.append(json.dumps(m, separators=(",", ":")))
+    return out
+
+
+def _spans(
+    msgs: list[dict[str, Any]], key: Callable[[Any], str], get: Callable[[Any], int]
+) -> list[tuple[str, int, int]]:
+    lo: dict[str, int] = {}
+    hi: dict[str, int] = {}
+    for m in msgs:
+        k, v = key(m), get(m)
+        lo[k] = min(lo.get(k, v), v)
+        hi[k] = max(hi.get(k, v), v)
+    return [(k, lo[k], hi[k]) for k in lo]
+
+
+Books = dict[str, tuple[list[tuple[str, str]], list[tuple[str, str]]]]
+
+
+def truth(ds: Dataset) -> tuple[Books, int]:
+    """Naive replay: symbol -> top-25 bids and asks as (price, size) strings, and how many of
+    the timed frames changed their book (a level added, moved, resized or removed)."""
     books: dict[str, tuple[dict[Decimal, tuple[str, str]], dict[Decimal, tuple[str, str]]]] = {}
-    for raw in [*ds.primer, *ds.frames]:
+    changing = 0
+    for i, raw in enumerate([*ds.primer, *ds.frames]):
         msg = json.loads(raw)
         data = msg["data"]
+        before = books.get(data["s"])
         if msg["type"] == "snapshot":
             books[data["s"]] = ({}, {})
         sides = books[data["s"]]
+        before = None if before is None else (dict(before[0]), dict(before[1]))
         for side, key in ((sides[0], "b"), (sides[1], "a")):
             for price, size in data[key]:
                 if Decimal(size) == 0:
                     side.pop(Decimal(price), None)
                 else:
                     side[Decimal(price)] = (price, size)
-    return {
+        changing += i >= len(ds.primer) and before != sides
+    top = {
         sym: (
             [bids[k] for k in sorted(bids, reverse=True)[:TOP]],
             [asks[k] for k in sorted(asks)[:TOP]],
         )
         for sym, (bids, asks) in books.items()
     }
+    return top, changing
 
 
 # -------------------------------------------------------------------------------- paths
@@ -198,6 +283,7 @@ class MdgwPath:
         for env in self.primer:
             on_raw(env, 1.0)
         hub.outbox.clear()
+        self.primed = hub.stats.books_out
         outbox, latencies = hub.outbox, hub.latencies
         gc.collect()
         started = time.perf_counter_ns()
@@ -222,6 +308,9 @@ class MdgwPath:
         if any(e[0] == "malformed_frame" for e in hub.events) or hub.stats.resyncs:
             wrong += 1
         return wrong, len(expected)
+
+    def published(self, hub: Hub) -> int:
+        return int(hub.stats.books_out - self.primed)
 
 
 class CryptofeedPath:
@@ -264,6 +353,7 @@ class CryptofeedPath:
             _drive(handler(f, conn, 1.0))
         sink.clear()
         frames_ = self.ds.frames
+        published = 0
         gc.collect()
         started = time.perf_counter_ns()
         for i, f in enumerate(frames_):
@@ -275,8 +365,10 @@ class CryptofeedPath:
             else:
                 raise RuntimeError("cryptofeed's handler waited")
             if i & 255 == 255:
+                published += len(sink)
                 sink.clear()
         elapsed = time.perf_counter_ns() - started
+        self.last_published = published + len(sink)
         return elapsed / 1000 / len(frames_), feed
 
     def check(self, feed: Any, expected: dict[str, Any]) -> tuple[int, int]:
@@ -293,6 +385,9 @@ class CryptofeedPath:
             want_a = [(Decimal(p), Decimal(s)) for p, s in asks]
             wrong += got_b != want_b or got_a != want_a
         return wrong, len(expected)
+
+    def published(self, feed: Any) -> int:
+        return self.last_published
 
 
 def _drive(coro: Any) -> None:
@@ -346,8 +441,9 @@ except ImportError:  # only the mdgw path can run without the peers venv
 # ---------------------------------------------------------------------------------- run
 
 
-def measure(ds: Dataset, rounds: int, paths: tuple[str, ...]) -> dict[str, Outcome]:
-    expected = truth(ds)
+def measure(ds: Dataset, rounds: int, paths: tuple[str, ...]) -> tuple[dict[str, Outcome], int]:
+    """Each path's outcome and how many timed frames changed a book (the naive replay)."""
+    expected, changing = truth(ds)
     makers: dict[str, Callable[[], Any]] = {
         "mdgw": lambda: MdgwPath(ds),
         "cryptofeed BookZMQ": lambda: CryptofeedPath(ds, payload=True),
@@ -364,8 +460,9 @@ def measure(ds: Dataset, rounds: int, paths: tuple[str, ...]) -> dict[str, Outco
             res.per_frame_us.append(per_frame)
             res.wrong += wrong
             res.checked += checked
+            res.published = runners[name].published(state)
             del state
-    return results
+    return results, changing
 
 
 def render(rows: list[list[str]]) -> str:
@@ -377,6 +474,7 @@ def render(rows: list[list[str]]) -> str:
         "BookZMQ / mdgw",
         "bare / mdgw",
         "books checked / wrong",
+        "frames / changing / published (mdgw, BookZMQ, bare)",
     ]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
 
@@ -416,7 +514,7 @@ def main() -> int:
     problems = 0
     for ds in datasets:
         print(f"bench-peers: {ds.name}: {ds.note}, {args.rounds} rounds", file=sys.stderr)
-        res = measure(ds, args.rounds, paths)
+        res, changing = measure(ds, args.rounds, paths)
         med = {name: statistics.median(o.per_frame_us) for name, o in res.items()}
         checked = sum(o.checked for o in res.values())
         wrong = sum(o.wrong for o in res.values())
@@ -431,6 +529,8 @@ def main() -> int:
                 "-" if cf_zmq is None else f"{cf_zmq / med['mdgw']:.2f}",
                 "-" if cf_bare is None else f"{cf_bare / med['mdgw']:.2f}",
                 f"{checked} / {wrong}",
+                f"{len(ds.frames)} / {changing} / "
+                + ", ".join(str(res[n].published) if n in res else "-" for n in PATHS),
             ]
         )
         doc_rows.append(
@@ -441,6 +541,8 @@ def main() -> int:
                 "median_us_per_frame": med,
                 "runs_us_per_frame": {n: o.per_frame_us for n, o in res.items()},
                 "books_checked": checked,
+                "frames_changing_a_book": changing,
+                "published_per_run": {n: o.published for n, o in res.items()},
                 "books_wrong": {n: o.wrong for n, o in res.items()},
             }
         )
