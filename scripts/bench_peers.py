@@ -196,16 +196,15 @@ def fresh_passes(book: list[str], passes: int) -> list[str]:
         spans[key] = max(values) - min(values) + 1 if values else 0
     out = []
     for k in range(passes):
-        for m in msgs:
-            if k:
-                m = json.loads(json.dumps(m))
-                data = m["data"]
-                data["u"] += k * u_span[m["topic"]]
-                m["ts"] += k * spans["ts"]
-                if "cts" in m:
-                    m["cts"] += k * spans["cts"]
-                if "seq" in data:
-                    data["seq"] += k * spans["seq"]
+        for original in msgs:
+            m = json.loads(json.dumps(original))
+            data = m["data"]
+            data["u"] += k * u_span[m["topic"]]
+            m["ts"] += k * spans["ts"]
+            if "cts" in m:
+                m["cts"] += k * spans["cts"]
+            if "seq" in data:
+                data["seq"] += k * spans["seq"]
             out.append(json.dumps(m, separators=(",", ":")))
     return out
 
