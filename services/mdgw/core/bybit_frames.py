@@ -21,9 +21,13 @@ Level = tuple[float, str, str, float]
 A size of 0 deletes the level. The strings are exactly what Bybit sent."""
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class BookFrame:
-    """An ``orderbook.{depth}.{symbol}`` frame."""
+    """An ``orderbook.{depth}.{symbol}`` frame.
+
+    Its ``__init__`` is written out (``init=False``): mypyc compiles it, where the one the
+    ``dataclass`` decorator generates runs interpreted, some 4,700 instructions a frame
+    (docs/performance.md, "Per frame on small frames")."""
 
     topic: str
     symbol: str
@@ -35,6 +39,30 @@ class BookFrame:
     cts: int  # matching-engine time (ms); 0 in frames older than Dec 2023
     bids: list[Level]
     asks: list[Level]
+
+    def __init__(  # noqa: PLR0917 (the frame's fields, in order, as a dataclass takes them)
+        self,
+        topic: str,
+        symbol: str,
+        depth: int,
+        snapshot: bool,
+        u: int,
+        seq: int,
+        ts: int,
+        cts: int,
+        bids: list[Level],
+        asks: list[Level],
+    ) -> None:
+        self.topic = topic
+        self.symbol = symbol
+        self.depth = depth
+        self.snapshot = snapshot
+        self.u = u
+        self.seq = seq
+        self.ts = ts
+        self.cts = cts
+        self.bids = bids
+        self.asks = asks
 
 
 class FullFrame(BookFrame):
