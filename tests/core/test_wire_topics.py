@@ -327,3 +327,54 @@ def test_book_template_validates_its_topic() -> None:
         wire.BookTemplate("futures", "BTCUSDT")
     with pytest.raises(WireError):
         wire.BookTemplate("linear", 'BTC"USDT')
+
+
+decimals = st.from_regex(r"[0-9.]{1,20}", fullmatch=True)
+
+
+@settings(max_examples=examples(200), deadline=None)
+@given(
+    category=st.sampled_from(CATEGORIES),
+    symbol=st.from_regex(r"[A-Za-z0-9_-]{1,64}", fullmatch=True),
+    ints=st.lists(st.integers(min_value=0, max_value=U64), min_size=6, max_size=6),
+    bid=st.none() | st.tuples(decimals, decimals),
+    ask=st.none() | st.tuples(decimals, decimals),
+    depth=st.sampled_from([1, 50, 200, 500, 1000, "full"]),
+)
+def test_bbo_template_renders_the_bytes_encode_bbo_makes(
+    *,
+    category: str,
+    symbol: str,
+    ints: list[int],
+    bid: tuple[str, str] | None,
+    ask: tuple[str, str] | None,
+    depth: int | str,
+) -> None:
+    """The builder's bbo (a template) against the payload's dict encoded by orjson."""
+    seq, pub_ns, recv_ns, u, ts, bybit_seq = ints
+    fast = wire.BboTemplate(category, symbol).render(
+        seq, pub_ns, recv_ns, u, ts, bid, ask, bybit_seq, depth
+    )
+    reference = wire.encode_bbo(
+        category,
+        symbol,
+        seq=seq,
+        pub_ns=pub_ns,
+        recv_ns=recv_ns,
+        u=u,
+        ts=ts,
+        bid=None if bid is None else bid[0],
+        bid_size=None if bid is None else bid[1],
+        ask=None if ask is None else ask[0],
+        ask_size=None if ask is None else ask[1],
+        bybit_seq=bybit_seq,
+        depth=depth,
+    )
+    assert fast == reference
+
+
+def test_bbo_template_validates_its_topic() -> None:
+    with pytest.raises(WireError):
+        wire.BboTemplate("futures", "BTCUSDT")
+    with pytest.raises(WireError):
+        wire.BboTemplate("linear", 'BTC"USDT')

@@ -145,6 +145,7 @@ class HubBooks:
             bbo_topic=bbo_topic,
             status_topic=status_topic,
             book_template=wire.BookTemplate(category, symbol, channel, full=full),
+            bbo_template=wire.BboTemplate(category, symbol),
             book_seq=self._counter(book_topic),
             bbo_seq=self._counter(bbo_topic),
             status_seq=self._counter(status_topic),
@@ -217,21 +218,16 @@ class HubBooks:
         book.last_best = best
         # An RPI book returned above: an ordinary or a full book (mypyc checks the cast).
         deep = cast(OrderBook | FullBook, ob)
-        bid, ask = deep.best_bid(), deep.best_ask()
-        bbo = wire.encode_bbo(
-            book.category,
-            book.symbol,
-            seq=book.bbo_seq.next(),
-            pub_ns=pub_ns,
-            recv_ns=recv_ns,
-            u=frame.u,
-            ts=frame.ts,
-            bid=bid[0] if bid else None,
-            bid_size=bid[1] if bid else None,
-            ask=ask[0] if ask else None,
-            ask_size=ask[1] if ask else None,
-            bybit_seq=frame.seq,
-            depth="full" if type(frame) is FullFrame else frame.depth,
+        bbo = book.bbo_template.render(
+            book.bbo_seq.next(),
+            pub_ns,
+            recv_ns,
+            frame.u,
+            frame.ts,
+            deep.best_bid(),
+            deep.best_ask(),
+            frame.seq,
+            "full" if type(frame) is FullFrame else frame.depth,
         )
         self.outbox.append((book.bbo_topic, bbo))
         if fusion is not None:

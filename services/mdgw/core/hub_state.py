@@ -15,7 +15,7 @@ from mdgw.core.book import OrderBook
 from mdgw.core.bybit import BookFrame, RpiFrame
 from mdgw.core.full_book import FullBook
 from mdgw.core.rpi_book import RpiBook
-from mdgw.core.wire import BookTemplate
+from mdgw.core.wire import BboTemplate, BookTemplate
 
 __all__ = ["BookTopic", "HubStats", "SeqCounter", "State", "TradeTopic"]
 
@@ -105,6 +105,7 @@ class BookTopic:
     bbo_topic: bytes
     status_topic: bytes
     book_template: BookTemplate
+    bbo_template: BboTemplate
     book_seq: SeqCounter
     bbo_seq: SeqCounter
     status_seq: SeqCounter

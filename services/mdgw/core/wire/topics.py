@@ -31,6 +31,7 @@ __all__ = [
     "EXCHANGE_STATUS_TOPIC",
     "NOTICE_FIELDS",
     "STATES",
+    "BboTemplate",
     "BookTemplate",
     "GatewayTopic",
     "decode_payload",
@@ -233,6 +234,55 @@ class BookTemplate:
         return (
             f'{self._head}{seq},"pub_ns":{pub_ns},"recv_ns":{recv_ns},"u":{u},"ts":{ts},'
             f'"cts":{cts_text},"depth":{depth_text},"bids":[{bids}],"asks":[{asks}]}}'
+        ).encode()
+
+
+class BboTemplate:
+    """The ``bbo`` payload of one topic, held ready as text: :class:`BookTemplate`'s way for
+    the best bid and offer, which the builder renders whenever the best changes (on
+    ``orderbook.1``, nearly every frame).
+
+    :meth:`render` makes the bytes :func:`encode_bbo` makes (orjson over the payload's dict,
+    field for field) for prices and sizes the book took from Bybit: decimal strings, which
+    need no escaping (:func:`mdgw.core.bybit.parse_levels` lets nothing else through).
+    ``category`` and ``symbol`` are validated here, once per topic.
+    """
+
+    __slots__ = ("_head",)
+
+    def __init__(self, category: str, symbol: str) -> None:
+        topic("bbo", category, symbol)  # validates both (WireError), cached
+        self._head = (
+            f'{{"channel":"bbo","exchange":"{EXCHANGE}","category":"{category}",'
+            f'"symbol":"{symbol}","seq":'
+        )
+
+    def render(  # noqa: PLR0917 (positional on purpose: runs once per published bbo)
+        self,
+        seq: int,
+        pub_ns: int,
+        recv_ns: int,
+        u: int,
+        ts: int,
+        bid: tuple[str, str] | None,
+        ask: tuple[str, str] | None,
+        bybit_seq: int,
+        depth: int | str,
+    ) -> bytes:
+        """The payload; ``bid``/``ask`` are ``(price, size)`` or None for an empty side,
+        ``depth`` the Bybit depth of the frame (an int, or ``"full"``)."""
+        if bid is None:
+            bid_text = '"bid":null,"bid_size":null'
+        else:
+            bid_text = f'"bid":"{bid[0]}","bid_size":"{bid[1]}"'
+        if ask is None:
+            ask_text = '"ask":null,"ask_size":null'
+        else:
+            ask_text = f'"ask":"{ask[0]}","ask_size":"{ask[1]}"'
+        depth_text = f'"{depth}"' if isinstance(depth, str) else str(depth)
+        return (
+            f'{self._head}{seq},"pub_ns":{pub_ns},"recv_ns":{recv_ns},"u":{u},"ts":{ts},'
+            f'{bid_text},{ask_text},"bybit_seq":{bybit_seq},"depth":{depth_text}}}'
         ).encode()
 
 
