@@ -134,6 +134,25 @@ def test_snapshot_truncates_to_depth() -> None:
     assert book.bid_count == 2
 
 
+def test_snapshot_in_bybit_order_truncates_to_depth() -> None:
+    # Best first, as Bybit sends it (the side is taken as it comes): still cut to the depth.
+    book = OrderBook(2)
+    bids = [lv(p, "1") for p in ("3", "2", "1")]
+    asks = [lv(p, "1") for p in ("4", "5", "6")]
+    assert book.apply_snapshot(1, bids, asks) is BookOutcome.RESET
+    assert book.top_bids(10) == [("3", "1"), ("2", "1")]
+    assert book.top_asks(10) == [("4", "1"), ("5", "1")]
+    assert orjson.loads(f"[{book.top_json(10)[1]}]") == [["4", "1"], ["5", "1"]]
+
+
+def test_snapshot_repeating_a_price_keeps_the_last_entry() -> None:
+    # A repeat (or a size 0 after a level) in an otherwise sorted side: the general rule.
+    book = OrderBook(50)
+    bids = [lv("3", "1"), lv("3", "7"), lv("2", "1"), lv("1.0", "1"), lv("1", "0")]
+    assert book.apply_snapshot(1, bids, [lv("4", "1")]) is BookOutcome.RESET
+    assert book.top_bids(10) == [("3", "7"), ("2", "1")]
+
+
 # --- deltas ----------------------------------------------------------------------------------
 
 

@@ -36,7 +36,7 @@ from __future__ import annotations
 import enum
 from bisect import bisect_left
 from collections.abc import Sequence
-from typing import Generic, TypeVar
+from typing import Final, Generic, TypeVar
 
 from mdgw.core.bybit import BookFrame, Level
 
@@ -56,6 +56,7 @@ class BookOutcome(enum.Enum):
 
 _Item = TypeVar("_Item", bound=tuple[str, ...])  # a level as stored: its strings
 _Lvl = TypeVar("_Lvl", bound=tuple[object, ...])  # a level as decoded (mdgw.core.bybit)
+_INF: Final = float("inf")
 
 
 class SyncedBook(Generic[_Item, _Lvl]):
@@ -245,7 +246,31 @@ class OrderBook(SyncedBook[tuple[str, str], Level]):
 def _build_side(
     levels: Sequence[Level], sign: float, depth: int
 ) -> tuple[list[float], list[tuple[str, str]], list[str]]:
-    """A fresh side from snapshot levels. ``sign`` is -1.0 for bids (see module docstring)."""
+    """A fresh side from snapshot levels. ``sign`` is -1.0 for bids (see module docstring).
+
+    Bybit sends a snapshot's levels best first, each price once, no size 0: such a side is
+    taken as it comes (no dict, no sort); anything else goes the general way below."""
+    keys: list[float] = []
+    pairs: list[tuple[str, str]] = []
+    texts: list[str] = []
+    last = -_INF
+    for key, price, size, qty in levels:
+        k = key * sign
+        if k <= last or qty == 0.0:
+            return _build_side_any(levels, sign, depth)
+        last = k
+        keys.append(k)
+        pairs.append((price, size))
+        texts.append(f'["{price}","{size}"]')
+    if len(keys) > depth:
+        del keys[depth:], pairs[depth:], texts[depth:]
+    return keys, pairs, texts
+
+
+def _build_side_any(
+    levels: Sequence[Level], sign: float, depth: int
+) -> tuple[list[float], list[tuple[str, str]], list[str]]:
+    """:func:`_build_side` for levels in any order, with repeats or sizes of 0."""
     side: dict[float, tuple[str, str]] = {}
     # A loop rather than a comprehension so that, as in a delta, the last entry for a price
     # wins and a size-0 entry removes the price (Bybit sends neither in snapshots, but one
