@@ -25,10 +25,13 @@ recordings with order-book frames and a permissive licence, each from ``tests/fi
 (vendored, see its NOTICE) or, for those not vendored there (whole or at all),
 ``../shared/bybit-recordings`` when it exists (files from cryptofeed's AGPL ``v3`` branch
 are never read). A recording is replayed whole (snapshot and deltas,
-timed) as many times as it takes to reach ``--min-frames``.
+timed) as many times as it takes to reach ``--min-frames``, each pass new data
+(:func:`fresh_passes`: ``u``, ``ts``, ``cts`` and ``seq`` shifted so that a pass continues the
+one before), and only each symbol's deepest topic (:func:`deepest_only`).
 
 Every run is checked: after it, each path's books must equal a naive replay of the same
-frames (top 25 per side), else the row says how many were wrong.
+frames (top 25 per side), else the row says how many were wrong; the last column says how
+many frames changed a book (naive replay) and how many books each path put out.
 Run with the peers venv: ``var/peers-venv/bin/python scripts/bench_peers.py`` (what
 ``make bench-peers`` does). A script rather than a module of :mod:`mdgw.testing`: it runs
 in that venv, beside cryptofeed, and cryptofeed is no dependency of mdgw.
