@@ -36,7 +36,6 @@ from mdgw.runtime.stats import percentiles
 from mdgw.runtime.zmqsock import NOBLOCK, SNDMORE_NOBLOCK, fast_send, make_socket
 
 _BATCH = 2048  # messages drained per call of _drain (then it yields to the event loop)
-_CHUNK = 32  # messages between two sends of the hub's outbox within a batch
 _TICK_S = 0.1
 _SNAPSHOT_MAX_REQUEST = 4096  # bytes; larger requests make libzmq drop the peer
 _RAW = int(InputKind.RAW)
@@ -218,30 +217,22 @@ class BookBuilder:
             loop.remove_reader(fd)
 
     def _drain(self) -> None:
-        """Everything waiting on the raw socket (up to ``_BATCH``) into the hub, sending what
-        the hub queued every ``_CHUNK`` messages: under a backlog the first book of a batch
-        goes to ZeroMQ after its chunk, not after the whole batch (docs/performance.md)."""
+        """Everything waiting on the raw socket (up to ``_BATCH``) into the hub, then send."""
         recv = self.raw_sync.recv
         on_raw = self.hub.on_raw
-        flush = self._flush
         now = time.monotonic()
         batch: list[bytes] = []
         taken = batch.append
-        for _ in range(_BATCH // _CHUNK):
-            for _ in range(_CHUNK):
-                try:
-                    msg = recv(NOBLOCK)
-                except zmq.Again:
-                    break
-                taken(msg)
-                try:
-                    on_raw(msg, now)
-                except Exception as exc:  # a hub bug must cost one message, not the service
-                    self._on_internal_error(exc, msg)
-            else:
-                flush()
-                continue
-            break  # the socket is empty
+        for _ in range(_BATCH):
+            try:
+                msg = recv(NOBLOCK)
+            except zmq.Again:
+                break
+            taken(msg)
+            try:
+                on_raw(msg, now)
+            except Exception as exc:  # a hub bug must cost one message, not the service
+                self._on_internal_error(exc, msg)
         else:  # more may be waiting, and the edge-triggered FD will not say so again
             asyncio.get_running_loop().call_soon(self._drain)
         if batch and self.journal is not None:

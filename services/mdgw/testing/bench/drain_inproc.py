@@ -66,7 +66,9 @@ class _Events:
         pass
 
 
-def _builder(ctx: zmq.Context[Any], raw: _Backlog, n: int) -> tuple[BookBuilder, zmq.Socket[Any]]:
+def _builder(
+    ctx: zmq.Context[Any], raw: _Backlog, n: int, tcp: bool = False
+) -> tuple[BookBuilder, zmq.Socket[Any]]:
     builder = BookBuilder.__new__(BookBuilder)
     builder.hub = bench_hub()
     builder.journal = None
@@ -77,15 +79,20 @@ def _builder(ctx: zmq.Context[Any], raw: _Backlog, n: int) -> tuple[BookBuilder,
     pub = ctx.socket(zmq.PUB)
     pub.setsockopt(zmq.SNDHWM, 0)
     pub.setsockopt(zmq.LINGER, 0)
-    pub.bind(f"inproc://drain-{n}")
+    if tcp:  # the builder's transport: the PUB's I/O thread does the sending
+        pub.bind("tcp://127.0.0.1:*")
+        endpoint = pub.getsockopt_string(zmq.LAST_ENDPOINT)
+    else:
+        endpoint = f"inproc://drain-{n}"
+        pub.bind(endpoint)
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.RCVHWM, 0)
     sub.setsockopt(zmq.LINGER, 0)
     sub.setsockopt(zmq.SUBSCRIBE, b"")
-    sub.connect(f"inproc://drain-{n}")
+    sub.connect(endpoint)
     builder.pub = pub
     builder.control = pub
-    time.sleep(0.05)  # the subscription reaches the PUB
+    time.sleep(0.2 if tcp else 0.05)  # the subscription reaches the PUB
     return builder, sub
 
 
@@ -106,13 +113,17 @@ def _run(
     n: int,
     stamps: list[int] | None,
     firsts: list[int] | None = None,
+    tcp: bool = False,
 ) -> tuple[int, int]:
-    """Drain all of ``msgs``; the CPU ns spent in ``_drain`` and the frames published."""
+    """Drain all of ``msgs``; the CPU ns spent in ``_drain`` (with ``tcp``: of the whole
+    process from the first wake-up to the last frame received, I/O threads and SUB too)
+    and the frames published."""
     raw = _Backlog(msgs, backlog)
-    builder, sub = _builder(ctx, raw, n)
+    builder, sub = _builder(ctx, raw, n, tcp)
     drain = builder._drain
     clock = time.thread_time_ns
     spent = published = 0
+    began = time.process_time_ns()
     first = True
     while raw.wake():
         start = clock()
@@ -128,6 +139,10 @@ def _run(
                 firsts.append(stamps[mark])
         first = False
         published += _empty(sub)
+    if tcp:
+        while sub.poll(200):
+            published += _empty(sub)
+        spent = time.process_time_ns() - began
     assert builder.hub.stats.gaps == 0 and builder.hub.stats.malformed == 0, builder.hub.stats
     builder.pub.close()
     sub.close()
@@ -139,21 +154,27 @@ def main() -> None:
     parser.add_argument("--symbols", type=int, default=50)
     parser.add_argument("--messages", type=int, default=50_000)
     parser.add_argument("--trade-every", type=int, default=10)
-    parser.add_argument("--backlog", type=int, default=256, help="messages per wake-up")
+    parser.add_argument(
+        "--backlog", type=int, default=256, help="messages per wake-up (< 2048: one batch)"
+    )
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--no-handoff", action="store_true", help="throughput only")
+    parser.add_argument(
+        "--tcp", action="store_true", help="PUB over loopback TCP; CPU of the whole process"
+    )
     args = parser.parse_args()
     msgs = messages(args.symbols, args.messages, args.trade_every)
     ctx: zmq.Context[Any] = zmq.Context()
     best = float("inf")
     published = 0
     for n in range(args.repeat):
-        spent, published = _run(ctx, msgs, args.backlog, n, None)
+        spent, published = _run(ctx, msgs, args.backlog, n, None, tcp=args.tcp)
         best = min(best, spent)
     out: dict[str, Any] = {
         "mdgw": mdgw.__file__,
         "messages": len(msgs),
         "backlog": args.backlog,
+        "tcp": args.tcp,
         "published_frames": published,
         "us_per_message": round(best / len(msgs) / 1000, 3),
     }
