@@ -1,11 +1,18 @@
-"""The benchmark consumer's accounting of JSON payloads (``Recorder.take_json``)."""
+"""The benchmark's instruments: the consumer's accounting of JSON payloads
+(``Recorder.take_json``) and the in-process drain driver (``drain_inproc``)."""
 
 from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
+
+import pytest
+import zmq
 
 from mdgw.testing.bench.consumer import Recorder
+from mdgw.testing.bench.drain_inproc import _run, handoffs
+from mdgw.testing.bench.hub_inproc import messages
 
 
 def _recorder() -> Recorder:
@@ -41,3 +48,33 @@ def test_latency_halves_seq_holes_and_channel_counts() -> None:
     assert result["window_counts"] == {"book": 3, "status": 1}
     assert result["states"] == {"live": 1}
     assert result["topics"] == 2
+
+
+@pytest.mark.parametrize("tcp", [False, True])
+def test_drain_inproc_receives_every_published_message(tcp: bool) -> None:
+    msgs = messages(5, 300, 10)  # conn_up, 5 snapshots, 270 deltas and 30 trade frames
+    ctx: zmq.Context[Any] = zmq.Context()
+    try:
+        spent, published = _run(ctx, msgs, 40, 0, tcp=tcp)
+    finally:
+        ctx.term()
+    assert spent > 0
+    # [topic, payload] pairs: at least a book per delta and a trade per trade frame.
+    assert published % 2 == 0 and published // 2 >= 300
+
+
+def test_drain_inproc_stamps_every_send_after_the_first_wake_up() -> None:
+    msgs = messages(5, 300, 0)
+    ctx: zmq.Context[Any] = zmq.Context()
+    try:
+        _, published = _run(ctx, msgs, 40, 0)
+        stamps, firsts = handoffs(ctx, msgs, 40, 1)
+    finally:
+        ctx.term()
+    wakes = -(-len(msgs) // 40)
+    assert len(firsts) == wakes - 1  # every wake-up after the first published something
+    sent_in_first = published // 2 - len(stamps)
+    # the first wake-up: a status, book and bbo per snapshot, a book (and a bbo) per delta
+    assert 0 < sent_in_first <= 3 * 40
+    assert all(stamp > 0 for stamp in stamps)
+    assert all(first > 0 for first in firsts)

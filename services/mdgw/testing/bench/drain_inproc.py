@@ -3,7 +3,9 @@
 A/B use (interleave runs of the two trees, same machine, same moment)::
 
     .venv/bin/python -m mdgw.testing.bench.drain_inproc                  # this tree
-    PYTHONPATH=/path/to/other/services .venv/bin/python -m mdgw.testing.bench.drain_inproc
+    PYTHONPATH=/path/to/other/services .venv/bin/python services/mdgw/testing/bench/drain_inproc.py
+
+(by path for the other tree, which may not have this module).
 
 ``BookBuilder._drain`` and ``_flush`` run as the service runs them, on a real hub and a real
 PUB socket (inproc, one SUB emptied between batches, outside the timed part); only the raw
@@ -20,6 +22,10 @@ as a PULL with that many messages waiting does. The messages are
   snapshots) is left out. ``first_p50``: the median over wake-ups of the first send, i.e. of
   the message that waited longest in the backlog.
 
+With ``--tcp`` the PUB is bound on loopback TCP instead, as the builder's is, and
+``us_per_message`` is the CPU time of the whole process from the first wake-up to the last
+frame received: the PUB's I/O thread, which inproc does not use, included (and the SUB's).
+
 Not a service: the builder is made without ``__init__`` (no settings, no sockets but the PUB).
 """
 
@@ -35,7 +41,7 @@ import zmq
 import mdgw
 from mdgw.book_builder import service
 from mdgw.book_builder.service import BookBuilder
-from mdgw.runtime.zmqsock import NOBLOCK
+from mdgw.runtime.zmqsock import NOBLOCK, fast_send
 from mdgw.testing.bench.hub_inproc import bench_hub, messages
 
 
@@ -111,7 +117,8 @@ def _run(
     msgs: list[bytes],
     backlog: int,
     n: int,
-    stamps: list[int] | None,
+    *,
+    stamps: list[int] | None = None,
     firsts: list[int] | None = None,
     tcp: bool = False,
 ) -> tuple[int, int]:
@@ -149,6 +156,30 @@ def _run(
     return spent, published
 
 
+def handoffs(
+    ctx: zmq.Context[Any], msgs: list[bytes], backlog: int, n: int
+) -> tuple[list[int], list[int]]:
+    """CPU ns from each wake-up's start to each send of a payload (the first wake-up left
+    out), and to the first send of each wake-up."""
+    stamps: list[int] = []
+    firsts: list[int] = []
+    real_send = fast_send  # what service.py imported
+    clock = time.thread_time_ns
+    keep = stamps.append
+
+    def stamped_send(sock: Any, data: bytes, flags: int) -> None:
+        real_send(sock, data, flags)
+        if flags == NOBLOCK:  # the last frame of a [topic, payload] pair
+            keep(clock())
+
+    vars(service)["fast_send"] = stamped_send  # the name _flush looks up at each call
+    try:
+        _run(ctx, msgs, backlog, n, stamps=stamps, firsts=firsts)
+    finally:
+        vars(service)["fast_send"] = real_send
+    return stamps, firsts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--symbols", type=int, default=50)
@@ -168,7 +199,7 @@ def main() -> None:
     best = float("inf")
     published = 0
     for n in range(args.repeat):
-        spent, published = _run(ctx, msgs, args.backlog, n, None, tcp=args.tcp)
+        spent, published = _run(ctx, msgs, args.backlog, n, tcp=args.tcp)
         best = min(best, spent)
     out: dict[str, Any] = {
         "mdgw": mdgw.__file__,
@@ -179,22 +210,7 @@ def main() -> None:
         "us_per_message": round(best / len(msgs) / 1000, 3),
     }
     if not args.no_handoff:
-        stamps: list[int] = []
-        firsts: list[int] = []
-        real_send = service.fast_send
-        clock = time.thread_time_ns
-        keep = stamps.append
-
-        def stamped_send(sock: Any, data: bytes, flags: int) -> None:
-            real_send(sock, data, flags)
-            if flags == NOBLOCK:  # the last frame of a [topic, payload] pair
-                keep(clock())
-
-        service.fast_send = stamped_send  # type: ignore[assignment]
-        try:
-            _run(ctx, msgs, args.backlog, args.repeat, stamps, firsts)
-        finally:
-            service.fast_send = real_send
+        stamps, firsts = handoffs(ctx, msgs, args.backlog, args.repeat)
         stamps.sort()
         last = len(stamps) - 1
 
