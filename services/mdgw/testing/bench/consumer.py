@@ -40,9 +40,9 @@ import zmq
 from mdgw.testing.bench import frames
 from mdgw.testing.bench.common import StopFlag, helper_parser
 
-_SEQ = re.compile(rb'"seq":(\d+)')
-_RECV_NS = re.compile(rb'"recv_ns":(\d+)')
-_PUB_NS = re.compile(rb'"pub_ns":(\d+)')
+# Every payload starts with these fields in this order (docs/wire-format.md); recv_ns is
+# missing from some status payloads.
+_HEAD = re.compile(rb'"seq":(\d+),"pub_ns":(\d+)(?:,"recv_ns":(\d+))?')
 _HEADER = struct.Struct("<BBBBIQQ")  # the raw envelope header (docs/wire-format.md §1)
 _DATA, _CONN_UP = 0, 1
 _BUCKET_S = 0.1
@@ -80,6 +80,9 @@ class Recorder:
         self.start = self.end = float("inf")  # the window
         self.counts: Counter[str] = Counter()
         self.window_counts: Counter[str] = Counter()
+        # take_json counts by the topic's channel as bytes; result() decodes them once.
+        self.channel_counts: Counter[bytes] = Counter()
+        self.window_channel_counts: Counter[bytes] = Counter()
         self.buckets: list[int] = []
         self.seq: dict[bytes, int] = {}
         self.seq_holes = 0
@@ -119,8 +122,7 @@ class Recorder:
 
     def take_json(self, topic: bytes, payload: bytes, t_ns: int) -> None:
         channel = topic[: topic.find(b".")]
-        name = channel.decode()
-        self.counts[name] += 1
+        self.channel_counts[channel] += 1
         now = t_ns / 1e9
         if channel == self.count_channel:
             if self.first is None:
@@ -129,10 +131,10 @@ class Recorder:
         else:
             counted = self.start <= now < self.end
         if counted:
-            self.window_counts[name] += 1
-        match = _SEQ.search(payload)
-        if match is not None:
-            seq = int(match.group(1))
+            self.window_channel_counts[channel] += 1
+        head = _HEAD.search(payload)  # one scan for seq, pub_ns and recv_ns
+        if head is not None:
+            seq = int(head.group(1))
             last = self.seq.get(topic)
             if last is not None and seq != last + 1:
                 self.seq_holes += 1
@@ -140,19 +142,15 @@ class Recorder:
             self.seq[topic] = seq
         if channel == b"book":
             self.books_seen += 1
-            if counted and self.args.latency:
-                recv = _RECV_NS.search(payload)
-                if recv is not None:
-                    second = int(now - self.start)
-                    while len(self.second_starts) <= second:
-                        self.second_starts.append(len(self.latency))
-                    recv_ns = int(recv.group(1))
-                    self.latency.append(t_ns - recv_ns)
-                    pub = _PUB_NS.search(payload)
-                    if pub is not None:
-                        pub_ns = int(pub.group(1))
-                        self.to_publish.append(pub_ns - recv_ns)
-                        self.from_publish.append(t_ns - pub_ns)
+            if counted and self.args.latency and head is not None and head.group(3):
+                second = int(now - self.start)
+                while len(self.second_starts) <= second:
+                    self.second_starts.append(len(self.latency))
+                recv_ns = int(head.group(3))
+                pub_ns = int(head.group(2))
+                self.latency.append(t_ns - recv_ns)
+                self.to_publish.append(pub_ns - recv_ns)
+                self.from_publish.append(t_ns - pub_ns)
             every = self.args.verify_every
             if every and self.books_seen % every == 1:
                 self._verify(payload)
@@ -209,6 +207,12 @@ class Recorder:
                     [i, summary["n"], summary["p50_us"], summary["p99_us"], summary["max_us"]]
                 )
         end = min(self.end, time.time())
+        for channel, n in self.channel_counts.items():
+            self.counts[channel.decode()] += n
+        for channel, n in self.window_channel_counts.items():
+            self.window_counts[channel.decode()] += n
+        self.channel_counts.clear()
+        self.window_channel_counts.clear()
         return {
             "first": self.first,
             "window": [self.start, end] if self.first is not None else None,
@@ -266,24 +270,26 @@ def main() -> None:
     poller.register(sock, zmq.POLLIN)
     time_ns = time.time_ns
     noblock = zmq.NOBLOCK
+    # Receive everything waiting first, each message stamped as it comes off the socket,
+    # then account for it: a message's latency must not include this consumer's work on
+    # the ones received before it in the same wake-up (docs/performance.md).
+    stamped: list[tuple[Any, int]] = []
+    keep = stamped.append
     if args.mode == "pull":
-        recv_one = sock.recv
+        receive: Any = sock.recv
 
-        def take() -> None:
-            msg = recv_one(noblock)
-            rec.take_envelope(msg, time_ns())
+        def take(msg: Any, t_ns: int) -> None:
+            rec.take_envelope(msg, t_ns)
     else:
-        recv = sock.recv_multipart
+        receive = sock.recv_multipart
         if args.payload == "raw":
 
-            def take() -> None:
-                parts = recv(noblock)
-                rec.take_envelope(parts[1], time_ns())
+            def take(msg: Any, t_ns: int) -> None:
+                rec.take_envelope(msg[1], t_ns)
         else:
 
-            def take() -> None:
-                topic, payload = recv(noblock)
-                rec.take_json(topic, payload, time_ns())
+            def take(msg: Any, t_ns: int) -> None:
+                rec.take_json(msg[0], msg[1], t_ns)
 
     time.sleep(0.2)  # let the subscription reach the publisher before anyone sends
     args.ready.touch()
@@ -293,9 +299,12 @@ def main() -> None:
                 continue
             for _ in range(4096):
                 try:
-                    take()
+                    keep((receive(noblock), time_ns()))
                 except zmq.Again:
                     break
+            for msg, t_ns in stamped:
+                take(msg, t_ns)
+            stamped.clear()
     finally:
         args.out.write_text(json.dumps(rec.result()))
         sock.close(linger=0)

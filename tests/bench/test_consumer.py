@@ -1,0 +1,80 @@
+"""The benchmark's instruments: the consumer's accounting of JSON payloads
+(``Recorder.take_json``) and the in-process drain driver (``drain_inproc``)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+import pytest
+import zmq
+
+from mdgw.testing.bench.consumer import Recorder
+from mdgw.testing.bench.drain_inproc import _run, handoffs
+from mdgw.testing.bench.hub_inproc import messages
+
+
+def _recorder() -> Recorder:
+    args = argparse.Namespace(
+        count="book", warmup=0.0, seconds=1000.0, latency=True, verify_every=0, seed=1
+    )
+    return Recorder(args)
+
+
+def _book(seq: int, pub_ns: int, recv_ns: int) -> bytes:
+    head = '{"channel":"book","exchange":"bybit","category":"linear","symbol":"S1USDT",'
+    return (
+        f'{head}"seq":{seq},"pub_ns":{pub_ns},"recv_ns":{recv_ns},"u":7,"ts":1,"cts":1,'
+        '"depth":25,"bids":[["1.5","2"]],"asks":[["1.6","3"]]}'
+    ).encode()
+
+
+def test_latency_halves_seq_holes_and_channel_counts() -> None:
+    rec = _recorder()
+    now = time.time_ns()
+    topic = b"book.linear.S1USDT.25"
+    rec.take_json(topic, _book(1, now - 300_000, now - 1_000_000), now)
+    rec.take_json(topic, _book(2, now - 200_000, now - 500_000), now + 1_000)
+    rec.take_json(topic, _book(5, now, now - 100_000), now + 2_000)  # 3 and 4 lost
+    status = b'{"channel":"status","category":"linear","symbol":"S1USDT","seq":1,"pub_ns":5,'
+    rec.take_json(b"status.linear.S1USDT", status + b'"state":"live"}', now + 3_000)
+    result = rec.result()
+    assert list(rec.latency) == [1_000_000, 501_000, 102_000]
+    assert list(rec.to_publish) == [700_000, 300_000, 100_000]
+    assert list(rec.from_publish) == [300_000, 201_000, 2_000]
+    assert (result["seq_holes"], result["seq_lost"]) == (1, 2)
+    assert result["counts"] == {"book": 3, "status": 1}
+    assert result["window_counts"] == {"book": 3, "status": 1}
+    assert result["states"] == {"live": 1}
+    assert result["topics"] == 2
+
+
+@pytest.mark.parametrize("tcp", [False, True])
+def test_drain_inproc_receives_every_published_message(tcp: bool) -> None:
+    msgs = messages(5, 300, 10)  # conn_up, 5 snapshots, 270 deltas and 30 trade frames
+    ctx: zmq.Context[Any] = zmq.Context()
+    try:
+        spent, published = _run(ctx, msgs, 40, 0, tcp=tcp)
+    finally:
+        ctx.term()
+    assert spent > 0
+    # [topic, payload] pairs: at least a book per delta and a trade per trade frame.
+    assert published % 2 == 0 and published // 2 >= 300
+
+
+def test_drain_inproc_stamps_every_send_after_the_first_wake_up() -> None:
+    msgs = messages(5, 300, 0)
+    ctx: zmq.Context[Any] = zmq.Context()
+    try:
+        _, published = _run(ctx, msgs, 40, 0)
+        stamps, firsts = handoffs(ctx, msgs, 40, 1)
+    finally:
+        ctx.term()
+    wakes = -(-len(msgs) // 40)
+    assert len(firsts) == wakes - 1  # every wake-up after the first published something
+    sent_in_first = published // 2 - len(stamps)
+    # the first wake-up: a status, book and bbo per snapshot, a book (and a bbo) per delta
+    assert 0 < sent_in_first <= 3 * 40
+    assert all(stamp > 0 for stamp in stamps)
+    assert all(first > 0 for first in firsts)
