@@ -551,7 +551,7 @@ class BookMachine(RuleBasedStateMachine):
 
 
 BookMachine.TestCase.settings = settings(
-    max_examples=examples(150),
+    max_examples=examples(100),
     stateful_step_count=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],

@@ -113,8 +113,12 @@ class Printer:
         assert self.proc.stdout is not None and self.proc.stderr is not None
         self.out: queue.Queue[str] = queue.Queue()
         self.err: queue.Queue[str] = queue.Queue()
-        for stream, lines in ((self.proc.stdout, self.out), (self.proc.stderr, self.err)):
-            threading.Thread(target=self._pump, args=(stream, lines), daemon=True).start()
+        self.pumps = [
+            threading.Thread(target=self._pump, args=(stream, lines), daemon=True)
+            for stream, lines in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))
+        ]
+        for pump in self.pumps:
+            pump.start()
 
     @staticmethod
     def _pump(stream: IO[bytes], lines: queue.Queue[str]) -> None:
@@ -142,8 +146,15 @@ class Printer:
                 return lines
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
+        """Signal the printer and wait for its exit and for the threads to have read every
+        line it wrote (they end at EOF; without this a last line could still be in the pipe
+        when a test reads ``errors()``, on a busy machine)."""
         self.proc.send_signal(sig)
-        return self.proc.wait(timeout=T)
+        status = self.proc.wait(timeout=T)
+        for pump in self.pumps:
+            pump.join(timeout=T)
+            assert not pump.is_alive(), "the printer's output was not read to its end"
+        return status
 
     def kill(self) -> None:
         if self.proc.poll() is None:

@@ -1,7 +1,7 @@
 """book_builder down for a while: the ingestor holds on, the books come back within 5 s.
 
 Real book_builder and ingestor processes against the in-process simulator, a consumer
-checking every book against the truth. Two outages, each ``DOWN_S`` long (5 s; 30 s with
+checking every book against the truth. Two outages, each ``DOWN_S`` long (3 s; 30 s with
 ``RELIABILITY_LONG=1``, the issue's figure):
 
 1. SIGSTOP: book_builder frozen with its sockets open. The ingestor's PUSH pipe fills up
@@ -38,7 +38,7 @@ from mdgw.testing.truth import TruthConsumer, wait_for
 pytestmark = pytest.mark.e2e
 
 STREAMS = list(MIXED_STREAMS)
-DOWN_S = 30.0 if LONG else 5.0
+DOWN_S = 30.0 if LONG else 3.0
 RECOVERY_BOUND_S = 5.0
 HWM = 2000  # messages: a frozen builder's pipe is full after a few seconds at this rate
 INGESTOR_RSS_GROWTH_MAX_KIB = 64 * 1024

@@ -13,8 +13,9 @@ From the ingestor's JSON log: one ``connect_failed`` line per attempt with the r
 the announced delay; attempt timestamps never closer than the announced delay (no tight
 loop), delays growing from ``backoff_initial`` to ``backoff_max`` with jitter, never above
 it. When the exchange is back, the next attempt succeeds and the books are live within a
-few seconds. A fourth ingestor with ``max_new_connections_per_5min = 3`` shows the cap:
-three attempts, then ``connection_rate_capped`` and no fourth.
+few seconds. Another ingestor with ``max_new_connections_per_5min = 3``, started with the
+first one, shows the cap: three attempts, then ``connection_rate_capped`` and no fourth,
+not even once the exchange is back.
 """
 
 from __future__ import annotations
@@ -41,10 +42,10 @@ from mdgw.testing.truth import TruthConsumer, wait_for
 pytestmark = pytest.mark.e2e
 
 STREAMS = [Stream("linear", "BTCUSDT", 50), Stream("linear", "ETHUSDT", 50)]  # one connection
-BACKOFF_INITIAL = 0.2
-BACKOFF_MAX = 1.6
+BACKOFF_INITIAL = 0.1
+BACKOFF_MAX = 0.8
 CONNECT_TIMEOUT = 1.0
-ATTEMPTS = 6  # per outage: enough to reach the cap (0.2, 0.4, 0.8, 1.6, 1.6, ...)
+ATTEMPTS = 6  # per outage: enough to reach the cap (0.1, 0.2, 0.4, 0.8, 0.8, ...)
 # Seconds a retry may come after its announced delay (plus connect_timeout when the attempt
 # times out): typically (the median gap) at most SLACK, never more than LATE. The ingestor
 # sleeps the delay and tries; on a busy machine its wakeup can come late now and then,
@@ -147,13 +148,18 @@ async def test_unreachable_exchange_backs_off_with_jitter_to_the_cap_and_recover
         await restart_sim()
 
     async def outage(
-        name: str, reason: str, connect_s: float, end: Callable[[], Awaitable[None]]
+        name: str,
+        reason: str,
+        connect_s: float,
+        end: Callable[[], Awaitable[None]],
+        also: Callable[[], bool] = lambda: True,
     ) -> None:
+        """One outage; *also*: a further condition to wait for before it ends."""
         ingestor = gw.ingestor_service(f"ingestor-{name}.log")
         ingestors.append(ingestor)
         ingestor.start()
         await wait_for(
-            lambda: len(ingestor.events("connect_failed")) >= ATTEMPTS,
+            lambda: len(ingestor.events("connect_failed")) >= ATTEMPTS and also(),
             f"{ATTEMPTS} failed attempts ({name})",
             ATTEMPTS * (BACKOFF_MAX + connect_s) + 60,
         )
@@ -186,7 +192,32 @@ async def test_unreachable_exchange_backs_off_with_jitter_to_the_cap_and_recover
 
     try:
         await sim.stop()
-        await outage("refused", "connection refused", 0.0, restart_sim)
+        # The rate cap, during the first outage: 3 new connections per 5 minutes, then the
+        # ingestor waits (the outage ends only once it is capped; the exchange is back while
+        # it waits, and it must not try again).
+        capped = Service(
+            "ingestor",
+            gw.config,
+            tmp_path / "ingestor-capped.log",
+            # Its own id: two ingestors named alike would look like one with sequence holes.
+            env=clean_env(MDGW_BYBIT__MAX_NEW_CONNECTIONS_PER_5MIN="3", MDGW_INGESTOR__ID="capped"),
+        )
+        ingestors.append(capped)
+        capped.start()
+        await outage(
+            "refused",
+            "connection refused",
+            0.0,
+            restart_sim,
+            also=lambda: bool(capped.events("connection_rate_capped")),
+        )
+        cap_line = capped.events("connection_rate_capped")[0]
+        assert cap_line["max_new_connections"] == 3 and cap_line["wait"] > 250
+        deadline = ts(cap_line) + 2.0
+        await wait_for(lambda: time.time() > deadline, "2 s after the cap", 5)
+        assert len(capped.events("connect_failed")) == 3
+        assert not capped.events("connection_up")
+        assert capped.stop() == 0
 
         sims[-1].apply_fault(FaultRequest(FaultKind.REFUSE, seconds=3600))
         await outage("503", "HTTP 503 on upgrade", 0.0, end_refusal)
@@ -194,26 +225,6 @@ async def test_unreachable_exchange_backs_off_with_jitter_to_the_cap_and_recover
         await sims[-1].stop()
         await hole.start(port)
         await outage("timeout", "timeout", CONNECT_TIMEOUT, end_black_hole)
-
-        # The rate cap: 3 new connections per 5 minutes, then the ingestor waits.
-        await sims[-1].stop()
-        capped = Service(
-            "ingestor",
-            gw.config,
-            tmp_path / "ingestor-capped.log",
-            env=clean_env(MDGW_BYBIT__MAX_NEW_CONNECTIONS_PER_5MIN="3"),
-        )
-        ingestors.append(capped)
-        capped.start()
-        await wait_for(
-            lambda: bool(capped.events("connection_rate_capped")), "connection_rate_capped", 60
-        )
-        cap_line = capped.events("connection_rate_capped")[0]
-        assert cap_line["max_new_connections"] == 3 and cap_line["wait"] > 250
-        deadline = ts(cap_line) + 2.0
-        await wait_for(lambda: time.time() > deadline, "2 s after the cap", 5)
-        assert len(capped.events("connect_failed")) == 3
-        assert capped.stop() == 0
 
         consumer.check()
         seen = consumer.seen

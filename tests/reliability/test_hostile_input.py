@@ -1,6 +1,6 @@
 """Hostile input: the raw socket fuzzed, the snapshot service abused. A real book_builder.
 
-- ``scripts/fuzz_builder.py`` feeds the raw socket for 12 s (2 minutes with
+- ``scripts/fuzz_builder.py`` feeds the raw socket for 8 s (2 minutes with
   ``RELIABILITY_LONG=1``, or ``FUZZ_SECONDS``): hostile frames with a definite defect,
   random mutations, bad envelopes, sequence holes and reconnects, between valid frames of
   two books whose correct state it knows. No crash; every published book equals the
@@ -35,7 +35,7 @@ from mdgw.testing.processes import RunQueueWait, Service, cpu_seconds
 
 pytestmark = pytest.mark.e2e
 
-FUZZ_S = float(os.environ.get("FUZZ_SECONDS") or (120 if LONG else 12))
+FUZZ_S = float(os.environ.get("FUZZ_SECONDS") or (120 if LONG else 8))
 RSS_GROWTH_MAX_KIB = 64 * 1024
 
 
