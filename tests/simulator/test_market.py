@@ -233,6 +233,69 @@ def test_replaying_frames_reproduces_the_truth_at_every_u(
             assert (truth.bids, truth.asks) == (bids, asks)
 
 
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**32),
+    category=st.sampled_from(["spot", "linear"]),
+    history=st.integers(1, 90),
+    steps=st.integers(1, 120),
+    late=st.integers(0, 60),
+    restart_at=st.one_of(st.none(), st.integers(1, 119)),
+    strangers=st.lists(st.integers(-3, 10**8), max_size=5),
+)
+def test_truths_in_one_walk_equal_truth_at_each_u(
+    *,
+    seed: int,
+    category: str,
+    history: int,
+    steps: int,
+    late: int,
+    restart_at: int | None,
+    strangers: list[int],
+) -> None:
+    """Market.truths (one walk back) answers exactly as Market.truth does u by u: the same
+    window, and nothing where truth() raises (never sent, older than the history)."""
+    symbol = "ETHUSDT"
+    market = Market(
+        MarketParams(
+            streams={category: [symbol]},  # type: ignore[dict-item]
+            seed=seed,
+            levels=1000,
+            truth_history=history,
+        )
+    )
+    sent: dict[int, list[int]] = {depth: [] for depth in DEPTHS}
+
+    def track(depth: int, now: int) -> None:
+        snapshot = subscribe(market, category, f"orderbook.{depth}.{symbol}", now)
+        sent[depth].append(snapshot.u if snapshot is not None else 0)
+
+    for depth in (1, 50):
+        track(depth, T0)
+    for index in range(1, steps + 1):
+        now = T0 + index * STEP_MS
+        if index == late:  # a topic tracked later than the symbol's history began
+            track(200, now)
+            track(1000, now)
+        frames = market.step(category, symbol, now)  # type: ignore[arg-type]
+        if index == restart_at:
+            frames.append(market.restart(category, f"orderbook.50.{symbol}", now))
+        for frame in frames:
+            if frame.topic.startswith("orderbook."):
+                sent[int(frame.topic.split(".")[1])].append(frame.u)
+    for depth, us in sent.items():
+        wanted = {*us, *strangers}
+        truths = market.truths(category, symbol, depth, wanted)
+        for u in wanted:
+            try:
+                one = market.truth(category, symbol, depth, u)
+            except TruthUnavailableError:
+                assert u not in truths
+            else:
+                assert truths[u] == one
+    assert market.truths(category, symbol, 25, {1}) == {}  # never tracked
+
+
 # --- level 1 ----------------------------------------------------------------------------
 
 
