@@ -3,7 +3,7 @@
 Real book_builder, ingestor and printer processes against the in-process simulator. Three
 consumers of the pub socket:
 
-- a fast one (this test, checking every seq and a quarter of the books against the truth);
+- a fast one (this test, checking every seq and every book against the truth);
 - a stalled one: the real printer (``--json``), frozen with SIGSTOP;
 - a slow one: a SUB in a thread that reads 10 messages per second, with
   :class:`mdgw.core.follower.Follower`.
@@ -12,8 +12,13 @@ ZeroMQ's PUB keeps at most ``zmq.hwm`` messages per subscriber (small here, so t
 pipes fill within seconds, but more than book_builder sends in one go) and drops the rest
 for that subscriber only. So while the two are behind: the fast consumer sees every
 message with no seq hole and at an unchanged rate, the ingestor drops nothing, book_builder
-sees no sequence hole and its memory stays flat. Then both resume: each finds holes in seq, asks the snapshot service again and is
-current within seconds, every book it delivered equal to the truth at its u.
+sees no sequence hole and its memory stays flat. Then both resume: each finds holes in seq,
+asks the snapshot service again and is current within seconds, every book it delivered equal
+to the truth at its u.
+
+The stall lasts until enough was published that both lagging readers must have lost some:
+their pipes (HWM + READER_HWM) plus what the kernel holds in the loopback connections, read
+from /proc/net/tcp while it lasts (autotuned buffers: from a few hundred KB to several MB).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,17 +45,18 @@ import zmq.asyncio
 
 from mdgw.core import wire
 from mdgw.core.follower import Delivery, Follower
-from mdgw.simulator.market import TruthUnavailableError
 from mdgw.simulator.server import SimulatorServer
 from mdgw.testing.config import Stream, sim_params
 from mdgw.testing.gateway import Gateway
-from mdgw.testing.processes import ROOT, RunQueueWait, clean_env
-from mdgw.testing.truth import TruthConsumer, wait_for
+from mdgw.testing.processes import ROOT, RunQueueWait, Service, clean_env
+from mdgw.testing.truth import TruthConsumer, check_books, wait_for
 
 pytestmark = pytest.mark.e2e
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "DOGEUSDT", "BNBUSDT")
-# About 900 messages per second (depth-50 topics push at most every 20 ms).
+SYMBOLS += ("ADAUSDT", "AVAXUSDT", "LINKUSDT", "LTCUSDT", "DOTUSDT", "TRXUSDT")
+# About 1,200 book frames and 1,900 messages per second (depth-50 topics push at most every
+# 20 ms): the rate only paces the stall, which must publish a backlog of thousands of books.
 STREAMS = [Stream(category, symbol, 50) for category in ("linear", "spot") for symbol in SYMBOLS]
 DEPTHS = {s.key: s.depth for s in STREAMS}
 # The pipe book_builder's PUB keeps per subscriber. Larger than the most it sends in one go
@@ -61,15 +68,20 @@ HWM = 4096
 # The stalled and slow readers' own receive pipes: small, so that the backlog below is
 # mostly book_builder's pipe to them and the loopback TCP buffers.
 READER_HWM = 100
-# Every level of the depth-50 books: about 2.4 KB a book message, so that the backlog below
-# is bytes enough to overflow the loopback TCP buffers whatever the mix of messages (on a
-# busy machine the simulator offers fewer books per second, and with 25 levels 10,000
-# messages once fitted in the printer's pipe and buffers: no hole, nothing shown).
+# Every level of the depth-50 books: about 2.4 KB a book message, so that the loopback
+# buffers (bytes) hold fewer messages and the stall is shorter.
 PUBLISH_DEPTH = 50
-# Published while the two lag: more than their pipes (HWM + READER_HWM) and the loopback
-# TCP buffers (a few MB, autotuned: ~4000 messages) can hold, so that the publisher must
-# drop for them.
-BACKLOG_MESSAGES = 12_000
+# Published while the two lag: what their pipes and the kernel's loopback buffers hold (3 to
+# 5.5 MB a connection, read while the stall lasts: autotuned, once ~10 MB), 10 % and 200
+# messages more for ZeroMQ's own 8 KB batches and what is not counted (the topic frames and
+# framing are in the kernel's bytes, not in the average sizes that turn them into messages,
+# which so err on the long side). A fixed count of messages had to cover the largest buffers
+# ever seen, and made the stall twice as long as it needs to be.
+BACKLOG_MARGIN = 1.1
+BACKLOG_EXTRA = 200
+# The steady state before the stall lasts this many frames offered (2 s of a quiet machine),
+# so that the ratio of messages to frames offered is not that of one burst of the simulator.
+STEADY_FRAMES = 2 * 50 * len(STREAMS)
 BUILDER_RSS_GROWTH_MAX_KIB = 48 * 1024
 CATCH_UP_S = 10.0
 
@@ -94,6 +106,7 @@ class SlowReader(threading.Thread):
     follower: Follower = field(default_factory=Follower)
     books: list[Book] = field(default_factory=list)
     gaps: int = 0
+    book_bytes: int = 0  # of every book message received
     snapshots: int = 0
     received: int = 0
     error: BaseException | None = None
@@ -123,6 +136,7 @@ class SlowReader(threading.Thread):
                     continue
                 topic, data = sub.recv_multipart()
                 self.received += 1
+                self.book_bytes += len(data)
                 payload = orjson.loads(data)
                 outcome = self.follower.on_message(topic, payload["seq"], payload["pub_ns"])
                 if outcome is Delivery.GAP:
@@ -222,18 +236,31 @@ class JsonLines:
         return self.lines
 
 
-def check_book(sim: SimulatorServer, payload: dict[str, Any]) -> str | None:
-    """None if the book equals the truth at its u (or the truth is gone), else why not."""
-    key = (payload["category"], payload["symbol"])
-    try:
-        truth = sim.market.truth(key[0], key[1], DEPTHS[key], payload["u"])
-    except TruthUnavailableError:
-        return None
-    bids = [list(x) for x in truth.bids[:PUBLISH_DEPTH]]
-    asks = [list(x) for x in truth.asks[:PUBLISH_DEPTH]]
-    if payload["bids"] != bids or payload["asks"] != asks:
-        return f"{key} u={payload['u']} differs from the truth"
-    return None
+def loopback_queued_bytes(port: int) -> int:
+    """The most bytes the kernel holds in one established loopback TCP connection to *port*,
+    both ends: sent by the publisher but not read by the subscriber (rx_queue), or not sent
+    yet for want of the subscriber's window (tx_queue)."""
+    held: Counter[int] = Counter()  # by the subscriber's port
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            local, remote, state, queues = fields[1:5]
+            if state != "01":  # TCP_ESTABLISHED
+                continue
+            ports = int(local.rsplit(":", 1)[1], 16), int(remote.rsplit(":", 1)[1], 16)
+            if port in ports:
+                tx, rx = queues.split(":")
+                held[ports[1] if ports[0] == port else ports[0]] += int(tx, 16) + int(rx, 16)
+    return max(held.values(), default=0)
+
+
+def stats_after(service: Service, epoch_s: float) -> dict[str, Any] | None:
+    """*service*'s first stats line logged after *epoch_s*, None before it comes."""
+    return next((line for line in service.stats_lines() if line["t"] > epoch_s), None)
 
 
 @pytest.fixture
@@ -273,20 +300,10 @@ async def test_slow_and_stalled_consumers_lose_alone_and_recover_by_snapshot(
     # rate check below) and past 10,000 frames the ingestor would drop and count.
     gw.ingestor.env["MDGW_ZMQ__HWM"] = "10000"
     ctx = zmq.asyncio.Context()
-    # A quarter of the books checked against the truth (every seq is): the simulator shares
-    # this loop, and checking every book paused it for seconds on a busy machine, after
-    # which it sent a second's frames at once (bursts book_builder must pass on whole, and
-    # no even 2 s window of the rate to check). The books the slow readers deliver are all
-    # checked below.
-    fast = TruthConsumer(
-        ctx,
-        gw.pub,
-        sim,
-        STREAMS,
-        publish_depth=PUBLISH_DEPTH,
-        record_pub_ns=True,
-        sample=0.25,
-    )
+    # Every book checked against the truth, each batch drained in one walk through it (book
+    # by book, a quarter of them paused the simulator, which shares this loop, for seconds
+    # on a busy machine, after which it sent a second's frames at once).
+    fast = TruthConsumer(ctx, gw.pub, sim, STREAMS, publish_depth=PUBLISH_DEPTH, record_pub_ns=True)
     offered = Offered(sim)
     slow = SlowReader(gw.pub, gw.snapshot)
     printer_out, printer_err = tmp_path / "printer.out", tmp_path / "printer.err"
@@ -311,7 +328,12 @@ async def test_slow_and_stalled_consumers_lose_alone_and_recover_by_snapshot(
         slow.start()
         await wait_for(lambda: printer_out.stat().st_size > 50_000, "the printer printing", 15)
         await wait_for(lambda: fast.seen.verified >= 500, "500 books checked", 60)
-        await asyncio.sleep(2)  # the steady rate, and a stats line of it (not an assertion)
+        steady_from = offered.at(steady_ns)
+        await wait_for(
+            lambda: offered.sample() and offered.samples[-1][1] - steady_from >= STEADY_FRAMES,
+            f"{STEADY_FRAMES} frames offered in the steady state",
+            60,
+        )
         builder_before = builder_stats(gw)
         ingestor_before = gw.ingestor.stats()
         assert ingestor_before is not None
@@ -320,15 +342,33 @@ async def test_slow_and_stalled_consumers_lose_alone_and_recover_by_snapshot(
         # --- stall: the printer frozen, the slow reader at 10 messages per second --------
         printer.send_signal(signal.SIGSTOP)
         stalled_at, messages_at = time.monotonic(), fast.seen.messages
+        books_at, bytes_at, slow_at = fast.seen.books, fast.seen.payload_bytes, slow.received
         stalled_ns = time.time_ns()
         rss_peak = rss_before
+        pub_port = int(gw.pub.rsplit(":", 1)[1])
+        held_peak = 0
+
+        def over(published: int, held_messages: float) -> bool:
+            return published > BACKLOG_MARGIN * (HWM + READER_HWM + held_messages) + BACKLOG_EXTRA
 
         def backlog_published() -> bool:
-            nonlocal rss_peak
+            """Both stalled readers must have lost messages: the printer (every topic) and
+            the slow reader (books; less the few it read). The fullest connection's bytes
+            are counted for both, in messages of their average size."""
+            nonlocal rss_peak, held_peak
             rss_peak = max(rss_peak, gw.builder.rss_kib())
-            return fast.seen.messages - messages_at >= BACKLOG_MESSAGES
+            held_peak = max(held_peak, loopback_queued_bytes(pub_port))
+            messages, books = fast.seen.messages - messages_at, fast.seen.books - books_at
+            if not books or not slow.received:
+                return False
+            message_size = (fast.seen.payload_bytes - bytes_at) / messages
+            book_size = slow.book_bytes / slow.received
+            slow_read = slow.received - slow_at
+            return over(messages, held_peak / message_size) and over(
+                books - slow_read, held_peak / book_size
+            )
 
-        await wait_for(backlog_published, f"{BACKLOG_MESSAGES} messages published", 180)
+        await wait_for(backlog_published, "a backlog larger than both readers' buffers", 180)
         stall_s = time.monotonic() - stalled_at
         stall_end_ns = time.time_ns()
         rss_stalled = gw.builder.rss_kib()
@@ -337,7 +377,6 @@ async def test_slow_and_stalled_consumers_lose_alone_and_recover_by_snapshot(
         # --- resume -------------------------------------------------------------------
         # Every book topic's seq now: both readers must reach it.
         current = {t: seq for t, seq in fast.seen.seq.items() if t.startswith(b"book.")}
-        printed_before = len(printed.read())
         printer.send_signal(signal.SIGCONT)
         slow.fast.set()
         resumed_ns = time.time_ns()
@@ -385,7 +424,8 @@ async def test_slow_and_stalled_consumers_lose_alone_and_recover_by_snapshot(
         ]
         print(
             f"stalled {stall_s:.1f}s while {fast.seen.messages - messages_at} messages were "
-            f"published ({offered.rate(stalled_ns, stall_end_ns):.0f} frames/s offered); "
+            f"published ({offered.rate(stalled_ns, stall_end_ns):.0f} frames/s offered, "
+            f"{held_peak} bytes in the loopback buffers); "
             f"messages per frame offered {stalled:.2f} ({steady:.2f} before, 2 s windows "
             f"{[round(w, 2) for w in windows]}); slow reader read {slow_received_stalled}; "
             f"both current {took:.2f}s after resuming ({stolen:.2f}s of it waiting for a CPU); "
@@ -397,10 +437,18 @@ async def test_slow_and_stalled_consumers_lose_alone_and_recover_by_snapshot(
         assert took - stolen <= CATCH_UP_S, (took, stolen)
 
         # --- nobody else was slowed -----------------------------------------------------
-        await asyncio.sleep(1.5)  # one more stats line (not an assertion)
-        builder_after = builder_stats(gw)
-        ingestor_after = gw.ingestor.stats()
-        assert ingestor_after is not None
+        # Their counters as of a stats line logged after both readers were current.
+        current_s = time.time()
+        lines: dict[str, dict[str, Any] | None] = {}
+
+        def stats_logged() -> bool:
+            lines["builder"] = stats_after(gw.builder, current_s)
+            lines["ingestor"] = stats_after(gw.ingestor, current_s)
+            return None not in lines.values()
+
+        await wait_for(stats_logged, "a stats line of each service", 30)
+        builder_after, ingestor_after = lines["builder"], lines["ingestor"]
+        assert builder_after is not None and ingestor_after is not None
         assert ingestor_after["dropped"] == ingestor_before["dropped"] == 0
         assert builder_after["seq_holes"] == builder_before["seq_holes"] == 0
         assert builder_after["frames_lost"] == 0
@@ -416,17 +464,20 @@ async def test_slow_and_stalled_consumers_lose_alone_and_recover_by_snapshot(
         assert slow.gaps > 0 and slow.snapshots > 0
         err = printer_err.read_text()
         assert "seq hole" in err and "asking for a snapshot" in err, err[-2000:]
-        wrong = [check_book(sim, b.payload) for b in slow.books]
-        # The printer's books after SIGCONT (the drained backlog, the snapshot, the live
-        # ones), at most ~1000 of them: the truth of an old u costs a rewind.
-        after = [line for line in printed.read()[printed_before:] if line["channel"] == "book"]
-        wrong += [check_book(sim, line) for line in after[:: max(1, len(after) // 1000)]]
-        assert not [w for w in wrong if w], [w for w in wrong if w][:5]
+        # Every book the slow reader and the printer delivered, against the truth at its u,
+        # in one walk back through the truth per topic. None is too old for it: the truth
+        # keeps 20,000 steps a symbol, 200 s at 100 steps a second.
+        printed_books = [line for line in printed.read() if line["channel"] == "book"]
+        delivered = [b.payload for b in slow.books] + printed_books
+        checked = check_books(sim.market, delivered, DEPTHS, PUBLISH_DEPTH)
+        assert not checked.wrong, checked.wrong[:5]
+        assert checked.verified == len(delivered), (checked.verified, checked.unverifiable)
         assert any(b.resumed and b.pub_ns >= resumed_ns for b in slow.books)
 
         fast.check()
         seen = fast.seen
         assert not seen.wrong, seen.wrong[:5]
+        assert seen.verified == seen.books, (seen.verified, seen.unverifiable, seen.books)
         assert not seen.seq_errors, seen.seq_errors[:5]
         assert not seen.published_while_not_live, seen.published_while_not_live[:5]
     finally:
