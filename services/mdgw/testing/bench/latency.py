@@ -6,6 +6,7 @@ the path of the gateway without the gateway."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from mdgw.testing.bench.measure import (
     Timing,
     builder_counters,
     fmt,
+    gather,
     problems_of,
     quiesce,
     stack_config,
@@ -190,10 +192,30 @@ def _target(rate: int, key: str, floor: dict[str, Any]) -> tuple[float | None, s
 
 def latency(base: Path, t: Timing) -> FigureResult:
     fig = FigureResult("latency")
+    # Per rate its two floors and the stack, then the conflated run at the highest rate:
+    # one after the other, or (--quick) all at once.
+    calls: list[Callable[[], dict[str, Any]]] = []
     for rate, seconds in t.latency_seconds:
-        floor = hop_floor(base, rate, t.latency_warmup / 2, min(seconds, t.hop_seconds))
-        pipeline = pipeline_floor(base, rate, t.latency_warmup / 2, min(seconds, t.hop_seconds))
-        run = latency_run(base, rate, t.symbols, t.latency_warmup, seconds)
+        hop_s = min(seconds, t.hop_seconds)
+        calls.append(partial(hop_floor, base, rate, t.latency_warmup / 2, hop_s))
+        calls.append(partial(pipeline_floor, base, rate, t.latency_warmup / 2, hop_s))
+        calls.append(partial(latency_run, base, rate, t.symbols, t.latency_warmup, seconds))
+    if t.latency_seconds:
+        rate, seconds = t.latency_seconds[-1]
+        calls.append(
+            partial(
+                latency_run,
+                base,
+                rate,
+                t.symbols,
+                t.latency_warmup,
+                seconds,
+                max_rate=CONFLATED_MAX_RATE,
+            )
+        )
+    measured = iter(gather(calls, t.concurrent))
+    for rate, _ in t.latency_seconds:
+        floor, pipeline, run = next(measured), next(measured), next(measured)
         run["hop_floor"] = floor
         run["pipeline_floor"] = pipeline
         fig.details[str(rate)] = run
@@ -265,7 +287,7 @@ def latency(base: Path, t: Timing) -> FigureResult:
         )
     if t.latency_seconds:
         rate, seconds = t.latency_seconds[-1]
-        fig.rows.extend(conflated_rows(base, t, rate, seconds, fig.details.get(str(rate))))
+        fig.rows.extend(conflated_rows(next(measured), t, rate, fig.details.get(str(rate))))
     return fig
 
 
@@ -289,11 +311,10 @@ def _received_row(
 
 
 def conflated_rows(
-    base: Path, t: Timing, rate: int, seconds: float, plain: dict[str, Any] | None
+    run: dict[str, Any], t: Timing, rate: int, plain: dict[str, Any] | None
 ) -> list[Row]:
-    """The same burst with books.max_rate: what conflation takes off the builder and the
-    consumer. Its latency includes up to 1 / max_rate of waiting by design."""
-    run = latency_run(base, rate, t.symbols, t.latency_warmup, seconds, max_rate=CONFLATED_MAX_RATE)
+    """The same burst with books.max_rate (``run``): what conflation takes off the builder
+    and the consumer. Its latency includes up to 1 / max_rate of waiting by design."""
     t_key = f"{rate}-max_rate-{CONFLATED_MAX_RATE:g}"
     label = f"  @ {rate // 1000}k, books.max_rate = {CONFLATED_MAX_RATE:g}"
     expected = min(rate, t.symbols * CONFLATED_MAX_RATE)
