@@ -35,7 +35,14 @@ CONFLATED_MAX_RATE = 10.0  # books.max_rate of the conflated run at the highest 
 
 
 def latency_run(
-    base: Path, rate: int, symbols: int, warmup: float, seconds: float, *, max_rate: float = 0.0
+    base: Path,
+    rate: int,
+    symbols: int,
+    warmup: float,
+    seconds: float,
+    *,
+    max_rate: float = 0.0,
+    min_samples: int = 0,
 ) -> dict[str, Any]:
     """ws_blaster at ``rate`` -> ingestor -> book_builder -> consumer (latency samples)."""
     with Stage(base, f"latency-{rate}" + (f"-max{max_rate:g}" if max_rate else "")) as stage:
@@ -57,6 +64,7 @@ def latency_run(
         consumer_args = ["--endpoint", ep.pub, "--subscribe", "book.", "--subscribe", "status."]
         consumer_args += ["--latency", "--verify-every", str(VERIFY_EVERY)]
         consumer_args += ["--warmup", str(warmup), "--seconds", str(seconds)]
+        consumer_args += _min_samples(min_samples)
         consumer = stage.add(Helper("consumer", "consumer", consumer_args, stage.dir))
         consumer.wait_ready()
         ingestor = stage.add(Service("ingestor", config, stage.dir / "ingestor.log"))
@@ -96,6 +104,11 @@ def latency_run(
         return out
 
 
+def _min_samples(n: int) -> list[str]:
+    """The consumer's option to hold its window open for ``n`` samples (none when 0)."""
+    return ["--min-samples", str(n)] if n else []
+
+
 def _consumer_window(
     stage: Stage, consumer: Helper, timeout: float, stop: Callable[[], None], what: str
 ) -> tuple[dict[str, Any], float, float]:
@@ -111,12 +124,14 @@ def _consumer_window(
     return got, start, end
 
 
-def hop_floor(base: Path, rate: int, warmup: float, seconds: float) -> dict[str, Any]:
+def hop_floor(
+    base: Path, rate: int, warmup: float, seconds: float, min_samples: int = 0
+) -> dict[str, Any]:
     """One bare PUB -> SUB hop at ``rate`` (:mod:`.hop`): the floor under every hop."""
     with Stage(base, f"hop-{rate}") as stage:
         pub = stage.endpoints().pub
         consumer_args = ["--endpoint", pub, "--latency", "--warmup", str(warmup)]
-        consumer_args += ["--seconds", str(seconds)]
+        consumer_args += ["--seconds", str(seconds), *_min_samples(min_samples)]
         consumer = stage.add(Helper("consumer", "consumer", consumer_args, stage.dir))
         consumer.wait_ready()
         sender = stage.add(Helper("hop", "hop", ["--pub", pub, "--rate", str(rate)], stage.dir))
@@ -132,7 +147,9 @@ def hop_floor(base: Path, rate: int, warmup: float, seconds: float) -> dict[str,
     return {"latency_us": got["latency"], "seq_holes": got["seq_holes"]}
 
 
-def pipeline_floor(base: Path, rate: int, warmup: float, seconds: float) -> dict[str, Any]:
+def pipeline_floor(
+    base: Path, rate: int, warmup: float, seconds: float, min_samples: int = 0
+) -> dict[str, Any]:
     """The gateway's two hops with nothing in them: :mod:`.hop` PUSHes at ``rate`` (paced as
     :mod:`.ws_blaster`) into a :mod:`.passthrough` (PULL -> PUB, the builder's drain without
     the hub) and the consumer SUBs: the floor under the stack's latency on this machine and
@@ -144,7 +161,7 @@ def pipeline_floor(base: Path, rate: int, warmup: float, seconds: float) -> dict
         )
         relay.wait_ready()
         consumer_args = ["--endpoint", ep.pub, "--latency", "--warmup", str(warmup)]
-        consumer_args += ["--seconds", str(seconds)]
+        consumer_args += ["--seconds", str(seconds), *_min_samples(min_samples)]
         consumer = stage.add(Helper("consumer", "consumer", consumer_args, stage.dir))
         consumer.wait_ready()
         sender = stage.add(Helper("hop", "hop", ["--push", ep.raw, "--rate", str(rate)], stage.dir))
@@ -197,9 +214,20 @@ def latency(base: Path, t: Timing) -> FigureResult:
     calls: list[Callable[[], dict[str, Any]]] = []
     for rate, seconds in t.latency_seconds:
         hop_s = min(seconds, t.hop_seconds)
-        calls.append(partial(hop_floor, base, rate, t.latency_warmup / 2, hop_s))
-        calls.append(partial(pipeline_floor, base, rate, t.latency_warmup / 2, hop_s))
-        calls.append(partial(latency_run, base, rate, t.symbols, t.latency_warmup, seconds))
+        floor_args = (base, rate, t.latency_warmup / 2, hop_s, t.min_samples)
+        calls.append(partial(hop_floor, *floor_args))
+        calls.append(partial(pipeline_floor, *floor_args))
+        calls.append(
+            partial(
+                latency_run,
+                base,
+                rate,
+                t.symbols,
+                t.latency_warmup,
+                seconds,
+                min_samples=t.min_samples,
+            )
+        )
     if t.latency_seconds:
         rate, seconds = t.latency_seconds[-1]
         calls.append(
@@ -211,6 +239,7 @@ def latency(base: Path, t: Timing) -> FigureResult:
                 t.latency_warmup,
                 seconds,
                 max_rate=CONFLATED_MAX_RATE,
+                min_samples=t.min_samples,
             )
         )
     measured = iter(gather(calls, t.concurrent))

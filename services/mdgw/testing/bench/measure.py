@@ -66,6 +66,9 @@ class Timing:
     hop_seconds: float = 5.0
     # Run a figure's stages at the same time (--quick only: they would measure each other).
     concurrent: bool = False
+    # Latency windows stay open until they hold this many samples (--quick: a starved
+    # machine may deliver none in a fraction of a second).
+    min_samples: int = 0
 
 
 QUICK = Timing(
@@ -79,6 +82,7 @@ QUICK = Timing(
     ws_reps=1,
     hop_seconds=0.3,
     concurrent=True,
+    min_samples=20,
 )
 
 

@@ -121,7 +121,7 @@ def hot_path() -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smoke run: every figure at once, numbers meaningless")
+    parser.add_argument("--quick", action="store_true", help="smoke run, every figure at once")
     parser.add_argument("--long", action="store_true", help="scale run and memory soak")
     parser.add_argument("--only", action="append", help="run only this figure (repeatable)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
