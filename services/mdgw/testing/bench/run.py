@@ -1,4 +1,4 @@
-"""The benchmark driver: run the figures one at a time, print one table, write the JSON.
+"""The benchmark driver: run the figures, print one table, write the JSON.
 
     .venv/bin/python scripts/bench.py [--quick] [--long] [--only NAME ...] [--strict]
     .venv/bin/python -m mdgw.testing.bench.run ...   # the same
