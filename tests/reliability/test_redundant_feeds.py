@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import zmq.asyncio
 
+from mdgw.core.hub import HOLD_GRACE
 from mdgw.simulator.faults import FaultKind, FaultRequest
 from mdgw.simulator.server import SimulatorServer
 from mdgw.testing.config import MIXED_STREAMS, Stream, sim_params
@@ -34,11 +35,14 @@ pytestmark = pytest.mark.e2e
 
 AB_STREAMS = [Stream(s.category, s.symbol, s.depth, connections=2) for s in MIXED_STREAMS]
 CATEGORIES = ("linear", "inverse", "spot")
+# Market steps per second per symbol. Every check here is per book (truth, seq, no rollback,
+# no resync) and counts books, not seconds: the rate only paces how soon N books have come.
+RATE = 160.0
 
 
 @pytest.fixture
 async def sim() -> AsyncIterator[SimulatorServer]:
-    async with SimulatorServer(sim_params(MIXED_STREAMS, rate=40.0)) as server:
+    async with SimulatorServer(sim_params(MIXED_STREAMS, rate=RATE)) as server:
         yield server
 
 
@@ -190,9 +194,16 @@ async def test_two_ingestors_one_killed_costs_no_resync(
         )
         gw.ingestor.signal(signal.SIGKILL)
         gw.ingestor.proc.wait()  # type: ignore[union-attr]  # started above: proc is set
-        killed = time.monotonic()
         await wait_for(lambda: bool(gw.builder.events("ingestor_lost")), "ingestor_lost", 10)
-        await wait_for(lambda: consumer.books_since(gw.keys, killed + 4.0), "books 4 s on", 15)
+        # The loss drops the killed ingestor's sources at once (a book left without one would
+        # resync then); a book held for a u only the killed one had resyncs within HOLD_GRACE
+        # of it. Books of every key published after both, and still no resync.
+        lost = time.monotonic()
+        await wait_for(
+            lambda: consumer.books_since(gw.keys, lost + HOLD_GRACE + 0.2),
+            "books past the loss and the hold grace",
+            15,
+        )
         await more_books(consumer, 100)
         assert resyncing_since(consumer, live_ns) == []
         assert_books_right(consumer)
@@ -208,7 +219,10 @@ async def test_two_ingestors_one_killed_costs_no_resync(
 async def test_books_follow_the_faster_path_and_a_late_snapshot_never_rolls_back(
     sim: SimulatorServer, rundir: Path, tmp_path: Path
 ) -> None:
-    streams: Sequence[Stream] = MIXED_STREAMS[:2]  # linear only: one connection per ingestor
+    # Linear only: one connection per ingestor. Both at depth 50 (pushed every 20 ms, not
+    # depth 200's 100 ms): the arbitration is the same at any depth, the books come 5x as
+    # often, so the N books checked below take a fraction of the time.
+    streams: Sequence[Stream] = [Stream("linear", "BTCUSDT", 50), Stream("linear", "ETHUSDT", 50)]
     gw = Gateway(rundir, tmp_path, streams, ws_url=f"ws://127.0.0.1:{sim.port}/v5/public")
     ctx = zmq.asyncio.Context()
     consumer = TruthConsumer(ctx, gw.pub, sim, streams)
