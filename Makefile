@@ -28,17 +28,22 @@ venv: $(STAMP) compiled  ## create .venv, install the pinned dependencies, build
 compiled: $(STAMP)  ## build the compiled hot path if a C compiler is present (else pure Python)
 	@$(PY) -m mdgw.compiled_build
 
-# The whole suite with the build in use, then the core tests once more on pure Python
-# (MDGW_PURE=1) when the first run was compiled: both must pass. The second run's property
-# tests take a third of their examples (mdgw.testing.examples): same source, checked twice.
+# Two phases. The core tests (tests/core: sans-I/O, no processes, no timing) run first, on two
+# workers: with the build in use, then once more on pure Python (MDGW_PURE=1) when the build is
+# compiled; both must pass. The second run's property tests take a third of their examples
+# (mdgw.testing.examples): same source, checked twice. Then everything else, one test at a
+# time, because those tests start real processes and wait on them with deadlines.
 test: compiled  ## run the whole test suite, then the core tests on the pure-Python fallback
 	@echo "make test: $$($(PY) -m mdgw.compiled_build --status)" >&2
-	@$(PY) -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "make test: no tests were collected" >&2; exit 1; fi; \
-	[ $$rc -eq 0 ] || exit $$rc; \
-	if $(PY) -c 'import sys, mdgw; sys.exit(0 if mdgw.compiled.IS_COMPILED else 1)'; then \
+	@echo "make test: the core tests (tests/core), on two workers" >&2
+	@$(PY) -m pytest -q -n 2 tests/core || exit $$?
+	@if $(PY) -c 'import sys, mdgw; sys.exit(0 if mdgw.compiled.IS_COMPILED else 1)'; then \
 		echo "make test: the core tests again, on the pure-Python fallback (MDGW_PURE=1)" >&2; \
-		MDGW_PURE=1 $(PY) -m pytest -q tests/core; \
+		MDGW_PURE=1 $(PY) -m pytest -q -n 2 tests/core || exit $$?; \
 	fi
+	@echo "make test: everything else, one test at a time" >&2
+	@$(PY) -m pytest -q --ignore=tests/core; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: no tests were collected" >&2; exit 1; fi; exit $$rc
 
 test-fast: compiled  ## run the tests except the end-to-end ones
 	$(PY) -m pytest -q -m "not e2e"

@@ -1,7 +1,8 @@
 """``make bench`` in miniature: the driver runs every default figure and reports them all.
 
-``--quick`` gives each figure about half a second, with the same real processes (book_builder,
-ingestor, blaster, websocket server, consumers) as the real run. Speed is measured, never
+``--quick`` gives each figure a fraction of a second, with the same real processes
+(book_builder, ingestor, blaster, websocket server, consumers) as the real run, all figures
+at once. Speed is measured, never
 asserted: this checks only that every figure was measured and reported, in the table on
 stdout and in the JSON files.
 """

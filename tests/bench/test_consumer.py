@@ -78,3 +78,42 @@ def test_drain_inproc_stamps_every_send_after_the_first_wake_up() -> None:
     assert 0 < sent_in_first <= 3 * 40
     assert all(stamp > 0 for stamp in stamps)
     assert all(first > 0 for first in firsts)
+
+
+def _wait_done(rec: Recorder, deadline_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + deadline_s
+    while not rec.done():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+@pytest.mark.parametrize("min_samples", [0, 2])
+def test_window_stays_open_until_it_holds_min_samples(min_samples: int) -> None:
+    args = argparse.Namespace(
+        count="book",
+        warmup=0.0,
+        seconds=0.001,
+        latency=True,
+        verify_every=0,
+        seed=1,
+        min_samples=min_samples,
+    )
+    rec = Recorder(args)
+    topic = b"book.linear.S1USDT.25"
+    now = time.time_ns()
+    rec.take_json(topic, _book(1, now, now), now)  # opens the window; its one sample
+    if min_samples == 0:
+        assert _wait_done(rec)  # --seconds alone: closed with one sample
+        assert len(rec.latency) == 1
+        return
+    while time.time() < rec.end:  # until --seconds is over
+        time.sleep(0.001)
+    assert not rec.done()  # one sample of two: kept open
+    late = time.time_ns()
+    assert late / 1e9 < rec.end
+    rec.take_json(topic, _book(2, late, late), late)
+    assert len(rec.latency) == 2  # the late message counted in the window
+    assert _wait_done(rec)
+    assert rec.result()["window_s"] > args.seconds

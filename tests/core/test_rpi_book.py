@@ -275,8 +275,9 @@ class RpiBookMachine(RuleBasedStateMachine):
         assert self.book.best_json() == tuple(side or None for side in self.book.top_json(1))
 
 
+# 100 examples of 40 steps, as the ordinary book's state machine (tests/core/test_book.py).
 RpiBookMachine.TestCase.settings = settings(
-    max_examples=examples(120),
+    max_examples=examples(100),
     stateful_step_count=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],

@@ -118,7 +118,7 @@ snapshot = "{tcp_endpoint()}"
 
 [books]
 publish_depth = {PUBLISH_DEPTH}
-resync_timeout = 3
+resync_timeout = 2
 resync_min_interval = 0.3
 
 [log]
@@ -126,6 +126,8 @@ format = "json"
 stats_interval = 2
 """
     )
+    # resync_timeout 2 (the harness default), above rest_timeout plus a retry's backoff: a
+    # resync asked while the connection is down (the drop below) is asked again after it.
     services = [
         Service(name, config, tmp_path / f"{name}.log").start()
         for name in ("book_builder", "ingestor")

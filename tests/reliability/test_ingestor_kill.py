@@ -28,9 +28,14 @@ STREAMS = list(MIXED_STREAMS)
 DETECTION_BOUND_S = 4.0  # the bound for "promptly"
 
 
+# Market steps per second per symbol: the checks are per book and count books, so the rate
+# only paces them (each depth topic still sends at most one message per push interval).
+RATE = 160.0
+
+
 @pytest.fixture
 async def sim() -> AsyncIterator[SimulatorServer]:
-    async with SimulatorServer(sim_params(STREAMS, rate=40.0)) as server:
+    async with SimulatorServer(sim_params(STREAMS, rate=RATE)) as server:
         yield server
 
 

@@ -36,9 +36,17 @@ pytestmark = pytest.mark.e2e
 STREAMS = list(MIXED_STREAMS)
 
 
+# Market steps per second per symbol: what is checked is per message (replayed equal to
+# published) and counts books, so the rate only paces the test.
+RATE = 160.0
+# The ingestor replaces a silent connection after this (the harness default is 3 s): the
+# silence fault below lasts a little longer.
+SILENCE_TIMEOUT = 1.5
+
+
 @pytest.fixture
 async def sim() -> AsyncIterator[SimulatorServer]:
-    async with SimulatorServer(sim_params(STREAMS, rate=40.0)) as server:
+    async with SimulatorServer(sim_params(STREAMS, rate=RATE)) as server:
         yield server
 
 
@@ -98,7 +106,10 @@ async def test_replay_of_a_faulty_live_run_gives_back_every_published_message(
         tmp_path,
         STREAMS,
         ws_url=f"ws://127.0.0.1:{sim.port}/v5/public",
-        sections={"journal": {"enabled": True, "dir": str(journal), "flush_interval": 0.5}},
+        sections={
+            "journal": {"enabled": True, "dir": str(journal), "flush_interval": 0.5},
+            "bybit": {"silence_timeout": SILENCE_TIMEOUT},
+        },
     )
     ctx = zmq.asyncio.Context()
     # Connected before the builder binds (ZeroMQ retries): it sees seq 1 of every topic.
@@ -136,8 +147,12 @@ async def test_replay_of_a_faulty_live_run_gives_back_every_published_message(
                 "malformed",
             ),
             ("drop", FaultRequest(FaultKind.DROP, "linear"), "connection closed"),
-            # The ingestor replaces the silent connection (silence_timeout 3 s).
-            ("silence", FaultRequest(FaultKind.SILENCE, "spot", seconds=4.0), "connection closed"),
+            # The ingestor replaces the silent connection (after SILENCE_TIMEOUT).
+            (
+                "silence",
+                FaultRequest(FaultKind.SILENCE, "spot", seconds=SILENCE_TIMEOUT + 1.0),
+                "connection closed",
+            ),
         ]
         for name, request, reason in faults:
             before = len(truth.seen.statuses)
@@ -162,6 +177,19 @@ async def test_replay_of_a_faulty_live_run_gives_back_every_published_message(
         # Stop the ingestor first: after its goodbye nothing more is published, so the
         # collector has seen everything the builder will ever publish.
         assert gw.ingestor.stop() == 0
+
+        # Its connections closed, every book goes (or stays) resyncing: each key's last
+        # message is a status that is not live; after those the builder publishes nothing.
+        def all_resyncing() -> bool:
+            last: dict[tuple[str, str], dict[str, Any]] = {}
+            for _, m in collector.messages:
+                last[(m["category"], m["symbol"])] = m
+            return all(
+                k in last and last[k]["channel"] == "status" and last[k]["state"] != "live"
+                for k in gw.keys
+            )
+
+        await wait_for(all_resyncing, "every book resyncing after the ingestor's stop", 20)
         count = -1
 
         def quiet() -> bool:
@@ -170,7 +198,7 @@ async def test_replay_of_a_faulty_live_run_gives_back_every_published_message(
             count = len(collector.messages)
             return settled
 
-        await wait_for(quiet, "the feed to go quiet", 20, interval=1.0)
+        await wait_for(quiet, "the feed to go quiet", 20, interval=0.5)
         assert gw.builder.stop() == 0
     finally:
         await collector.stop()
@@ -229,17 +257,21 @@ async def test_kill_9_leaves_a_journal_that_replays_up_to_the_tear(
         gw.builder.signal(signal.SIGKILL)
         assert gw.builder.proc is not None
         gw.builder.proc.wait()
-        await asyncio.sleep(0.3)  # what was in flight on the pub socket reaching the collector
-        live = list(collector.messages)
         (first,) = journal.glob("*.mdj")
         size = first.stat().st_size
 
         # On restart the builder starts a new segment and leaves the torn one alone.
+        restarted_ns = time.time_ns()
         gw.builder.start()
         await wait_for(lambda: len(list(journal.glob("*.mdj"))) == 2, "a second segment", 20)
         since = time.monotonic()
         await wait_for(lambda: truth.books_since(gw.keys, since), "books after the restart", 30)
         assert gw.stop() == {"ingestor": 0, "book_builder": 0}
+        # What the killed builder published: everything stamped before the restart. What it
+        # had in flight reached the collector before the new builder's first message did
+        # (the collector reads the old connection to its end before it reconnects).
+        live = [(t, m) for t, m in collector.messages if m["pub_ns"] < restarted_ns]
+        assert 0 < len(live) < len(collector.messages)
     finally:
         await collector.stop()
         await truth.stop()

@@ -16,12 +16,14 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import zmq.asyncio
 
+from mdgw.core.hub import HOLD_GRACE
 from mdgw.simulator.faults import FaultKind, FaultRequest
 from mdgw.simulator.server import SimulatorServer
 from mdgw.testing.config import MIXED_STREAMS, Stream, sim_params
@@ -34,11 +36,14 @@ pytestmark = pytest.mark.e2e
 
 AB_STREAMS = [Stream(s.category, s.symbol, s.depth, connections=2) for s in MIXED_STREAMS]
 CATEGORIES = ("linear", "inverse", "spot")
+# Market steps per second per symbol. Every check here is per book (truth, seq, no rollback,
+# no resync) and counts books, not seconds: the rate only paces how soon N books have come.
+RATE = 160.0
 
 
 @pytest.fixture
 async def sim() -> AsyncIterator[SimulatorServer]:
-    async with SimulatorServer(sim_params(MIXED_STREAMS, rate=40.0)) as server:
+    async with SimulatorServer(sim_params(MIXED_STREAMS, rate=RATE)) as server:
         yield server
 
 
@@ -58,6 +63,12 @@ def assert_books_right(consumer: TruthConsumer) -> None:
     assert not seen.published_while_not_live, seen.published_while_not_live[:5]
     assert not seen.rollbacks, seen.rollbacks[:5]
     assert seen.unverifiable < max(10, seen.books // 10)
+
+
+def epoch_ns(line: dict[str, Any]) -> int:
+    """A log line's ``timestamp`` (ISO 8601, UTC) in ns since the epoch."""
+    stamp = datetime.fromisoformat(str(line["timestamp"]).replace("Z", "+00:00"))
+    return int(stamp.timestamp() * 1e9)
 
 
 def sources(builder: Service) -> dict[str, Any]:
@@ -160,7 +171,13 @@ async def test_both_connections_skipping_the_same_delta_resync_once(
         await more_books(consumer, 100)
         assert_books_right(consumer)
         # The request went to one connection, not to every connection carrying the topic.
-        started_ = [e for e in gw.ingestor.events("resync_started") if e.get("topic") == topic]
+        # Counted from live on: a connection's own resync while subscribing (a delta before
+        # its snapshot, before every book was live) is not this fault's.
+        started_ = [
+            e
+            for e in gw.ingestor.events("resync_started")
+            if e.get("topic") == topic and epoch_ns(e) >= live_ns
+        ]
         assert len(started_) == 1, started_
         assert resyncing_since(consumer, live_ns) == [f"{key}: " + started_[0]["reason"]]
         assert gw.stop() == {"ingestor": 0, "book_builder": 0}
@@ -190,9 +207,16 @@ async def test_two_ingestors_one_killed_costs_no_resync(
         )
         gw.ingestor.signal(signal.SIGKILL)
         gw.ingestor.proc.wait()  # type: ignore[union-attr]  # started above: proc is set
-        killed = time.monotonic()
         await wait_for(lambda: bool(gw.builder.events("ingestor_lost")), "ingestor_lost", 10)
-        await wait_for(lambda: consumer.books_since(gw.keys, killed + 4.0), "books 4 s on", 15)
+        # The loss drops the killed ingestor's sources at once (a book left without one would
+        # resync then); a book held for a u only the killed one had resyncs within HOLD_GRACE
+        # of it. Books of every key published after both, and still no resync.
+        lost = time.monotonic()
+        await wait_for(
+            lambda: consumer.books_since(gw.keys, lost + HOLD_GRACE + 0.2),
+            "books past the loss and the hold grace",
+            15,
+        )
         await more_books(consumer, 100)
         assert resyncing_since(consumer, live_ns) == []
         assert_books_right(consumer)
@@ -208,7 +232,10 @@ async def test_two_ingestors_one_killed_costs_no_resync(
 async def test_books_follow_the_faster_path_and_a_late_snapshot_never_rolls_back(
     sim: SimulatorServer, rundir: Path, tmp_path: Path
 ) -> None:
-    streams: Sequence[Stream] = MIXED_STREAMS[:2]  # linear only: one connection per ingestor
+    # Linear only: one connection per ingestor. Both at depth 50 (pushed every 20 ms, not
+    # depth 200's 100 ms): the arbitration is the same at any depth, the books come 5x as
+    # often, so the N books checked below take a fraction of the time.
+    streams: Sequence[Stream] = [Stream("linear", "BTCUSDT", 50), Stream("linear", "ETHUSDT", 50)]
     gw = Gateway(rundir, tmp_path, streams, ws_url=f"ws://127.0.0.1:{sim.port}/v5/public")
     ctx = zmq.asyncio.Context()
     consumer = TruthConsumer(ctx, gw.pub, sim, streams)

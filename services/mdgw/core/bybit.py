@@ -292,6 +292,11 @@ def parse_levels(raw: object, field: str, topic: str) -> list[Level]:
     out: list[Level] = []
     append = out.append
     level: object = None
+    # Declared str: the compiled build checks each value is a str as it is unpacked (a
+    # TypeError, so a ParseError below, if not) and then calls str's own strip, len and
+    # float, instead of looking each method up on an object. Pure Python ignores this.
+    price: str
+    size: str
     try:
         for level in raw:
             if type(level) is not list:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import struct
 from enum import IntEnum
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from mdgw.core.bybit_spec import CATEGORIES
 from mdgw.core.errors import WireError
@@ -30,12 +30,16 @@ __all__ = [
     "decode_raw",
 ]
 
-ENVELOPE_VERSION = 1
+ENVELOPE_VERSION: Final = 1
 
 # version u8, kind u8, category u8, id_len u8, conn_id u32, seq u64, recv_ns u64 = 24 bytes,
 # every field naturally aligned. The ingestor id (id_len bytes, UTF-8) and the Bybit frame follow.
-_HEADER = struct.Struct("<BBBBIQQ")
-HEADER_SIZE = _HEADER.size
+# Final: the compiled build keeps these in C statics, not in the module's dict, which
+# decode_raw() would otherwise look up on every envelope.
+_HEADER: Final = struct.Struct("<BBBBIQQ")
+HEADER_SIZE: Final = _HEADER.size
+_CATEGORIES: Final[tuple[str, ...]] = CATEGORIES
+_CATEGORY_COUNT: Final = len(CATEGORIES)
 
 # The category code in the header is the index in Bybit's CATEGORIES.
 _CATEGORY_CODES: dict[str, int] = {name: code for code, name in enumerate(CATEGORIES)}
@@ -50,7 +54,7 @@ class EnvelopeKind(IntEnum):
     HEARTBEAT = 3  # every second from a live ingestor; conn_id = 0, seq = 0
 
 
-_MAX_KIND = max(EnvelopeKind)
+_MAX_KIND: Final = int(max(EnvelopeKind))  # an int: comparing with a member is a call
 
 RawTuple = tuple[int, str, str, int, int, int, bytes]
 """What :func:`decode_raw` returns: (kind, ingestor, category, conn_id, seq, recv_ns, frame)."""
@@ -146,7 +150,7 @@ def decode_raw(msg: bytes) -> RawTuple:
         raise WireError(f"unsupported envelope version {version}")
     if kind > _MAX_KIND:
         raise WireError(f"unknown envelope kind {kind}")
-    if category >= len(CATEGORIES):
+    if category >= _CATEGORY_COUNT:
         raise WireError(f"unknown category code {category}")
     if id_len == 0:
         raise WireError("empty ingestor id")
@@ -157,7 +161,7 @@ def decode_raw(msg: bytes) -> RawTuple:
         ingestor = msg[HEADER_SIZE:end].decode()
     except UnicodeDecodeError:
         raise WireError("ingestor id is not UTF-8") from None
-    return kind, ingestor, CATEGORIES[category], conn_id, seq, recv_ns, msg[end:]
+    return kind, ingestor, _CATEGORIES[category], conn_id, seq, recv_ns, msg[end:]
 
 
 def decode_envelope(msg: bytes) -> Envelope:

@@ -42,6 +42,7 @@ __all__ = [
     "is_topic_symbol",
     "json_object",
     "parse_gateway_topic",
+    "stamp",
     "subscription",
     "topic",
 ]
@@ -227,14 +228,31 @@ class BookTemplate:
         asks: str,
     ) -> bytes:
         """The payload; ``cts`` 0 means the frame had none; ``bids``/``asks`` from ``top_json``."""
+        return self.render_stamped(seq, stamp(pub_ns, recv_ns, u, ts), cts, depth, bids, asks)
+
+    def render_stamped(  # noqa: PLR0917 (positional on purpose: runs once per published book)
+        self, seq: int, stamped: str, cts: int, depth: int, bids: str, asks: str
+    ) -> bytes:
+        """:meth:`render` with ``pub_ns``, ``recv_ns``, ``u`` and ``ts`` as :func:`stamp`'s text,
+        which the builder renders once for a frame's ``book`` and ``bbo``."""
         # An f-string over literal parts rather than `%` over a template held per topic: the
         # compiled build turns it into one string build (no format parsing per book).
         cts_text = str(cts) if cts else "null"
         depth_text = self._depth or str(depth)
         return (
-            f'{self._head}{seq},"pub_ns":{pub_ns},"recv_ns":{recv_ns},"u":{u},"ts":{ts},'
-            f'"cts":{cts_text},"depth":{depth_text},"bids":[{bids}],"asks":[{asks}]}}'
+            f'{self._head}{seq},"pub_ns":{stamped},"cts":{cts_text},"depth":{depth_text},'
+            f'"bids":[{bids}],"asks":[{asks}]}}'
         ).encode()
+
+
+def stamp(pub_ns: int, recv_ns: int, u: int, ts: int) -> str:
+    """The text of ``pub_ns``, ``recv_ns``, ``u`` and ``ts`` as both the ``book`` and the ``bbo``
+    payload carry them, after ``"pub_ns":``: ``'1,"recv_ns":2,"u":3,"ts":4'``.
+
+    Rendered once per published frame and shared by the two payloads: turning four
+    19-digit ints into text is most of what a ``bbo`` costs (docs/performance.md).
+    """
+    return f'{pub_ns},"recv_ns":{recv_ns},"u":{u},"ts":{ts}'
 
 
 class BboTemplate:
@@ -271,6 +289,18 @@ class BboTemplate:
     ) -> bytes:
         """The payload; ``bid``/``ask`` are ``(price, size)`` or None for an empty side,
         ``depth`` the Bybit depth of the frame (an int, or ``"full"``)."""
+        return self.render_stamped(seq, stamp(pub_ns, recv_ns, u, ts), bid, ask, bybit_seq, depth)
+
+    def render_stamped(  # noqa: PLR0917 (positional on purpose: runs once per published bbo)
+        self,
+        seq: int,
+        stamped: str,
+        bid: tuple[str, str] | None,
+        ask: tuple[str, str] | None,
+        bybit_seq: int,
+        depth: int | str,
+    ) -> bytes:
+        """:meth:`render` with ``pub_ns``, ``recv_ns``, ``u`` and ``ts`` as :func:`stamp`'s text."""
         if bid is None:
             bid_text = '"bid":null,"bid_size":null'
         else:
@@ -281,8 +311,8 @@ class BboTemplate:
             ask_text = f'"ask":"{ask[0]}","ask_size":"{ask[1]}"'
         depth_text = f'"{depth}"' if isinstance(depth, str) else str(depth)
         return (
-            f'{self._head}{seq},"pub_ns":{pub_ns},"recv_ns":{recv_ns},"u":{u},"ts":{ts},'
-            f'{bid_text},{ask_text},"bybit_seq":{bybit_seq},"depth":{depth_text}}}'
+            f'{self._head}{seq},"pub_ns":{stamped},{bid_text},{ask_text},'
+            f'"bybit_seq":{bybit_seq},"depth":{depth_text}}}'
         ).encode()
 
 

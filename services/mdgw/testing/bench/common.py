@@ -16,7 +16,10 @@ _STARTED = time.monotonic()
 
 def progress(message: str) -> None:
     """One progress line on stderr (stdout is for the table)."""
-    print(f"[bench {time.monotonic() - _STARTED:6.1f}s] {message}", file=sys.stderr, flush=True)
+    # One write per line: stages that run at once (--quick) do not cut into each other's.
+    line = f"[bench {time.monotonic() - _STARTED:6.1f}s] {message}\n"
+    sys.stderr.write(line)
+    sys.stderr.flush()
 
 
 def helper_parser(doc: str | None) -> argparse.ArgumentParser:

@@ -18,9 +18,10 @@ Three ways in:
 - ``--mode pull``: a PULL bound on the raw endpoint (a sink for the ingestor alone).
 
 The window: it opens ``--warmup`` seconds after the first counted message and lasts
-``--seconds`` (then the consumer exits by itself; 0 means until SIGTERM). Counts, the
-100 ms timeline and latency samples cover the window only; ``seq`` holes and wrong books are
-counted from the first message on. The result goes to ``--out`` as JSON.
+``--seconds`` (then the consumer exits by itself; 0 means until SIGTERM), or longer, until
+it holds ``--min-samples`` samples (``--quick``: a starved machine still gets a number).
+Counts, the 100 ms timeline and latency samples cover the window only; ``seq`` holes and
+wrong books are counted from the first message on. The result goes to ``--out`` as JSON.
 """
 
 from __future__ import annotations
@@ -116,7 +117,21 @@ class Recorder:
         return True
 
     def done(self) -> bool:
-        return time.time() >= self.end
+        now = time.time()
+        if now < self.end:
+            return False
+        if self.counted() < self.args.min_samples:
+            # Too few in the window (a starved smoke run): keep it open a little longer.
+            self.end = now + _BUCKET_S
+            return False
+        return True
+
+    def counted(self) -> int:
+        """Samples in the window so far: latency samples with ``--latency``, else messages
+        of the counted channel."""
+        if self.args.latency:
+            return len(self.latency)
+        return self.window_channel_counts[self.count_channel] + self.window_counts["data"]
 
     # ------------------------------------------------------------------ messages
 
@@ -245,6 +260,12 @@ def main() -> None:
     parser.add_argument("--count", default="book", help="the channel counted and timed")
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--seconds", type=float, default=0.0)
+    parser.add_argument(
+        "--min-samples",
+        type=int,
+        default=0,
+        help="keep the window open past --seconds until it holds this many samples",
+    )
     parser.add_argument("--latency", action="store_true")
     parser.add_argument("--verify-every", type=int, default=0)
     parser.add_argument("--seed", type=int, default=1)

@@ -6,6 +6,7 @@ the path of the gateway without the gateway."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from mdgw.testing.bench.measure import (
     Timing,
     builder_counters,
     fmt,
+    gather,
     problems_of,
     quiesce,
     stack_config,
@@ -33,7 +35,14 @@ CONFLATED_MAX_RATE = 10.0  # books.max_rate of the conflated run at the highest 
 
 
 def latency_run(
-    base: Path, rate: int, symbols: int, warmup: float, seconds: float, *, max_rate: float = 0.0
+    base: Path,
+    rate: int,
+    symbols: int,
+    warmup: float,
+    seconds: float,
+    *,
+    max_rate: float = 0.0,
+    min_samples: int = 0,
 ) -> dict[str, Any]:
     """ws_blaster at ``rate`` -> ingestor -> book_builder -> consumer (latency samples)."""
     with Stage(base, f"latency-{rate}" + (f"-max{max_rate:g}" if max_rate else "")) as stage:
@@ -55,6 +64,7 @@ def latency_run(
         consumer_args = ["--endpoint", ep.pub, "--subscribe", "book.", "--subscribe", "status."]
         consumer_args += ["--latency", "--verify-every", str(VERIFY_EVERY)]
         consumer_args += ["--warmup", str(warmup), "--seconds", str(seconds)]
+        consumer_args += _min_samples(min_samples)
         consumer = stage.add(Helper("consumer", "consumer", consumer_args, stage.dir))
         consumer.wait_ready()
         ingestor = stage.add(Service("ingestor", config, stage.dir / "ingestor.log"))
@@ -94,6 +104,11 @@ def latency_run(
         return out
 
 
+def _min_samples(n: int) -> list[str]:
+    """The consumer's option to hold its window open for ``n`` samples (none when 0)."""
+    return ["--min-samples", str(n)] if n else []
+
+
 def _consumer_window(
     stage: Stage, consumer: Helper, timeout: float, stop: Callable[[], None], what: str
 ) -> tuple[dict[str, Any], float, float]:
@@ -109,12 +124,14 @@ def _consumer_window(
     return got, start, end
 
 
-def hop_floor(base: Path, rate: int, warmup: float, seconds: float) -> dict[str, Any]:
+def hop_floor(
+    base: Path, rate: int, warmup: float, seconds: float, min_samples: int = 0
+) -> dict[str, Any]:
     """One bare PUB -> SUB hop at ``rate`` (:mod:`.hop`): the floor under every hop."""
     with Stage(base, f"hop-{rate}") as stage:
         pub = stage.endpoints().pub
         consumer_args = ["--endpoint", pub, "--latency", "--warmup", str(warmup)]
-        consumer_args += ["--seconds", str(seconds)]
+        consumer_args += ["--seconds", str(seconds), *_min_samples(min_samples)]
         consumer = stage.add(Helper("consumer", "consumer", consumer_args, stage.dir))
         consumer.wait_ready()
         sender = stage.add(Helper("hop", "hop", ["--pub", pub, "--rate", str(rate)], stage.dir))
@@ -130,7 +147,9 @@ def hop_floor(base: Path, rate: int, warmup: float, seconds: float) -> dict[str,
     return {"latency_us": got["latency"], "seq_holes": got["seq_holes"]}
 
 
-def pipeline_floor(base: Path, rate: int, warmup: float, seconds: float) -> dict[str, Any]:
+def pipeline_floor(
+    base: Path, rate: int, warmup: float, seconds: float, min_samples: int = 0
+) -> dict[str, Any]:
     """The gateway's two hops with nothing in them: :mod:`.hop` PUSHes at ``rate`` (paced as
     :mod:`.ws_blaster`) into a :mod:`.passthrough` (PULL -> PUB, the builder's drain without
     the hub) and the consumer SUBs: the floor under the stack's latency on this machine and
@@ -142,7 +161,7 @@ def pipeline_floor(base: Path, rate: int, warmup: float, seconds: float) -> dict
         )
         relay.wait_ready()
         consumer_args = ["--endpoint", ep.pub, "--latency", "--warmup", str(warmup)]
-        consumer_args += ["--seconds", str(seconds)]
+        consumer_args += ["--seconds", str(seconds), *_min_samples(min_samples)]
         consumer = stage.add(Helper("consumer", "consumer", consumer_args, stage.dir))
         consumer.wait_ready()
         sender = stage.add(Helper("hop", "hop", ["--push", ep.raw, "--rate", str(rate)], stage.dir))
@@ -190,10 +209,42 @@ def _target(rate: int, key: str, floor: dict[str, Any]) -> tuple[float | None, s
 
 def latency(base: Path, t: Timing) -> FigureResult:
     fig = FigureResult("latency")
+    # Per rate its two floors and the stack, then the conflated run at the highest rate:
+    # one after the other, or (--quick) all at once.
+    calls: list[Callable[[], dict[str, Any]]] = []
     for rate, seconds in t.latency_seconds:
-        floor = hop_floor(base, rate, t.latency_warmup / 2, min(seconds, t.hop_seconds))
-        pipeline = pipeline_floor(base, rate, t.latency_warmup / 2, min(seconds, t.hop_seconds))
-        run = latency_run(base, rate, t.symbols, t.latency_warmup, seconds)
+        hop_s = min(seconds, t.hop_seconds)
+        floor_args = (base, rate, t.latency_warmup / 2, hop_s, t.min_samples)
+        calls.append(partial(hop_floor, *floor_args))
+        calls.append(partial(pipeline_floor, *floor_args))
+        calls.append(
+            partial(
+                latency_run,
+                base,
+                rate,
+                t.symbols,
+                t.latency_warmup,
+                seconds,
+                min_samples=t.min_samples,
+            )
+        )
+    if t.latency_seconds:
+        rate, seconds = t.latency_seconds[-1]
+        calls.append(
+            partial(
+                latency_run,
+                base,
+                rate,
+                t.symbols,
+                t.latency_warmup,
+                seconds,
+                max_rate=CONFLATED_MAX_RATE,
+                min_samples=t.min_samples,
+            )
+        )
+    measured = iter(gather(calls, t.concurrent))
+    for rate, _ in t.latency_seconds:
+        floor, pipeline, run = next(measured), next(measured), next(measured)
         run["hop_floor"] = floor
         run["pipeline_floor"] = pipeline
         fig.details[str(rate)] = run
@@ -265,7 +316,7 @@ def latency(base: Path, t: Timing) -> FigureResult:
         )
     if t.latency_seconds:
         rate, seconds = t.latency_seconds[-1]
-        fig.rows.extend(conflated_rows(base, t, rate, seconds, fig.details.get(str(rate))))
+        fig.rows.extend(conflated_rows(next(measured), t, rate, fig.details.get(str(rate))))
     return fig
 
 
@@ -289,11 +340,10 @@ def _received_row(
 
 
 def conflated_rows(
-    base: Path, t: Timing, rate: int, seconds: float, plain: dict[str, Any] | None
+    run: dict[str, Any], t: Timing, rate: int, plain: dict[str, Any] | None
 ) -> list[Row]:
-    """The same burst with books.max_rate: what conflation takes off the builder and the
-    consumer. Its latency includes up to 1 / max_rate of waiting by design."""
-    run = latency_run(base, rate, t.symbols, t.latency_warmup, seconds, max_rate=CONFLATED_MAX_RATE)
+    """The same burst with books.max_rate (``run``): what conflation takes off the builder
+    and the consumer. Its latency includes up to 1 / max_rate of waiting by design."""
     t_key = f"{rate}-max_rate-{CONFLATED_MAX_RATE:g}"
     label = f"  @ {rate // 1000}k, books.max_rate = {CONFLATED_MAX_RATE:g}"
     expected = min(rate, t.symbols * CONFLATED_MAX_RATE)

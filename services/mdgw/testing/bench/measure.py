@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from mdgw.testing.bench import frames
 from mdgw.testing.bench.report import ERROR, FigureResult, Row
@@ -33,6 +35,7 @@ __all__ = [
     "counter_rate",
     "failed",
     "fmt",
+    "gather",
     "in_window",
     "problems_of",
     "quiesce",
@@ -43,6 +46,8 @@ __all__ = [
 ]
 
 VERIFY_EVERY = 200  # every N-th book is compared with the script
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -59,18 +64,25 @@ class Timing:
     ws_seconds: float = 4.0
     ws_reps: int = 3
     hop_seconds: float = 5.0
+    # Run a figure's stages at the same time (--quick only: they would measure each other).
+    concurrent: bool = False
+    # Latency windows stay open until they hold this many samples (--quick: a starved
+    # machine may deliver none in a fraction of a second).
+    min_samples: int = 0
 
 
 QUICK = Timing(
     pipe_reps=1,
-    pipe_warmup=0.3,
-    pipe_seconds=0.6,
-    latency_warmup=0.3,
-    latency_seconds=((2_000, 0.5), (30_000, 0.5)),
-    ws_warmup=0.2,
-    ws_seconds=0.5,
+    pipe_warmup=0.1,
+    pipe_seconds=0.3,
+    latency_warmup=0.2,
+    latency_seconds=((2_000, 0.3), (30_000, 0.3)),
+    ws_warmup=0.1,
+    ws_seconds=0.3,
     ws_reps=1,
-    hop_seconds=0.5,
+    hop_seconds=0.3,
+    concurrent=True,
+    min_samples=20,
 )
 
 
@@ -94,6 +106,16 @@ LONG_QUICK = LongTiming(
     memory_seconds=4.0,
     memory_baseline_at=1.0,
 )
+
+
+def gather(calls: list[Callable[[], T]], concurrent: bool) -> list[T]:
+    """Each call's result, in order: one after the other, or all at once in threads (the
+    smoke run's stages, whose numbers mean nothing). The first call that raised, raises."""
+    if not concurrent or len(calls) < 2:
+        return [call() for call in calls]
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        futures = [pool.submit(call) for call in calls]
+        return [future.result() for future in futures]
 
 
 def fmt(value: float | None, digits: int = 0) -> str:

@@ -4,10 +4,11 @@ second, against the same run without scraping (issue 12: at least 95 %)."""
 from __future__ import annotations
 
 import statistics
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from mdgw.testing.bench.measure import Timing, fmt
+from mdgw.testing.bench.measure import Timing, fmt, gather
 from mdgw.testing.bench.report import FigureResult, Row, judged
 from mdgw.testing.bench.throughput import _combine, _pipe
 
@@ -24,9 +25,13 @@ def metrics_scrape(base: Path, t: Timing) -> FigureResult:
     """
     fig = FigureResult("metrics")
     runs: dict[str, list[dict[str, Any]]] = {"idle": [], "scraped": []}
-    for rep in range(t.pipe_reps):
-        runs["idle"].append(_pipe(base, "book_builder", t, rep=rep, scrape=False))
-        runs["scraped"].append(_pipe(base, "book_builder", t, rep=rep, scrape=True))
+    calls = [
+        (arm, partial(_pipe, base, "book_builder", t, rep=rep, scrape=arm == "scraped"))
+        for rep in range(t.pipe_reps)
+        for arm in ("idle", "scraped")
+    ]
+    for (arm, _), run in zip(calls, gather([c for _, c in calls], t.concurrent), strict=True):
+        runs[arm].append(run)
     idle = _combine(runs["idle"], "book_builder")
     scraped = _combine(runs["scraped"], "book_builder")
     scrapes = [run.get("scrapes") or {} for run in runs["scraped"]]

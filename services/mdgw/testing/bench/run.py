@@ -1,4 +1,4 @@
-"""The benchmark driver: run the figures one at a time, print one table, write the JSON.
+"""The benchmark driver: run the figures, print one table, write the JSON.
 
     .venv/bin/python scripts/bench.py [--quick] [--long] [--only NAME ...] [--strict]
     .venv/bin/python -m mdgw.testing.bench.run ...   # the same
@@ -7,15 +7,17 @@ Default (``make bench``, under 4 minutes): builder throughput with its pass-thro
 ceiling, latency at 2k and 30k frames/s, the ingestor's receive rate against a bare
 websockets client, and builder throughput with /metrics scraped every second against
 the same without. ``--long`` (``make bench-long``): the 1,200-symbol scale run and the
-10-minute memory soak instead. ``--quick``: the same figures for about a second each (the
-smoke test; its numbers mean nothing).
+10-minute memory soak instead. ``--quick`` (the smoke test; its numbers mean nothing): the
+same figures and rows, one repetition each with windows of a fraction of a second, and
+every figure and every stage of a figure at the same time.
 
 Progress lines go to stderr, the table to stdout, the JSON to ``--out-dir``
 (``var/bench/<UTC timestamp>.json`` and ``var/bench/latest.json``).
 
 Exit status: 0 when every figure was measured and nothing was wrong (wrong books, resyncs,
 seq holes are "wrong"); 1 otherwise; with ``--strict`` also 1 when a target is missed.
-Benchmarks run one after another: on a 2-core machine two at once would measure each other.
+Without ``--quick``, benchmarks run one after another: on a 2-core machine two at once
+would measure each other.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from mdgw.testing.bench import ingestor, latency, measure, memory, metrics, scale, throughput
@@ -118,7 +121,7 @@ def hot_path() -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="about a second per figure")
+    parser.add_argument("--quick", action="store_true", help="smoke run, every figure at once")
     parser.add_argument("--long", action="store_true", help="scale run and memory soak")
     parser.add_argument("--only", action="append", help="run only this figure (repeatable)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
@@ -143,15 +146,20 @@ def main() -> int:
         f"mode {mode}; work in {base}; load average {load[0]:.2f}; "
         f"reference loop {speed_before:.1f} ms"
     )
-    results: list[FigureResult] = []
+
+    def figure(name: str, run: FigureFn) -> FigureResult:
+        progress(f"--- {name}")
+        try:
+            return run(base)
+        except Exception as exc:  # one figure failing must not hide the others
+            progress(f"{name}: could not be measured: {exc}")
+            return measure.failed(name, exc)
+
+    # --quick runs the figures at the same time too (their numbers mean nothing), unless
+    # the builder is profiled.
+    together = args.quick and args.profile is None
     try:
-        for name, run in plan(args):
-            progress(f"--- {name}")
-            try:
-                results.append(run(base))
-            except Exception as exc:  # one figure failing must not hide the others
-                progress(f"{name}: could not be measured: {exc}")
-                results.append(measure.failed(name, exc))
+        results = measure.gather([partial(figure, name, run) for name, run in plan(args)], together)
     finally:
         if args.keep:
             progress(f"kept {base}")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from mdgw.testing.bench.measure import (
     builder_counters,
     counter_rate,
     fmt,
+    gather,
     in_window,
     problems_of,
     sub_rates,
@@ -259,6 +262,7 @@ def saturated(run: dict[str, Any]) -> bool:
 
 def throughput(base: Path, t: Timing, profile: Path | None = None) -> FigureResult:
     fig = FigureResult("throughput")
+    profile_dir = profile
     if profile is not None:
         profile.mkdir(parents=True, exist_ok=True)
     runs: dict[str, list[dict[str, Any]]] = {
@@ -266,16 +270,21 @@ def throughput(base: Path, t: Timing, profile: Path | None = None) -> FigureResu
         "book_builder+journal": [],
         "passthrough": [],
     }
+    calls: list[tuple[str, Callable[[], dict[str, Any]]]] = []
     for rep in range(t.pipe_reps):  # alternately, so slow phases of the machine hit all
         # Journal off and on in turn, the other way round in the next repetition (ABBA).
         order = [False, True] if rep % 2 == 0 else [True, False]
         for journal in order:
             key = "book_builder+journal" if journal else "book_builder"
-            runs[key].append(
-                _pipe(base, "book_builder", t, None if journal else profile, rep, journal=journal)
-            )
+            spied = None if journal else profile
+            pipe = partial(_pipe, base, "book_builder", t, spied, rep, journal=journal)
+            calls.append((key, pipe))
         profile = None
-        runs["passthrough"].append(_pipe(base, "passthrough", t, None, rep))
+        calls.append(("passthrough", partial(_pipe, base, "passthrough", t, None, rep)))
+    # --quick: all at once, unless the builder is profiled (the profile wants it alone).
+    together = t.concurrent and profile_dir is None
+    for (key, _), run in zip(calls, gather([call for _, call in calls], together), strict=True):
+        runs[key].append(run)
     fig.details = {**runs, "symbols": t.symbols}
     builder = _combine(runs["book_builder"], "book_builder")
     journaled = _combine(runs["book_builder+journal"], "book_builder")
