@@ -456,8 +456,11 @@ async def test_slow_and_stalled_consumers_lose_alone_and_recover_by_snapshot(
         # The fast consumer's rate held: what book_builder published per frame offered,
         # the stall's against the steady state before it, and each 2 s of the stall against
         # the whole. A publisher held up by the stalled readers would fall behind its input.
+        # The stall ends once enough is published (a few seconds), so on a busy machine it
+        # may hold no 2 s window in which the simulator ran evenly: then the whole stall's
+        # rate is the check.
         assert stalled > 0.8 * steady, (steady, stalled)
-        assert windows and min(windows) > 0.5 * stalled, windows
+        assert all(w > 0.5 * stalled for w in windows), windows
 
         # --- the readers saw holes, asked for snapshots, and delivered only true books -----
         assert slow.error is None, slow.error
