@@ -290,7 +290,6 @@ def parse_levels(raw: object, field: str, topic: str) -> list[Level]:
     if type(raw) is not list:
         raise ParseError(f"{field} is not a list", topic)
     out: list[Level] = []
-    append = out.append
     level: object = None
     # Declared str: the compiled build checks each value is a str as it is unpacked (a
     # TypeError, so a ParseError below, if not) and then calls str's own strip, len and
@@ -317,7 +316,10 @@ def parse_levels(raw: object, field: str, topic: str) -> list[Level]:
                 len(price.replace(".", "").strip("0")) > _MAX_SIGNIFICANT_DIGITS
             ):
                 raise ParseError(f"{field}: price {price[:40]!r} has too many digits", topic)
-            append((key, price, size, float(size)))
+            # out.append, not a bound alias: the compiled build calls PyList_Append on a
+            # list[Level] where an alias is a generic call; Python 3.11 specialises the
+            # list append too.
+            out.append((key, price, size, float(size)))
     except (TypeError, ValueError, AttributeError):
         raise ParseError(f"{field}: bad level {str(level)[:60]}", topic) from None
     return out
