@@ -141,6 +141,23 @@ def test_decode_raw_rejects(msg: bytes, reason: str) -> None:
         decode_raw(msg)
 
 
+def test_decode_raw_ingestor_ids_cached_and_bounded() -> None:
+    """The ingestor id is decoded once per id (the same str object after), a bad id is
+    rejected however often it comes, and more ids than the cache holds all decode right."""
+    first = decode_raw(_header() + b"ing" + b"{}")[1]
+    again = decode_raw(_header(conn=2) + b"ing" + b"[]")[1]
+    assert first == "ing"
+    assert again is first
+    for _ in range(2):
+        with pytest.raises(WireError, match="UTF-8"):
+            decode_raw(_header() + b"\xff\xfe\xfd")
+    for i in range(600):
+        name = f"i{i}"
+        assert decode_raw(_header(id_len=len(name)) + name.encode() + b"x")[1:2] == (name,)
+    assert decode_raw(_header() + b"ing")[1] == "ing"
+    assert decode_raw(_header(id_len=2) + "é".encode())[1] == "é"
+
+
 def test_decode_raw_returns_plain_ints_comparable_with_kinds() -> None:
     msg = RawEncoder("a", "spot").heartbeat(5)
     kind, ingestor, category, conn_id, seq, recv_ns, frame = decode_raw(msg)

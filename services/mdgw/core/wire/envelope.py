@@ -56,6 +56,13 @@ class EnvelopeKind(IntEnum):
 
 _MAX_KIND: Final = int(max(EnvelopeKind))  # an int: comparing with a member is a call
 
+# Ingestor ids seen, by their bytes: a builder hears a handful of ingestors, so the id of an
+# envelope is a dict lookup, not a UTF-8 decode, and the str handed on is the same object
+# each time (its hash computed once, for the hub's dicts keyed by it). Only ids that decoded
+# are kept; emptied when full, so a stream of made-up ids cannot grow it.
+_INGESTOR_IDS: Final[dict[bytes, str]] = {}
+_MAX_INGESTOR_IDS: Final = 256
+
 RawTuple = tuple[int, str, str, int, int, int, bytes]
 """What :func:`decode_raw` returns: (kind, ingestor, category, conn_id, seq, recv_ns, frame)."""
 
@@ -157,10 +164,16 @@ def decode_raw(msg: bytes) -> RawTuple:
     end = HEADER_SIZE + id_len
     if len(msg) < end:
         raise WireError(f"envelope truncated inside the ingestor id ({len(msg)} < {end} bytes)")
-    try:
-        ingestor = msg[HEADER_SIZE:end].decode()
-    except UnicodeDecodeError:
-        raise WireError("ingestor id is not UTF-8") from None
+    raw_id = msg[HEADER_SIZE:end]
+    ingestor = _INGESTOR_IDS.get(raw_id)
+    if ingestor is None:
+        try:
+            ingestor = raw_id.decode()
+        except UnicodeDecodeError:
+            raise WireError("ingestor id is not UTF-8") from None
+        if len(_INGESTOR_IDS) >= _MAX_INGESTOR_IDS:
+            _INGESTOR_IDS.clear()
+        _INGESTOR_IDS[raw_id] = ingestor
     return kind, ingestor, _CATEGORIES[category], conn_id, seq, recv_ns, msg[end:]
 
 
