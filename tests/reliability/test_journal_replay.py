@@ -266,6 +266,13 @@ async def test_kill_9_leaves_a_journal_that_replays_up_to_the_tear(
         await wait_for(lambda: len(list(journal.glob("*.mdj"))) == 2, "a second segment", 20)
         since = time.monotonic()
         await wait_for(lambda: truth.books_since(gw.keys, since), "books after the restart", 30)
+        # The collector is a socket of its own: it reconnects to the new builder on its own
+        # time (this wait failed once, on a fresh clone, as "590 < 590" without it).
+        await wait_for(
+            lambda: any(m["pub_ns"] >= restarted_ns for _, m in collector.messages),
+            "the collector hearing the new builder",
+            30,
+        )
         assert gw.stop() == {"ingestor": 0, "book_builder": 0}
         # What the killed builder published: everything stamped before the restart. What it
         # had in flight reached the collector before the new builder's first message did
