@@ -212,36 +212,16 @@ def latency(base: Path, t: Timing) -> FigureResult:
     # Per rate its two floors and the stack, then the conflated run at the highest rate:
     # one after the other, or (--quick) all at once.
     calls: list[Callable[[], dict[str, Any]]] = []
+    stack: Callable[..., dict[str, Any]] | None = None
     for rate, seconds in t.latency_seconds:
         hop_s = min(seconds, t.hop_seconds)
         floor_args = (base, rate, t.latency_warmup / 2, hop_s, t.min_samples)
-        calls.append(partial(hop_floor, *floor_args))
-        calls.append(partial(pipeline_floor, *floor_args))
-        calls.append(
-            partial(
-                latency_run,
-                base,
-                rate,
-                t.symbols,
-                t.latency_warmup,
-                seconds,
-                min_samples=t.min_samples,
-            )
+        stack = partial(
+            latency_run, base, rate, t.symbols, t.latency_warmup, seconds, min_samples=t.min_samples
         )
-    if t.latency_seconds:
-        rate, seconds = t.latency_seconds[-1]
-        calls.append(
-            partial(
-                latency_run,
-                base,
-                rate,
-                t.symbols,
-                t.latency_warmup,
-                seconds,
-                max_rate=CONFLATED_MAX_RATE,
-                min_samples=t.min_samples,
-            )
-        )
+        calls += [partial(hop_floor, *floor_args), partial(pipeline_floor, *floor_args), stack]
+    if stack is not None:  # the highest rate's stack again, conflated
+        calls.append(partial(stack, max_rate=CONFLATED_MAX_RATE))
     measured = iter(gather(calls, t.concurrent))
     for rate, _ in t.latency_seconds:
         floor, pipeline, run = next(measured), next(measured), next(measured)
