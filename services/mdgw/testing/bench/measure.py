@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +36,7 @@ __all__ = [
     "failed",
     "fmt",
     "gather",
+    "gather_into",
     "in_window",
     "problems_of",
     "quiesce",
@@ -116,6 +117,16 @@ def gather(calls: list[Callable[[], T]], concurrent: bool) -> list[T]:
     with ThreadPoolExecutor(max_workers=len(calls)) as pool:
         futures = [pool.submit(call) for call in calls]
         return [future.result() for future in futures]
+
+
+def gather_into(
+    runs: dict[str, list[T]], calls: Sequence[tuple[str, Callable[[], T]]], concurrent: bool
+) -> None:
+    """:func:`gather` the calls, each result appended to ``runs`` under its call's key, in
+    the calls' order (a figure's repetitions of each arm)."""
+    results = gather([call for _, call in calls], concurrent)
+    for (key, _), result in zip(calls, results, strict=True):
+        runs[key].append(result)
 
 
 def fmt(value: float | None, digits: int = 0) -> str:

@@ -8,7 +8,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from mdgw.testing.bench.measure import Timing, fmt, gather
+from mdgw.testing.bench.measure import Timing, fmt, gather_into
 from mdgw.testing.bench.report import FigureResult, Row, judged
 from mdgw.testing.bench.throughput import _combine, _pipe
 
@@ -30,8 +30,7 @@ def metrics_scrape(base: Path, t: Timing) -> FigureResult:
         for rep in range(t.pipe_reps)
         for arm in ("idle", "scraped")
     ]
-    for (arm, _), run in zip(calls, gather([c for _, c in calls], t.concurrent), strict=True):
-        runs[arm].append(run)
+    gather_into(runs, calls, t.concurrent)
     idle = _combine(runs["idle"], "book_builder")
     scraped = _combine(runs["scraped"], "book_builder")
     scrapes = [run.get("scrapes") or {} for run in runs["scraped"]]

@@ -18,7 +18,7 @@ from mdgw.testing.bench.measure import (
     builder_counters,
     counter_rate,
     fmt,
-    gather,
+    gather_into,
     in_window,
     problems_of,
     sub_rates,
@@ -283,8 +283,7 @@ def throughput(base: Path, t: Timing, profile: Path | None = None) -> FigureResu
         calls.append(("passthrough", partial(_pipe, base, "passthrough", t, None, rep)))
     # --quick: all at once, unless the builder is profiled (the profile wants it alone).
     together = t.concurrent and profile_dir is None
-    for (key, _), run in zip(calls, gather([call for _, call in calls], together), strict=True):
-        runs[key].append(run)
+    gather_into(runs, calls, together)
     fig.details = {**runs, "symbols": t.symbols}
     builder = _combine(runs["book_builder"], "book_builder")
     journaled = _combine(runs["book_builder+journal"], "book_builder")
