@@ -154,6 +154,38 @@ def test_c_returns_parse_levels_list_or_none(raw: object) -> None:
     _check(raw)
 
 
+@needs_c
+@pytest.mark.parametrize(
+    "number",
+    [
+        "0.1",
+        "0.3",
+        "2.675",
+        "999999999999999",  # 15 digits: the C code divides
+        "99999999999999.9",
+        ".123456789012345",
+        "123456789012345.",
+        "0.0000000000000000000001",  # 10**-22: the last power of ten it divides by
+        "0.00000000000000000000001",  # 10**-23: PyOS_string_to_double's
+        "1.0000000000000002",  # 17 digits: PyOS_string_to_double's
+        "9007199254740993",
+        "0000000000000000000000000000000000001.5",
+        "123456789012345000000",
+        "0.000",
+    ],
+)
+def test_numbers_are_float_of_the_string(number: str) -> None:
+    """Both ways of turning digits into a double give float()'s double, bit for bit."""
+    assert C_LEVELS is not None
+    got = C_LEVELS([["1", number]], MAX_LEN, MAX_DIGITS)
+    assert got is not None
+    assert got[0][3].hex() == float(number).hex()
+    if float(number) > 0 and len(number.replace(".", "").strip("0")) <= MAX_DIGITS:
+        got = C_LEVELS([[number, "1"]], MAX_LEN, MAX_DIGITS)
+        assert got is not None
+        assert got[0][0].hex() == float(number).hex()
+
+
 @settings(max_examples=examples(1000), deadline=None)
 @given(raws)
 def test_parse_levels_agrees_with_its_pure_python_source(raw: object) -> None:

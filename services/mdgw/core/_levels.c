@@ -18,12 +18,27 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <float.h>
+
+/* The fast path below needs each double operation rounded once, to double (so not x87's
+   extended precision): FLT_EVAL_METHOD 0, as on x86-64 and arm64. */
+#if defined(FLT_EVAL_METHOD) && FLT_EVAL_METHOD == 0
+#define EXACT_DOUBLE_DIVISION 1
+#else
+#define EXACT_DOUBLE_DIVISION 0
+#endif
+
+/* 10**0 .. 10**22: every one a double exactly. */
+static const double powers_of_ten[] = {
+    1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+    1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+};
 
 /* A price or size as parse_levels accepts it: an exact str of 1..max_len ASCII characters,
    each a digit or '.', that PyOS_string_to_double (what float() calls) consumes whole.
-   Stores the value in *value and, when digits is not NULL, the number of significant digits
-   of the digits without the dots (leading and trailing zeros stripped) in *digits. Returns 0
-   when the string is not such a decimal, with no exception set. */
+   Stores its float() in *value and, when digits is not NULL, the number of significant
+   digits of the digits without the dots (leading and trailing zeros stripped) in *digits.
+   Returns 0 when the string is not such a decimal, with no exception set. */
 static int
 decimal(PyObject *text, Py_ssize_t max_len, double *value, Py_ssize_t *digits)
 {
@@ -46,9 +61,14 @@ decimal(PyObject *text, Py_ssize_t max_len, double *value, Py_ssize_t *digits)
     /* A compact ASCII str keeps its characters as bytes followed by a NUL. */
     const char *s = (const char *)PyUnicode_1BYTE_DATA(text);
     Py_ssize_t first = -1, last = -1, k = 0; /* k: index among the digits, dots skipped */
+    Py_ssize_t dot = -1;                     /* k at the last dot */
+    int dots = 0;
+    uint64_t mantissa = 0; /* the digits as an integer, while that has at most 15 */
     for (Py_ssize_t i = 0; i < n; i++) {
         char c = s[i];
         if (c == '.') {
+            dots++;
+            dot = k;
             continue;
         }
         if (c < '0' || c > '9') {
@@ -60,15 +80,30 @@ decimal(PyObject *text, Py_ssize_t max_len, double *value, Py_ssize_t *digits)
             }
             last = k;
         }
+        if (first < 0 || k - first < 15) {
+            mantissa = mantissa * 10 + (uint64_t)(c - '0');
+        }
         k++;
     }
-    char *end = NULL;
-    double x = PyOS_string_to_double(s, &end, NULL);
-    if (end != s + n) { /* ".", "1.2.3"; or out of memory */
-        PyErr_Clear();
+    if (dots > 1 || k == 0) { /* "1.2.3", ".": PyOS_string_to_double stops short of the end */
         return 0;
     }
-    *value = x;
+    Py_ssize_t decimals = dots ? k - dot : 0;
+    if (EXACT_DOUBLE_DIVISION && (first < 0 || k - first <= 15) && decimals <= 22) {
+        /* Clinger's fast path: the digits as an integer below 10**15 < 2**53 and a power of
+           ten up to 10**22 are both doubles exactly, and IEEE division rounds their exact
+           quotient correctly, as PyOS_string_to_double does: the same double. */
+        *value = (double)mantissa / powers_of_ten[decimals];
+    }
+    else {
+        char *end = NULL;
+        double x = PyOS_string_to_double(s, &end, NULL);
+        if (end != s + n) { /* not expected after the checks above; or out of memory */
+            PyErr_Clear();
+            return 0;
+        }
+        *value = x;
+    }
     if (digits != NULL) {
         *digits = first < 0 ? 0 : last - first + 1;
     }
