@@ -40,6 +40,9 @@ static const double powers_of_ten[] = {
    digits of the digits without the dots (leading and trailing zeros stripped) in *digits.
    Returns 0 when the string is not such a decimal, with no exception set. */
 static int
+decimal_chars(const char *s, Py_ssize_t n, Py_ssize_t max_len, double *value, Py_ssize_t *digits);
+
+static int
 decimal(PyObject *text, Py_ssize_t max_len, double *value, Py_ssize_t *digits)
 {
     if (!PyUnicode_CheckExact(text)) {
@@ -54,12 +57,20 @@ decimal(PyObject *text, Py_ssize_t max_len, double *value, Py_ssize_t *digits)
     if (!PyUnicode_IS_ASCII(text)) {
         return 0;
     }
-    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    /* A compact ASCII str keeps its characters as bytes followed by a NUL. */
+    return decimal_chars((const char *)PyUnicode_1BYTE_DATA(text), PyUnicode_GET_LENGTH(text),
+                         max_len, value, digits);
+}
+
+/* decimal() on the n characters at s, which need not end in a NUL: PyOS_string_to_double
+   stops at the first character that is not part of a number, and s[n] is never one where
+   this is called (a NUL, or the '"' closing a JSON string). */
+static int
+decimal_chars(const char *s, Py_ssize_t n, Py_ssize_t max_len, double *value, Py_ssize_t *digits)
+{
     if (n == 0 || n > max_len) { /* "": float() refuses it too */
         return 0;
     }
-    /* A compact ASCII str keeps its characters as bytes followed by a NUL. */
-    const char *s = (const char *)PyUnicode_1BYTE_DATA(text);
     Py_ssize_t first = -1, last = -1, k = 0; /* k: index among the digits, dots skipped */
     Py_ssize_t dot = -1;                     /* k at the last dot */
     int dots = 0;
@@ -187,10 +198,388 @@ refuse:
     Py_RETURN_NONE;
 }
 
+/* ------------------------------------------------------------------ scan_book
+   scan_book(frame, max_len, max_digits) decodes an orderbook.* frame in one pass over its
+   bytes, for the frames of one strict, canonical form only, and returns None, with no
+   exception set, for everything else: mdgw.core.bybit._decode_book then decodes the frame
+   with msgspec as it would without this code, and finds any fault. The form:
+
+   - an object with the keys topic, type, ts, data and optionally cts, in any order, each
+     once; data an object with the keys s, b, a, u and optionally seq, in any order, each once;
+   - no whitespace anywhere, and nothing after the closing brace;
+   - strings of printable ASCII (0x20..0x7e) without a backslash: their str is their bytes;
+   - integers 0 or [1-9][0-9]* of at most 18 digits: they fit an int64 exactly;
+   - b and a arrays of ["price","size"] levels that each pass parse()'s own test.
+
+   In that form msgspec would give exactly these values (BookMsg / BookData of
+   core/bybit_structs.py; seq and cts 0 when absent), and parse_levels exactly these lists:
+   so the result, (topic, type, ts, s, bids, asks, u, seq, cts), is what _decode_book reads
+   from msgspec's structs, with bids and asks already as parse_levels returns them. Every
+   check _decode_book makes after that (the topic's shape, the type, the symbol, ranges)
+   it makes on these values too. tests/core/test_scan_book.py holds this to msgspec and
+   core/bybit.py run as pure Python, on generated frames and mutations of them. */
+
+/* Small strs repeat frame after frame (the topic, the type, the symbol): a direct-mapped
+   cache of them gives back the same str object, with its hash computed already, instead of
+   a new one per frame. The cache holds a reference to each str; strs are immutable. */
+#define STR_CACHE_SIZE 256
+#define STR_CACHE_MAX_LEN 64
+static PyObject *str_cache[STR_CACHE_SIZE];
+
+/* A new reference to the str of the n ASCII characters at s, or NULL with an exception. */
+/* A new str of the n ASCII characters at s, or NULL with an exception. */
+static PyObject *
+new_ascii(const char *s, Py_ssize_t n)
+{
+    PyObject *text = PyUnicode_New(n, 127);
+    if (text != NULL && n > 0) {
+        memcpy(PyUnicode_1BYTE_DATA(text), s, (size_t)n);
+    }
+    return text;
+}
+
+static PyObject *
+ascii_str(const char *s, Py_ssize_t n)
+{
+    if (n > STR_CACHE_MAX_LEN) {
+        return new_ascii(s, n);
+    }
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        h = (h ^ (unsigned char)s[i]) * 16777619u;
+    }
+    PyObject **slot = &str_cache[(h ^ (h >> 16)) % STR_CACHE_SIZE];
+    PyObject *cached = *slot;
+    if (cached != NULL && PyUnicode_GET_LENGTH(cached) == n
+        && memcmp(PyUnicode_1BYTE_DATA(cached), s, (size_t)n) == 0) {
+        Py_INCREF(cached);
+        return cached;
+    }
+    PyObject *text = new_ascii(s, n);
+    if (text == NULL) {
+        return NULL;
+    }
+    Py_INCREF(text);
+    *slot = text;
+    Py_XDECREF(cached);
+    return text;
+}
+
+/* The JSON string at p (p[0] == '"') of printable ASCII and no backslash: *start and *n
+   are set to its characters; returns the pointer past the closing quote, or NULL. */
+static const char *
+scan_string(const char *p, const char *end, const char **start, Py_ssize_t *n)
+{
+    if (p >= end || *p != '"') {
+        return NULL;
+    }
+    p++;
+    const char *s = p;
+    while (p < end) {
+        unsigned char c = (unsigned char)*p;
+        if (c == '"') {
+            *start = s;
+            *n = p - s;
+            return p + 1;
+        }
+        if (c < 0x20 || c > 0x7e || c == '\\') {
+            return NULL;
+        }
+        p++;
+    }
+    return NULL;
+}
+
+/* The integer at p, 0 or [1-9][0-9]* of at most 18 digits, in *value; returns the pointer
+   past it, or NULL. The caller checks what follows is ',' or '}'. */
+static const char *
+scan_int(const char *p, const char *end, long long *value)
+{
+    if (p >= end || *p < '0' || *p > '9') {
+        return NULL;
+    }
+    if (*p == '0') {
+        *value = 0;
+        p++;
+        return (p < end && *p >= '0' && *p <= '9') ? NULL : p; /* a leading zero */
+    }
+    long long v = 0;
+    int k = 0;
+    while (p < end && *p >= '0' && *p <= '9') {
+        if (++k > 18) {
+            return NULL;
+        }
+        v = v * 10 + (*p - '0');
+        p++;
+    }
+    *value = v;
+    return p;
+}
+
+/* The levels array at p: appends each level to out as parse() would make it. Returns the
+   pointer past the closing ']', or NULL (*failed set when an exception is set). */
+static const char *
+scan_levels(const char *p, const char *end, Py_ssize_t max_len, Py_ssize_t max_digits,
+            PyObject *out, int *failed)
+{
+    if (p >= end || *p != '[') {
+        return NULL;
+    }
+    p++;
+    if (p < end && *p == ']') {
+        return p + 1;
+    }
+    for (;;) {
+        const char *price, *size;
+        Py_ssize_t price_n, size_n, digits;
+        double key, qty;
+        if (p >= end || *p != '[') {
+            return NULL;
+        }
+        p = scan_string(p + 1, end, &price, &price_n);
+        if (p == NULL || p >= end || *p != ',') {
+            return NULL;
+        }
+        p = scan_string(p + 1, end, &size, &size_n);
+        if (p == NULL || p >= end || *p != ']') {
+            return NULL;
+        }
+        p++;
+        /* decimal_chars reads up to the closing quote, which stops PyOS_string_to_double. */
+        if (!decimal_chars(price, price_n, max_len, &key, &digits)
+            || !decimal_chars(size, size_n, max_len, &qty, NULL)) {
+            return NULL;
+        }
+        if (!(key > 0.0) || (price_n > max_digits + 1 && digits > max_digits)) {
+            return NULL;
+        }
+        PyObject *pair = PyTuple_New(4);
+        if (pair == NULL) {
+            *failed = 1;
+            return NULL;
+        }
+        PyObject *items[4] = {
+            PyFloat_FromDouble(key),
+            new_ascii(price, price_n),
+            new_ascii(size, size_n),
+            PyFloat_FromDouble(qty),
+        };
+        for (int i = 0; i < 4; i++) {
+            PyTuple_SET_ITEM(pair, i, items[i]); /* a NULL slot is skipped by tuple_dealloc */
+        }
+        if (items[0] == NULL || items[1] == NULL || items[2] == NULL || items[3] == NULL
+            || PyList_Append(out, pair) < 0) {
+            Py_DECREF(pair);
+            *failed = 1;
+            return NULL;
+        }
+        Py_DECREF(pair);
+        if (p < end && *p == ',') {
+            p++;
+            continue;
+        }
+        if (p < end && *p == ']') {
+            return p + 1;
+        }
+        return NULL;
+    }
+}
+
+/* Key bits: each key once, the required ones all present. */
+enum {
+    K_TOPIC = 1,
+    K_TYPE = 2,
+    K_TS = 4,
+    K_DATA = 8,
+    K_CTS = 16,
+    D_S = 1,
+    D_B = 2,
+    D_A = 4,
+    D_U = 8,
+    D_SEQ = 16,
+};
+
+#define KEY_IS(start, n, lit) ((n) == (Py_ssize_t)sizeof(lit) - 1 && memcmp(start, lit, (n)) == 0)
+
+static PyObject *
+scan_book(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "scan_book(frame, max_len, max_digits)");
+        return NULL;
+    }
+    Py_ssize_t max_len = PyLong_AsSsize_t(args[1]);
+    if (max_len == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_ssize_t max_digits = PyLong_AsSsize_t(args[2]);
+    if (max_digits == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (!PyBytes_CheckExact(args[0])) {
+        Py_RETURN_NONE;
+    }
+    const char *p = PyBytes_AS_STRING(args[0]);
+    const char *end = p + PyBytes_GET_SIZE(args[0]);
+    const char *topic = NULL, *kind = NULL, *symbol = NULL;
+    Py_ssize_t topic_n = 0, kind_n = 0, symbol_n = 0;
+    long long ts = 0, cts = 0, u = 0, seq = 0;
+    int seen = 0, data_seen = 0, failed = 0;
+    PyObject *bids = PyList_New(0);
+    PyObject *asks = PyList_New(0);
+    if (bids == NULL || asks == NULL) {
+        goto error;
+    }
+    if (p >= end || *p != '{') {
+        goto refuse;
+    }
+    p++;
+    for (;;) {
+        const char *key;
+        Py_ssize_t key_n;
+        int bit;
+        p = scan_string(p, end, &key, &key_n);
+        if (p == NULL || p >= end || *p != ':') {
+            goto refuse;
+        }
+        p++;
+        if (KEY_IS(key, key_n, "topic")) {
+            bit = K_TOPIC;
+            p = scan_string(p, end, &topic, &topic_n);
+        }
+        else if (KEY_IS(key, key_n, "type")) {
+            bit = K_TYPE;
+            p = scan_string(p, end, &kind, &kind_n);
+        }
+        else if (KEY_IS(key, key_n, "ts")) {
+            bit = K_TS;
+            p = scan_int(p, end, &ts);
+        }
+        else if (KEY_IS(key, key_n, "cts")) {
+            bit = K_CTS;
+            p = scan_int(p, end, &cts);
+        }
+        else if (KEY_IS(key, key_n, "data")) {
+            bit = K_DATA;
+            if (p >= end || *p != '{') {
+                goto refuse;
+            }
+            p++;
+            for (;;) {
+                const char *dkey;
+                Py_ssize_t dkey_n;
+                int dbit;
+                p = scan_string(p, end, &dkey, &dkey_n);
+                if (p == NULL || p >= end || *p != ':') {
+                    goto refuse;
+                }
+                p++;
+                if (KEY_IS(dkey, dkey_n, "s")) {
+                    dbit = D_S;
+                    p = scan_string(p, end, &symbol, &symbol_n);
+                }
+                else if (KEY_IS(dkey, dkey_n, "b")) {
+                    dbit = D_B;
+                    p = scan_levels(p, end, max_len, max_digits, bids, &failed);
+                }
+                else if (KEY_IS(dkey, dkey_n, "a")) {
+                    dbit = D_A;
+                    p = scan_levels(p, end, max_len, max_digits, asks, &failed);
+                }
+                else if (KEY_IS(dkey, dkey_n, "u")) {
+                    dbit = D_U;
+                    p = scan_int(p, end, &u);
+                }
+                else if (KEY_IS(dkey, dkey_n, "seq")) {
+                    dbit = D_SEQ;
+                    p = scan_int(p, end, &seq);
+                }
+                else {
+                    goto refuse;
+                }
+                if (failed) {
+                    goto error;
+                }
+                if (p == NULL || p >= end || (data_seen & dbit)) {
+                    goto refuse;
+                }
+                data_seen |= dbit;
+                if (*p == ',') {
+                    p++;
+                    continue;
+                }
+                if (*p != '}') {
+                    goto refuse;
+                }
+                p++;
+                break;
+            }
+            if ((data_seen & (D_S | D_B | D_A | D_U)) != (D_S | D_B | D_A | D_U)) {
+                goto refuse;
+            }
+        }
+        else {
+            goto refuse;
+        }
+        if (p == NULL || p >= end || (seen & bit)) {
+            goto refuse;
+        }
+        seen |= bit;
+        if (*p == ',') {
+            p++;
+            continue;
+        }
+        if (*p != '}') {
+            goto refuse;
+        }
+        p++;
+        break;
+    }
+    if (p != end || (seen & (K_TOPIC | K_TYPE | K_TS | K_DATA)) != (K_TOPIC | K_TYPE | K_TS | K_DATA)) {
+        goto refuse;
+    }
+    PyObject *out = PyTuple_New(9);
+    if (out == NULL) {
+        goto error;
+    }
+    PyObject *items[9] = {
+        ascii_str(topic, topic_n),
+        ascii_str(kind, kind_n),
+        PyLong_FromLongLong(ts),
+        ascii_str(symbol, symbol_n),
+        bids,
+        asks,
+        PyLong_FromLongLong(u),
+        PyLong_FromLongLong(seq),
+        PyLong_FromLongLong(cts),
+    };
+    int missing = 0;
+    for (int i = 0; i < 9; i++) {
+        PyTuple_SET_ITEM(out, i, items[i]); /* a NULL slot is skipped by tuple_dealloc */
+        missing |= items[i] == NULL;
+    }
+    if (missing) {
+        Py_DECREF(out); /* and with it bids and asks */
+        return NULL;
+    }
+    return out;
+refuse:
+    Py_DECREF(bids);
+    Py_DECREF(asks);
+    Py_RETURN_NONE;
+error:
+    Py_XDECREF(bids);
+    Py_XDECREF(asks);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"parse", (PyCFunction)(void (*)(void))parse, METH_FASTCALL,
      "parse(raw, max_len, max_digits) -> list | None: parse_levels' list when every level is "
      "valid, else None (parse_levels then finds the fault)."},
+    {"scan_book", (PyCFunction)(void (*)(void))scan_book, METH_FASTCALL,
+     "scan_book(frame, max_len, max_digits) -> tuple | None: (topic, type, ts, s, bids, asks, "
+     "u, seq, cts) of an orderbook frame in the strict form of _levels.c, else None."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -2,3 +2,6 @@
 from mdgw.core.bybit_frames import Level
 
 def parse(raw: object, max_len: int, max_digits: int, /) -> list[Level] | None: ...
+def scan_book(
+    frame: bytes, max_len: int, max_digits: int, /
+) -> tuple[str, str, int, str, list[Level], list[Level], int, int, int] | None: ...

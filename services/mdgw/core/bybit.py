@@ -43,6 +43,7 @@ from mdgw.core.bybit_spec import (
     SYSTEM_STATUS_TOPIC,
 )
 from mdgw.core.bybit_structs import (
+    BookData,
     BookMsg,
     RpiData,
     RpiMsg,
@@ -113,6 +114,19 @@ try:
     from mdgw.core._levels import parse as _parse_levels_c
 except ImportError:
     _parse_levels_c = None
+# _decode_book's in C (core/_levels.c, scan_book): a book frame of one strict form decoded in
+# one pass, levels and all, to the values msgspec and parse_levels would give; None for any
+# other frame, which msgspec then decodes. Absent in the pure-Python build, like the above.
+_decode_book_c: (
+    Callable[
+        [bytes, int, int], tuple[str, str, int, str, list[Level], list[Level], int, int, int] | None
+    ]
+    | None
+)
+try:
+    from mdgw.core._levels import scan_book as _decode_book_c
+except ImportError:
+    _decode_book_c = None
 
 
 # ------------------------------------------------------------------------ decode data
@@ -235,55 +249,52 @@ def _not_u64(topic: str, *named: tuple[str, int]) -> ParseError:
 
 
 def _decode_book(frame: bytes) -> BookFrame:
-    # The book builder's hot path: one msgspec call, then inline checks (no helper calls:
-    # a call is the dearest operation of the pure-Python build).
-    try:
-        msg = _decode_book_msg(frame)
-    except msgspec.DecodeError as exc:  # ValidationError is a subclass
-        raise _invalid(frame, exc) from None
-    topic = msg.topic
+    # The book builder's hot path: one decode (C's scan_book or msgspec), then inline checks
+    # (no helper calls: a call is the dearest operation of the pure-Python build).
+    bids: list[Level]
+    asks: list[Level]
+    data: BookData | None
+    if (
+        _decode_book_c is None
+        or (scanned := _decode_book_c(frame, _MAX_NUMBER_LEN, _MAX_SIGNIFICANT_DIGITS)) is None
+    ):
+        try:
+            msg = _decode_book_msg(frame)
+        except msgspec.DecodeError as exc:  # ValidationError is a subclass
+            raise _invalid(frame, exc) from None
+        # One name at a time: a tuple assignment would build and unpack a tuple.
+        data = msg.data
+        topic = msg.topic
+        kind = msg.type
+        sent_symbol = data.s
+        u = data.u
+        seq = data.seq
+        ts = msg.ts
+        cts = msg.cts
+    else:
+        # What msgspec would have given, levels already parsed (see _decode_book_c).
+        topic, kind, ts, sent_symbol, bids, asks, u, seq, cts = scanned
+        data = None
     parsed = parse_book_topic(topic)
     if parsed is None:
         raise ParseError("malformed orderbook topic", _checked_topic(topic))
     symbol = parsed.symbol
-    kind = msg.type
     if kind == "delta":
         snapshot = False
     elif kind == "snapshot":
         snapshot = True
     else:
         raise ParseError(f"unknown book frame type {kind[:40]!r}", topic)
-    data = msg.data
-    if data.s != symbol:
-        raise ParseError(f"data.s {data.s[:40]!r} does not match the topic", topic)
-    u, seq, ts, cts = data.u, data.seq, msg.ts, msg.cts
+    if sent_symbol != symbol:
+        raise ParseError(f"data.s {sent_symbol[:40]!r} does not match the topic", topic)
     if (u | seq | ts | cts) >> 64:  # _u64() of the four, inlined
         raise _not_u64(topic, ("data.u", u), ("data.seq", seq), ("ts", ts), ("cts", cts))
+    if data is not None:
+        bids = parse_levels(data.b, "data.b", topic)
+        asks = parse_levels(data.a, "data.a", topic)
     if parsed.depth == FULL_DEPTH and topic.startswith(FULL_TOPIC_PREFIX):
-        return FullFrame(
-            topic,
-            symbol,
-            FULL_DEPTH,
-            snapshot,
-            u,
-            seq,
-            ts,
-            cts,
-            parse_levels(data.b, "data.b", topic),
-            parse_levels(data.a, "data.a", topic),
-        )
-    return BookFrame(
-        topic,
-        symbol,
-        parsed.depth,
-        snapshot,
-        u,
-        seq,
-        ts,
-        cts,
-        parse_levels(data.b, "data.b", topic),
-        parse_levels(data.a, "data.a", topic),
-    )
+        return FullFrame(topic, symbol, FULL_DEPTH, snapshot, u, seq, ts, cts, bids, asks)
+    return BookFrame(topic, symbol, parsed.depth, snapshot, u, seq, ts, cts, bids, asks)
 
 
 _DECIMAL_CHARS: Final = "0123456789."
