@@ -3,9 +3,10 @@
 The core's hot modules (frame decode, book apply, top-N and payload build, the hub's
 per-frame path) can be compiled with mypyc, which turns ``mypy --strict`` code into a C
 extension with no change to the source. One hand-written C extension is built with them,
-:data:`C_EXTENSIONS`: ``mdgw.core._levels``, the accept path of
-:func:`mdgw.core.bybit.parse_levels`, which that function uses when it can be imported and
-does without otherwise. ``make venv`` (and every make target that runs code) builds them
+:data:`C_EXTENSIONS`: ``mdgw.core._levels``, the accept paths of
+:func:`mdgw.core.bybit.parse_levels` (``parse``) and of the ``orderbook.*`` frame decode
+(``scan_book``), which :mod:`mdgw.core.bybit` uses when it can be imported and does
+without otherwise. ``make venv`` (and every make target that runs code) builds them
 when a C compiler and Python's headers are present; without them, or with ``MDGW_PURE=1``
 in the environment, the very same ``.py`` modules run as they are, and ``_levels`` is absent.
 

@@ -15,8 +15,8 @@ compiling failed (a bug to look at: the pure-Python modules still run).
 Why mypyc (docs/performance.md has the numbers): it compiles the same ``mypy --strict``
 modules the pure-Python fallback runs, so there is one source and one set of tests, and
 the compiled code is checked by the same type checker that checks the source. The one C
-extension is the exception, kept to a function whose every answer the tests compare with
-the Python it stands in for (``core/_levels.c``).
+extension is the exception, kept to functions whose every answer the tests compare with
+the Python (and msgspec) they stand in for (``core/_levels.c``).
 """
 
 from __future__ import annotations

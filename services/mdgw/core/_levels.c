@@ -1,4 +1,5 @@
-/* mdgw.core._levels: the accept path of mdgw.core.bybit.parse_levels, in C.
+/* mdgw.core._levels: the accept paths of mdgw.core.bybit.parse_levels (parse) and of its
+   orderbook frame decode (scan_book, below), in C.
 
    parse(raw, max_len, max_digits) returns the list parse_levels returns when every level of
    raw is valid, and None on anything else, with no exception set: parse_levels then runs its
@@ -13,8 +14,8 @@
    the ASCII data and one PyOS_string_to_double per number do the same in a fraction of it.
 
    Built by mdgw.compiled_build beside the mypyc modules and served by the same import hook
-   (mdgw.compiled); with no build, or MDGW_PURE=1, this module is absent and parse_levels is
-   pure Python. */
+   (mdgw.compiled); with no build, or MDGW_PURE=1, this module is absent and parse_levels and
+   _decode_book are pure Python (and msgspec). */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
