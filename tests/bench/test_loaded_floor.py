@@ -98,7 +98,7 @@ def test_a_short_latency_figure_has_a_loaded_floor_row(tmp_path: Path) -> None:
     p50, p99, p999 = (float(v.replace(",", "")) for v in row.value.split(" / "))
     assert 0 < p50 <= p99 <= p999
     assert row.number is not None and abs(row.number - p99) <= 1
-    assert "CPU relay / sender / consumer" in row.target
+    assert "CPU relay / sender / consumer" in row.target and "received" in row.target
     p99_row = next(r for r in fig.rows if r.figure.startswith("latency @ 30k frames/s, p99 "))
     assert f"loaded {row.value.split(' / ')[1]}" in p99_row.target
 

@@ -394,7 +394,8 @@ def latency(base: Path, t: Timing) -> FigureResult:
 def _loaded_row(label: str, run: dict[str, Any]) -> Row:
     """The loaded two hops: their latency, and their CPU beside the stack's (relay against
     the builder, sender against the ingestor and the websocket server, consumer against
-    the consumer) to show the load matched."""
+    the consumer) to show the load matched, and the rate they kept (below the offered
+    rate, their p99 is a growing backlog's, which grows with the window's length)."""
     loaded = run["loaded_floor"]
     lat = loaded.get("latency_us") or {}
     figure = (
@@ -415,7 +416,7 @@ def _loaded_row(label: str, run: dict[str, Any]) -> Row:
         figure,
         f"{fmt(lat.get('p50_us'))} / {fmt(lat.get('p99_us'))} / {fmt(lat.get('p999_us'))}",
         "CPU relay / sender / consumer {} / {} / {} (stack {} / {} / {}; {} / {} us a "
-        "message); others {}".format(
+        "message); others {}; received {}/s".format(
             cores(cpu.get("passthrough")),
             cores(cpu.get("hop")),
             cores(cpu.get("consumer")),
@@ -425,6 +426,7 @@ def _loaded_row(label: str, run: dict[str, Any]) -> Row:
             fmt(per_message["relay"] / 1000, 1),
             fmt(per_message["sender"] / 1000, 1),
             cores(loaded["other_cpu"]),
+            fmt(loaded["received_per_s"]),
         ),
         None,
         "info",
