@@ -10,6 +10,8 @@
 The control socket is the ``serverurl`` of the conf's [supervisorctl] section (``-c``,
 default deploy/supervisord.conf beside this script), read the way supervisorctl reads it,
 unless --serverurl is given. Exit status: 0 done, 1 failed or timed out, 2 bad usage.
+
+Run it with the project's venv (the Makefile's ``$(PY)``): it imports supervisor and mdgw.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import time
 import xmlrpc.client
 from pathlib import Path
 from typing import Any
+
+from mdgw.testing.processes import pid_alive
 
 POLL_S = 0.2
 LOG_LINES = 5
@@ -84,26 +88,11 @@ def wait_running(serverurl: str, timeout: float) -> int:
     return 1
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie is dead; its parent (init in a container may not reap) just has not noticed.
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
-
-
 def wait_gone(pids: list[int], timeout: float) -> int:
     deadline = time.monotonic() + timeout
     left = [pid for pid in pids if pid > 0]
     while left and time.monotonic() < deadline:
-        left = [pid for pid in left if alive(pid)]
+        left = [pid for pid in left if pid_alive(pid)]
         if left:
             time.sleep(POLL_S)
     if left:

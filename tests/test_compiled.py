@@ -20,8 +20,9 @@ from mdgw.compiled_build import missing_toolchain
 
 PACKAGE = Path(mdgw.__file__).parent
 PROBE = (
-    "import mdgw, mdgw.core.hub as hub, mdgw.core.book as book; "
-    "print(mdgw.compiled.ACTIVE); print(hub.__file__); print(book.__file__)"
+    "import sys, mdgw, mdgw.core.hub as hub, mdgw.core.book as book; "
+    "print(mdgw.compiled.ACTIVE); print(hub.__file__); print(book.__file__); "
+    "print(getattr(sys.modules.get('mdgw.core._levels'), '__file__', None))"
 )
 
 
@@ -59,6 +60,10 @@ def test_every_listed_module_exists_and_is_in_the_core() -> None:
     for name, path in zip(compiled.MODULES, compiled.source_paths(), strict=True):
         assert name.startswith("mdgw.core."), name
         assert path.is_file(), f"{name}: {path} does not exist; update mdgw.compiled.MODULES"
+    for name, path in zip(compiled.C_EXTENSIONS, compiled.c_source_paths(), strict=True):
+        assert name.startswith("mdgw.core."), name
+        assert path.is_file(), f"{name}: {path} does not exist; update mdgw.compiled.C_EXTENSIONS"
+        assert path.with_suffix(".pyi").is_file(), f"{name}: no stub for mypy"
 
 
 def test_a_compiler_means_a_build() -> None:
@@ -85,32 +90,44 @@ def test_the_key_follows_every_byte_of_every_compiled_module(tmp_path: Path) -> 
     key = compiled.source_key(copy)
     assert key == compiled.source_key(PACKAGE)
     seen = {key}
-    for path in compiled.source_paths(copy):
+    for path in compiled.source_paths(copy) + compiled.c_source_paths(copy):
         original = path.read_bytes()
         path.write_bytes(original + b"\n")
         seen.add(compiled.source_key(copy))
         path.write_bytes(original)
-    assert len(seen) == len(compiled.MODULES) + 1
+    assert len(seen) == len(compiled.MODULES) + len(compiled.C_EXTENSIONS) + 1
     assert compiled.source_key(copy) == key
 
 
 def test_a_copy_with_its_build_runs_compiled(package_copy: Path) -> None:
-    active, hub_file, book_file = _probe(package_copy)
+    active, hub_file, book_file, levels_file = _probe(package_copy)
     assert active.startswith("compiled (mypyc")
     assert "_compiled" in hub_file and "_compiled" in book_file
     assert not hub_file.endswith(".py")
+    assert levels_file.startswith(str(package_copy / "mdgw" / "_compiled"))  # bybit took it
 
 
 def test_an_edited_module_is_never_shadowed_by_the_old_build(package_copy: Path) -> None:
     hub_py = package_copy / "mdgw" / "core" / "hub.py"
     hub_py.write_text(hub_py.read_text() + "\nEDITED = True\n")
-    active, hub_file, book_file = _probe(package_copy)
+    active, hub_file, book_file, levels_file = _probe(package_copy)
     assert active.startswith("pure-Python (no compiled build for these sources")
     assert hub_file == str(hub_py)
     assert book_file.endswith("book.py")  # all or nothing: the group is not split
+    assert levels_file == "None"
+
+
+def test_an_edited_c_source_is_never_served_by_the_old_build(package_copy: Path) -> None:
+    levels_c = package_copy / "mdgw" / "core" / "_levels.c"
+    levels_c.write_text(levels_c.read_text() + "\n/* edited */\n")
+    active, hub_file, book_file, levels_file = _probe(package_copy)
+    assert active.startswith("pure-Python (no compiled build for these sources")
+    assert hub_file.endswith("hub.py") and book_file.endswith("book.py")
+    assert levels_file == "None"  # not importable: parse_levels runs as pure Python
 
 
 def test_mdgw_pure_forces_the_source(package_copy: Path) -> None:
-    active, hub_file, _ = _probe(package_copy, MDGW_PURE="1")
+    active, hub_file, _, levels_file = _probe(package_copy, MDGW_PURE="1")
     assert active == "pure-Python (MDGW_PURE is set)"
     assert hub_file.endswith("hub.py")
+    assert levels_file == "None"

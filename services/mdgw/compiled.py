@@ -2,24 +2,29 @@
 
 The core's hot modules (frame decode, book apply, top-N and payload build, the hub's
 per-frame path) can be compiled with mypyc, which turns ``mypy --strict`` code into a C
-extension with no change to the source. ``make venv`` (and every make target that runs
-code) builds them when a C compiler and Python's headers are present; without them, or
-with ``MDGW_PURE=1`` in the environment, the very same ``.py`` modules run as they are.
+extension with no change to the source. One hand-written C extension is built with them,
+:data:`C_EXTENSIONS`: ``mdgw.core._levels``, the accept path of
+:func:`mdgw.core.bybit.parse_levels`, which that function uses when it can be imported and
+does without otherwise. ``make venv`` (and every make target that runs code) builds them
+when a C compiler and Python's headers are present; without them, or with ``MDGW_PURE=1``
+in the environment, the very same ``.py`` modules run as they are, and ``_levels`` is absent.
 
 A compiled module must never stand in for a ``.py`` that was edited after the build
 (mypyc's usual layout puts ``book.cpython-311-*.so`` next to ``book.py``, and the ``.so``
 wins at import). So the build goes to ``_compiled/<key>/`` beside this file, where
-``<key>`` is a hash of the exact bytes of every module in :data:`MODULES` (and the
-interpreter's ABI tag), and nothing there is on ``sys.path``. At ``import mdgw`` this
-module hashes the sources again (~0.1 ms) and installs an import hook for that build only
-if its key matches: edit one byte of any listed module and the whole set runs as pure
-Python until the next build. All or nothing, since mypyc compiles the set as one group
-whose modules call each other natively.
+``<key>`` is a hash of the exact bytes of every module in :data:`MODULES` and every C
+source of :data:`C_EXTENSIONS` (and the interpreter's ABI tag), and nothing there is on
+``sys.path``. At ``import mdgw`` this module hashes the sources again (~0.1 ms) and
+installs an import hook for that build only if its key matches: edit one byte of any
+listed module or C source and the whole set runs as pure Python until the next build. All
+or nothing, since mypyc compiles the set as one group whose modules call each other
+natively.
 
-Which build is in use is :data:`ACTIVE` (``"compiled (mypyc ...)"`` or ``"pure-Python
-(...why)"``); the services name it in their startup log line and ``make bench`` in its
-output. ``python -m mdgw.compiled_build`` builds (a no-op when the current build exists; see
-there), ``python -m mdgw.compiled_build --status`` prints :data:`ACTIVE`.
+Which build is in use is :data:`ACTIVE` (``"compiled (mypyc 2.4.1 + C _levels, build
+...)"`` or ``"pure-Python (...why)"``); the services name it in their startup log line and
+``make bench`` in its output. ``python -m mdgw.compiled_build`` builds (a no-op when the
+current build exists; see there), ``python -m mdgw.compiled_build --status`` prints
+:data:`ACTIVE`.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-__all__ = ["ACTIVE", "BUILDS_DIR", "IS_COMPILED", "MODULES", "source_key"]
+__all__ = ["ACTIVE", "BUILDS_DIR", "C_EXTENSIONS", "IS_COMPILED", "MODULES", "source_key"]
 
 # The one list of compiled modules (mypyc compiles them as one group). Keep it to modules
 # that are `mypy --strict` clean and sans-I/O; tests/test_compiled.py checks both builds.
@@ -57,6 +62,10 @@ MODULES: tuple[str, ...] = (
     "mdgw.core.hub_sources",
     "mdgw.core.hub",
 )
+# Hand-written C extensions built with them, one ``.c`` file each (``mdgw/core/_levels.c``),
+# each with a ``.pyi`` stub for mypy. They must stay optional to the code that imports them:
+# the pure-Python build runs without them.
+C_EXTENSIONS: tuple[str, ...] = ("mdgw.core._levels",)
 PURE_ENV = "MDGW_PURE"  # set to 1: ignore any build, run the .py modules
 _PACKAGE_DIR = Path(__file__).resolve().parent
 BUILDS_DIR = _PACKAGE_DIR / "_compiled"
@@ -68,18 +77,26 @@ def source_paths(package_dir: Path = _PACKAGE_DIR) -> list[Path]:
     return [package_dir.joinpath(*name.split(".")[1:]).with_suffix(".py") for name in MODULES]
 
 
+def c_source_paths(package_dir: Path = _PACKAGE_DIR) -> list[Path]:
+    """The ``.c`` file of each extension in :data:`C_EXTENSIONS`."""
+    return [package_dir.joinpath(*name.split(".")[1:]).with_suffix(".c") for name in C_EXTENSIONS]
+
+
 def source_key(package_dir: Path = _PACKAGE_DIR) -> str:
     """Hash of the compiled modules' sources and the interpreter's ABI: names the build."""
     digest = hashlib.sha256(sys.implementation.cache_tag.encode())
     digest.update(importlib.machinery.EXTENSION_SUFFIXES[0].encode())
-    for name, path in zip(MODULES, source_paths(package_dir), strict=True):
+    names = (*MODULES, *C_EXTENSIONS)
+    paths = source_paths(package_dir) + c_source_paths(package_dir)
+    for name, path in zip(names, paths, strict=True):
         digest.update(b"\0" + name.encode() + b"\0")
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 
 class _BuildFinder(importlib.abc.MetaPathFinder):
-    """Finds the listed modules (and mypyc's shared group library) in one build directory."""
+    """Finds the listed modules (mypyc's shared group library and the C extensions too) in
+    one build directory."""
 
     def __init__(self, root: Path, files: dict[str, str]) -> None:
         self._root = root
@@ -120,7 +137,8 @@ def _select() -> tuple[bool, str]:
     if loaded:  # too late to swap them; mixing would break mypyc's group
         return False, f"pure-Python ({loaded[0]} was imported before mdgw)"
     sys.meta_path.insert(0, _BuildFinder(root, files))
-    return True, f"compiled (mypyc {manifest.get('mypy', '?')}, build {key})"
+    extensions = ", ".join(name.rpartition(".")[2] for name in C_EXTENSIONS)
+    return True, f"compiled (mypyc {manifest.get('mypy', '?')} + C {extensions}, build {key})"
 
 
 IS_COMPILED, ACTIVE = _select()

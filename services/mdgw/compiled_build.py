@@ -1,7 +1,8 @@
 """Build the compiled hot path: ``python -m mdgw.compiled_build [--status] [--quiet]``.
 
 Compiles :data:`mdgw.compiled.MODULES` with mypyc (from the pinned mypy of
-requirements-dev.txt) into ``mdgw/_compiled/<key>/``, where ``<key>`` is
+requirements-dev.txt), and the C sources of :data:`mdgw.compiled.C_EXTENSIONS` with the
+same compiler, into ``mdgw/_compiled/<key>/``, where ``<key>`` is
 :func:`mdgw.compiled.source_key` of the sources as they were when the build started; a
 build whose sources changed while it ran is thrown away. Older builds are removed. A no-op
 (~0.1 s) when the build for the current sources exists, so make runs it before every
@@ -13,7 +14,9 @@ compiling failed (a bug to look at: the pure-Python modules still run).
 
 Why mypyc (docs/performance.md has the numbers): it compiles the same ``mypy --strict``
 modules the pure-Python fallback runs, so there is one source and one set of tests, and
-the compiled code is checked by the same type checker that checks the source.
+the compiled code is checked by the same type checker that checks the source. The one C
+extension is the exception, kept to a function whose every answer the tests compare with
+the Python it stands in for (``core/_levels.c``).
 """
 
 from __future__ import annotations
@@ -33,15 +36,17 @@ from mdgw import compiled
 
 _SETUP = """
 import sys
-from setuptools import setup
+from setuptools import Extension, setup
 from mypyc.build import mypycify
 
 paths = sys.argv[1:-2]
 build_lib, build_temp = sys.argv[-2:]
+python = [p for p in paths if p.endswith(".py")]
+c = [Extension(p.removesuffix(".c").replace("/", "."), [p]) for p in paths if p.endswith(".c")]
 setup(
     name="mdgw-compiled",
     packages=[],
-    ext_modules=mypycify(paths, opt_level="3", debug_level="0", target_dir=build_temp + "/c"),
+    ext_modules=mypycify(python, opt_level="3", debug_level="0", target_dir=build_temp + "/c") + c,
     script_args=["build_ext", "--build-lib", build_lib, "--build-temp", build_temp],
 )
 """
@@ -70,11 +75,12 @@ def build(*, quiet: bool = False) -> int:
         if not quiet:
             print(f"compiled hot path: {text}", file=sys.stderr)
 
-    missing = [str(p) for p in compiled.source_paths() if not p.is_file()]
+    paths = compiled.source_paths() + compiled.c_source_paths()
+    missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         say(
-            f"mdgw.compiled.MODULES names modules that do not exist ({', '.join(missing)}): "
-            "update the list"
+            "mdgw.compiled.MODULES or C_EXTENSIONS names modules that do not exist "
+            f"({', '.join(missing)}): update the list"
         )
         return 1
     key = compiled.source_key()
@@ -88,10 +94,13 @@ def build(*, quiet: bool = False) -> int:
         return 0
     package_dir = compiled.BUILDS_DIR.parent
     services_dir = package_dir.parent
-    sources = [str(p.relative_to(services_dir)) for p in compiled.source_paths()]
+    sources = [str(p.relative_to(services_dir)) for p in paths]
     compiled.BUILDS_DIR.mkdir(exist_ok=True)
     started = time.monotonic()
-    say(f"compiling {len(sources)} modules with mypyc into _compiled/{key} ...")
+    say(
+        f"compiling {len(compiled.MODULES)} modules with mypyc and "
+        f"{len(compiled.C_EXTENSIONS)} C extension(s) into _compiled/{key} ..."
+    )
     with tempfile.TemporaryDirectory(prefix=f"{key}-", dir=compiled.BUILDS_DIR) as tmp:
         out, temp = Path(tmp) / "out", Path(tmp) / "temp"
         proc = subprocess.run(
@@ -109,11 +118,12 @@ def build(*, quiet: bool = False) -> int:
             say("the sources changed while compiling: build discarded, run it again")
             return 1
         suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
-        files = {name: name.replace(".", "/") + suffix for name in compiled.MODULES}
+        names = (*compiled.MODULES, *compiled.C_EXTENSIONS)
+        files = {name: name.replace(".", "/") + suffix for name in names}
         for lib in out.glob(f"*__mypyc{suffix}"):  # mypyc's shared library of the group
             files[lib.name.removesuffix(suffix)] = lib.name
         missing = [f for f in files.values() if not (out / f).is_file()]
-        if missing or len(files) != len(compiled.MODULES) + 1:
+        if missing or len(files) != len(names) + 1:
             say(f"the build lacks {missing or 'its group library'}: discarded")
             return 1
         manifest = {"key": key, "mypy": _mypy_version(), "files": files}

@@ -10,6 +10,7 @@ import pytest
 from tests.core.test_hub import Feed, book_frame, drain, make_hub
 
 from mdgw.core import wire
+from mdgw.core.wire import EnvelopeKind
 
 
 def rpi_frame(u: int, bids: list[list[str]], asks: list[list[str]], *, snapshot: bool) -> bytes:
@@ -385,6 +386,40 @@ def test_full_book_snapshot_that_does_not_fit_is_asked_again() -> None:
     hub.tick(0.0)
     assert [wire.decode_resync(c).topic for c in hub.control] == ["orderbook.full.BTCUSDT"]
     assert drain(hub) == []
+
+
+def test_full_book_asks_the_new_connection_at_once_after_a_drop() -> None:
+    """A closed connection takes the full book's sync with it. Its ingestor reconnects and
+    resubscribes by itself, which brings an ordinary book its snapshot but a full book only
+    deltas: so the new connection's first delta asks that connection for the REST snapshot
+    at once, not a whole resync_timeout after the drop."""
+    hub = make_hub(resync_timeout=5.0, resync_min_interval=1.0)
+    old = Feed(hub, conn_id=1)
+    old.send(full(10, 100, [["99", "1"]], []))
+    old.send(full(10, 100, [["99", "1"]], [["101", "1"]], snap=True))
+    assert [p["channel"] for _, p in drain(hub)] == ["status", "status", "book", "bbo"]
+    hub.control.clear()
+    old.now = 10.0
+    old.event(EnvelopeKind.CONN_DOWN)
+    assert [p["state"] for _, p in drain(hub)] == ["resyncing"]
+    assert hub.control == []  # nothing to ask while the connection is down
+
+    new = Feed(hub, conn_id=2)
+    new.now = 10.4
+    new.event(EnvelopeKind.CONN_UP)
+    new.send(full(50, 500, [["98", "1"]], []))  # the new connection's first delta
+    asked = [wire.decode_resync(c) for c in hub.control]
+    assert [(r.topic, r.ingestor, r.conn_id) for r in asked] == [
+        ("orderbook.full.BTCUSDT", "ing", 2)
+    ]
+    hub.control.clear()
+    new.send(full(51, 505, [["97", "2"]], []))
+    hub.tick(12.0)  # asked once, not again before resync_timeout
+    assert hub.control == []
+    new.send(full(50, 500, [["98", "1"]], [["102", "1"]], snap=True))
+    out = drain(hub)
+    assert [p["channel"] for _, p in out][-3:] == ["status", "book", "bbo"]
+    assert (out[-2][1]["u"], out[-2][1]["bids"]) == (51, [["98", "1"], ["97", "2"]])
 
 
 def test_max_rate_conflates_the_full_book_like_any_book() -> None:

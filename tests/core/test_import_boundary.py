@@ -3,8 +3,8 @@
 The core (every module of ``mdgw.core``), the simulator's model (the modules named in
 ``SIMULATOR_MODEL``; the rest of the simulator is its shell, named in ``SIMULATOR_SHELL``,
 and every simulator module must be one or the other), ``mdgw top``'s model, and the test
-oracles and samples. An allowlist rather than a denylist: anything new has to be argued for
-here.
+oracles, samples, reference book and tracked book. An allowlist rather than a denylist:
+anything new has to be argued for here.
 """
 
 from __future__ import annotations
@@ -87,6 +87,8 @@ SIMULATOR_ALLOWED = {
     *(f"mdgw.simulator.{name}" for name in SIMULATOR_MODEL),
 }
 SEEDED_ONLY = {"random": "Random", "uuid": "UUID"}
+# TrackedBook draws from the seeded random.Random it is given (the fuzzer's, a test's).
+TRACKED_ALLOWED = {*ALLOWED, "random", "mdgw.testing.reference"}
 
 # (path, the package its relative imports mean, what it may import)
 SANS_IO = [
@@ -95,6 +97,8 @@ SANS_IO = [
     (MDGW / "top" / "model.py", "mdgw.top", ALLOWED),
     (MDGW / "testing" / "oracles.py", "mdgw.testing", ALLOWED),
     (MDGW / "testing" / "samples.py", "mdgw.testing", {*ALLOWED, "mdgw.testing.oracles"}),
+    (MDGW / "testing" / "reference.py", "mdgw.testing", ALLOWED),
+    (MDGW / "testing" / "tracked.py", "mdgw.testing", TRACKED_ALLOWED),
 ]
 IDS = [str(path.relative_to(MDGW)) for path, _, _ in SANS_IO]
 
@@ -132,10 +136,17 @@ def test_every_simulator_module_is_model_or_shell() -> None:
     )
 
 
-@pytest.mark.parametrize("name", SIMULATOR_MODEL)
-def test_seeded_randomness_only(name: str) -> None:
-    """The simulator's model uses random and uuid only through the seeded constructors."""
-    path = SIMULATOR / f"{name}.py"
+# The modules allowed random (and uuid): each may use only the seeded constructors.
+SEEDED = [
+    *(SIMULATOR / f"{name}.py" for name in SIMULATOR_MODEL),
+    MDGW / "testing" / "tracked.py",
+]
+
+
+@pytest.mark.parametrize("path", SEEDED, ids=[str(p.relative_to(MDGW)) for p in SEEDED])
+def test_seeded_randomness_only(path: Path) -> None:
+    """The simulator's model and TrackedBook use random and uuid only through the seeded
+    constructors."""
     tree = ast.parse(path.read_text(), filename=str(path))
     used: set[str] = set()
     for node in ast.walk(tree):
@@ -148,7 +159,7 @@ def test_seeded_randomness_only(name: str) -> None:
         elif isinstance(node, ast.ImportFrom) and node.module in SEEDED_ONLY:
             used.update(f"{node.module}.{alias.name}" for alias in node.names)
     bad = sorted(u for u in used if u.partition(".")[2] != SEEDED_ONLY[u.partition(".")[0]])
-    assert not bad, f"simulator/{name}.py uses {bad}; draw from a seeded random.Random instead"
+    assert not bad, f"{path.relative_to(MDGW)} uses {bad}; draw from a seeded random.Random instead"
 
 
 CLOCK_READS = {"now", "utcnow", "today", "time", "time_ns", "monotonic", "perf_counter"}

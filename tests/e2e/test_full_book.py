@@ -126,8 +126,8 @@ format = "json"
 stats_interval = 2
 """
     )
-    # resync_timeout 2 (the harness default), above rest_timeout plus a retry's backoff: a
-    # resync asked while the connection is down (the drop below) is asked again after it.
+    # resync_timeout 2 (the harness default), above rest_timeout plus a retry's backoff. After
+    # the drop below, the new connection's first delta asks for the snapshot at once.
     services = [
         Service(name, config, tmp_path / f"{name}.log").start()
         for name in ("book_builder", "ingestor")

@@ -14,7 +14,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from mdgw.simulator.faults import FaultError, FaultKind, FaultRequest, malformed_frame
 from mdgw.simulator.params import SimulatorParams
 from mdgw.simulator.server import SimulatorServer
-from mdgw.testing.reference import ReferenceBook, recv_frame, recv_until
+from mdgw.testing.reference import ReferenceBook
+from mdgw.testing.ws_receive import recv_frame, recv_until
 
 TOPIC = "orderbook.50.BTCUSDT"
 

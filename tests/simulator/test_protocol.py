@@ -18,7 +18,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from mdgw.simulator.params import SimulatorParams
 from mdgw.simulator.protocol import Reply, Session, Subscribed, Unsubscribed
 from mdgw.simulator.server import SimulatorServer
-from mdgw.testing.reference import ReferenceBook, recv_frame, recv_until
+from mdgw.testing.reference import ReferenceBook
+from mdgw.testing.ws_receive import recv_frame, recv_until
 
 STREAMS: dict[str, tuple[str, ...]] = {
     "spot": ("BTCUSDT", "ETHUSDT"),

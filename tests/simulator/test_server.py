@@ -20,7 +20,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from mdgw.simulator.params import SimulatorParams, params_from_settings
 from mdgw.simulator.server import SimulatorServer
-from mdgw.testing.reference import recv_frame, recv_until
+from mdgw.testing.ws_receive import recv_frame, recv_until
 
 REPO = Path(__file__).resolve().parents[2]
 

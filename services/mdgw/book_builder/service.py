@@ -33,9 +33,17 @@ from mdgw.runtime.metrics import MetricsEndpoint
 from mdgw.runtime.ratelog import RateLimitedLog
 from mdgw.runtime.settings import Settings
 from mdgw.runtime.stats import percentiles
-from mdgw.runtime.zmqsock import NOBLOCK, SNDMORE_NOBLOCK, fast_send, make_socket
+from mdgw.runtime.zmqsock import (
+    BUILDER_DRAIN_BATCH,
+    NOBLOCK,
+    SNDMORE_NOBLOCK,
+    fast_send,
+    make_socket,
+)
 
-_BATCH = 2048  # messages drained per call of _drain (then it yields to the event loop)
+# Messages drained per call of _drain (then it yields to the event loop). zmq.hwm's floor
+# is twice it (mdgw.runtime.zmqsock.HWM_FLOOR): a drained batch is flushed in one go.
+_BATCH = BUILDER_DRAIN_BATCH
 _TICK_S = 0.1
 _SNAPSHOT_MAX_REQUEST = 4096  # bytes; larger requests make libzmq drop the peer
 _RAW = int(InputKind.RAW)

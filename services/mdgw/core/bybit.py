@@ -106,6 +106,14 @@ __all__ = [
 _MAX_SIGNIFICANT_DIGITS: Final = 15
 _MAX_NUMBER_LEN: Final = 40  # longest price or size string accepted
 
+# parse_levels' accept path in C (core/_levels.c), built and served with the compiled hot
+# path (mdgw.compiled); absent in the pure-Python build, where parse_levels runs alone.
+_parse_levels_c: Callable[[object, int, int], list[Level] | None] | None
+try:
+    from mdgw.core._levels import parse as _parse_levels_c
+except ImportError:
+    _parse_levels_c = None
+
 
 # ------------------------------------------------------------------------ decode data
 # One decoder per message type: msgspec decodes a frame straight into the typed structs
@@ -287,6 +295,13 @@ def parse_levels(raw: object, field: str, topic: str) -> list[Level]:
     Prices and sizes must be plain decimal strings; a price must be positive and have at
     most 15 significant digits (see the module docstring).
     """
+    # The C accept path returns this function's list when every level is valid, and None
+    # otherwise: the loop below then finds the fault and words the error. So the rules
+    # live here only; tests/core/test_levels.py holds the C code to them.
+    if _parse_levels_c is not None:
+        levels = _parse_levels_c(raw, _MAX_NUMBER_LEN, _MAX_SIGNIFICANT_DIGITS)
+        if levels is not None:
+            return levels
     if type(raw) is not list:
         raise ParseError(f"{field} is not a list", topic)
     out: list[Level] = []

@@ -68,6 +68,13 @@ class SingleSourceBooks(HubBooks):
             if book.source is not None:
                 full.invalidate()
             book.source = source
+            # Its REST snapshot must come over this connection, and nothing brings it
+            # unasked (a resubscribe brings a full book deltas only): ask it now, not a
+            # resync_timeout after the connection before it closed. A request already made
+            # in this episode still holds back the next by resync_min_interval.
+            book.episode_requested = False
+            if book.episode_requests == 0:
+                book.requested_at = None
         outcome = full.apply(frame)
         if outcome is BookOutcome.APPLIED or outcome is BookOutcome.RESET:
             self._publish(book, full.last_frame or frame, frame.snapshot, recv_ns, now)

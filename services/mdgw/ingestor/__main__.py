@@ -23,6 +23,7 @@ from mdgw.runtime.lifecycle import run_service
 from mdgw.runtime.logging import configure_logging
 from mdgw.runtime.metrics import bind_or_exit
 from mdgw.runtime.settings import IngestorConfig, settings_or_exit
+from mdgw.runtime.zmqsock import warn_if_hwm_below_floor
 
 EX_USAGE: Final = 64  # sysexits.h: command line usage error
 SHUTDOWN_TIMEOUT: Final = 3.0
@@ -98,6 +99,11 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     args, selection = parse_args(argv)
     settings = settings_or_exit(args.config)
     configure_logging("ingestor", settings.log.level, settings.log.format)
+    warn_if_hwm_below_floor(
+        settings.zmq.hwm,
+        "the raw socket holds fewer frames while book_builder is busy or briefly stalled; "
+        "past that they are dropped (counted in dropped) and their books resync",
+    )
     try:
         ingestor = Ingestor(settings, ingestor_id=args.id, selection=selection)
     except SelectionError as exc:

@@ -31,6 +31,7 @@ from mdgw.runtime.curve import client_keys_or_exit
 from mdgw.runtime.lifecycle import Shutdown, run_service
 from mdgw.runtime.logging import configure_logging
 from mdgw.runtime.settings import settings_or_exit
+from mdgw.runtime.zmqsock import HWM_FLOOR
 
 EX_USAGE: Final = 64  # sysexits.h: the command was used incorrectly
 PROG: Final = "python -m mdgw.printer"
@@ -137,6 +138,13 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         snapshot_timeout=args.snapshot_timeout,
         curve=client_keys_or_exit(settings, (settings.zmq.pub, settings.zmq.snapshot)),
     )
+    if options.hwm < HWM_FLOOR:  # its log is for errors: this goes with its other warnings
+        _warn(
+            f"zmq.hwm {options.hwm} is below {HWM_FLOOR} (zmq_hwm_below_floor): this "
+            f"subscriber's queue holds less than one burst of book_builder's (up to "
+            f"{HWM_FLOOR} messages at once); with book_builder's zmq.hwm as low, being a "
+            "moment behind costs seq holes"
+        )
     printer = Printer(options, out=sys.stdout.buffer, warn=_warn)
     metrics = None
     if args.metrics_port is not None or settings.metrics.printer:

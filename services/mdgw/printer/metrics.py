@@ -14,7 +14,7 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from mdgw.printer.service import Printer
-from mdgw.runtime.metrics import MetricsEndpoint
+from mdgw.runtime.metrics import MetricsEndpoint, health_verdict
 
 __all__ = ["PrinterMetrics"]
 
@@ -59,14 +59,21 @@ class PrinterMetrics:
             )
 
     def health(self) -> tuple[bool, dict[str, Any]]:
-        """503 when nothing was printed for ``metrics.unhealthy_after`` seconds."""
+        """503 when nothing was printed for ``metrics.unhealthy_after`` seconds (counted from
+        the start until the first message), which ``problems`` says; ``seq_holes`` is
+        information only (each hole is on stderr already)."""
         printer = self.printer
-        last = printer.last_message_ns or self._started_ns
-        age = (time.time_ns() - last) / 1e9
-        healthy = age < self.unhealthy_after
-        return healthy, {
-            "status": "ok" if healthy else "degraded",
+        last = printer.last_message_ns
+        age = (time.time_ns() - (last or self._started_ns)) / 1e9
+        problems: list[str] = []
+        if age >= self.unhealthy_after:
+            problems.append(
+                f"no message for {age:.1f}s" if last else f"no message in {age:.1f}s since start"
+            )
+        fields = {
             "messages": sum(dict(printer.messages).values()),
             "seq_holes": printer.seq_holes,
-            "last_message_age_s": round(age, 3) if printer.last_message_ns else None,
+            "last_message_age_s": round(age, 3) if last else None,
+            "unhealthy_after": self.unhealthy_after,
         }
+        return health_verdict(problems, fields)

@@ -16,6 +16,8 @@
   client before it binds or connects; ipc and inproc sockets ignore them. A tcp socket
   bound beyond loopback without them is logged as a warning (``tcp_socket_exposed``):
   anyone who can reach the port can then connect.
+- ``zmq.hwm`` below :data:`HWM_FLOOR` is legal but risky; each service that uses it says so
+  once at start (:func:`warn_if_hwm_below_floor`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import zmq
 
@@ -31,16 +33,26 @@ from mdgw.runtime.curve import CurveClient, CurveServer, apply_curve
 from mdgw.runtime.logging import get_logger
 
 __all__ = [
+    "BUILDER_DRAIN_BATCH",
     "DEFAULT_LINGER_MS",
+    "HWM_FLOOR",
     "NOBLOCK",
     "SNDMORE_NOBLOCK",
     "fast_send",
     "ipc_path",
     "is_loopback",
     "make_socket",
+    "warn_if_hwm_below_floor",
 ]
 
 DEFAULT_LINGER_MS = 200
+
+# book_builder takes up to BUILDER_DRAIN_BATCH raw frames per wake-up, then sends what they
+# produced in one go: a ``book`` and a ``bbo`` each (trades more). A queue that holds fewer
+# messages than that burst drops for a subscriber that is only a moment behind, e.g. while a
+# busy machine holds back book_builder's ZeroMQ I/O thread (docs/reliability.md, "Sizing").
+BUILDER_DRAIN_BATCH: Final = 2048
+HWM_FLOOR: Final = 2 * BUILDER_DRAIN_BATCH  # the lowest zmq.hwm the docs recommend
 
 if TYPE_CHECKING:  # only mypy reads it: typing's TypeVar has no default before 3.13
     from typing_extensions import TypeVar
@@ -130,3 +142,21 @@ def make_socket(
         sock.close(linger=0)
         raise
     return sock
+
+
+def warn_if_hwm_below_floor(hwm: int, risk: str) -> bool:
+    """Log ``zmq_hwm_below_floor`` when *hwm* (``zmq.hwm``) is below :data:`HWM_FLOOR`.
+
+    A warning, not a config error: the value is legal (a small queue bounds memory), only
+    risky. *risk* says what it may cost the calling service. True when it warned.
+    """
+    if hwm >= HWM_FLOOR:
+        return False
+    get_logger().warning(
+        "zmq_hwm_below_floor",
+        hwm=hwm,
+        floor=HWM_FLOOR,
+        risk=risk,
+        detail="docs/reliability.md, A slow or stalled consumer: Sizing",
+    )
+    return True

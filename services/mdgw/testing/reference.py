@@ -1,21 +1,18 @@
-"""Helpers for tests that talk to the simulator: a naive reference book and deadline receives.
+"""A naive book of Bybit's rules, for tests and the harness (sans-I/O: import-boundary test).
 
-The reference book is deliberately simple (a dict from Decimal price to the strings Bybit
-sent), so that a test comparing it with :meth:`mdgw.simulator.market.Market.truth` checks the
-simulator's deltas against an independent implementation of Bybit's rules.
+It is deliberately simple (a dict from Decimal price to the strings Bybit sent), so that a
+test comparing it with :meth:`mdgw.simulator.market.Market.truth` checks the simulator's
+deltas against an independent implementation of Bybit's rules, and
+:class:`mdgw.testing.tracked.TrackedBook` knows the true book at every ``u``. The deadline
+receives from a websocket are in :mod:`mdgw.testing.ws_receive`.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-import orjson
-from websockets.asyncio.client import ClientConnection
-
-__all__ = ["ReferenceBook", "recv_frame", "recv_until"]
+__all__ = ["ReferenceBook"]
 
 Levels = list[tuple[str, str]]
 
@@ -49,24 +46,3 @@ class ReferenceBook:
 
     def crossed(self) -> bool:
         return bool(self.bids and self.asks) and max(self.bids) >= min(self.asks)
-
-
-async def recv_frame(ws: ClientConnection, timeout: float = 5.0) -> dict[str, Any]:
-    """The next frame, decoded; TimeoutError after *timeout* seconds."""
-    async with asyncio.timeout(timeout):
-        message = await ws.recv()
-    frame: dict[str, Any] = orjson.loads(message)
-    return frame
-
-
-async def recv_until(
-    ws: ClientConnection,
-    predicate: Callable[[dict[str, Any]], bool],
-    timeout: float = 5.0,
-) -> dict[str, Any]:
-    """Receive frames until one satisfies *predicate*; TimeoutError past the deadline."""
-    async with asyncio.timeout(timeout):
-        while True:
-            frame: dict[str, Any] = orjson.loads(await ws.recv())
-            if predicate(frame):
-                return frame
