@@ -220,9 +220,9 @@ def stack_cpu_per_message(run: dict[str, Any]) -> dict[str, Any]:
     the stack's processes each stands for, measured in the stack's window. The relay stands for
     the builder (its CPU / books received per second), the sender for the ingestor and the
     websocket server (their CPU / the ingestor's frames per second, or the offered rate
-    without its stats lines): in the stack both work on a frame before the ingestor's
-    ``recv_ns``, as the sender's spin comes before its stamp. The consumer is the same
-    process in both and spins nothing.
+    without its stats lines): in the stack most of their work on a frame comes before the
+    ingestor's ``recv_ns``, as the sender's spin comes before its stamp. The consumer is the
+    same process in both and spins nothing.
 
     ``relay_ns`` / ``sender_ns`` are None when a CPU figure or a rate is missing."""
     cpu = run["cpu"]
