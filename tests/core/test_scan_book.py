@@ -80,7 +80,7 @@ def _decimal(digits: int) -> st.SearchStrategy[str]:
 NUMBERS = st.one_of(
     _decimal(8),
     _decimal(20),  # past a price's 15 significant digits
-    st.text("0123456789", min_size=14, max_size=18),  # 16 digits and no dot: a price still
+    st.text("0123456789", min_size=14, max_size=18),  # 15 digits and no dot: a price; 16: not
     st.text("0123456789.", min_size=38, max_size=42),  # the length cap
     st.sampled_from(["", ".", "0", "0.0", "65000.5", "0.001", "1e5", "-1", " 1", "1.2.3"]),
 )
@@ -415,7 +415,7 @@ def test_the_compiled_build_takes_the_c_path(monkeypatch: pytest.MonkeyPatch) ->
 def test_no_reference_leaks(frame: bytes) -> None:
     """Every reference taken is given back, on the accept and the refuse path alike."""
     assert SCAN is not None
-    SCAN(frame, MAX_LEN, MAX_DIGITS)  # warm up: the str cache, first-call allocations
+    SCAN(frame, MAX_LEN, MAX_DIGITS)  # warm up: any first-call allocations
     gc.collect()
     blocks = sys.getallocatedblocks()
     for _ in range(20_000):

@@ -122,6 +122,15 @@ decimal_chars(const char *s, Py_ssize_t n, Py_ssize_t max_len, double *value, Py
     return 1;
 }
 
+/* parse_levels' test of a price of n characters, float key and digits significant digits:
+   positive, and at most max_digits significant digits, which it counts only when the price
+   is longer than max_digits characters (a shorter one cannot have more). */
+static int
+price_ok(double key, Py_ssize_t n, Py_ssize_t digits, Py_ssize_t max_digits)
+{
+    return key > 0.0 && !(n > max_digits && digits > max_digits);
+}
+
 static PyObject *
 parse(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
@@ -164,10 +173,7 @@ parse(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         if (!decimal(price, max_len, &key, &digits) || !decimal(size, max_len, &qty, NULL)) {
             goto refuse;
         }
-        /* The same test as parse_levels', which counts the digits only of a price longer
-           than max_digits characters (a shorter one cannot have more). */
-        if (!(key > 0.0)
-            || (PyUnicode_GET_LENGTH(price) > max_digits && digits > max_digits)) {
+        if (!price_ok(key, PyUnicode_GET_LENGTH(price), digits, max_digits)) {
             goto refuse;
         }
         Py_INCREF(price);
@@ -220,15 +226,9 @@ refuse:
    it makes on these values too. tests/core/test_scan_book.py holds this to msgspec and
    core/bybit.py run as pure Python, on generated frames and mutations of them. */
 
-/* Small strs repeat frame after frame (the topic, the type, the symbol): a direct-mapped
-   cache of them gives back the same str object, with its hash computed already, instead of
-   a new one per frame. The cache holds a reference to each str; strs are immutable. */
-#define STR_CACHE_SIZE 256
-#define STR_CACHE_MAX_LEN 64
-static PyObject *str_cache[STR_CACHE_SIZE];
-
-/* A new reference to the str of the n ASCII characters at s, or NULL with an exception. */
-/* A new str of the n ASCII characters at s, or NULL with an exception. */
+/* A new str of the n ASCII characters at s, or NULL with an exception. (A cache from bytes
+   to the same str object, for the topic, type and symbol that repeat frame after frame,
+   saved ~40 instructions a frame of ~41,500: not worth its state; docs/performance.md.) */
 static PyObject *
 new_ascii(const char *s, Py_ssize_t n)
 {
@@ -236,33 +236,6 @@ new_ascii(const char *s, Py_ssize_t n)
     if (text != NULL && n > 0) {
         memcpy(PyUnicode_1BYTE_DATA(text), s, (size_t)n);
     }
-    return text;
-}
-
-static PyObject *
-ascii_str(const char *s, Py_ssize_t n)
-{
-    if (n > STR_CACHE_MAX_LEN) {
-        return new_ascii(s, n);
-    }
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (Py_ssize_t i = 0; i < n; i++) {
-        h = (h ^ (unsigned char)s[i]) * 16777619u;
-    }
-    PyObject **slot = &str_cache[(h ^ (h >> 16)) % STR_CACHE_SIZE];
-    PyObject *cached = *slot;
-    if (cached != NULL && PyUnicode_GET_LENGTH(cached) == n
-        && memcmp(PyUnicode_1BYTE_DATA(cached), s, (size_t)n) == 0) {
-        Py_INCREF(cached);
-        return cached;
-    }
-    PyObject *text = new_ascii(s, n);
-    if (text == NULL) {
-        return NULL;
-    }
-    Py_INCREF(text);
-    *slot = text;
-    Py_XDECREF(cached);
     return text;
 }
 
@@ -351,7 +324,7 @@ scan_levels(const char *p, const char *end, Py_ssize_t max_len, Py_ssize_t max_d
             || !decimal_chars(size, size_n, max_len, &qty, NULL)) {
             return NULL;
         }
-        if (!(key > 0.0) || (price_n > max_digits + 1 && digits > max_digits)) {
+        if (!price_ok(key, price_n, digits, max_digits)) {
             return NULL;
         }
         PyObject *pair = PyTuple_New(4);
@@ -544,10 +517,10 @@ scan_book(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         goto error;
     }
     PyObject *items[9] = {
-        ascii_str(topic, topic_n),
-        ascii_str(kind, kind_n),
+        new_ascii(topic, topic_n),
+        new_ascii(kind, kind_n),
         PyLong_FromLongLong(ts),
-        ascii_str(symbol, symbol_n),
+        new_ascii(symbol, symbol_n),
         bids,
         asks,
         PyLong_FromLongLong(u),
