@@ -81,6 +81,7 @@ NUMBERS = st.one_of(
     _decimal(8),
     _decimal(20),  # past a price's 15 significant digits
     st.text("0123456789", min_size=14, max_size=18),  # 15 digits and no dot: a price; 16: not
+    st.from_regex(r"[1-9][0-9]{13,14}[1-9](\.[0-9]?[1-9])?", fullmatch=True),  # 15-18 digits
     st.text("0123456789.", min_size=38, max_size=42),  # the length cap
     st.sampled_from(["", ".", "0", "0.0", "65000.5", "0.001", "1e5", "-1", " 1", "1.2.3"]),
 )
@@ -345,6 +346,8 @@ GOOD = (
         (b'[["1.5","2"]]', b'[["1.5",2]]'),
         (b'[["1.5","2"]]', b'[["0","2"]]'),  # parse_levels' rules
         (b'[["1.5","2"]]', b'[["1.5","2e0"]]'),
+        (b'[["1.5","2"]]', b'[["1234567890123456","2"]]'),  # 16 significant digits
+        (b'[["1.5","2"]]', b'[["123456789012345.6","2"]]'),
         (b'[["1.5","2"]]', b'[["1.5","2"],]'),
         (b'"a":[]', b'"a":{}'),
         (b'"cts":5}', b'"cts":5} '),  # after the end
