@@ -106,6 +106,24 @@ def test_truncated_frame_is_attributed_to_its_topic() -> None:
     assert info.value.topic == "orderbook.50.BTCUSDT"
 
 
+@pytest.mark.parametrize(
+    "frame",
+    [
+        # invalid UTF-8 in a field the decoder reads: the topic, on either route to it
+        b'{"topic":"orderbook.50.\xff","type":"delta","ts":1,"data":{"s":"X","b":[],"a":[],"u":1}}',
+        b'{"topic":"\xfforderbook.50.X","type":"delta","ts":1,"data":{"s":"X","b":[],"a":[],"u":1}}',
+        b'{"topic":"publicTrade.\xc3","ts":1,"data":[]}',
+        b'{"topic":"orderbook.rpi.\xed\xa0\x80","type":"delta","ts":1,"data":{}}',
+        # ... and in a level
+        b'{"topic":"orderbook.50.X","type":"delta","ts":1,"data":{"s":"X","b":[["1\xff","1"]],"a":[],"u":1}}',
+    ],
+)
+def test_invalid_utf8_is_a_parse_error_like_any_malformed_frame(frame: bytes) -> None:
+    """Only ParseError leaves a core decoder: msgspec's UnicodeDecodeError is one too."""
+    with pytest.raises(ParseError, match="invalid UTF-8"):
+        bybit.decode_frame(frame)
+
+
 def test_unsupported_topic() -> None:
     with pytest.raises(ParseError, match="unsupported topic"):
         bybit.decode_frame(b'{"topic":"tickers.BTCUSDT","type":"snapshot","data":{}}')

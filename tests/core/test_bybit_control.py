@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mdgw.core import bybit, bybit_control
-from mdgw.core.bybit_control import Control, FrameKind
+from mdgw.core.bybit_control import Control, FrameKind, classify, decode_control
 from mdgw.core.errors import ParseError
 from mdgw.testing import oracles
 from mdgw.testing.examples import examples
@@ -122,3 +122,18 @@ def test_control_decoder_agrees_with_the_reference(obj: object) -> None:
             return "error"
 
     assert outcome(bybit_control.decode_control) == outcome(oracles.decode_control)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b'{"op":"pong","ret_msg":"\xff"}',
+        b'{"success":false,"ret_msg":"error:handler not found,topic:\xc3","op":"subscribe"}',
+    ],
+)
+def test_invalid_utf8_in_a_control_frame_is_a_parse_error_and_classifies_unknown(
+    frame: bytes,
+) -> None:
+    with pytest.raises(ParseError, match="invalid UTF-8"):
+        decode_control(frame)
+    assert classify(frame) is FrameKind.UNKNOWN

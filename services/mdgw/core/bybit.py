@@ -158,22 +158,28 @@ def decode_frame(frame: bytes | str) -> BookFrame | TradeFrame | RpiFrame | Stat
     """
     if type(frame) is not bytes:
         frame = frame.encode("utf-8", "surrogatepass") if isinstance(frame, str) else b""
-    # Bybit puts the topic first: its first bytes choose the decoder without parsing.
-    if frame.startswith(_BOOK_PREFIX):
-        if frame.startswith(_RPI_PREFIX):
+    # msgspec refuses invalid UTF-8 in a string it decodes with UnicodeDecodeError, which is
+    # no msgspec.DecodeError: caught once here, so that only ParseError leaves the decoder.
+    # (A try costs nothing until it catches, in CPython 3.11 and in the compiled build.)
+    try:
+        # Bybit puts the topic first: its first bytes choose the decoder without parsing.
+        if frame.startswith(_BOOK_PREFIX):
+            if frame.startswith(_RPI_PREFIX):
+                return _decode_rpi(frame)
+            return _decode_book(frame)
+        if frame.startswith(_TRADE_PREFIX):
+            return _decode_trades(frame)
+        topic = _topic(frame)
+        if topic.startswith(RPI_TOPIC_PREFIX):
             return _decode_rpi(frame)
-        return _decode_book(frame)
-    if frame.startswith(_TRADE_PREFIX):
-        return _decode_trades(frame)
-    topic = _topic(frame)
-    if topic.startswith(RPI_TOPIC_PREFIX):
-        return _decode_rpi(frame)
-    if topic.startswith("orderbook."):
-        return _decode_book(frame)
-    if topic.startswith("publicTrade."):
-        return _decode_trades(frame)
-    if topic == SYSTEM_STATUS_TOPIC:
-        return _decode_status(frame)
+        if topic.startswith("orderbook."):
+            return _decode_book(frame)
+        if topic.startswith("publicTrade."):
+            return _decode_trades(frame)
+        if topic == SYSTEM_STATUS_TOPIC:
+            return _decode_status(frame)
+    except UnicodeDecodeError as exc:
+        raise ParseError(f"invalid UTF-8: {str(exc)[:80]}", topic_of(frame)) from None
     raise UnsupportedTopicError("unsupported topic", topic)
 
 

@@ -107,6 +107,8 @@ def decode_control(frame: bytes | str) -> Control:
         raise ParseError("frame is not a JSON object") from None
     except msgspec.DecodeError as exc:
         raise ParseError(f"invalid JSON: {str(exc)[:80]}") from None
+    except UnicodeDecodeError as exc:  # msgspec's refusal of invalid UTF-8 in a string
+        raise ParseError(f"invalid UTF-8: {str(exc)[:80]}") from None
     return control_from(msg)
 
 
