@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import enum
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final, Generic, TypeVar
 
 from mdgw.core.bybit import BookFrame, Level
@@ -57,6 +57,21 @@ class BookOutcome(enum.Enum):
 _Item = TypeVar("_Item", bound=tuple[str, ...])  # a level as stored: its strings
 _Lvl = TypeVar("_Lvl", bound=tuple[object, ...])  # a level as decoded (mdgw.core.bybit)
 _INF: Final = float("inf")
+
+# _update_side and _build_side's fast path in C (core/_sides.c), built and served with the
+# compiled hot path (mdgw.compiled); absent in the pure-Python build, where the functions
+# below run alone. tests/core/test_sides.py holds the C code to them.
+_Side = tuple[list[float], list[tuple[str, str]], list[str]]
+_update_side_c: (
+    Callable[[list[float], list[tuple[str, str]], list[str], Sequence[Level], float, int], None]
+    | None
+)
+_build_side_c: Callable[[Sequence[Level], float, int], _Side | None] | None
+try:
+    from mdgw.core._sides import build_side as _build_side_c
+    from mdgw.core._sides import update_side as _update_side_c
+except ImportError:
+    _update_side_c = _build_side_c = None
 
 
 class SyncedBook(Generic[_Item, _Lvl]):
@@ -250,6 +265,9 @@ def _build_side(
 
     Bybit sends a snapshot's levels best first, each price once, no size 0: such a side is
     taken as it comes (no dict, no sort); anything else goes the general way below."""
+    if _build_side_c is not None:  # this fast path in C; None where it falls back
+        side = _build_side_c(levels, sign, depth)
+        return _build_side_any(levels, sign, depth) if side is None else side
     keys: list[float] = []
     pairs: list[tuple[str, str]] = []
     texts: list[str] = []
@@ -296,6 +314,9 @@ def _update_side(  # noqa: PLR0917 (positional on purpose: runs per delta)
     """Apply one side of a delta in place: size 0 deletes, anything else inserts or replaces
     (with this delta's strings, so ``"65000.50"`` replacing ``"65000.5"`` is published as sent).
     """
+    if _update_side_c is not None:  # the same in C
+        _update_side_c(keys, pairs, texts, levels, sign, depth)
+        return
     for key, price, size, qty in levels:
         k = key * sign
         i = bisect_left(keys, k)
