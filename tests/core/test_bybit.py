@@ -85,6 +85,9 @@ def test_frame_without_cts_or_seq_decodes_with_zero() -> None:
         (lambda d: d["data"].update(b=[["1", "-1"]]), "bad level"),
         (lambda d: d["data"].update(b=[["1", "9" * 400]]), "bad level"),
         (lambda d: d["data"].update(b=[["1234567890.1234567", "1"]]), "too many digits"),
+        # 16 significant digits with no dot: 2**53 + 1 is no double, it would merge with 2**53.
+        (lambda d: d["data"].update(b=[["9007199254740993", "1"]]), "too many digits"),
+        (lambda d: d["data"].update(a=[["1234567890123456", "1"]]), "too many digits"),
         (lambda d: d.update(data=[]), "not an object"),
         (lambda d: d.update(ts=None), "ts"),
     ],
@@ -511,3 +514,12 @@ def test_well_formed_rpi_status_and_option_trade_frames_decode() -> None:
     assert trades == oracles.decode_frame(trade)
     one = trades.trades[0]
     assert (one.symbol, one.rpi, one.option) == ("BTC-1-C", True, ("1", "2", "0.3", "-0.4"))
+
+
+@pytest.mark.parametrize("price", ["123456789012345", "1234567890.12345", "0.000123456789012345"])
+def test_prices_of_15_significant_digits_are_kept_as_sent(price: str) -> None:
+    raw = orjson.loads(LINEAR_DELTA)
+    raw["data"]["b"] = [[price, "1"]]
+    frame = bybit.decode_frame(orjson.dumps(raw))
+    assert isinstance(frame, bybit.BookFrame)
+    assert frame.bids == [(float(price), price, "1", 1.0)]

@@ -69,7 +69,7 @@ decimals = st.one_of(
     _decimal(12),
     _decimal(25),  # past the 15 significant digits of a price and the length cap
     st.from_regex(r"0{0,25}[1-9]{0,3}0{0,25}(\.0{0,25}[1-9]{0,3}0{0,25})?", fullmatch=True),
-    st.text("0123456789", min_size=14, max_size=18),  # 16 digits and no dot: accepted
+    st.text("0123456789", min_size=14, max_size=18),  # 15 digits and no dot: accepted; 16: not
     st.text("0123456789", min_size=38, max_size=42),  # the length cap, for sizes
     st.from_regex(r"[0-9]{0,3}(\.[0-9]{0,3}){2,3}", fullmatch=True),  # "1.2.3"
     st.sampled_from(["", ".", "0", "0.0", "00.000", ".5", "5.", "1e5", "1_0", " 1", "-1"]),

@@ -153,9 +153,9 @@ parse(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
             goto refuse;
         }
         /* The same test as parse_levels', which counts the digits only of a price longer
-           than max_digits + 1 characters (so a 16-digit price without a dot passes). */
+           than max_digits characters (a shorter one cannot have more). */
         if (!(key > 0.0)
-            || (PyUnicode_GET_LENGTH(price) > max_digits + 1 && digits > max_digits)) {
+            || (PyUnicode_GET_LENGTH(price) > max_digits && digits > max_digits)) {
             goto refuse;
         }
         Py_INCREF(price);

@@ -327,7 +327,7 @@ def parse_levels(raw: object, field: str, topic: str) -> list[Level]:
             key = float(price)
             if key <= 0.0:
                 raise ValueError
-            if len(price) > _MAX_SIGNIFICANT_DIGITS + 1 and (
+            if len(price) > _MAX_SIGNIFICANT_DIGITS and (
                 len(price.replace(".", "").strip("0")) > _MAX_SIGNIFICANT_DIGITS
             ):
                 raise ParseError(f"{field}: price {price[:40]!r} has too many digits", topic)

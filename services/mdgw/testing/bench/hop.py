@@ -19,6 +19,12 @@ so twice this is a floor under the latency figures on this machine. With ``--pus
 payload goes alone, one frame, to a pass-through that publishes it as the builder would:
 the two hops of the gateway's path measured as one, at the same rate and pacing, with no
 work in either process (:func:`mdgw.testing.bench.latency.pipeline_floor`).
+
+``--cpu-ns N`` (the loaded floor) spins before each message's stamp until the process has
+used N ns of CPU time per message (:class:`.common.CpuBudget`): the CPU per frame of the
+websocket server and the ingestor, whose work on a frame comes before the ingestor's
+``recv_ns``, so that the sender needs the CPU they need without it counting in the latency,
+as theirs does not.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import time
 
 import zmq
 
-from mdgw.testing.bench.common import StopFlag, helper_parser
+from mdgw.testing.bench.common import CpuBudget, StopFlag, helper_parser
 
 TOPIC = b"book.linear.HOP."
 
@@ -39,6 +45,7 @@ def main() -> None:
     where.add_argument("--pub", help="bind a PUB socket here (one hop to the consumer)")
     where.add_argument("--push", help="connect a PUSH socket here (a pass-through's PULL)")
     parser.add_argument("--rate", type=float, required=True)
+    parser.add_argument("--cpu-ns", type=int, default=0, help="process CPU per message")
     args = parser.parse_args()
 
     stop = StopFlag()  # SIGTERM/SIGINT set it; the loops below test it
@@ -55,6 +62,7 @@ def main() -> None:
     send = pub.send
     more = zmq.SNDMORE
     topic = args.pub is not None  # a pass-through adds its own topic frame
+    budget = CpuBudget(args.cpu_ns) if args.cpu_ns > 0 else None
     sent = 0
     started = time.monotonic()
     while not stop:
@@ -62,6 +70,8 @@ def main() -> None:
         due = int((time.monotonic() - started) * args.rate) - sent
         for _ in range(due):
             sent += 1
+            if budget is not None:
+                budget.spend()
             now = time_ns()
             if topic:
                 send(TOPIC, more)

@@ -1,7 +1,10 @@
 """Latency (``make bench``): ingestor receive -> consumer receive through the whole stack
-at a fixed websocket frame rate, next to its floor measured in the same run: the same rate
+at a fixed websocket frame rate, next to its floors measured in the same run: the same rate
 through two bare hops (PUSH -> PULL -> PUB -> SUB through a pass-through that does no work),
-the path of the gateway without the gateway."""
+the path of the gateway without the gateway; and after the stack, the same two hops loaded
+with the stack's CPU per message (the sender spins up to the websocket server's and the
+ingestor's, the relay up to the builder's), the path of the gateway with its CPU but
+without its code."""
 
 from __future__ import annotations
 
@@ -15,18 +18,20 @@ from mdgw.testing.bench.measure import (
     VERIFY_EVERY,
     Timing,
     builder_counters,
+    counter_rate,
     fmt,
     gather,
+    in_window,
     problems_of,
     quiesce,
     stack_config,
     window_rate,
 )
-from mdgw.testing.bench.report import FigureResult, Row, judged
+from mdgw.testing.bench.report import ERROR, FigureResult, Row, judged
 from mdgw.testing.bench.stage import Stage
 from mdgw.testing.processes import HarnessError, Helper, Service
 
-__all__ = ["latency"]
+__all__ = ["latency", "stack_cpu_per_message"]
 
 LATENCY_TARGETS = {2_000: {"p99": 500.0}, 30_000: {"p99": 3_000.0}}  # µs
 # Targets relative to the two-bare-hop floor of the same run (issue 16): rate -> {key: x floor}.
@@ -85,6 +90,9 @@ def latency_run(
             "rate": rate,
             "max_rate": max_rate,
             "received_per_s": window_rate(got, "book"),
+            "ingestor_frames_per_s": counter_rate(
+                in_window(ingestor_lines, start, end), "frames_in"
+            ),
             "latency_us": got["latency"],
             "latency_recv_to_pub_us": got["latency_to_publish"],
             "latency_pub_to_consumer_us": got["latency_from_publish"],
@@ -148,23 +156,38 @@ def hop_floor(
 
 
 def pipeline_floor(
-    base: Path, rate: int, warmup: float, seconds: float, min_samples: int = 0
+    base: Path,
+    rate: int,
+    warmup: float,
+    seconds: float,
+    min_samples: int = 0,
+    *,
+    relay_cpu_ns: int = 0,
+    sender_cpu_ns: int = 0,
 ) -> dict[str, Any]:
     """The gateway's two hops with nothing in them: :mod:`.hop` PUSHes at ``rate`` (paced as
     :mod:`.ws_blaster`) into a :mod:`.passthrough` (PULL -> PUB, the builder's drain without
     the hub) and the consumer SUBs: the floor under the stack's latency on this machine and
-    at this moment, and what scheduling three busy processes on its cores costs."""
-    with Stage(base, f"pipeline-{rate}") as stage:
+    at this moment, and what scheduling three busy processes on its cores costs.
+
+    Loaded (CPU figures > 0, from :func:`stack_cpu_per_message`): the relay spins between each
+    message's receive and its send until it has used ``relay_cpu_ns`` of CPU per message,
+    the sender before each stamp until ``sender_cpu_ns`` (:class:`.common.CpuBudget`), so
+    that the three processes need the CPU of the stack's four: the floor under four
+    processes that need that much CPU on this machine, whatever their code."""
+    loaded = bool(relay_cpu_ns or sender_cpu_ns)
+    what = "loaded two hops" if loaded else "two bare hops"
+    with Stage(base, f"{'loaded' if loaded else 'pipeline'}-{rate}") as stage:
         ep = stage.endpoints()
-        relay = stage.add(
-            Helper("passthrough", "passthrough", ["--raw", ep.raw, "--pub", ep.pub], stage.dir)
-        )
+        relay_args = ["--raw", ep.raw, "--pub", ep.pub, "--cpu-ns", str(relay_cpu_ns)]
+        relay = stage.add(Helper("passthrough", "passthrough", relay_args, stage.dir))
         relay.wait_ready()
         consumer_args = ["--endpoint", ep.pub, "--latency", "--warmup", str(warmup)]
         consumer_args += ["--seconds", str(seconds), *_min_samples(min_samples)]
         consumer = stage.add(Helper("consumer", "consumer", consumer_args, stage.dir))
         consumer.wait_ready()
-        sender = stage.add(Helper("hop", "hop", ["--push", ep.raw, "--rate", str(rate)], stage.dir))
+        sender_args = ["--push", ep.raw, "--rate", str(rate), "--cpu-ns", str(sender_cpu_ns)]
+        sender = stage.add(Helper("hop", "hop", sender_args, stage.dir))
         sender.wait_ready()
 
         def stop() -> None:
@@ -172,26 +195,84 @@ def pipeline_floor(
             relay.stop()
 
         got, start, end = _consumer_window(
-            stage, consumer, warmup + seconds + 60, stop, f"two bare hops at {rate}/s"
+            stage, consumer, warmup + seconds + 60, stop, f"{what} at {rate}/s"
         )
         cpu = {p.name: stage.sampler.cpu_share(p.name, start, end) for p in stage.procs}
         other = stage.sampler.other_share(start, end)
     lat = got["latency"] or {}
     progress(
-        f"two bare hops at {rate:,}/s: p50 {fmt(lat.get('p50_us'))} us, "
-        f"p99 {fmt(lat.get('p99_us'))} us"
+        f"{what} at {rate:,}/s: p50 {fmt(lat.get('p50_us'))} us, "
+        f"p99 {fmt(lat.get('p99_us'))} us, p99.9 {fmt(lat.get('p999_us'))} us"
     )
     return {
         "latency_us": got["latency"],
         "latency_per_second": got["latency_per_second"],
+        "received_per_s": window_rate(got, "book"),
         "seq_holes": got["seq_holes"],
+        "cpu_ns_per_message": {"relay": relay_cpu_ns, "sender": sender_cpu_ns},
         "cpu": cpu,
         "other_cpu": other,
     }
 
 
-def _target(rate: int, key: str, floor: dict[str, Any]) -> tuple[float | None, str]:
-    """The target of one latency figure and how the table states it."""
+def stack_cpu_per_message(run: dict[str, Any]) -> dict[str, Any]:
+    """The CPU per message (ns) that the loaded floor's relay and sender spin up to: that of
+    the stack's processes each stands for, measured in the stack's window. The relay stands for
+    the builder (its CPU / books received per second), the sender for the ingestor and the
+    websocket server (their CPU / the ingestor's frames per second, or the offered rate
+    without its stats lines): in the stack most of their work on a frame comes before the
+    ingestor's ``recv_ns``, as the sender's spin comes before its stamp. The consumer is the
+    same process in both and spins nothing.
+
+    ``relay_ns`` / ``sender_ns`` are None when a CPU figure or a rate is missing."""
+    cpu = run["cpu"]
+    books = run.get("received_per_s") or 0.0
+    frames = run.get("ingestor_frames_per_s") or float(run["rate"])
+
+    def per_message(share: float | None, per_s: float) -> float | None:
+        return None if share is None or per_s <= 0 else share / per_s * 1e9
+
+    builder = per_message(cpu.get("book_builder"), books)
+    ingestor = per_message(cpu.get("ingestor"), frames)
+    server = per_message(cpu.get("ws_blaster"), frames)
+    return {
+        "relay_ns": None if builder is None else round(builder),
+        "sender_ns": None if ingestor is None or server is None else round(ingestor + server),
+        "stack_cpu_ns_per_message": {
+            "book_builder": builder,
+            "ingestor": ingestor,
+            "ws_blaster": server,
+        },
+    }
+
+
+def _stack_and_loaded_floor(
+    floor_args: tuple[Path, int, float, float, int], stack: Callable[[], dict[str, Any]]
+) -> dict[str, Any]:
+    """The stack, then the loaded two hops (whose CPU figures are the stack's), one after
+    the other even when a figure's stages run at once: the stack's result with
+    ``loaded_floor`` in it."""
+    run = stack()
+    cpu = stack_cpu_per_message(run)
+    relay_ns, sender_ns = cpu["relay_ns"], cpu["sender_ns"]
+    if not relay_ns or not sender_ns:
+        progress(f"loaded two hops at {run['rate']:,}/s: not run, a CPU figure is missing")
+        run["loaded_floor"] = {
+            "stack_cpu_ns_per_message": cpu["stack_cpu_ns_per_message"],
+            "error": "a CPU figure of the stack is missing",
+        }
+        return run
+    loaded = pipeline_floor(*floor_args, relay_cpu_ns=relay_ns, sender_cpu_ns=sender_ns)
+    loaded["stack_cpu_ns_per_message"] = cpu["stack_cpu_ns_per_message"]
+    run["loaded_floor"] = loaded
+    return run
+
+
+def _target(
+    rate: int, key: str, floor: dict[str, Any], loaded: dict[str, Any]
+) -> tuple[float | None, str]:
+    """The target of one latency figure and how the table states it (``floor`` and
+    ``loaded``: the bare and the loaded two hops' latency summaries)."""
     times = FLOOR_TARGETS.get(rate, {}).get(key)
     if times is not None:
         base = floor.get(f"{key}_us")
@@ -204,13 +285,16 @@ def _target(rate: int, key: str, floor: dict[str, Any]) -> tuple[float | None, s
     text = f"<= {target:,.0f}"
     if floor.get(f"{key}_us") is not None:
         text += f"; floor {fmt(floor[f'{key}_us'])}"
+    if loaded.get(f"{key}_us") is not None:
+        text += f", loaded {fmt(loaded[f'{key}_us'])}"
     return target, text
 
 
 def latency(base: Path, t: Timing) -> FigureResult:
     fig = FigureResult("latency")
-    # Per rate its two floors and the stack, then the conflated run at the highest rate:
-    # one after the other, or (--quick) all at once.
+    # Per rate the one-hop floor, the bare two hops, the stack and the loaded two hops, then
+    # the conflated run at the highest rate: one after the other, or (--quick) all at once
+    # but for the stack and its loaded hops (which need the stack's CPU figures).
     calls: list[Callable[[], dict[str, Any]]] = []
     stack: Callable[..., dict[str, Any]] | None = None
     for rate, seconds in t.latency_seconds:
@@ -219,7 +303,11 @@ def latency(base: Path, t: Timing) -> FigureResult:
         stack = partial(
             latency_run, base, rate, t.symbols, t.latency_warmup, seconds, min_samples=t.min_samples
         )
-        calls += [partial(hop_floor, *floor_args), partial(pipeline_floor, *floor_args), stack]
+        calls += [
+            partial(hop_floor, *floor_args),
+            partial(pipeline_floor, *floor_args),
+            partial(_stack_and_loaded_floor, floor_args, stack),
+        ]
     if stack is not None:  # the highest rate's stack again, conflated
         calls.append(partial(stack, max_rate=CONFLATED_MAX_RATE))
     measured = iter(gather(calls, t.concurrent))
@@ -227,14 +315,16 @@ def latency(base: Path, t: Timing) -> FigureResult:
         floor, pipeline, run = next(measured), next(measured), next(measured)
         run["hop_floor"] = floor
         run["pipeline_floor"] = pipeline
+        loaded = run["loaded_floor"]
         fig.details[str(rate)] = run
         lat = run["latency_us"] or {}
         two_hops = pipeline["latency_us"] or {}
+        loaded_hops = loaded.get("latency_us") or {}
         correct = not run["problems"]
         label = f"latency @ {rate // 1000}k frames/s"
         for key, name in (("p50", "p50"), ("p99", "p99"), ("p999", "p99.9"), ("max", "max")):
             value = lat.get(f"{key}_us")
-            target, target_text = _target(rate, key, two_hops)
+            target, target_text = _target(rate, key, two_hops, loaded_hops)
             if target is None:
                 status = "ERROR" if target_text.endswith("(not measured)") else "info"
             else:
@@ -294,10 +384,55 @@ def latency(base: Path, t: Timing) -> FigureResult:
                 "us",
             )
         )
+        fig.rows.append(_loaded_row(f"  @ {rate // 1000}k", run))
     if t.latency_seconds:
         rate, seconds = t.latency_seconds[-1]
         fig.rows.extend(conflated_rows(next(measured), t, rate, fig.details.get(str(rate))))
     return fig
+
+
+def _loaded_row(label: str, run: dict[str, Any]) -> Row:
+    """The loaded two hops: their latency, and their CPU beside the stack's (relay against
+    the builder, sender against the ingestor and the websocket server, consumer against
+    the consumer) to show the load matched, and the rate they kept (below the offered
+    rate, their p99 is a growing backlog's, which grows with the window's length)."""
+    loaded = run["loaded_floor"]
+    lat = loaded.get("latency_us") or {}
+    figure = (
+        f"{label}: loaded floor, two hops spinning the stack's CPU per message, "
+        "p50 / p99 / p99.9 (us)"
+    )
+    if "error" in loaded:
+        return Row(figure, "-", f"not run: {loaded['error']}", None, ERROR)
+
+    def cores(*values: float | None) -> str:
+        if any(v is None for v in values):
+            return "-"
+        return f"{sum(v or 0.0 for v in values):.2f}"
+
+    cpu, stack = loaded["cpu"], run["cpu"]
+    per_message = loaded["cpu_ns_per_message"]
+    return Row(
+        figure,
+        f"{fmt(lat.get('p50_us'))} / {fmt(lat.get('p99_us'))} / {fmt(lat.get('p999_us'))}",
+        "CPU relay / sender / consumer {} / {} / {} (stack {} / {} / {}; {} / {} us a "
+        "message); others {}; received {}/s".format(
+            cores(cpu.get("passthrough")),
+            cores(cpu.get("hop")),
+            cores(cpu.get("consumer")),
+            cores(stack.get("book_builder")),
+            cores(stack.get("ingestor"), stack.get("ws_blaster")),
+            cores(stack.get("consumer")),
+            fmt(per_message["relay"] / 1000, 1),
+            fmt(per_message["sender"] / 1000, 1),
+            cores(loaded["other_cpu"]),
+            fmt(loaded["received_per_s"]),
+        ),
+        None,
+        "info",
+        lat.get("p99_us"),
+        "us",
+    )
 
 
 def _received_row(

@@ -15,6 +15,11 @@ builder written this way could go on this machine with the same blaster. Its rat
 own count of messages published (``timeline`` in ``--out``): the consumer, which must also
 parse what it counts, may fall behind it and lose messages at the PUB, which is no fault of
 the pass-through.
+
+``--cpu-ns N`` (the loaded floor, :func:`mdgw.testing.bench.latency.pipeline_floor`) spins
+between each message's receive and its send until the process has used N ns of CPU time
+per message (:class:`.common.CpuBudget`): a relay that needs the builder's CPU per message
+but does none of its work. Default 0, no spin: the ceiling of figure 1 and the bare floor.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import zmq
 import zmq.asyncio
 
 from mdgw.runtime.zmqsock import NOBLOCK, SNDMORE_NOBLOCK, fast_send
-from mdgw.testing.bench.common import helper_parser
+from mdgw.testing.bench.common import CpuBudget, helper_parser
 
 TOPIC = b"book.linear.PASSTHROUGH."  # a book topic, so the same "book." consumer counts it
 _BATCH = 2048
@@ -56,6 +61,7 @@ async def pump(args: argparse.Namespace) -> dict[str, Any]:
     recv = raw_sync.recv
     send = fast_send  # as the builder sends (mdgw.runtime.zmqsock)
     more, noblock = SNDMORE_NOBLOCK, NOBLOCK
+    budget = CpuBudget(args.cpu_ns) if args.cpu_ns > 0 else None
     forwarded = dropped = 0
     timeline: list[tuple[float, int]] = []  # (wall time, forwarded) about every 100 ms
     next_sample = 0.0
@@ -70,6 +76,8 @@ async def pump(args: argparse.Namespace) -> dict[str, Any]:
                 msg = recv(noblock)
             except zmq.Again:
                 break
+            if budget is not None:
+                budget.spend()
             try:
                 send(pub, TOPIC, more)
                 send(pub, msg, noblock)
@@ -88,6 +96,7 @@ def main() -> None:
     parser.add_argument("--raw", required=True)
     parser.add_argument("--pub", required=True)
     parser.add_argument("--hwm", type=int, default=100_000)
+    parser.add_argument("--cpu-ns", type=int, default=0, help="process CPU per message")
     args = parser.parse_args()
     started = time.monotonic()
     result = asyncio.run(pump(args))
