@@ -255,8 +255,10 @@ def test_failed_allocations_leave_the_lists_of_one_length() -> None:
     delta = [lv("100.5", "1"), lv("99", "0"), lv("101", "2"), lv("100", "3"), lv("103", "1")]
     failed = 0
     for start in range(40):
-        side: Side = PURE._build_side([lv(str(p), "1") for p in range(90, 100)], 1.0, 50)
-        want: Side = tuple(list(x) for x in side)  # type: ignore[assignment]
+        # Copies: lists exactly as long as their allocation, so each insert grows them.
+        built = PURE._build_side([lv(str(p), "1") for p in range(90, 100)], 1.0, 50)
+        side: Side = tuple(list(x) for x in built)  # type: ignore[assignment]
+        want: Side = tuple(list(x) for x in built)  # type: ignore[assignment]
         PURE._update_side(*want, delta, 1.0, 50)
         testcapi.set_nomemory(start, start + 1)
         try:

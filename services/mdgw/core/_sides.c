@@ -369,30 +369,16 @@ build_side(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_ValueError, "depth must be >= 0");
         return NULL;
     }
-    /* A tuple of the levels: nothing run while the lists are made can change it. */
-    PyObject *levels = PySequence_Tuple(args[0]);
+    PyObject *levels = PySequence_Fast(args[0], "levels must be a sequence");
     if (levels == NULL) {
         return NULL;
     }
-    Py_ssize_t n = PyTuple_GET_SIZE(levels);
-    /* First the test of the fast path over every level, as the Python loop does before it
-       cuts to depth: strictly improving keys, no size 0. */
-    double last = -Py_HUGE_VAL;
-    for (Py_ssize_t j = 0; j < n; j++) {
-        PyObject *held;
-        level_t lv;
-        if (unpack(PyTuple_GET_ITEM(levels, j), &held, &lv) < 0) {
-            Py_DECREF(levels);
-            return NULL;
-        }
-        Py_DECREF(held); /* levels holds the level, and the level its objects */
-        double k = lv.key * sign;
-        if (k <= last || lv.qty == 0.0) {
-            Py_DECREF(levels);
-            Py_RETURN_NONE;
-        }
-        last = k;
-    }
+    /* One pass, as the Python loop: the test of the fast path (strictly improving keys, no
+       size 0) over every level, the lists made for the first depth of them. Making them
+       may run the garbage collector, and with it code that could change a levels list:
+       its length is read at each step, and a length that changed on the way means None
+       (the Python then builds the side from the list as it is). */
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(levels);
     Py_ssize_t m = n < depth ? n : depth;
     PyObject *keys = PyList_New(m);
     PyObject *pairs = PyList_New(m);
@@ -401,24 +387,42 @@ build_side(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     if (keys == NULL || pairs == NULL || texts == NULL) {
         goto done;
     }
-    for (Py_ssize_t j = 0; j < m; j++) {
-        PyObject *held, *pair, *text;
+    double last = -Py_HUGE_VAL;
+    for (Py_ssize_t j = 0; j < n; j++) {
+        if (PySequence_Fast_GET_SIZE(levels) != n) {
+            goto fall_back;
+        }
+        PyObject *held;
         level_t lv;
-        if (unpack(PyTuple_GET_ITEM(levels, j), &held, &lv) < 0) {
+        if (unpack(PySequence_Fast_GET_ITEM(levels, j), &held, &lv) < 0) {
             goto done;
         }
-        PyObject *key = PyFloat_FromDouble(lv.key * sign);
-        if (key == NULL || pair_and_text(&lv, &pair, &text) < 0) {
-            Py_XDECREF(key);
+        double k = lv.key * sign;
+        if (k <= last || lv.qty == 0.0) {
             Py_DECREF(held);
-            goto done;
+            goto fall_back;
+        }
+        last = k;
+        if (j < m) {
+            PyObject *key = PyFloat_FromDouble(k), *pair, *text;
+            if (key == NULL || pair_and_text(&lv, &pair, &text) < 0) {
+                Py_XDECREF(key);
+                Py_DECREF(held);
+                goto done;
+            }
+            PyList_SET_ITEM(keys, j, key);
+            PyList_SET_ITEM(pairs, j, pair);
+            PyList_SET_ITEM(texts, j, text);
         }
         Py_DECREF(held);
-        PyList_SET_ITEM(keys, j, key);
-        PyList_SET_ITEM(pairs, j, pair);
-        PyList_SET_ITEM(texts, j, text);
+    }
+    if (PySequence_Fast_GET_SIZE(levels) != n) {
+        goto fall_back;
     }
     out = PyTuple_Pack(3, keys, pairs, texts);
+    goto done;
+fall_back:
+    out = Py_NewRef(Py_None);
 done: /* list_dealloc skips the slots not filled (NULL) */
     Py_DECREF(levels);
     Py_XDECREF(keys);

@@ -26,6 +26,8 @@ The JSON text needs no escaping: the decoder admits only digits and dots in pric
 A dict ``key -> pair`` beside the keys was tried and dropped: a bisect over at most ``depth``
 floats is as cheap as a hash lookup for a delta, and a top-N read would pay one dict lookup
 per level instead of one slice. docs/performance.md ("Design decisions") has the numbers.
+In the compiled build the update and the fast build of a side run in C (``core/_sides.c``,
+the same lists, the bisect on the doubles); this module's functions are what it does.
 Keys are ``float(price_str)``; the decoder rejects prices with more than 15 significant
 digits, so distinct decimal prices map to distinct floats and ``"65000.5"``/``"65000.50"``
 map to the same one.
@@ -265,8 +267,9 @@ def _build_side(
 
     Bybit sends a snapshot's levels best first, each price once, no size 0: such a side is
     taken as it comes (no dict, no sort); anything else goes the general way below."""
-    if _build_side_c is not None:  # this fast path in C; None where it falls back
-        side = _build_side_c(levels, sign, depth)
+    build_c = _build_side_c  # one read of the global: compiled, each is a dict lookup
+    if build_c is not None:  # this fast path in C; None where it falls back
+        side = build_c(levels, sign, depth)
         return _build_side_any(levels, sign, depth) if side is None else side
     keys: list[float] = []
     pairs: list[tuple[str, str]] = []
@@ -314,8 +317,9 @@ def _update_side(  # noqa: PLR0917 (positional on purpose: runs per delta)
     """Apply one side of a delta in place: size 0 deletes, anything else inserts or replaces
     (with this delta's strings, so ``"65000.50"`` replacing ``"65000.5"`` is published as sent).
     """
-    if _update_side_c is not None:  # the same in C
-        _update_side_c(keys, pairs, texts, levels, sign, depth)
+    update_c = _update_side_c  # one read of the global: compiled, each is a dict lookup
+    if update_c is not None:  # the same in C
+        update_c(keys, pairs, texts, levels, sign, depth)
         return
     for key, price, size, qty in levels:
         k = key * sign
