@@ -14,9 +14,9 @@ compiling failed (a bug to look at: the pure-Python modules still run).
 
 Why mypyc (docs/performance.md has the numbers): it compiles the same ``mypy --strict``
 modules the pure-Python fallback runs, so there is one source and one set of tests, and
-the compiled code is checked by the same type checker that checks the source. The one C
-extension is the exception, kept to functions whose every answer the tests compare with
-the Python (and msgspec) they stand in for (``core/_levels.c``).
+the compiled code is checked by the same type checker that checks the source. The C
+extensions are the exception, each kept to functions whose every answer the tests compare
+with the Python (and msgspec) they stand in for (``core/_levels.c``, ``core/_sides.c``).
 """
 
 from __future__ import annotations

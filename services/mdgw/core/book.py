@@ -26,6 +26,8 @@ The JSON text needs no escaping: the decoder admits only digits and dots in pric
 A dict ``key -> pair`` beside the keys was tried and dropped: a bisect over at most ``depth``
 floats is as cheap as a hash lookup for a delta, and a top-N read would pay one dict lookup
 per level instead of one slice. docs/performance.md ("Design decisions") has the numbers.
+In the compiled build the update and the fast build of a side run in C (``core/_sides.c``,
+the same lists, the bisect on the doubles); this module's functions are what it does.
 Keys are ``float(price_str)``; the decoder rejects prices with more than 15 significant
 digits, so distinct decimal prices map to distinct floats and ``"65000.5"``/``"65000.50"``
 map to the same one.
@@ -35,7 +37,7 @@ from __future__ import annotations
 
 import enum
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final, Generic, TypeVar
 
 from mdgw.core.bybit import BookFrame, Level
@@ -57,6 +59,21 @@ class BookOutcome(enum.Enum):
 _Item = TypeVar("_Item", bound=tuple[str, ...])  # a level as stored: its strings
 _Lvl = TypeVar("_Lvl", bound=tuple[object, ...])  # a level as decoded (mdgw.core.bybit)
 _INF: Final = float("inf")
+
+# _update_side and _build_side's fast path in C (core/_sides.c), built and served with the
+# compiled hot path (mdgw.compiled); absent in the pure-Python build, where the functions
+# below run alone. tests/core/test_sides.py holds the C code to them.
+_Side = tuple[list[float], list[tuple[str, str]], list[str]]
+_update_side_c: (
+    Callable[[list[float], list[tuple[str, str]], list[str], Sequence[Level], float, int], None]
+    | None
+)
+_build_side_c: Callable[[Sequence[Level], float, int], _Side | None] | None
+try:
+    from mdgw.core._sides import build_side as _build_side_c
+    from mdgw.core._sides import update_side as _update_side_c
+except ImportError:
+    _update_side_c = _build_side_c = None
 
 
 class SyncedBook(Generic[_Item, _Lvl]):
@@ -250,6 +267,10 @@ def _build_side(
 
     Bybit sends a snapshot's levels best first, each price once, no size 0: such a side is
     taken as it comes (no dict, no sort); anything else goes the general way below."""
+    build_c = _build_side_c  # one read of the global: compiled, each is a dict lookup
+    if build_c is not None:  # this fast path in C; None where it falls back
+        side = build_c(levels, sign, depth)
+        return _build_side_any(levels, sign, depth) if side is None else side
     keys: list[float] = []
     pairs: list[tuple[str, str]] = []
     texts: list[str] = []
@@ -296,6 +317,10 @@ def _update_side(  # noqa: PLR0917 (positional on purpose: runs per delta)
     """Apply one side of a delta in place: size 0 deletes, anything else inserts or replaces
     (with this delta's strings, so ``"65000.50"`` replacing ``"65000.5"`` is published as sent).
     """
+    update_c = _update_side_c  # one read of the global: compiled, each is a dict lookup
+    if update_c is not None:  # the same in C
+        update_c(keys, pairs, texts, levels, sign, depth)
+        return
     for key, price, size, qty in levels:
         k = key * sign
         i = bisect_left(keys, k)
