@@ -120,7 +120,7 @@ def _same(got: Side, want: Side) -> None:
     assert texts == want[2]
 
 
-@settings(max_examples=examples(1500), deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(steps(), DEPTHS)
 def test_sides_agree_with_book_py_as_pure_python(
     script: list[tuple[str, list[Level], list[Level]]], depth: int
