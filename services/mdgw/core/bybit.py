@@ -110,10 +110,6 @@ _MAX_NUMBER_LEN: Final = 40  # longest price or size string accepted
 # parse_levels' accept path in C (core/_levels.c), built and served with the compiled hot
 # path (mdgw.compiled); absent in the pure-Python build, where parse_levels runs alone.
 _parse_levels_c: Callable[[object, int, int], list[Level] | None] | None
-try:
-    from mdgw.core._levels import parse as _parse_levels_c
-except ImportError:
-    _parse_levels_c = None
 # _decode_book's in C (core/_levels.c, scan_book): a book frame of one strict form decoded in
 # one pass, levels and all, to the values msgspec and parse_levels would give; None for any
 # other frame, which msgspec then decodes. Absent in the pure-Python build, like the above.
@@ -123,10 +119,11 @@ _decode_book_c: (
     ]
     | None
 )
-try:
+try:  # both from the one module, so both present or both absent
+    from mdgw.core._levels import parse as _parse_levels_c
     from mdgw.core._levels import scan_book as _decode_book_c
 except ImportError:
-    _decode_book_c = None
+    _parse_levels_c = _decode_book_c = None
 
 
 # ------------------------------------------------------------------------ decode data

@@ -34,11 +34,11 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
-from mdgw.runtime.zmqsock import NOBLOCK, SNDMORE_NOBLOCK, fast_send
+from mdgw.runtime.zmqsock import BUILDER_DRAIN_BATCH, NOBLOCK, SNDMORE_NOBLOCK, fast_send
 from mdgw.testing.bench.common import CpuBudget, helper_parser
 
 TOPIC = b"book.linear.PASSTHROUGH."  # a book topic, so the same "book." consumer counts it
-_BATCH = 2048
+_BATCH = BUILDER_DRAIN_BATCH  # the builder's drain, without the hub
 
 
 async def pump(args: argparse.Namespace) -> dict[str, Any]:
