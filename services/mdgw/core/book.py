@@ -189,6 +189,12 @@ class SyncedBook(Generic[_Item, _Lvl]):
         """
         return ",".join(self._bid_json[:n]), ",".join(self._ask_json[:n])
 
+    def level_texts(self) -> tuple[list[str], list[str]]:
+        """The JSON texts of all bids and all asks, best first: the book's own lists, not
+        copies, for :meth:`mdgw.core.wire.BookTemplate.render_texts` to read at once. Never
+        changed through them; the next frame changes or replaces them."""
+        return self._bid_json, self._ask_json
+
     def best_json(self) -> tuple[str | None, str | None]:
         """JSON text of the best bid and best ask (None for an empty side): a cheap value
         that changes exactly when :meth:`best_bid` or :meth:`best_ask` does."""
