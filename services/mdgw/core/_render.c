@@ -35,6 +35,10 @@ typedef struct {
     Py_ssize_t len;
 } text_t;
 
+/* "00" "01" ... "99": two digits per division. */
+static const char DIGIT_PAIRS[] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899";
+
 /* str() of an exact int within int64, written to buf; its length, or -1 for anything else
    (no exception set). */
 static Py_ssize_t
@@ -54,18 +58,25 @@ int_text(PyObject *obj, char *buf)
     }
     unsigned long long m = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
     char digits[INT_CHARS];
-    int n = 0;
-    do {
-        digits[n++] = (char)('0' + (int)(m % 10));
-        m /= 10;
-    } while (m != 0);
-    Py_ssize_t len = 0;
+    char *p = digits + INT_CHARS; /* written from the end */
+    while (m >= 100) {
+        unsigned int two = (unsigned int)(m % 100);
+        m /= 100;
+        p -= 2;
+        memcpy(p, DIGIT_PAIRS + 2 * two, 2);
+    }
+    if (m >= 10) {
+        p -= 2;
+        memcpy(p, DIGIT_PAIRS + 2 * m, 2);
+    }
+    else {
+        *--p = (char)('0' + (int)m);
+    }
     if (v < 0) {
-        buf[len++] = '-';
+        *--p = '-';
     }
-    while (n > 0) {
-        buf[len++] = digits[--n];
-    }
+    Py_ssize_t len = (Py_ssize_t)(digits + INT_CHARS - p);
+    memcpy(buf, p, (size_t)len);
     return len;
 }
 

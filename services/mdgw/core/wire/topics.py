@@ -328,7 +328,8 @@ def stamp(pub_ns: int, recv_ns: int, u: int, ts: int) -> str:
     payload carry them, after ``"pub_ns":``: ``'1,"recv_ns":2,"u":3,"ts":4'``.
 
     Rendered once per published frame and shared by the two payloads: turning four
-    19-digit ints into text is most of what a ``bbo`` costs (docs/performance.md).
+    19-digit ints into text is most of what a ``bbo`` costs (docs/performance.md). The
+    compiled build writes the four ints into each payload in C instead (``core/_render.c``).
     """
     return f'{pub_ns},"recv_ns":{recv_ns},"u":{u},"ts":{ts}'
 
