@@ -291,7 +291,7 @@ def test_no_reference_leaks() -> None:
     odd = [*texts[:3], "\u00e9"]
     head, big, huge = '{"seq":', 1_700_000_000_123_456_789, 2**70
     bid, ask = ("1.5", "2"), ("3", "4.25")
-    values = [*texts, *odd, head, big, huge, bid, ask, *bid, *ask]
+    values = [texts, odd, *texts, *odd, head, big, huge, bid, ask, *bid, *ask]
 
     def cycle() -> None:
         assert BOOK_C(head, "", 1, big, big, big, big, big, 5, texts, texts) is not None
