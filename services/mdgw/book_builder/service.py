@@ -152,7 +152,7 @@ class BookBuilder:
             publish_depth=self.settings.books.publish_depth,
             max_rate=self.settings.books.max_rate,
             hot_path=compiled.ACTIVE,
-            zmq_io=zio.ACTIVE,
+            zmq_io=self.io.name,
         )
         if self.journal is not None:
             self.journal.start()

@@ -148,8 +148,8 @@ zio_recv_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             zio_msg_close(&msg);
             break;
         }
-        PyObject *data =
-            PyBytes_FromStringAndSize((const char *)zio_msg_data(&msg), (Py_ssize_t)zio_msg_size(&msg));
+        PyObject *data = PyBytes_FromStringAndSize((const char *)zio_msg_data(&msg),
+                                                   (Py_ssize_t)zio_msg_size(&msg));
         zio_msg_close(&msg);
         if (data == NULL) {
             Py_DECREF(out);
@@ -206,7 +206,8 @@ zio_send_pairs(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(pairs); i++) {
         PyObject *pair = PyList_GET_ITEM(pairs, i);
         if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 ||
-            !PyBytes_Check(PyTuple_GET_ITEM(pair, 0)) || !PyBytes_Check(PyTuple_GET_ITEM(pair, 1))) {
+            !PyBytes_Check(PyTuple_GET_ITEM(pair, 0)) ||
+            !PyBytes_Check(PyTuple_GET_ITEM(pair, 1))) {
             PyErr_Format(PyExc_TypeError, "send_pairs: item %zd is not a (bytes, bytes) tuple", i);
             return NULL;
         }

@@ -103,6 +103,6 @@ def _c_io() -> tuple[IO | None, str]:
 
 
 C_IO, _ACTIVE = _c_io()
-ACTIVE: Final[str] = _ACTIVE
+IN_USE: Final[IO] = PYZMQ._replace(name=_ACTIVE) if C_IO is None else C_IO
+ACTIVE: Final[str] = IN_USE.name
 """``"C (mdgw.runtime._zio, libzmq 4.3.5)"`` or ``"pyzmq (...why)"``."""
-IN_USE: Final[IO] = PYZMQ if C_IO is None else C_IO
