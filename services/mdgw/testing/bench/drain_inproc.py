@@ -172,28 +172,33 @@ def handoffs(
     ctx: zmq.Context[Any], msgs: list[bytes], backlog: int, n: int, io: zio.IO = zio.IN_USE
 ) -> tuple[list[int], list[int]]:
     """CPU ns from each wake-up's start to each send of a ``[topic, payload]`` pair (the
-    first wake-up left out), and to the first send of each wake-up. A pair is stamped when
-    the ``send_pairs`` call that sent it returns: with the C sends, one call per flush."""
+    first wake-up left out), and to the first send of each wake-up. With pyzmq's sends each
+    pair is stamped as it is sent; with the C ones, which send a flush's pairs in one call,
+    each pair when that call returns (which is later by up to the call's duration)."""
     stamps: list[int] = []
     firsts: list[int] = []
     clock = time.thread_time_ns
-    keep = stamps.extend
     real_send_pairs = io.send_pairs
+    if real_send_pairs is zio.PYZMQ.send_pairs:
+        keep = stamps.append
 
-    def stamped_send_pairs(sock: zmq.Socket[Any], pairs: list[tuple[bytes, bytes]]) -> int:
-        dropped = real_send_pairs(sock, pairs)
-        keep([clock()] * len(pairs))
-        return dropped
+        def stamped_send_pairs(sock: zmq.Socket[Any], pairs: list[tuple[bytes, bytes]]) -> int:
+            dropped = 0
+            for pair in pairs:
+                dropped += real_send_pairs(sock, [pair])
+                keep(clock())
+            return dropped
 
-    _run(
-        ctx,
-        msgs,
-        backlog,
-        n,
-        stamps=stamps,
-        firsts=firsts,
-        io=io._replace(send_pairs=stamped_send_pairs),
-    )
+    else:
+        keep_all = stamps.extend
+
+        def stamped_send_pairs(sock: zmq.Socket[Any], pairs: list[tuple[bytes, bytes]]) -> int:
+            dropped = real_send_pairs(sock, pairs)
+            keep_all([clock()] * len(pairs))
+            return dropped
+
+    stamped = io._replace(send_pairs=stamped_send_pairs)
+    _run(ctx, msgs, backlog, n, stamps=stamps, firsts=firsts, io=stamped)
     return stamps, firsts
 
 
