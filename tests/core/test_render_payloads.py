@@ -401,3 +401,7 @@ def test_the_hub_publishes_through_the_c_path() -> None:
         assert len(payloads[0]) > 8000
         # Decoding the frame and the hub's own bookkeeping take a few hundred bytes at once.
         assert extra < 2500, extra
+        stamp = {"pub_ns": 1_700_000_000_000_000_000, "recv_ns": 123, "u": u, "ts": 1000 + u}
+        for payload in payloads:  # and what they say is the frame's
+            assert wire.decode_payload(payload).items() >= stamp.items()
+    assert orjson.loads(payloads[1])["bid"] == "60000.5"
