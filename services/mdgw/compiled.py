@@ -68,7 +68,11 @@ MODULES: tuple[str, ...] = (
 # Hand-written C extensions built with them, one ``.c`` file each (``mdgw/core/_levels.c``),
 # each with a ``.pyi`` stub for mypy. They must stay optional to the code that imports them:
 # the pure-Python build runs without them.
-C_EXTENSIONS: tuple[str, ...] = ("mdgw.core._levels", "mdgw.core._sides")
+C_EXTENSIONS: tuple[str, ...] = (
+    "mdgw.core._levels",
+    "mdgw.core._sides",
+    "mdgw.core.wire._envelope",
+)
 PURE_ENV = "MDGW_PURE"  # set to 1: ignore any build, run the .py modules
 _PACKAGE_DIR = Path(__file__).resolve().parent
 BUILDS_DIR = _PACKAGE_DIR / "_compiled"
