@@ -61,6 +61,15 @@ ids = st.one_of(
     st.binary(min_size=1, max_size=8),
     st.text(min_size=1, max_size=12).map(str.encode).filter(lambda b: len(b) <= 255),
 )
+# decode_raw caches the ids of the pool that decode, so that the C code, given that cache,
+# judges the envelopes below that carry them (it refuses any envelope whose id is not cached).
+for _raw_id in _POOL:
+    try:
+        PURE.decode_raw(encode_raw(3, ingestor=_raw_id, category=0, conn_id=0, seq=0, recv_ns=0))
+    except WireError:
+        pass
+assert len(PURE._INGESTOR_IDS) == 5
+
 valid = st.builds(
     encode_raw,
     st.integers(0, 3),
@@ -174,6 +183,41 @@ def _utf8(raw: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
+
+
+def _header(
+    version: int = 1, kind: int = 0, category: int = 1, id_len: int = 3, conn: int = 1
+) -> bytes:
+    return struct.pack("<BBBBIQQ", version, kind, category, id_len, conn, 1, 2)
+
+
+@needs_c
+@pytest.mark.parametrize(
+    ("msg", "reason"),
+    [
+        (b"", "shorter"),
+        (_header()[:-1], "shorter"),
+        ((_header() + b"ing")[: HEADER_END - 1], "shorter"),
+        (_header(version=0) + b"ing", "version"),
+        (_header(version=2) + b"ing", "version"),
+        (_header(kind=4) + b"ing", "kind"),
+        (_header(kind=255) + b"ing", "kind"),
+        (_header(category=len(CATEGORIES)) + b"ing", "category"),
+        (_header(category=255) + b"ing", "category"),
+        (_header(id_len=0) + b"ing", "empty ingestor"),
+        (_header(id_len=4) + b"ing", "truncated"),
+        (_header(id_len=10) + b"ing", "truncated"),
+        (_header() + b"\xff\xfe\xfd", "UTF-8"),
+    ],
+)
+def test_c_refuses_what_decode_raw_refuses(msg: bytes, reason: str) -> None:
+    """Each of decode_raw's refusals, with "ing" cached: the C code leaves them all to it."""
+    assert C_DECODE is not None
+    with pytest.raises(WireError, match=reason):
+        PURE.decode_raw(msg)
+    cache = {b"ing": "ing", b"in": "in", b"\xff\xfe": "\ufffd"}  # a bad prefix, cached
+    assert C_DECODE(msg, cache, PURE._CATEGORIES) is None
+    assert C_DECODE(msg, cache | {bytes([i]): str(i) for i in range(20)}, PURE._CATEGORIES) is None
 
 
 @needs_c
