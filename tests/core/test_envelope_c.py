@@ -229,6 +229,12 @@ def test_c_leaves_what_it_does_not_know_to_decode_raw() -> None:
     assert C_DECODE(Raw(msg), cache, PURE._CATEGORIES) is None
     assert C_DECODE(bytearray(msg), cache, PURE._CATEGORIES) is None  # type: ignore[arg-type]
     assert C_DECODE(msg, {}, PURE._CATEGORIES) is None  # an id it has not seen
+    for near in ([b"ingo", b"in", b"inh", b"Ing"], [bytes([i]) * 3 for i in range(20)]):
+        # Ids that start alike, or are as long: scanned (a few) and hashed (many).
+        assert C_DECODE(msg, {k: k.decode() for k in near}, PURE._CATEGORIES) is None
+        assert C_DECODE(msg, {k: k.decode() for k in near} | cache, PURE._CATEGORIES) == (
+            C_DECODE(msg, cache, PURE._CATEGORIES)
+        )
     assert C_DECODE(msg, {b"ing": b"ing"}, PURE._CATEGORIES) is None  # type: ignore[dict-item]
     assert C_DECODE(msg, {Raw(b"ing"): "ing"}, PURE._CATEGORIES) is None  # exact keys only
     assert C_DECODE(msg, cache, ()) is None
@@ -275,10 +281,11 @@ def test_the_compiled_build_uses_the_c_accept_path() -> None:
         encode_raw(0, ingestor=b"ing", category=1, conn_id=1, seq=5, recv_ns=6)[:-1],  # refused
     ],
 )
-def test_no_reference_leaks(msg: bytes) -> None:
+@pytest.mark.parametrize("others", [0, 20])  # the cache scanned, or hashed
+def test_no_reference_leaks(msg: bytes, others: int) -> None:
     """Every reference taken is given back, on the accept and the refuse path alike."""
     assert C_DECODE is not None
-    cache = {b"ing": "".join(["in", "g"])}
+    cache = {b"ing": "".join(["in", "g"])} | {b"%d" % i: str(i) for i in range(others)}
     categories = tuple("".join([c, ""]) for c in CATEGORIES)
     watched = [msg, cache[b"ing"], *categories, cache, categories]
     C_DECODE(msg, cache, categories)  # warm up: any first-call allocations
