@@ -2,15 +2,16 @@
 
 The core's hot modules (frame decode, book apply, top-N and payload build, the hub's
 per-frame path) can be compiled with mypyc, which turns ``mypy --strict`` code into a C
-extension with no change to the source. Two hand-written C extensions are built with them,
-:data:`C_EXTENSIONS`: ``mdgw.core._levels``, the accept paths of
+extension with no change to the source. Three hand-written C extensions are built with
+them, :data:`C_EXTENSIONS`: ``mdgw.core._levels``, the accept paths of
 :func:`mdgw.core.bybit.parse_levels` (``parse``) and of the ``orderbook.*`` frame decode
-(``scan_book``), and ``mdgw.core._sides``, a book side's update and fast build
-(:mod:`mdgw.core.book`); the code that imports each uses it when it can be imported and
-does without otherwise. ``make venv`` (and every make target that runs code) builds them
-when a C compiler and Python's headers are present; without them, or with ``MDGW_PURE=1``
-in the environment, the very same ``.py`` modules run as they are, and the C extensions
-are absent.
+(``scan_book``), ``mdgw.core._sides``, a book side's update and fast build
+(:mod:`mdgw.core.book`), and ``mdgw.core.wire._envelope``, the accept path of
+:func:`mdgw.core.wire.envelope.decode_raw`; the code that imports each uses it when it can
+be imported and does without otherwise. ``make venv`` (and every make target that runs
+code) builds them when a C compiler and Python's headers are present; without them, or
+with ``MDGW_PURE=1`` in the environment, the very same ``.py`` modules run as they are,
+and the C extensions are absent.
 
 A compiled module must never stand in for a ``.py`` that was edited after the build
 (mypyc's usual layout puts ``book.cpython-311-*.so`` next to ``book.py``, and the ``.so``
@@ -24,7 +25,7 @@ or nothing, since mypyc compiles the set as one group whose modules call each ot
 natively.
 
 Which build is in use is :data:`ACTIVE` (``"compiled (mypyc 2.4.1 + C _levels, _sides,
-build ...)"`` or ``"pure-Python (...why)"``); the services name it in their startup log line and
+_envelope, build ...)"`` or ``"pure-Python (...why)"``); the services name it in their startup log line and
 ``make bench`` in its output. ``python -m mdgw.compiled_build`` builds (a no-op when the
 current build exists; see there), ``python -m mdgw.compiled_build --status`` prints
 :data:`ACTIVE`.
