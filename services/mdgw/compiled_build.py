@@ -16,8 +16,8 @@ Why mypyc (docs/performance.md has the numbers): it compiles the same ``mypy --s
 modules the pure-Python fallback runs, so there is one source and one set of tests, and
 the compiled code is checked by the same type checker that checks the source. The C
 extensions are the exception, each kept to functions whose every answer the tests compare
-with the Python (and msgspec) they stand in for (``core/_levels.c``, ``core/_sides.c``,
-``core/wire/_envelope.c``).
+with the Python (and msgspec, or pyzmq) they stand in for (``core/_levels.c``,
+``core/_sides.c``, ``core/wire/_envelope.c``, ``runtime/_zio.c``).
 """
 
 from __future__ import annotations

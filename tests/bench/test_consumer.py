@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import zmq
 
+from mdgw.runtime import zio
 from mdgw.testing.bench.consumer import Recorder
 from mdgw.testing.bench.drain_inproc import _run, handoffs
 from mdgw.testing.bench.hub_inproc import messages
@@ -63,12 +64,13 @@ def test_drain_inproc_receives_every_published_message(tcp: bool) -> None:
     assert published % 2 == 0 and published // 2 >= 300
 
 
-def test_drain_inproc_stamps_every_send_after_the_first_wake_up() -> None:
+@pytest.mark.parametrize("io", [zio.PYZMQ, zio.IN_USE], ids=["pyzmq", "in-use"])
+def test_drain_inproc_stamps_every_send_after_the_first_wake_up(io: zio.IO) -> None:
     msgs = messages(5, 300, 0)
     ctx: zmq.Context[Any] = zmq.Context()
     try:
-        _, published = _run(ctx, msgs, 40, 0)
-        stamps, firsts = handoffs(ctx, msgs, 40, 1)
+        _, published = _run(ctx, msgs, 40, 0, io=io)
+        stamps, firsts = handoffs(ctx, msgs, 40, 1, io)
     finally:
         ctx.term()
     wakes = -(-len(msgs) // 40)

@@ -15,8 +15,10 @@ import orjson
 import pytest
 import zmq
 
+from mdgw import compiled
 from mdgw.core import wire
 from mdgw.core.wire import EnvelopeKind
+from mdgw.runtime import zio
 from mdgw.testing import oracles
 
 ROOT = Path(__file__).parents[2]
@@ -249,6 +251,11 @@ def test_books_resync_snapshot_and_sigterm(
     assert {"book_resyncing", "malformed_frame", "bad_envelope", "stats_final"} <= events
     final = next(line for line in builder.lines() if line["event"] == "stats_final")
     assert final["bad_envelopes"] == 2 and final["malformed"] >= 3 and final["unsupported"] == 1
+    # The compiled build's builder receives and sends in C (mdgw.runtime.zio); the pure one
+    # with pyzmq, and its startup line says why.
+    started_line = next(line for line in builder.lines() if line["event"] == "book_builder_started")
+    assert started_line["zmq_io"] == zio.ACTIVE
+    assert started_line["zmq_io"].startswith("C (" if compiled.IS_COMPILED else "pyzmq (")
 
 
 def test_resync_requests_missed_while_no_ingestor_listened_are_repeated_on_join(

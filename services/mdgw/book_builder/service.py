@@ -5,7 +5,9 @@ consumers), control PUB (resync requests to ingestors), snapshot ROUTER (late jo
 
 The hot path is a reader callback on the raw socket's file descriptor: it drains
 everything that is waiting with non-blocking receives (up to ``_BATCH``), feeds the
-hub, and sends what the hub queued. There is no ``await`` per message or per batch.
+hub, and sends what the hub queued. There is no ``await`` per message or per batch. The
+receives and sends are :mod:`mdgw.runtime.zio`'s: one C call per batch when the compiled
+build has it, else pyzmq's calls in a Python loop.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from mdgw.core import wire
 from mdgw.core.errors import WireError
 from mdgw.core.hub import Hub
 from mdgw.core.journal_format import InputKind
+from mdgw.runtime import zio
 from mdgw.runtime.curve import server_keys_or_exit, start_authenticator
 from mdgw.runtime.lifecycle import Shutdown
 from mdgw.runtime.logging import get_logger
@@ -33,13 +36,7 @@ from mdgw.runtime.metrics import MetricsEndpoint
 from mdgw.runtime.ratelog import RateLimitedLog
 from mdgw.runtime.settings import Settings
 from mdgw.runtime.stats import percentiles
-from mdgw.runtime.zmqsock import (
-    BUILDER_DRAIN_BATCH,
-    NOBLOCK,
-    SNDMORE_NOBLOCK,
-    fast_send,
-    make_socket,
-)
+from mdgw.runtime.zmqsock import BUILDER_DRAIN_BATCH, make_socket
 
 # Messages drained per call of _drain (then it yields to the event loop). zmq.hwm's floor
 # is twice it (mdgw.runtime.zmqsock.HWM_FLOOR): a drained batch is flushed in one go.
@@ -115,6 +112,9 @@ class BookBuilder:
         )
         # Plain sockets on the same context for the hot path: non-blocking calls need no loop.
         self.raw_sync: zmq.Socket[bytes] = zmq.Socket.shadow(self.raw.underlying)
+        # The hot path's receives from raw_sync and sends to pub: in C when it can
+        # (mdgw.runtime.zio, decided at import; the startup line says which).
+        self.io: zio.IO = zio.IN_USE
         self.pub = make_socket(sync_ctx, zmq.PUB, z.pub, bind=True, hwm=z.hwm, curve=curve)
         # XPUB, not PUB: the builder sees each ingestor join (XPUB_VERBOSE reports every
         # subscribe, not only the first), and repeats pending resync requests to it.
@@ -152,6 +152,7 @@ class BookBuilder:
             publish_depth=self.settings.books.publish_depth,
             max_rate=self.settings.books.max_rate,
             hot_path=compiled.ACTIVE,
+            zmq_io=self.io.name,
         )
         if self.journal is not None:
             self.journal.start()
@@ -226,22 +227,15 @@ class BookBuilder:
 
     def _drain(self) -> None:
         """Everything waiting on the raw socket (up to ``_BATCH``) into the hub, then send."""
-        recv = self.raw_sync.recv
-        on_raw = self.hub.on_raw
         now = time.monotonic()
-        batch: list[bytes] = []
-        taken = batch.append
-        for _ in range(_BATCH):
-            try:
-                msg = recv(NOBLOCK)
-            except zmq.Again:
-                break
-            taken(msg)
+        batch, drained = self.io.recv_batch(self.raw_sync, _BATCH)
+        on_raw = self.hub.on_raw
+        for msg in batch:
             try:
                 on_raw(msg, now)
             except Exception as exc:  # a hub bug must cost one message, not the service
                 self._on_internal_error(exc, msg)
-        else:  # more may be waiting, and the edge-triggered FD will not say so again
+        if not drained:  # more may be waiting, and the edge-triggered FD will not say so again
             asyncio.get_running_loop().call_soon(self._drain)
         if batch and self.journal is not None:
             self.journal.add(_RAW, now, batch)
@@ -280,15 +274,8 @@ class BookBuilder:
     def _flush(self) -> None:
         hub = self.hub
         if hub.outbox:
-            pub = self.pub
-            dropped = 0
-            for topic, payload in hub.outbox:
-                try:
-                    fast_send(pub, topic, SNDMORE_NOBLOCK)
-                    fast_send(pub, payload, NOBLOCK)
-                except zmq.Again:  # PUB drops at HWM by itself; this is the belt to it
-                    dropped += 1
-            self.pub_dropped += dropped
+            # A PUB drops at its HWM by itself; counting zmq.Again is the belt to it.
+            self.pub_dropped += self.io.send_pairs(self.pub, hub.outbox)
             hub.outbox.clear()
         if hub.control:
             for frames in hub.control:

@@ -290,27 +290,31 @@ def main() -> None:
     poller = zmq.Poller()
     poller.register(sock, zmq.POLLIN)
     time_ns = time.time_ns
-    noblock = zmq.NOBLOCK
+    noblock = int(zmq.NOBLOCK)
+    # pyzmq's Cython recv, unbound (mdgw.runtime.zmqsock.fast_send's way). A SUB message is
+    # [topic, payload] (docs/wire-format.md), so it is two of these calls: 1.3 us a message
+    # here against 6.5 us for recv_multipart, whose Python loop asks RCVMORE per part. The
+    # consumer's CPU shares the two cores with the stack it measures (docs/performance.md,
+    # "the instrument's receive").
+    recv = zmq.backend.Socket.recv
     # Receive everything waiting first, each message stamped as it comes off the socket,
     # then account for it: a message's latency must not include this consumer's work on
     # the ones received before it in the same wake-up (docs/performance.md).
     stamped: list[tuple[Any, int]] = []
     keep = stamped.append
+    parts = 1 if args.mode == "pull" else 2
     if args.mode == "pull":
-        receive: Any = sock.recv
 
         def take(msg: Any, t_ns: int) -> None:
             rec.take_envelope(msg, t_ns)
+    elif args.payload == "raw":
+
+        def take(msg: Any, t_ns: int) -> None:
+            rec.take_envelope(msg[1], t_ns)
     else:
-        receive = sock.recv_multipart
-        if args.payload == "raw":
 
-            def take(msg: Any, t_ns: int) -> None:
-                rec.take_envelope(msg[1], t_ns)
-        else:
-
-            def take(msg: Any, t_ns: int) -> None:
-                rec.take_json(msg[0], msg[1], t_ns)
+        def take(msg: Any, t_ns: int) -> None:
+            rec.take_json(msg[0], msg[1], t_ns)
 
     time.sleep(0.2)  # let the subscription reach the publisher before anyone sends
     args.ready.touch()
@@ -320,9 +324,18 @@ def main() -> None:
                 continue
             for _ in range(4096):
                 try:
-                    keep((receive(noblock), time_ns()))
+                    msg: Any = recv(sock, noblock)
                 except zmq.Again:
                     break
+                if parts == 2:
+                    # The rest of a multipart message is there once its first part is. Every
+                    # topic ends with "." and no payload does (a JSON object, or an envelope
+                    # holding one): the cheap test that the parts did not slip (asking
+                    # RCVMORE costs 3.9 us, more than both receives).
+                    if msg[-1:] != b".":
+                        raise SystemExit(f"consumer: not a [topic, payload] pair: {msg[:60]!r}")
+                    msg = (msg, recv(sock, noblock))
+                keep((msg, time_ns()))
             for msg, t_ns in stamped:
                 take(msg, t_ns)
             stamped.clear()

@@ -7,12 +7,14 @@ A/B use (interleave runs of the two trees, same machine, same moment)::
 
 (by path for the other tree, which may not have this module).
 
-``BookBuilder._drain`` and ``_flush`` run as the service runs them, on a real hub and a real
-PUB socket (inproc, one SUB emptied between batches, outside the timed part); only the raw
-socket is a list that hands out ``--backlog`` messages per wake-up and then ``zmq.Again``,
-as a PULL with that many messages waiting does. The messages are
-:mod:`.hub_inproc`'s. Two figures, both in CPU time of this thread
-(``time.thread_time_ns``, which a loaded machine disturbs much less than wall-clock time):
+``BookBuilder._drain`` and ``_flush`` run as the service runs them, on a real hub, a real
+PUB socket (inproc, one SUB emptied between batches, outside the timed part) and a real raw
+PULL (inproc) with ``--backlog`` messages waiting at each wake-up (sent to it outside the
+timed part). The messages are :mod:`.hub_inproc`'s. ``--io pyzmq`` runs the drain and flush
+with pyzmq's receives and sends instead of :mod:`mdgw.runtime.zio`'s choice (the C ones in
+the compiled build): the A/B of that choice in one tree. Two figures, both in CPU time of
+this thread (``time.thread_time_ns``, which a loaded machine disturbs much less than
+wall-clock time):
 
 - ``us_per_message``: the best of ``--repeat`` runs over all messages (throughput);
 - ``handoff_us``: for every message sent to the PUB, the CPU time from the start of its
@@ -39,32 +41,39 @@ from typing import Any
 import zmq
 
 import mdgw
-from mdgw.book_builder import service
 from mdgw.book_builder.service import BookBuilder
-from mdgw.runtime.zmqsock import NOBLOCK, fast_send
+from mdgw.runtime import zio
 from mdgw.testing.bench.hub_inproc import bench_hub, messages
 
 
 class _Backlog:
-    """The raw socket: ``backlog`` messages per wake-up, then ``zmq.Again`` once."""
+    """The raw socket: a PULL (inproc) with ``backlog`` messages waiting at each wake-up."""
 
-    def __init__(self, msgs: list[bytes], backlog: int) -> None:
+    def __init__(self, ctx: zmq.Context[Any], msgs: list[bytes], backlog: int, n: int) -> None:
         self.msgs = msgs
         self.backlog = backlog
         self.at = 0
-        self.left = 0
+        self.pull = ctx.socket(zmq.PULL)
+        self.push = ctx.socket(zmq.PUSH)
+        for sock in (self.pull, self.push):
+            sock.setsockopt(zmq.SNDHWM, 0)
+            sock.setsockopt(zmq.RCVHWM, 0)
+            sock.setsockopt(zmq.LINGER, 0)
+        self.pull.bind(f"inproc://drain-raw-{n}")
+        self.push.connect(f"inproc://drain-raw-{n}")
 
     def wake(self) -> bool:
-        self.left = min(self.backlog, len(self.msgs) - self.at)
-        return self.left > 0
+        """Queue the next wake-up's messages (inproc: waiting on the PULL once sent)."""
+        start, end = self.at, min(self.at + self.backlog, len(self.msgs))
+        send = self.push.send
+        for msg in self.msgs[start:end]:
+            send(msg)
+        self.at = end
+        return end > start
 
-    def recv(self, flags: int = 0) -> bytes:
-        if self.left == 0:
-            raise zmq.Again()
-        self.left -= 1
-        msg = self.msgs[self.at]
-        self.at += 1
-        return msg
+    def close(self) -> None:
+        self.pull.close()
+        self.push.close()
 
 
 class _Events:
@@ -73,12 +82,13 @@ class _Events:
 
 
 def _builder(
-    ctx: zmq.Context[Any], raw: _Backlog, n: int, tcp: bool = False
+    ctx: zmq.Context[Any], raw: _Backlog, n: int, tcp: bool = False, io: zio.IO = zio.IN_USE
 ) -> tuple[BookBuilder, zmq.Socket[Any]]:
     builder = BookBuilder.__new__(BookBuilder)
     builder.hub = bench_hub()
     builder.journal = None
-    builder.raw_sync = raw  # type: ignore[assignment]
+    builder.raw_sync = raw.pull
+    builder.io = io
     builder.events = _Events()  # type: ignore[assignment]
     builder.pub_dropped = builder.internal_errors = 0
     builder._due_timer = None
@@ -121,12 +131,13 @@ def _run(
     stamps: list[int] | None = None,
     firsts: list[int] | None = None,
     tcp: bool = False,
+    io: zio.IO = zio.IN_USE,
 ) -> tuple[int, int]:
     """Drain all of ``msgs``; the CPU ns spent in ``_drain`` (with ``tcp``: of the whole
     process from the first wake-up to the last frame received, I/O threads and SUB too)
     and the frames published."""
-    raw = _Backlog(msgs, backlog)
-    builder, sub = _builder(ctx, raw, n, tcp)
+    raw = _Backlog(ctx, msgs, backlog, n)
+    builder, sub = _builder(ctx, raw, n, tcp, io)
     drain = builder._drain
     clock = time.thread_time_ns
     spent = published = 0
@@ -153,30 +164,41 @@ def _run(
     assert builder.hub.stats.gaps == 0 and builder.hub.stats.malformed == 0, builder.hub.stats
     builder.pub.close()
     sub.close()
+    raw.close()
     return spent, published
 
 
 def handoffs(
-    ctx: zmq.Context[Any], msgs: list[bytes], backlog: int, n: int
+    ctx: zmq.Context[Any], msgs: list[bytes], backlog: int, n: int, io: zio.IO = zio.IN_USE
 ) -> tuple[list[int], list[int]]:
-    """CPU ns from each wake-up's start to each send of a payload (the first wake-up left
-    out), and to the first send of each wake-up."""
+    """CPU ns from each wake-up's start to each send of a ``[topic, payload]`` pair (the
+    first wake-up left out), and to the first send of each wake-up. With pyzmq's sends each
+    pair is stamped as it is sent; with the C ones, which send a flush's pairs in one call,
+    each pair when that call returns (which is later by up to the call's duration)."""
     stamps: list[int] = []
     firsts: list[int] = []
-    real_send = fast_send  # what service.py imported
     clock = time.thread_time_ns
-    keep = stamps.append
+    real_send_pairs = io.send_pairs
+    if real_send_pairs is zio.PYZMQ.send_pairs:
+        keep = stamps.append
 
-    def stamped_send(sock: Any, data: bytes, flags: int) -> None:
-        real_send(sock, data, flags)
-        if flags == NOBLOCK:  # the last frame of a [topic, payload] pair
-            keep(clock())
+        def stamped_send_pairs(sock: zmq.Socket[Any], pairs: list[tuple[bytes, bytes]]) -> int:
+            dropped = 0
+            for pair in pairs:
+                dropped += real_send_pairs(sock, [pair])
+                keep(clock())
+            return dropped
 
-    vars(service)["fast_send"] = stamped_send  # the name _flush looks up at each call
-    try:
-        _run(ctx, msgs, backlog, n, stamps=stamps, firsts=firsts)
-    finally:
-        vars(service)["fast_send"] = real_send
+    else:
+        keep_all = stamps.extend
+
+        def stamped_send_pairs(sock: zmq.Socket[Any], pairs: list[tuple[bytes, bytes]]) -> int:
+            dropped = real_send_pairs(sock, pairs)
+            keep_all([clock()] * len(pairs))
+            return dropped
+
+    stamped = io._replace(send_pairs=stamped_send_pairs)
+    _run(ctx, msgs, backlog, n, stamps=stamps, firsts=firsts, io=stamped)
     return stamps, firsts
 
 
@@ -193,24 +215,32 @@ def main() -> None:
     parser.add_argument(
         "--tcp", action="store_true", help="PUB over loopback TCP; CPU of the whole process"
     )
+    parser.add_argument(
+        "--io",
+        choices=("active", "pyzmq"),
+        default="active",
+        help="the builder's receives and sends: mdgw.runtime.zio's choice, or pyzmq's",
+    )
     args = parser.parse_args()
+    io = zio.PYZMQ if args.io == "pyzmq" else zio.IN_USE
     msgs = messages(args.symbols, args.messages, args.trade_every)
     ctx: zmq.Context[Any] = zmq.Context()
     best = float("inf")
     published = 0
     for n in range(args.repeat):
-        spent, published = _run(ctx, msgs, args.backlog, n, tcp=args.tcp)
+        spent, published = _run(ctx, msgs, args.backlog, n, tcp=args.tcp, io=io)
         best = min(best, spent)
     out: dict[str, Any] = {
         "mdgw": mdgw.__file__,
         "messages": len(msgs),
         "backlog": args.backlog,
         "tcp": args.tcp,
+        "io": io.name,
         "published_frames": published,
         "us_per_message": round(best / len(msgs) / 1000, 3),
     }
     if not args.no_handoff:
-        stamps, firsts = handoffs(ctx, msgs, args.backlog, args.repeat)
+        stamps, firsts = handoffs(ctx, msgs, args.backlog, args.repeat, io)
         stamps.sort()
         last = len(stamps) - 1
 

@@ -7,19 +7,21 @@ A helper process: the benchmark figures start it as a
 
 Built like the book builder's drain (``mdgw.book_builder.service``): one asyncio readiness
 wait on the PULL socket (the builder uses a reader callback instead: no difference at
-saturation), then up to 2048 non-blocking receives, each sent on as
-``[topic, the same bytes]`` with non-blocking sends through the same Cython ``send``. No
-parsing, no book, no JSON: what is
-left is the cost of the sockets and of the Python loop around them, i.e. the fastest any
-builder written this way could go on this machine with the same blaster. Its rate is its
-own count of messages published (``timeline`` in ``--out``): the consumer, which must also
-parse what it counts, may fall behind it and lose messages at the PUB, which is no fault of
-the pass-through.
+saturation), then the builder's batch of non-blocking receives (up to
+``BUILDER_DRAIN_BATCH``), each message sent on as ``[topic, the same bytes]`` once the batch
+is in, as the builder flushes, all through the builder's own receive and send functions
+(:mod:`mdgw.runtime.zio`: in C in the compiled build, else pyzmq). No parsing, no book, no
+JSON: what is left is the cost of the sockets and of the Python around them, i.e. the
+fastest any builder written this way could go on this machine with the same blaster. Its
+rate is its own count of messages published (``timeline`` in ``--out``): the consumer,
+which must also parse what it counts, may fall behind it and lose messages at the PUB,
+which is no fault of the pass-through.
 
-``--cpu-ns N`` (the loaded floor, :func:`mdgw.testing.bench.latency.pipeline_floor`) spins
-between each message's receive and its send until the process has used N ns of CPU time
-per message (:class:`.common.CpuBudget`): a relay that needs the builder's CPU per message
-but does none of its work. Default 0, no spin: the ceiling of figure 1 and the bare floor.
+``--cpu-ns N`` (the loaded floor, :func:`mdgw.testing.bench.latency.pipeline_floor`) spins,
+between a batch's receive and its sends, until the process has used N ns of CPU time per
+message of the batch (:class:`.common.CpuBudget`): a relay that needs the builder's CPU per
+message but does none of its work. Default 0, no spin: the ceiling of figure 1 and the bare
+floor.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
-from mdgw.runtime.zmqsock import BUILDER_DRAIN_BATCH, NOBLOCK, SNDMORE_NOBLOCK, fast_send
+from mdgw.runtime import zio
+from mdgw.runtime.zmqsock import BUILDER_DRAIN_BATCH
 from mdgw.testing.bench.common import CpuBudget, helper_parser
 
 TOPIC = b"book.linear.PASSTHROUGH."  # a book topic, so the same "book." consumer counts it
@@ -58,9 +61,8 @@ async def pump(args: argparse.Namespace) -> dict[str, Any]:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     args.ready.touch()
-    recv = raw_sync.recv
-    send = fast_send  # as the builder sends (mdgw.runtime.zmqsock)
-    more, noblock = SNDMORE_NOBLOCK, NOBLOCK
+    io = zio.IN_USE  # the builder's receives and sends (mdgw.runtime.zio)
+    recv_batch, send_pairs = io.recv_batch, io.send_pairs
     budget = CpuBudget(args.cpu_ns) if args.cpu_ns > 0 else None
     forwarded = dropped = 0
     timeline: list[tuple[float, int]] = []  # (wall time, forwarded) about every 100 ms
@@ -71,24 +73,20 @@ async def pump(args: argparse.Namespace) -> dict[str, Any]:
         if now >= next_sample:
             timeline.append((now, forwarded))
             next_sample = now + 0.1
-        for _ in range(_BATCH):
-            try:
-                msg = recv(noblock)
-            except zmq.Again:
-                break
-            if budget is not None:
+        batch, _ = recv_batch(raw_sync, _BATCH)
+        if not batch:
+            continue
+        if budget is not None:
+            for _ in batch:
                 budget.spend()
-            try:
-                send(pub, TOPIC, more)
-                send(pub, msg, noblock)
-                forwarded += 1
-            except zmq.Again:
-                dropped += 1
+        lost = send_pairs(pub, [(TOPIC, msg) for msg in batch])
+        forwarded += len(batch) - lost
+        dropped += lost
     raw.close(linger=0)
     pub.close(linger=0)
     ctx.term()
     timeline.append((time.time(), forwarded))
-    return {"forwarded": forwarded, "dropped": dropped, "timeline": timeline}
+    return {"forwarded": forwarded, "dropped": dropped, "timeline": timeline, "io": io.name}
 
 
 def main() -> None:

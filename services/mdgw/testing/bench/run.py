@@ -111,12 +111,17 @@ def machine_row(results: list[FigureResult]) -> Row:
 
 def hot_path() -> str:
     """Which build of mdgw's core the services run (mdgw.compiled; the same environment as
-    theirs, so the same choice). Code from before the compiled path has no such module."""
+    theirs, so the same choice), and book_builder's ZeroMQ I/O (mdgw.runtime.zio). Code
+    from before the compiled path, or before the C I/O, has no such module."""
     try:
         from mdgw import compiled  # noqa: PLC0415 (absent from code before it, A/B runs)
     except ImportError:
         return "pure-Python (no mdgw.compiled: code from before the compiled path)"
-    return compiled.ACTIVE
+    try:
+        from mdgw.runtime import zio  # noqa: PLC0415 (the same)
+    except ImportError:
+        return f"{compiled.ACTIVE}; builder I/O pyzmq (no mdgw.runtime.zio)"
+    return f"{compiled.ACTIVE}; builder I/O {zio.ACTIVE}"
 
 
 def main() -> int:
