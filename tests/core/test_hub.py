@@ -253,6 +253,46 @@ def test_sequence_hole_resyncs_the_books_of_that_connection() -> None:
     assert hub.stats.seq_holes == 1 and hub.stats.frames_lost == 1
 
 
+def test_each_data_envelope_goes_to_its_connections_live_source() -> None:
+    """The hub remembers the source of the last DATA envelope (on_raw): never one that
+    closed, reopened, went silent or was dropped, and never another connection's."""
+    hub = make_hub()
+    a, b = Feed(hub, conn_id=1), Feed(hub, conn_id=2)
+    other = Feed(hub, conn_id=1, ingestor=b"other")  # same conn_id, another ingestor
+
+    def source_of(feed: Feed) -> Any:
+        src = hub._conns[(feed.ingestor.decode(), feed.conn_id)]
+        assert src.alive and src.seq == feed.seq
+        return src
+
+    a.send(SNAP)
+    b.send(SNAP)
+    other.send(SNAP)
+    a.send(SNAP)
+    assert [source_of(f).name for f in (a, b, other)] == ["ing/0x1", "ing/0x2", "other/0x1"]
+    assert hub.stats.seq_holes == 0
+    first = source_of(a)
+    a.event(EnvelopeKind.CONN_UP)  # reopened: a new source, its seq from 0
+    assert not first.alive
+    a.seq = 2
+    a.send(SNAP)  # seq 3 on the new source: a hole (the old one had 2: none)
+    assert hub.stats.seq_holes == 1 and source_of(a) is not first
+    a.event(EnvelopeKind.CONN_DOWN)
+    a.send(SNAP)  # after the close: a source made for it, no hole
+    assert hub.stats.seq_holes == 1 and source_of(a).name == "ing/0x1"
+    hub.on_inputs_lost("journal hole", 0.0)
+    a.send(SNAP)
+    assert hub.stats.seq_holes == 1 and source_of(a).alive
+    a.send(SNAP, skip=2)
+    assert hub.stats.seq_holes == 2 and hub.stats.frames_lost == 2 + 2
+    a.now = b.now = other.now = 1.0
+    b.send(SNAP)  # keeps ing alive; other goes silent
+    hub.tick(3.5)
+    assert ("other", 1) not in hub._conns and hub.stats.ingestors_lost == 1
+    other.send(SNAP)  # a new source again, no hole
+    assert source_of(other).name == "other/0x1" and hub.stats.seq_holes == 2
+
+
 def test_delta_from_another_connection_continues_the_book() -> None:
     # Bybit's u is per topic, the same on every connection: u = last_u + 1 from any
     # source is the next delta.

@@ -135,6 +135,11 @@ class Hub(HubSources):
         self.ingestor_timeout = ingestor_timeout
         self.stale_after = stale_after
         self._peer_lost_at: float | None = None  # a raw-socket peer disconnected then
+        # The source of the last DATA envelope: nearly every envelope comes from the same
+        # connection as the one before, and a live source is always self._conns' entry for
+        # its (ingestor, conn_id) (every removal from _conns marks it not alive), so checking
+        # this one saves a key tuple and a dict lookup per frame.
+        self._last_src: Source | None = None
 
     # ------------------------------------------------------------------ input
 
@@ -149,14 +154,16 @@ class Hub(HubSources):
             self.events.append(("bad_envelope", {"reason": exc.reason, "size": len(msg)}))
             return
         ingestors = self._ingestors
-        if ingestor not in ingestors:
+        known = len(ingestors)
+        ingestors[ingestor] = now  # one dict operation: a new ingestor grows the dict
+        if len(ingestors) != known:
             self.events.append(("ingestor_seen", {"ingestor": ingestor}))
-        ingestors[ingestor] = now
-        key = (ingestor, conn_id)
         if kind == _DATA:
-            src = self._conns.get(key)
+            src = self._last_src
+            if src is None or src.conn_id != conn_id or src.ingestor != ingestor or not src.alive:
+                src = self._last_src = self._conns.get((ingestor, conn_id))
             if src is None:  # its CONN_UP was lost (or came before this builder started)
-                src = self._new_source(key, f"{conn_id:#x}")
+                src = self._last_src = self._new_source((ingestor, conn_id), f"{conn_id:#x}")
             else:
                 last = src.seq
                 if seq != last + 1 and seq != 1:
@@ -177,14 +184,15 @@ class Hub(HubSources):
             elif type(decoded) is TradeFrame:
                 self._trades.on_frame(category, recv_ns, decoded)
             elif type(decoded) is RpiFrame:
-                self._on_rpi(category, key, recv_ns, decoded, now)
+                self._on_rpi(category, (ingestor, conn_id), recv_ns, decoded, now)
             elif type(decoded) is FullFrame:
-                self._on_full(category, key, recv_ns, decoded, now)
+                self._on_full(category, (ingestor, conn_id), recv_ns, decoded, now)
             else:
                 assert isinstance(decoded, StatusFrame)
                 self._on_system_status(recv_ns, decoded)
         elif kind == _CONN_UP:
             stats.conn_up += 1
+            key = (ingestor, conn_id)
             old = self._conns.get(key)
             if old is not None:  # the same conn_id again: forget what it delivered before
                 self._source_gone(old, "connection reopened", now)
@@ -207,6 +215,7 @@ class Hub(HubSources):
             )
         elif kind == _CONN_DOWN:
             stats.conn_down += 1
+            key = (ingestor, conn_id)
             src = self._conns.pop(key, None)
             self.events.append(
                 (

@@ -12,6 +12,7 @@ Decoders raise :class:`~mdgw.core.errors.WireError` and nothing else on bad inpu
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from enum import IntEnum
 from typing import Final, NamedTuple
 
@@ -65,6 +66,25 @@ _MAX_INGESTOR_IDS: Final = 256
 
 RawTuple = tuple[int, str, str, int, int, int, bytes]
 """What :func:`decode_raw` returns: (kind, ingestor, category, conn_id, seq, recv_ns, frame)."""
+
+_DecodeRawC = Callable[[bytes, dict[bytes, str], tuple[str, ...]], RawTuple | None]
+
+
+def _load_decode_raw_c() -> _DecodeRawC | None:
+    try:
+        from mdgw.core.wire._envelope import decode  # noqa: PLC0415  (optional, see below)
+    except ImportError:
+        return None
+    return decode
+
+
+# decode_raw's accept path in C (core/wire/_envelope.c): a version-1 envelope whose ingestor
+# id is in _INGESTOR_IDS, decoded to decode_raw's very tuple; None for anything else, which
+# the Python below then judges. Built and served with the compiled hot path (mdgw.compiled);
+# absent in the pure-Python build, where decode_raw runs alone. Final, so that the compiled
+# build reads it from a C static (a module global read is a dict lookup, ~260 instructions
+# per envelope in callgrind), which is why it is loaded by a function and not a try/except.
+_decode_raw_c: Final = _load_decode_raw_c()
 
 
 class Envelope(NamedTuple):
@@ -150,6 +170,10 @@ def decode_raw(msg: bytes) -> RawTuple:
     category name, ``frame`` the Bybit bytes unchanged (a copy of that part of ``msg``).
     Raises :class:`WireError` on anything that is not a version-1 envelope.
     """
+    if _decode_raw_c is not None:
+        fast = _decode_raw_c(msg, _INGESTOR_IDS, _CATEGORIES)
+        if fast is not None:
+            return fast
     if len(msg) < HEADER_SIZE:
         raise WireError(f"envelope of {len(msg)} bytes is shorter than its header")
     version, kind, category, id_len, conn_id, seq, recv_ns = _HEADER.unpack_from(msg)
