@@ -2,11 +2,13 @@
 
 The core's hot modules (frame decode, book apply, top-N and payload build, the hub's
 per-frame path) can be compiled with mypyc, which turns ``mypy --strict`` code into a C
-extension with no change to the source. Four hand-written C extensions are built with
+extension with no change to the source. Five hand-written C extensions are built with
 them, :data:`C_EXTENSIONS`: ``mdgw.core._levels``, the accept paths of
 :func:`mdgw.core.bybit.parse_levels` (``parse``) and of the ``orderbook.*`` frame decode
 (``scan_book``); ``mdgw.core._sides``, a book side's update and fast build
-(:mod:`mdgw.core.book`); ``mdgw.core.wire._envelope``, the accept path of
+(:mod:`mdgw.core.book`); ``mdgw.core._render``, the ``book`` and ``bbo`` payloads written as
+bytes (:class:`mdgw.core.wire.BookTemplate`, :class:`~mdgw.core.wire.BboTemplate`);
+``mdgw.core.wire._envelope``, the accept path of
 :func:`mdgw.core.wire.envelope.decode_raw`; and, outside the core, ``mdgw.runtime._zio``,
 book_builder's non-blocking receives and ``[topic, payload]`` sends straight into the
 libzmq pyzmq loaded (:mod:`mdgw.runtime.zio`). The code that imports each uses it when it
@@ -27,10 +29,10 @@ or nothing, since mypyc compiles the set as one group whose modules call each ot
 natively.
 
 Which build is in use is :data:`ACTIVE` (``"compiled (mypyc 2.4.1 + C _levels, _sides,
-_envelope, _zio, build ...)"`` or ``"pure-Python (...why)"``); the services name it in
-their startup log line and ``make bench`` in its output. (book_builder's startup line also
-names its ZeroMQ I/O, ``zmq_io``: ``_zio`` is in the build but uses the libzmq it finds at
-run time, :data:`mdgw.runtime.zio.ACTIVE`.) ``python -m mdgw.compiled_build`` builds (a
+_render, _envelope, _zio, build ...)"`` or ``"pure-Python (...why)"``); the services name it
+in their startup log line and ``make bench`` in its output. (book_builder's startup line
+also names its ZeroMQ I/O, ``zmq_io``: ``_zio`` is in the build but uses the libzmq it finds
+at run time, :data:`mdgw.runtime.zio.ACTIVE`.) ``python -m mdgw.compiled_build`` builds (a
 no-op when the current build exists; see there), ``python -m mdgw.compiled_build --status``
 prints :data:`ACTIVE`.
 """
@@ -76,6 +78,7 @@ MODULES: tuple[str, ...] = (
 C_EXTENSIONS: tuple[str, ...] = (
     "mdgw.core._levels",
     "mdgw.core._sides",
+    "mdgw.core._render",
     "mdgw.core.wire._envelope",
     "mdgw.runtime._zio",
 )

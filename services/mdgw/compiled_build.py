@@ -17,7 +17,7 @@ modules the pure-Python fallback runs, so there is one source and one set of tes
 the compiled code is checked by the same type checker that checks the source. The C
 extensions are the exception, each kept to functions whose every answer the tests compare
 with the Python (and msgspec, or pyzmq) they stand in for (``core/_levels.c``,
-``core/_sides.c``, ``core/wire/_envelope.c``, ``runtime/_zio.c``).
+``core/_sides.c``, ``core/_render.c``, ``core/wire/_envelope.c``, ``runtime/_zio.c``).
 """
 
 from __future__ import annotations

@@ -536,6 +536,10 @@ class BookMachine(RuleBasedStateMachine):
             assert orjson.loads(f"[{bids_json}]") == [list(x) for x in self.ref.top_bids(n)]
             assert orjson.loads(f"[{asks_json}]") == [list(x) for x in self.ref.top_asks(n)]
         assert self.book.best_json() == tuple(side or None for side in self.book.top_json(1))
+        # The texts the compiled build's book payload reads (BookTemplate.render_texts).
+        bid_texts, ask_texts = self.book.level_texts()
+        for n in (1, 25, 1000):
+            assert self.book.top_json(n) == (",".join(bid_texts[:n]), ",".join(ask_texts[:n]))
         assert self.book.bid_count == len(self.ref.bids)
         assert self.book.ask_count == len(self.ref.asks)
         assert self.book.bid_count <= self.book.max_depth

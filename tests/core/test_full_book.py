@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 
+import orjson
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -195,6 +196,9 @@ class FullBookMachine(RuleBasedStateMachine):
         want_asks = [(str(t / 4), str(s)) for t, s in sorted(asks.items())]
         assert self.book.top_bids(100) == want_bids
         assert self.book.top_asks(100) == want_asks
+        bid_texts, ask_texts = self.book.level_texts()  # BookTemplate.render_texts reads them
+        assert [orjson.loads(t) for t in bid_texts] == [list(level) for level in want_bids]
+        assert [orjson.loads(t) for t in ask_texts] == [list(level) for level in want_asks]
 
 
 FullBookMachine.TestCase.settings = settings(

@@ -273,6 +273,9 @@ class RpiBookMachine(RuleBasedStateMachine):
                 list(x) for x in self.ref.top(self.ref.asks, n, bids=False)
             ]
         assert self.book.best_json() == tuple(side or None for side in self.book.top_json(1))
+        bid_texts, ask_texts = self.book.level_texts()  # BookTemplate.render_texts reads them
+        for n in (1, 25, 1000):
+            assert self.book.top_json(n) == (",".join(bid_texts[:n]), ",".join(ask_texts[:n]))
 
 
 # 100 examples of 40 steps, as the ordinary book's state machine (tests/core/test_book.py).

@@ -20,8 +20,9 @@ parallel plain lists kept sorted with :mod:`bisect`: the keys, the ``(price, siz
 pairs, and each level already serialised as the JSON text ``["price","size"]``. Bid keys are
 negated so both sides ascend best first: a top-N read is the slice ``pairs[:n]`` (no sort, no
 per-level lookups) and the pairs are the very tuples stored; a published ``book`` payload
-joins the first N JSON texts (:meth:`OrderBook.top_json`), so each level is serialised once,
-when it changes, instead of once per published book.
+joins the first N JSON texts (:meth:`OrderBook.top_json`; in the compiled build C code copies
+them into the payload's bytes, :meth:`SyncedBook.level_texts`), so each level is serialised
+once, when it changes, instead of once per published book.
 The JSON text needs no escaping: the decoder admits only digits and dots in prices and sizes.
 A dict ``key -> pair`` beside the keys was tried and dropped: a bisect over at most ``depth``
 floats is as cheap as a hash lookup for a delta, and a top-N read would pay one dict lookup
@@ -188,6 +189,12 @@ class SyncedBook(Generic[_Item, _Lvl]):
         (:class:`mdgw.core.wire.BookTemplate`); ``""`` for an empty side.
         """
         return ",".join(self._bid_json[:n]), ",".join(self._ask_json[:n])
+
+    def level_texts(self) -> tuple[list[str], list[str]]:
+        """The JSON texts of all bids and all asks, best first: the book's own lists, not
+        copies, for :meth:`mdgw.core.wire.BookTemplate.render_texts` to read at once. Never
+        changed through them; the next frame changes or replaces them."""
+        return self._bid_json, self._ask_json
 
     def best_json(self) -> tuple[str | None, str | None]:
         """JSON text of the best bid and best ask (None for an empty side): a cheap value

@@ -79,6 +79,9 @@ class FullBook:
     def top_json(self, n: int) -> tuple[str, str]:
         return self._book.top_json(n)
 
+    def level_texts(self) -> tuple[list[str], list[str]]:
+        return self._book.level_texts()
+
     def best_json(self) -> tuple[str | None, str | None]:
         return self._book.best_json()
 

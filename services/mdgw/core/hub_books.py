@@ -23,6 +23,7 @@ from mdgw.core.hub_state import BookTopic, HubStats, SeqCounter, State
 from mdgw.core.rpi_book import RpiBook
 from mdgw.core.system_status import NoticeBoard
 from mdgw.core.trade_feed import TradeFeed
+from mdgw.core.wire.topics import RENDERS_IN_C
 
 __all__ = ["Event", "HubBooks", "resync_label"]
 
@@ -34,6 +35,9 @@ _RECONNECT_AFTER_REQUESTS = 2
 # Enum members are slow to look up (a descriptor call each): the per-frame path uses this.
 # Final: a compiled module keeps it in a C static, not in its globals dict.
 _LIVE: Final = State.LIVE
+# The compiled build writes the book and bbo payloads in C from the ints and the book's level
+# texts (wire.topics.RENDERS_IN_C); the pure-Python build renders the stamp and the joins once.
+_IN_C: Final = RENDERS_IN_C
 
 # Why a book resynced, as a bounded label for metrics (the log keeps the full reason).
 _RESYNC_LABELS = (
@@ -193,14 +197,23 @@ class HubBooks:
             book.pending = None
         ob = book.order_book
         pub_ns = self._clock_ns()
-        # pub_ns, recv_ns, u and ts as text once for the book and the bbo: the text of
-        # wire.topics.stamp(), inlined (a call costs more than the f-string in pure Python).
-        stamped = f'{pub_ns},"recv_ns":{recv_ns},"u":{frame.u},"ts":{frame.ts}'
+        # Without C: pub_ns, recv_ns, u and ts as text once for the book and the bbo, the
+        # text of wire.topics.stamp() inlined (a call costs more than the f-string in pure
+        # Python). The C code writes them into each payload itself, faster than any str.
+        stamped = "" if _IN_C else f'{pub_ns},"recv_ns":{recv_ns},"u":{frame.u},"ts":{frame.ts}'
         if book.feed != "bbo":
             depth = book.publish_depth
             seq = book.book_seq.next()
-            bids, asks = ob.top_json(depth)
-            payload = book.book_template.render_stamped(seq, stamped, frame.cts, depth, bids, asks)
+            if _IN_C:
+                bid_texts, ask_texts = ob.level_texts()
+                payload = book.book_template.render_texts(
+                    seq, pub_ns, recv_ns, frame.u, frame.ts, frame.cts, depth, bid_texts, ask_texts
+                )
+            else:
+                bids, asks = ob.top_json(depth)
+                payload = book.book_template.render_stamped(
+                    seq, stamped, frame.cts, depth, bids, asks
+                )
             self.outbox.append((book.book_topic, payload))
             book.last_book = payload
             book.published += 1
@@ -219,14 +232,23 @@ class HubBooks:
         book.last_best = best
         # An RPI book returned above: an ordinary or a full book (mypyc checks the cast).
         deep = cast(OrderBook | FullBook, ob)
-        bbo = book.bbo_template.render_stamped(
-            book.bbo_seq.next(),
-            stamped,
-            deep.best_bid(),
-            deep.best_ask(),
-            frame.seq,
-            "full" if type(frame) is FullFrame else frame.depth,
-        )
+        depth_of = "full" if type(frame) is FullFrame else frame.depth
+        if _IN_C:
+            bbo = book.bbo_template.render(
+                book.bbo_seq.next(),
+                pub_ns,
+                recv_ns,
+                frame.u,
+                frame.ts,
+                deep.best_bid(),
+                deep.best_ask(),
+                frame.seq,
+                depth_of,
+            )
+        else:
+            bbo = book.bbo_template.render_stamped(
+                book.bbo_seq.next(), stamped, deep.best_bid(), deep.best_ask(), frame.seq, depth_of
+            )
         self.outbox.append((book.bbo_topic, bbo))
         if fusion is not None:
             fusion.last_bbo = bbo

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable, Sequence
+from typing import Any, Final, NamedTuple
 
 import orjson
 
@@ -30,6 +30,7 @@ __all__ = [
     "EXCHANGE",
     "EXCHANGE_STATUS_TOPIC",
     "NOTICE_FIELDS",
+    "RENDERS_IN_C",
     "STATES",
     "BboTemplate",
     "BookTemplate",
@@ -54,6 +55,33 @@ EXCHANGE_STATUS_TOPIC = b"status.bybit."
 NOTICE_FIELDS = frozenset({"id", "title", "state", "begin", "end"})
 STATES: tuple[str, ...] = ("live", "resyncing", "stale")
 _SIDES = ("buy", "sell")
+
+_BookC = Callable[[str, str, int, int, int, int, int, int, int, list[str], list[str]], bytes | None]
+_BboC = Callable[
+    [str, int, int, int, int, int, tuple[str, str] | None, tuple[str, str] | None, int, int | str],
+    bytes | None,
+]
+
+
+def _c_renderers() -> tuple[_BookC | None, _BboC | None]:
+    # Imported here, not at the top, so that its absence is one answer (PLC0415).
+    try:
+        from mdgw.core._render import bbo, book  # noqa: PLC0415
+    except ImportError:
+        return None, None
+    return book, bbo
+
+
+# The templates' payloads written in C (core/_render.c), built and served with the compiled
+# hot path (mdgw.compiled); absent in the pure-Python build, where the f-strings below run
+# alone. Final: a compiled module keeps them in C statics, not in its globals dict.
+# tests/core/test_render.py holds the C code to the f-strings.
+_BOOK_C: Final = _c_renderers()[0]
+_BBO_C: Final = _c_renderers()[1]
+RENDERS_IN_C: Final = _BOOK_C is not None and _BBO_C is not None
+"""Whether :meth:`BookTemplate.render_texts` and :meth:`BboTemplate.render` write the
+payloads in C (the compiled build). The builder then hands them the ints and the book's level
+texts; without it, it renders :func:`stamp`'s text once for both payloads."""
 
 # What a topic's symbol may hold: a superset of how Bybit spells symbols
 # (bybit_spec.SYMBOL_PATTERN), so a frame is not refused for a spelling Bybit might adopt.
@@ -200,6 +228,11 @@ class BookTemplate:
     so they cannot hold ``"`` or ``\\``. ``channel`` is ``"book"`` or ``"rpi"`` (the RPI
     book has the same shape); ``full`` makes the ``orderbook.full`` book, whose ``depth``
     is ``"full"``.
+
+    :meth:`render_texts` takes the book's level texts as the book holds them; in the compiled
+    build it writes the payload in C (``core/_render.c``, the f-string of
+    :meth:`render_stamped` as one ``bytes``, nothing in between), and falls back to
+    :meth:`render` for anything the C code does not write exactly as the f-string would.
     """
 
     __slots__ = ("_depth", "_head")
@@ -230,6 +263,51 @@ class BookTemplate:
         """The payload; ``cts`` 0 means the frame had none; ``bids``/``asks`` from ``top_json``."""
         return self.render_stamped(seq, stamp(pub_ns, recv_ns, u, ts), cts, depth, bids, asks)
 
+    def render_texts(  # noqa: PLR0917 (positional on purpose: runs once per published book)
+        self,
+        seq: int,
+        pub_ns: int,
+        recv_ns: int,
+        u: int,
+        ts: int,
+        cts: int,
+        depth: int,
+        bid_texts: list[str],
+        ask_texts: list[str],
+    ) -> bytes:
+        """:meth:`render` with the book's level texts as it holds them
+        (:meth:`mdgw.core.book.SyncedBook.level_texts`), the first ``depth`` of each side
+        published: in the compiled build one ``bytes`` written in C (``core/_render.c``), no
+        str, join or encode on the way; the same bytes by :meth:`render` otherwise."""
+        render_c = _BOOK_C
+        if render_c is not None:
+            payload = render_c(
+                self._head,
+                self._depth,
+                seq,
+                pub_ns,
+                recv_ns,
+                u,
+                ts,
+                cts,
+                depth,
+                bid_texts,
+                ask_texts,
+            )
+            if payload is not None:
+                return payload
+        return self.render(
+            seq,
+            pub_ns,
+            recv_ns,
+            u,
+            ts,
+            cts,
+            depth,
+            ",".join(bid_texts[:depth]),
+            ",".join(ask_texts[:depth]),
+        )
+
     def render_stamped(  # noqa: PLR0917 (positional on purpose: runs once per published book)
         self, seq: int, stamped: str, cts: int, depth: int, bids: str, asks: str
     ) -> bytes:
@@ -250,7 +328,8 @@ def stamp(pub_ns: int, recv_ns: int, u: int, ts: int) -> str:
     payload carry them, after ``"pub_ns":``: ``'1,"recv_ns":2,"u":3,"ts":4'``.
 
     Rendered once per published frame and shared by the two payloads: turning four
-    19-digit ints into text is most of what a ``bbo`` costs (docs/performance.md).
+    19-digit ints into text is most of what a ``bbo`` costs (docs/performance.md). The
+    compiled build writes the four ints into each payload in C instead (``core/_render.c``).
     """
     return f'{pub_ns},"recv_ns":{recv_ns},"u":{u},"ts":{ts}'
 
@@ -263,7 +342,9 @@ class BboTemplate:
     :meth:`render` makes the bytes :func:`encode_bbo` makes (orjson over the payload's dict,
     field for field) for prices and sizes the book took from Bybit: decimal strings, which
     need no escaping (:func:`mdgw.core.bybit.parse_levels` lets nothing else through).
-    ``category`` and ``symbol`` are validated here, once per topic.
+    ``category`` and ``symbol`` are validated here, once per topic. In the compiled build
+    :meth:`render` writes :meth:`render_stamped`'s f-string in C (``core/_render.c``), as
+    :class:`BookTemplate` does.
     """
 
     __slots__ = ("_head",)
@@ -288,7 +369,13 @@ class BboTemplate:
         depth: int | str,
     ) -> bytes:
         """The payload; ``bid``/``ask`` are ``(price, size)`` or None for an empty side,
-        ``depth`` the Bybit depth of the frame (an int, or ``"full"``)."""
+        ``depth`` the Bybit depth of the frame (an int, or ``"full"``). In the compiled build
+        one ``bytes`` written in C (``core/_render.c``), the same bytes."""
+        render_c = _BBO_C
+        if render_c is not None:
+            payload = render_c(self._head, seq, pub_ns, recv_ns, u, ts, bid, ask, bybit_seq, depth)
+            if payload is not None:
+                return payload
         return self.render_stamped(seq, stamp(pub_ns, recv_ns, u, ts), bid, ask, bybit_seq, depth)
 
     def render_stamped(  # noqa: PLR0917 (positional on purpose: runs once per published bbo)

@@ -1,0 +1,407 @@
+"""mdgw.core._render: the book and bbo payloads in C, held to core/wire/topics.py as pure Python.
+
+The templates (``BookTemplate.render_texts``, ``BboTemplate.render``) call the C functions
+when they are importable (the compiled build) and render their f-strings otherwise. Here
+the templates in use render generated payloads beside the same templates of topics.py's
+source run as pure Python, and the bytes must be equal; the C functions alone must return
+None exactly where they cannot write what the f-string writes (an int that is not an exact
+int in int64, a text that is not an exact ASCII str), and their payloads must parse to the
+wire-format dict. The compiled run checks the C code is the one in use, by the templates
+and by the hub; the pure-Python run checks it is absent.
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import importlib.util
+import sys
+import tracemalloc
+from collections.abc import Callable
+from types import FunctionType, ModuleType
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mdgw import compiled
+from mdgw.core import hub_books, wire
+from mdgw.core.bybit_spec import CATEGORIES
+from mdgw.core.hub import Hub
+from mdgw.core.wire import EnvelopeKind, topics
+from mdgw.testing import oracles
+from mdgw.testing.examples import examples
+
+BOOK_C = topics._BOOK_C
+BBO_C = topics._BBO_C
+needs_c = pytest.mark.skipif(
+    BOOK_C is None, reason=f"the C payloads are not in use: {compiled.ACTIVE}"
+)
+I64 = 2**63
+
+
+def _pure_topics() -> ModuleType:
+    """core/wire/topics.py's source run as pure Python, without the C functions."""
+    path = compiled.source_paths()[compiled.MODULES.index("mdgw.core.wire.topics")]
+    spec = importlib.util.spec_from_file_location("_pure_mdgw_core_wire_topics", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module._BOOK_C = module._BBO_C = None  # read at each call
+    assert type(module.BookTemplate.render_texts) is FunctionType  # interpreted, not compiled
+    assert type(module.BboTemplate.render) is FunctionType
+    return module
+
+
+PURE = _pure_topics()
+
+
+class Text(str):
+    """A str subclass with its own format(): the f-string uses it, the C code leaves it."""
+
+    def __format__(self, spec: str) -> str:
+        return f"<{str.__str__(self)}>"
+
+
+def _handled_int(x: object) -> bool:
+    return type(x) is int and -I64 <= x < I64
+
+
+def _handled_text(x: object) -> bool:
+    return type(x) is str and x.isascii()
+
+
+# Ints the payloads carry: Bybit's and ours are 0 to 2**63 - 1; the C code must also write
+# negatives as str() does, and leave beyond int64 and bools to the f-string.
+INTS = st.one_of(
+    st.integers(0, I64 - 1),
+    st.integers(0, 10**6),
+    st.sampled_from([0, 1, 9, 10, I64 - 1, I64, -I64, -I64 - 1, 2**64, -1, True, False]),
+    st.integers(-(2**70), 2**70),
+)
+DECIMAL = st.from_regex(r"[0-9]{1,8}(\.[0-9]{1,8})?", fullmatch=True)
+ANY_TEXT = st.one_of(DECIMAL, st.text(max_size=6), st.builds(Text, DECIMAL))
+HEADS = st.tuples(
+    st.sampled_from(CATEGORIES),
+    st.from_regex(r"[A-Za-z0-9_-]{1,64}", fullmatch=True),
+    st.sampled_from(["book", "rpi"]),
+    st.booleans(),
+)
+# A level as the book holds it: its strings, and the JSON text book.py makes of them.
+LEVEL = st.lists(DECIMAL, min_size=2, max_size=3).map(tuple)
+LEVELS = st.lists(LEVEL, max_size=60)
+
+
+def _text(level: tuple[str, ...]) -> str:
+    return "[" + ",".join(f'"{s}"' for s in level) + "]"
+
+
+@st.composite
+def texts(draw: st.DrawFn) -> tuple[list[tuple[str, ...]] | None, list[str]]:
+    """A side's level texts, and its levels when the texts are the book's JSON; else a list
+    that may hold any str (non-ASCII, a str subclass), which the C code must leave."""
+    levels = draw(LEVELS)
+    side = [_text(level) for level in levels]
+    if draw(st.integers(0, 3)) == 0:
+        for _ in range(draw(st.integers(1, 3))):
+            side.insert(draw(st.integers(0, len(side))), draw(ANY_TEXT))
+        return None, side
+    return levels, side
+
+
+def _subtypes(*values: object) -> bool:
+    """Whether a bool or a str subclass is among them. Compiled, the templates take a bool
+    for an int as 0 or 1 and a str subclass for a str as its characters, where the f-string
+    prints ``True`` and calls the subclass's ``__format__``: mypyc's, before and after the C
+    code, which leaves both to the compiled template."""
+    return any(type(x) is bool or (isinstance(x, str) and type(x) is not str) for x in values)
+
+
+def _json_string(x: object) -> bool:
+    """Whether ``f'"{x}"'`` is the JSON string of ``x``, as orjson writes it."""
+    return type(x) is str and not any(c in '"\\' or ord(c) < 0x20 for c in x)
+
+
+def _wire_ints(*ints: object) -> bool:
+    """Whether orjson can write these as JSON ints (the oracles are orjson)."""
+    return all(type(x) is int and -I64 <= x < 2**64 for x in ints)
+
+
+@settings(max_examples=examples(500), deadline=None)
+@given(
+    head=HEADS,
+    ints=st.lists(INTS, min_size=5, max_size=5),
+    cts=st.one_of(st.just(0), INTS),
+    depth=st.one_of(st.integers(1, 70), st.sampled_from([0, -1, -5, I64, True])),
+    bids=texts(),
+    asks=texts(),
+)
+def test_book_payload_is_the_f_strings(
+    *,
+    head: tuple[str, str, str, bool],
+    ints: list[int],
+    cts: int,
+    depth: int,
+    bids: tuple[list[tuple[str, ...]] | None, list[str]],
+    asks: tuple[list[tuple[str, ...]] | None, list[str]],
+) -> None:
+    category, symbol, channel, full = head
+    seq, pub_ns, recv_ns, u, ts = ints
+    bid_levels, bid_texts = bids
+    ask_levels, ask_texts = asks
+    mine = wire.BookTemplate(category, symbol, channel, full=full)
+    pure = PURE.BookTemplate(category, symbol, channel, full=full)
+    args = (seq, pub_ns, recv_ns, u, ts, cts, depth)
+    want = pure.render(*args, ",".join(bid_texts[:depth]), ",".join(ask_texts[:depth]))
+    assert pure.render_texts(*args, bid_texts, ask_texts) == want
+    if not _subtypes(*args):
+        assert mine.render_texts(*args, bid_texts, ask_texts) == want
+    if BOOK_C is not None:
+        got = BOOK_C(mine._head, mine._depth, *args, bid_texts, ask_texts)
+        handled = all(_handled_int(x) for x in (*args, depth)) and all(
+            _handled_text(t) for t in bid_texts[:depth] + ask_texts[:depth]
+        )
+        assert got == (want if handled else None)
+    if bid_levels is None or ask_levels is None or not _wire_ints(*args) or depth < 1:
+        return
+    payload = orjson.loads(want)
+    reference = orjson.loads(
+        oracles.encode_book(
+            category,
+            symbol,
+            seq=seq,
+            pub_ns=pub_ns,
+            recv_ns=recv_ns,
+            u=u,
+            ts=ts,
+            cts=cts or None,
+            depth=depth,
+            bids=bid_levels[:depth],  # type: ignore[arg-type]  # RPI levels: three strings
+            asks=ask_levels[:depth],  # type: ignore[arg-type]
+        )
+    )
+    reference["channel"] = channel
+    if full:
+        reference["depth"] = "full"
+    assert payload == reference
+
+
+SIDES = st.one_of(st.none(), st.tuples(DECIMAL, DECIMAL), st.tuples(ANY_TEXT, ANY_TEXT))
+
+
+@settings(max_examples=examples(500), deadline=None)
+@given(
+    category=st.sampled_from(CATEGORIES),
+    symbol=st.from_regex(r"[A-Za-z0-9_-]{1,64}", fullmatch=True),
+    ints=st.lists(INTS, min_size=6, max_size=6),
+    bid=SIDES,
+    ask=SIDES,
+    depth=st.one_of(INTS, st.sampled_from(["full", "50"]), ANY_TEXT),
+)
+def test_bbo_payload_is_the_f_strings(
+    *,
+    category: str,
+    symbol: str,
+    ints: list[int],
+    bid: tuple[str, str] | None,
+    ask: tuple[str, str] | None,
+    depth: int | str,
+) -> None:
+    seq, pub_ns, recv_ns, u, ts, bybit_seq = ints
+    args = (seq, pub_ns, recv_ns, u, ts, bid, ask, bybit_seq, depth)
+    want = PURE.BboTemplate(category, symbol).render(*args)
+    mine = wire.BboTemplate(category, symbol)
+    if not _subtypes(*ints, depth, *(bid or ()), *(ask or ())):
+        assert mine.render(*args) == want
+    if BBO_C is not None:
+        got = BBO_C(mine._head, *args)
+        handled = (
+            all(_handled_int(x) for x in ints)
+            and all(side is None or all(_handled_text(s) for s in side) for side in (bid, ask))
+            and (_handled_int(depth) or _handled_text(depth))
+        )
+        assert got == (want if handled else None)
+    texts = [s for side in (bid, ask) if side is not None for s in side]
+    if not (
+        _wire_ints(*ints)
+        and all(_json_string(s) for s in texts)
+        and (_wire_ints(depth) or _json_string(depth))
+    ):
+        return
+    reference = wire.encode_bbo(
+        category,
+        symbol,
+        seq=seq,
+        pub_ns=pub_ns,
+        recv_ns=recv_ns,
+        u=u,
+        ts=ts,
+        bid=None if bid is None else bid[0],
+        bid_size=None if bid is None else bid[1],
+        ask=None if ask is None else ask[0],
+        ask_size=None if ask is None else ask[1],
+        bybit_seq=bybit_seq,
+        depth=depth,
+    )
+    assert orjson.loads(want) == orjson.loads(reference)
+
+
+@pytest.mark.parametrize(
+    ("bids", "asks"),
+    [
+        (["\u0661"], []),  # not ASCII: the f-string encodes it to UTF-8
+        ([Text('["1","2"]')], []),  # a str subclass: join takes it, the C code leaves it
+        ([b'["1","2"]'], []),  # not a str: join raises, and so does render_texts
+        (["x"] * 60, ["y"] * 50 + ["\u00e9"]),  # not ASCII past depth: the C code writes it
+    ],
+)
+def test_texts_the_c_code_leaves_to_the_f_string(bids: Any, asks: list[str]) -> None:
+    mine = wire.BookTemplate("linear", "BTCUSDT")
+    pure = PURE.BookTemplate("linear", "BTCUSDT")
+    try:
+        want = pure.render_texts(1, 2, 3, 4, 5, 6, 50, bids, asks)
+    except TypeError:
+        with pytest.raises(TypeError):
+            mine.render_texts(1, 2, 3, 4, 5, 6, 50, bids, asks)
+        return
+    assert mine.render_texts(1, 2, 3, 4, 5, 6, 50, bids, asks) == want
+    if BOOK_C is not None:
+        got = BOOK_C(mine._head, "", 1, 2, 3, 4, 5, 6, 50, bids, asks)
+        assert got == (want if len(bids) == 60 else None)
+        # A sequence that is not a list (the book's lists are lists): the template's way.
+        assert BOOK_C(mine._head, "", 1, 2, 3, 4, 5, 6, 50, tuple(bids), asks) is None
+
+
+@needs_c
+def test_bad_arguments_raise_rather_than_refuse() -> None:
+    assert BOOK_C is not None and BBO_C is not None
+    with pytest.raises(TypeError, match="takes 11 arguments"):
+        BOOK_C("{", "", 1, 2, 3, 4, 5, 6, 7, [])  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="takes 10 arguments"):
+        BBO_C("{", 1, 2, 3, 4, 5, None, None, 7)  # type: ignore[call-arg]
+
+
+@needs_c
+def test_no_reference_leaks() -> None:
+    """Every reference taken is given back, on the write and the refuse path alike."""
+    assert BOOK_C is not None and BBO_C is not None
+    texts = [f'["{100 + i}.5","{i}"]' for i in range(10)]
+    odd = [*texts[:3], "\u00e9"]
+    head, big, huge = '{"seq":', 1_700_000_000_123_456_789, 2**70
+    bid, ask = ("1.5", "2"), ("3", "4.25")
+    values = [texts, odd, *texts, *odd, head, big, huge, bid, ask, *bid, *ask]
+
+    def cycle() -> None:
+        assert BOOK_C(head, "", 1, big, big, big, big, big, 5, texts, texts) is not None
+        assert BOOK_C(head, '"full"', 1, big, big, big, big, 0, 50, texts, odd) is None
+        assert BOOK_C(head, "", 1, big, huge, big, big, big, 5, texts, texts) is None
+        assert BBO_C(head, 1, big, big, big, big, bid, ask, big, 1) is not None
+        assert BBO_C(head, 1, big, big, big, big, None, None, big, "full") is not None
+        assert BBO_C(head, 1, big, big, big, big, bid, ("3", "\u00e9"), big, 1) is None
+        assert BBO_C(head, 1, big, big, big, huge, bid, ask, big, 1) is None
+        with pytest.raises(TypeError):
+            BOOK_C(head, "", 1, big, big)  # type: ignore[call-arg]
+
+    cycle()  # warm up: any first-call allocations
+    gc.collect()
+    refs = [sys.getrefcount(v) for v in values]
+    blocks = sys.getallocatedblocks()
+    for _ in range(20_000):
+        cycle()
+    gc.collect()
+    assert [sys.getrefcount(v) for v in values] == refs
+    assert sys.getallocatedblocks() - blocks < 100  # 20,000 leaked payloads would show
+
+
+def test_the_compiled_build_uses_the_c_path() -> None:
+    """So the tests above cannot pass with the C code silently off (or on in pure Python)."""
+    if not compiled.IS_COMPILED:
+        assert BOOK_C is None and BBO_C is None
+        assert not topics.RENDERS_IN_C and not hub_books._IN_C
+        assert "mdgw.core._render" not in sys.modules
+        return
+    module = sys.modules["mdgw.core._render"]
+    assert module.__file__ is not None
+    assert module.__file__.startswith(str(compiled.BUILDS_DIR))
+    assert BOOK_C is module.book and BBO_C is module.bbo
+    assert topics.RENDERS_IN_C and hub_books._IN_C
+
+
+def _peak(call: Callable[[], object]) -> tuple[int, object]:
+    """The most memory ``call`` held at once beyond what it returned, and what it returned."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        result = call()
+        current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return peak - before - (current - before), result
+
+
+@needs_c
+def test_the_templates_write_one_bytes_object() -> None:
+    """What the C path is for: no str of the payload, no joins, no encode on the way (each
+    would hold as much memory again as the payload while it is built)."""
+    texts = [f'["{65000 + i}.5","{i}.25"]' for i in range(200)]
+    book = wire.BookTemplate("linear", "BTCUSDT")
+    extra, payload = _peak(lambda: book.render_texts(1, 2, 3, 4, 5, 6, 200, texts, texts))
+    assert isinstance(payload, bytes) and len(payload) > 7000
+    assert extra < 1000  # the f-string's way holds ~3 times the payload's size beyond it
+    bbo = wire.BboTemplate("linear", "BTCUSDT")
+    price = "1" * 500
+    extra, payload = _peak(lambda: bbo.render(1, 2, 3, 4, 5, (price, price), None, 7, 1))
+    assert isinstance(payload, bytes) and len(payload) > 1000
+    assert extra < 200
+
+
+def _raw(seq: int, frame: dict[str, Any]) -> bytes:
+    return oracles.encode_raw(
+        EnvelopeKind.DATA,
+        ingestor=b"ing",
+        category=wire.category_code("linear"),
+        conn_id=1,
+        seq=seq,
+        recv_ns=123,
+        frame=orjson.dumps(frame),
+    )
+
+
+@needs_c
+def test_the_hub_publishes_through_the_c_path() -> None:
+    """A delta on a deep book: the hub's publish holds no more memory than the payloads it
+    returns (the f-string's way would hold the joins, the str and the stamp besides)."""
+    hub = Hub(
+        publish_depth=200,
+        resync_timeout=5.0,
+        resync_min_interval=1.0,
+        ingestor_timeout=30.0,
+        stale_after=60.0,
+        clock_ns=lambda: 1_700_000_000_000_000_000,
+    )
+    bids = [[f"{60000 - i}.5", f"{i + 1}.125"] for i in range(200)]
+    asks = [[f"{60001 + i}.5", f"{i + 1}.125"] for i in range(200)]
+
+    def frame(u: int, kind: str, b: list[list[str]], a: list[list[str]]) -> dict[str, Any]:
+        data = {"s": "BTCUSDT", "b": b, "a": a, "u": u, "seq": 10 * u}
+        topic = "orderbook.200.BTCUSDT"
+        return {"topic": topic, "type": kind, "ts": 1000 + u, "data": data, "cts": 999 + u}
+
+    hub.on_raw(_raw(1, frame(1, "snapshot", bids, asks)), 0.0)
+    hub.outbox.clear()
+    for u, level in ((2, ["59990.5", "7"]), (3, ["60000.5", "8"])):  # deep, then the best
+        raw = _raw(u, frame(u, "delta", [level], []))
+        extra, _ = _peak(functools.partial(hub.on_raw, raw, 0.0))
+        payloads = [p for _, p in hub.outbox]
+        hub.outbox.clear()
+        assert len(payloads) == (1 if u == 2 else 2)
+        assert len(payloads[0]) > 8000
+        # Decoding the frame and the hub's own bookkeeping take a few hundred bytes at once.
+        assert extra < 2500, extra
+        stamp = {"pub_ns": 1_700_000_000_000_000_000, "recv_ns": 123, "u": u, "ts": 1000 + u}
+        for payload in payloads:  # and what they say is the frame's
+            assert wire.decode_payload(payload).items() >= stamp.items()
+    assert orjson.loads(payloads[1])["bid"] == "60000.5"
