@@ -69,32 +69,6 @@ def builder(tmp_path: Path) -> Iterator[Builder]:
         b.proc.wait()
 
 
-class _TrackingContext(zmq.Context):  # type: ignore[type-arg]
-    """A context that keeps its sockets until the test's teardown closes them.
-
-    Tests open sockets as locals; without a reference here they would be garbage-collected
-    open when the test returns (a ResourceWarning, an error under filterwarnings) before the
-    fixture's teardown gets to close them.
-    """
-
-    opened: list[zmq.Socket[bytes]]
-
-    def socket(self, *args: Any, **kwargs: Any) -> Any:
-        sock = super().socket(*args, **kwargs)
-        self.opened.append(sock)
-        return sock
-
-
-@pytest.fixture
-def ctx() -> Iterator[zmq.Context[zmq.Socket[bytes]]]:
-    c = _TrackingContext()
-    c.opened = []
-    yield c
-    for sock in c.opened:
-        sock.close(linger=0)
-    c.destroy(linger=0)
-
-
 def book_frame(
     u: int, bids: list[list[str]], asks: list[list[str]], *, snapshot: bool, symbol: str = "BTCUSDT"
 ) -> bytes:

@@ -11,7 +11,6 @@ import gc
 import os
 import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -32,27 +31,6 @@ SIZES = [0, 1, 33, 34, 300, 2_500, 70_000]
 def io(request: pytest.FixtureRequest) -> zio.IO:
     chosen: zio.IO = request.param
     return chosen
-
-
-class _TrackingContext(zmq.Context):  # type: ignore[type-arg]
-    """Keeps the test's sockets, so that the teardown closes them rather than the GC."""
-
-    opened: list[zmq.Socket[bytes]]
-
-    def socket(self, *args: Any, **kwargs: Any) -> Any:
-        sock = super().socket(*args, **kwargs)
-        self.opened.append(sock)
-        return sock
-
-
-@pytest.fixture
-def ctx() -> Iterator[zmq.Context[zmq.Socket[bytes]]]:
-    c = _TrackingContext()
-    c.opened = []
-    yield c
-    for sock in c.opened:
-        sock.close(linger=0)
-    c.destroy(linger=0)
 
 
 _names = iter(range(1_000_000))
