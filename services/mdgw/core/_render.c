@@ -9,8 +9,8 @@
    an exact compact ASCII str (the Python encodes others to UTF-8, or formats a str
    subclass its own way), a level list that is not a list, a side that is not a tuple of
    two. The templates then render in Python. The payload's shape stays written in Python,
-   in topics.py, and tests/core/test_render.py holds this file to it, byte for byte, on
-   generated input against topics.py run as pure Python.
+   in topics.py, and tests/core/test_render_payloads.py holds this file to it, byte for
+   byte, on generated input against topics.py run as pure Python.
 
    Why C here (docs/performance.md, round 2): compiled by mypyc, a published frame turned
    four 19-digit ints into a str, joined the level texts into two more, built each payload

@@ -75,9 +75,10 @@ def _c_renderers() -> tuple[_BookC | None, _BboC | None]:
 # The templates' payloads written in C (core/_render.c), built and served with the compiled
 # hot path (mdgw.compiled); absent in the pure-Python build, where the f-strings below run
 # alone. Final: a compiled module keeps them in C statics, not in its globals dict.
-# tests/core/test_render.py holds the C code to the f-strings.
-_BOOK_C: Final = _c_renderers()[0]
-_BBO_C: Final = _c_renderers()[1]
+# tests/core/test_render_payloads.py holds the C code to the f-strings.
+_RENDERERS: Final = _c_renderers()  # one import, both functions or neither
+_BOOK_C: Final = _RENDERERS[0]
+_BBO_C: Final = _RENDERERS[1]
 RENDERS_IN_C: Final = _BOOK_C is not None and _BBO_C is not None
 """Whether :meth:`BookTemplate.render_texts` and :meth:`BboTemplate.render` write the
 payloads in C (the compiled build). The builder then hands them the ints and the book's level
