@@ -52,7 +52,8 @@ class Builder:
             )
 
     def lines(self) -> list[dict[str, Any]]:
-        return [orjson.loads(line) for line in self.log.read_bytes().splitlines() if line]
+        data = self.log.read_bytes()  # complete lines only: the last may be half written
+        return [orjson.loads(line) for line in data[: data.rfind(b"\n") + 1].splitlines() if line]
 
     def stop(self) -> int:
         if self.proc.poll() is None:

@@ -225,9 +225,12 @@ def _json_lines(path: Path) -> list[dict[str, Any]]:
 
 
 def _records(path: Path) -> list[dict[str, Any]]:
+    """The consumer's complete lines: the last one may be half written while we read."""
     if not path.exists():
         return []
-    return [json.loads(line.split("\t", 1)[1]) for line in path.read_text().splitlines() if line]
+    data = path.read_bytes()
+    whole = data[: data.rfind(b"\n") + 1].decode()
+    return [json.loads(line.split("\t", 1)[1]) for line in whole.splitlines() if line]
 
 
 def _wait(check: Callable[[], bool], what: str, timeout: float) -> None:
