@@ -315,7 +315,10 @@ def test_book_and_bbo_refuse_what_either_refuses() -> None:
     C, or a shared int is not; and the template then renders both as the f-strings do."""
     assert BOOK_BBO_C is not None
     book, bbo = wire.BookTemplate("linear", "BTCUSDT"), wire.BboTemplate("linear", "BTCUSDT")
-    pure_book, pure_bbo = PURE.BookTemplate("linear", "BTCUSDT"), PURE.BboTemplate("linear", "BTCUSDT")
+    pure_book, pure_bbo = (
+        PURE.BookTemplate("linear", "BTCUSDT"),
+        PURE.BboTemplate("linear", "BTCUSDT"),
+    )
     texts, big = ['["1.5","2"]'], 1_700_000_000_123_456_789
     good = [1, 2, big, big, big, big, 0, 1, texts, texts, ("1.5", "2"), None, big, 1]
     assert BOOK_BBO_C(book._head, "", bbo._head, *good) is not None
@@ -394,11 +397,42 @@ def test_no_reference_leaks() -> None:
         assert BBO_C(head, 1, big, big, big, huge, bid, ask, big, 1) is None
         with pytest.raises(TypeError):
             BOOK_C(head, "", 1, big, big)  # type: ignore[call-arg]
-        pair = BOOK_BBO_C(head, "", head, 1, 2, big, big, big, big, 0, 5, texts, texts, bid, ask, big, 1)
+        pair = BOOK_BBO_C(
+            head, "", head, 1, 2, big, big, big, big, 0, 5, texts, texts, bid, ask, big, 1
+        )
         assert pair is not None and len(pair) == 2
-        assert BOOK_BBO_C(head, "", head, 1, 2, big, big, big, big, 0, 5, texts, odd, bid, ask, big, 1) is None
-        assert BOOK_BBO_C(head, "", head, 1, 2, big, huge, big, big, 0, 5, texts, texts, bid, ask, big, 1) is None
-        assert BOOK_BBO_C(head, "", head, 1, 2, big, big, big, big, 0, 5, texts, texts, bid, ("3", "\u00e9"), big, 1) is None
+        assert (
+            BOOK_BBO_C(head, "", head, 1, 2, big, big, big, big, 0, 5, texts, odd, bid, ask, big, 1)
+            is None
+        )
+        assert (
+            BOOK_BBO_C(
+                head, "", head, 1, 2, big, huge, big, big, 0, 5, texts, texts, bid, ask, big, 1
+            )
+            is None
+        )
+        assert (
+            BOOK_BBO_C(
+                head,
+                "",
+                head,
+                1,
+                2,
+                big,
+                big,
+                big,
+                big,
+                0,
+                5,
+                texts,
+                texts,
+                bid,
+                ("3", "\u00e9"),
+                big,
+                1,
+            )
+            is None
+        )
         with pytest.raises(TypeError):
             BOOK_BBO_C(head, "", head, 1)  # type: ignore[call-arg]
 
@@ -521,7 +555,7 @@ def test_the_hub_publishes_a_depth_1_frame_as_the_templates_render_it() -> None:
     book = PURE.BookTemplate("linear", "BTCUSDT")
     bbo = PURE.BboTemplate("linear", "BTCUSDT")
     tops = [("100.5", "1"), ("100.5", "1"), ("100.5", "2"), ("101", "2"), ("101", "2")]
-    book_seq = bbo_seq = 0
+    bbo_seq = 0
     last = None
     for u, (price, size) in enumerate(tops, start=1):
         data = {"s": "BTCUSDT", "b": [[price, size]], "a": [["102", "3"]], "u": u, "seq": 7 * u}
@@ -529,11 +563,23 @@ def test_the_hub_publishes_a_depth_1_frame_as_the_templates_render_it() -> None:
         hub.on_raw(_raw(u, {**frame, "data": data, "cts": 4000 + u}), 0.0)
         payloads = [(t, p) for t, p in hub.outbox if not t.startswith(b"status.")]
         hub.outbox.clear()
-        book_seq += 1
+        book_seq = u  # one book a frame
         texts = [f'["{price}","{size}"]'], ['["102","3"]']
-        want = [(b"book.linear.BTCUSDT.", book.render_texts(book_seq, clock, 123, u, 5000 + u, 4000 + u, 1, *texts))]
+        want = [
+            (
+                b"book.linear.BTCUSDT.",
+                book.render_texts(book_seq, clock, 123, u, 5000 + u, 4000 + u, 1, *texts),
+            )
+        ]
         if (price, size) != last:
             bbo_seq += 1
-            want.append((b"bbo.linear.BTCUSDT.", bbo.render(bbo_seq, clock, 123, u, 5000 + u, (price, size), ("102", "3"), 7 * u, 1)))
+            want.append(
+                (
+                    b"bbo.linear.BTCUSDT.",
+                    bbo.render(
+                        bbo_seq, clock, 123, u, 5000 + u, (price, size), ("102", "3"), 7 * u, 1
+                    ),
+                )
+            )
         last = (price, size)
         assert payloads == want, u

@@ -205,7 +205,9 @@ def test_the_compiled_build_uses_the_c_functions() -> None:
         ob.apply_snapshot(1, [lv("99", "1")], [lv("101", "1")])
         lists = (ob._bid_keys, ob._bids, ob._bid_json)
         ob.apply_snapshot(2, [lv("98", "1")], [lv("101", "1")])
-        assert all(a is not b for a, b in zip(lists, (ob._bid_keys, ob._bids, ob._bid_json)))
+        assert all(
+            a is not b for a, b in zip(lists, (ob._bid_keys, ob._bids, ob._bid_json), strict=True)
+        )
         return
     assert UPDATE_C is not None and BUILD_C is not None and REFILL_C is not None
     assert book._REFILL_IN_C

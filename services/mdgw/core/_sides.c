@@ -3,7 +3,12 @@
    update_side(keys, pairs, texts, levels, sign, depth) does to the three lists of one side
    exactly what book.py's Python _update_side does; build_side(levels, sign, depth) returns
    what the fast path of book.py's _build_side returns, or None where that path falls back
-   (book.py then calls _build_side_any). The rules stay written in Python, in book.py;
+   (book.py then calls _build_side_any); refill_side(keys, pairs, texts, levels, sign,
+   depth) writes what build_side would return into a side's own three lists, for a snapshot
+   of at most REFILL_MAX levels (Bybit's orderbook.1 sends a one-level snapshot a side every
+   frame: no lists made or freed then, and a level the side holds unchanged is kept), or
+   returns None with the lists unchanged (book.py then builds the side). The rules stay
+   written in Python, in book.py;
    tests/core/test_sides.py holds this file to them on generated deltas and snapshots,
    against book.py run as pure Python.
 

@@ -274,10 +274,7 @@ class HubBooks:
         # ob.best_json(), from the lists already in hand.
         best = (bid_texts[0] if bid_texts else None), (ask_texts[0] if ask_texts else None)
         fusion = book.fusion
-        if fusion is not None:
-            bbo_due = fusion.offer(frame.seq, best)
-        else:
-            bbo_due = best != book.last_best
+        bbo_due = fusion.offer(frame.seq, best) if fusion is not None else best != book.last_best
         bbo: bytes | None = None
         if bbo_due:
             book.last_best = best

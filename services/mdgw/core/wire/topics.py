@@ -356,8 +356,8 @@ class BookTemplate:
         """:meth:`render_texts` and ``bbo``'s :meth:`BboTemplate.render` of one frame, the
         bytes of each: in the compiled build one C call (``core/_render.c``), which writes
         ``pub_ns``, ``recv_ns``, ``u`` and ``ts`` once for the two payloads and takes each
-        int once (on ``orderbook.1`` nearly every frame publishes both; two calls cost a
-        fifth more, docs/performance.md); the two methods otherwise."""
+        int once (on ``orderbook.1`` nearly every frame publishes both, and two calls box
+        and write those four ints twice: docs/performance.md); the two methods otherwise."""
         render_c = _BOOK_BBO_C
         if render_c is not None:
             payloads = render_c(
