@@ -446,7 +446,8 @@ def test_refill_no_reference_leaks() -> None:
     a = [lv("100", "1"), lv("101", "2")]
     b = [lv("100", "1"), lv("101.5", "3"), lv("102", "1")]
     odd = [lv("100", "1"), (101.0, "\u0661", "1", 1.0)]
-    strings = [s for level in a + b + odd for s in level[1:3]]
+    # The level tuples too: refill_side holds each while it works (a reference each).
+    strings = [*a, *b, *odd, *(s for level in a + b + odd for s in level[1:3])]
 
     def cycle() -> None:
         lists = PURE._build_side(a, 1.0, 50)
