@@ -42,6 +42,10 @@ CONFLATED_MAX_RATE = 10.0  # books.max_rate of the conflated run at the highest 
 # The p99 rows say whether the stack is within this many times the loaded four processes'
 # p99 (information, not a target: issue 16's "show the floor in the same run").
 WITHIN_FOUR_PROCESSES = 1.25
+# The loaded four processes carry messages of the stack's sizes: a depth-50 delta frame of
+# .frames is 187-239 bytes, a `book` payload at the stack's publish depth of 25 ~1,200.
+FRAME_BYTES = 200
+BOOK_BYTES = 1_200
 
 
 def latency_run(
@@ -230,6 +234,8 @@ def four_process_floor(
     sender_cpu_ns: int,
     relay_cpu_ns: int,
     builder_cpu_ns: int,
+    line_bytes: int = FRAME_BYTES,
+    payload_bytes: int = BOOK_BYTES,
 ) -> dict[str, Any]:
     """The stack's four processes and seven busy threads without its code: a
     :mod:`.stream_sender` (the websocket server: asyncio, paced as it is, a plain TCP stream,
@@ -237,9 +243,10 @@ def four_process_floor(
     PUSHes over ipc; + a libzmq I/O thread) -> a :mod:`.passthrough` (the builder: PULL ->
     PUB; + an I/O thread) -> the consumer (+ an I/O thread), each spinning the CPU per
     message of the stack's process it stands for (``*_cpu_ns``, from
-    :func:`stack_cpu_per_message`). The loaded two hops fold the server and the ingestor
-    into one process with one thread fewer; this floor leaves the code as the only
-    difference from the stack."""
+    :func:`stack_cpu_per_message`), with messages of about the stack's sizes (``line_bytes``
+    on the stream, ``payload_bytes`` through the ZeroMQ hops). The loaded two hops fold the
+    server and the ingestor into one process with one thread fewer; this floor leaves the
+    code as the only difference from the stack."""
     with Stage(base, f"loaded4p-{rate}") as stage:
         ep = stage.endpoints()
         builder_args = ["--raw", ep.raw, "--pub", ep.pub, "--cpu-ns", str(builder_cpu_ns)]
@@ -250,10 +257,11 @@ def four_process_floor(
         consumer = stage.add(Helper("consumer", "consumer", consumer_args, stage.dir))
         consumer.wait_ready()
         sender_args = ["--rate", str(rate), "--cpu-ns", str(sender_cpu_ns)]
+        sender_args += ["--line-bytes", str(line_bytes)]
         sender = stage.add(Helper("stream_sender", "stream_sender", sender_args, stage.dir))
         sender.wait_ready()
         relay_args = ["--connect", f"127.0.0.1:{sender.ready.read_text()}", "--push", ep.raw]
-        relay_args += ["--cpu-ns", str(relay_cpu_ns)]
+        relay_args += ["--cpu-ns", str(relay_cpu_ns), "--payload-bytes", str(payload_bytes)]
         relay = stage.add(Helper("stream_relay", "stream_relay", relay_args, stage.dir))
         relay.wait_ready()
 

@@ -8,7 +8,8 @@ A helper process: the benchmark figures start it as a
 Reads a :mod:`.stream_sender`'s ``b"<seq>\\n"`` lines from TCP with asyncio (one
 ``await readline()`` per line, as the ingestor awaits ``recv`` per frame: it returns at once
 while lines are buffered) and, per line, spins, stamps and PUSHes
-``{"seq":n,"pub_ns":T,"recv_ns":T}`` (one frame, ``T`` = ``time.time_ns()``) non-blocking
+``{"seq":n,"pub_ns":T,"recv_ns":T}`` (``--payload-bytes N``: padded with a ``pad`` string to
+about N bytes, the size of a book) (one frame, ``T`` = ``time.time_ns()``) non-blocking
 over ipc with the ingestor's send (:data:`mdgw.runtime.zmqsock.fast_send`) on a connecting
 PUSH socket with ``IMMEDIATE`` (a libzmq I/O thread, as the ingestor has) into a
 :mod:`.passthrough`. A message the PUSH refuses is counted as dropped, as the ingestor
@@ -54,6 +55,7 @@ async def relay(args: argparse.Namespace) -> dict[str, Any]:
     readline = reader.readline
     time_ns = time.time_ns
     again = zmq.Again
+    pad = b',"pad":"%s"' % (b"x" * max(0, args.payload_bytes - 60)) if args.payload_bytes else b""
     forwarded = dropped = 0
     try:
         while True:
@@ -65,7 +67,9 @@ async def relay(args: argparse.Namespace) -> dict[str, Any]:
             now = time_ns()
             try:
                 fast_send(
-                    push, b'{"seq":%d,"pub_ns":%d,"recv_ns":%d}' % (int(line), now, now), NOBLOCK
+                    push,
+                    b'{"seq":%d,"pub_ns":%d,"recv_ns":%d%s}' % (int(line), now, now, pad),
+                    NOBLOCK,
                 )
             except again:
                 dropped += 1
@@ -85,6 +89,7 @@ def main() -> None:
     parser.add_argument("--push", required=True, help="the passthrough's PULL endpoint")
     parser.add_argument("--hwm", type=int, default=100_000)
     parser.add_argument("--cpu-ns", type=int, default=0, help="process CPU per line")
+    parser.add_argument("--payload-bytes", type=int, default=0, help="pad payloads to ~N")
     args = parser.parse_args()
     started = time.monotonic()
     result = asyncio.run(relay(args))

@@ -8,7 +8,8 @@ A helper process: the benchmark figures start it as a
 Listens on a TCP port of 127.0.0.1 (written to ``--ready``, as :mod:`.ws_blaster` writes
 its own) and streams ``b"<seq>\\n"`` lines to the one client that connects (a
 :mod:`.stream_relay`), at ``--rate`` lines per second, paced as :mod:`.ws_blaster` paces
-its frames: an asyncio loop with a 1 ms timer, the lines due at each tick (the same credit,
+its frames (``--line-bytes N``: each line padded with spaces to N bytes, the size of a
+frame): an asyncio loop with a 1 ms timer, the lines due at each tick (the same credit,
 capped at a second's worth) written together with one ``transport.write``. A plain TCP
 stream, no ZeroMQ, as the server's websocket is one: no libzmq I/O thread in this process.
 
@@ -44,7 +45,9 @@ class _Client(asyncio.Protocol):
             transport.abort()
 
 
-async def _pace(transport: asyncio.Transport, rate: float, budget: CpuBudget | None) -> int:
+async def _pace(
+    transport: asyncio.Transport, rate: float, budget: CpuBudget | None, line_bytes: int
+) -> int:
     """ws_blaster's ``pace`` for one client and one stream: the lines due every tick."""
     loop = asyncio.get_running_loop()
     last = loop.time()
@@ -62,7 +65,8 @@ async def _pace(transport: asyncio.Transport, rate: float, budget: CpuBudget | N
             sent += 1
             if budget is not None:
                 budget.spend()
-            chunk.append(b"%d\n" % sent)
+            line = b"%d" % sent
+            chunk.append(line.ljust(line_bytes - 1) + b"\n")
         if chunk:
             transport.write(b"".join(chunk))
     return sent
@@ -86,7 +90,9 @@ async def serve(args: argparse.Namespace) -> dict[str, Any]:
     sent = 0
     if connected.done():
         transport = connected.result()
-        pacer: asyncio.Future[Any] = asyncio.ensure_future(_pace(transport, args.rate, budget))
+        pacer: asyncio.Future[Any] = asyncio.ensure_future(
+            _pace(transport, args.rate, budget, args.line_bytes)
+        )
         await asyncio.wait({pacer, waiting}, return_when=asyncio.FIRST_COMPLETED)
         transport.abort()
         sent = await pacer
@@ -99,6 +105,7 @@ def main() -> None:
     parser = helper_parser(__doc__)
     parser.add_argument("--rate", type=float, required=True)
     parser.add_argument("--cpu-ns", type=int, default=0, help="process CPU per line")
+    parser.add_argument("--line-bytes", type=int, default=0, help="pad lines with spaces")
     args = parser.parse_args()
     started = time.monotonic()
     result = asyncio.run(serve(args))
