@@ -291,3 +291,50 @@ def test_max_rate_conflates_a_burst_and_the_last_state_gets_out(
         if builder.proc.poll() is None:
             builder.proc.kill()
             builder.proc.wait()
+
+
+class _FlakyHub:
+    """Stands in for the hub in ``_drain``: records what it is given, raises on ``bad``."""
+
+    def __init__(self, bad: set[bytes]) -> None:
+        self.bad = bad
+        self.given: list[bytes] = []
+        self.next_due: float | None = None
+        self.outbox: list[tuple[bytes, bytes]] = []
+        self.control: list[list[bytes]] = []
+        self.events: list[tuple[str, dict[str, Any]]] = []
+
+    def on_raw(self, msg: bytes, now: float) -> None:
+        self.given.append(msg)
+        if msg in self.bad:
+            raise RuntimeError("hub bug")
+
+
+def test_a_message_on_which_the_hub_raises_costs_that_message_only(
+    ctx: zmq.Context[zmq.Socket[bytes]],
+) -> None:
+    """The real ``_drain`` on a real PULL: every message reaches the hub once and in order,
+    each one it raises on is reported (``internal_error``, with that message's size and
+    head) and the batch goes on after it: first, consecutive, middle and last of a batch."""
+    from mdgw.testing.bench import drain_inproc
+
+    msgs = [b"m" * 30 + i.to_bytes(4, "big") * (1 + i % 5) for i in range(120)]
+    bad_at = [0, 1, 2, 17, 39, 40, 79, 119]  # wake-ups of 40: first, last, and between
+    hub = _FlakyHub({msgs[i] for i in bad_at})
+    raw = drain_inproc._Backlog(ctx, msgs, 40, 9_001)
+    builder, sub = drain_inproc._builder(ctx, raw, 9_001)
+    builder.hub = hub  # type: ignore[assignment]
+    reported: list[dict[str, Any]] = []
+    builder.events.emit = lambda event, fields: reported.append({"event": event, **fields})  # type: ignore[method-assign]
+    try:
+        while raw.wake():
+            builder._drain()
+    finally:
+        builder.pub.close()
+        sub.close()
+        raw.close()
+    assert hub.given == msgs
+    assert builder.internal_errors == len(bad_at)
+    assert [(r["event"], r["size"], r["head"]) for r in reported] == [
+        ("internal_error", len(msgs[i]), msgs[i][24:120].hex()) for i in bad_at
+    ]

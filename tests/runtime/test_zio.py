@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import os
 import sys
+import threading
 import time
 from typing import Any
 
@@ -281,3 +282,74 @@ def test_c_no_refcount_or_memory_leaks(ctx: zmq.Context[zmq.Socket[bytes]]) -> N
             recv_batch(push, 10)
     gc.collect()
     assert sys.getallocatedblocks() - blocks < 100
+
+
+def _terminating(
+    n: int,
+) -> tuple[zmq.Context[zmq.Socket[bytes]], list[zmq.Socket[bytes]], threading.Thread]:
+    """A context whose ``term()`` has begun in another thread, with a PULL (``n`` messages
+    waiting, one of them received) and a PUB made before it began: libzmq has sent both
+    its stop command, which they read at their next look at their commands. A probe socket,
+    made after them (so stopped after them), shows when the stop has been sent."""
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    push, pull = pair(ctx)
+    pub = ctx.socket(zmq.PUB)
+    pub.setsockopt(zmq.LINGER, 0)
+    pub.bind(f"inproc://zio-{next(_names)}")
+    probe = ctx.socket(zmq.PUB)
+    probe.setsockopt(zmq.LINGER, 0)
+    for i in range(n):
+        push.send(i.to_bytes(4, "big"))
+    assert pull.recv() == (0).to_bytes(4, "big")  # the pipe attached, before the stop
+    terminator = threading.Thread(target=ctx.term, daemon=True)
+    terminator.start()
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            probe.getsockopt(zmq.EVENTS)  # reads the probe's commands
+        except zmq.ZMQError as exc:
+            assert exc.errno == zmq.ETERM
+            break
+        assert time.monotonic() < deadline, "the context's term() sent no stop"
+        time.sleep(0.001)
+    return ctx, [push, pull, pub, probe], terminator
+
+
+def _close(socks: list[zmq.Socket[bytes]], terminator: threading.Thread) -> None:
+    for sock in socks:
+        sock.close(linger=0)
+    terminator.join(30)
+    assert not terminator.is_alive()
+
+
+def test_an_error_in_the_middle_of_a_batch_keeps_what_was_received(io: zio.IO) -> None:
+    """libzmq looks at a socket's commands every 100 receives: the one that finds the
+    context's stop fails (ETERM) with messages still waiting, after some were received in
+    this batch. The batch ends there, not drained, with every message received so far, in
+    order; the next call, with none in hand, raises ETERM."""
+    _ctx, socks, terminator = _terminating(500)
+    _push, pull = socks[0], socks[1]
+    try:
+        batch, drained = io.recv_batch(pull, 1_000)
+        assert 0 < len(batch) < 499  # stopped in the middle: more were waiting
+        assert batch == [i.to_bytes(4, "big") for i in range(1, 1 + len(batch))]
+        assert drained is False
+        with pytest.raises(zmq.ZMQError) as caught:
+            io.recv_batch(pull, 1_000)
+        assert caught.value.errno == zmq.ETERM
+    finally:
+        _close(socks, terminator)
+
+
+def test_an_error_in_the_middle_of_the_sends_raises(io: zio.IO) -> None:
+    """A PUB with no subscriber takes every pair (and drops it); once the context's stop
+    is read, a send fails with ETERM, which is not a full queue: it raises, not counted."""
+    _ctx, socks, terminator = _terminating(1)
+    pub = socks[2]
+    try:
+        with pytest.raises(zmq.ZMQError) as caught:
+            for _ in range(1_000):  # libzmq reads commands at most every ~1 ms of sends
+                io.send_pairs(pub, [(b"topic.", b"p" * 100)] * 1_000)
+        assert caught.value.errno == zmq.ETERM
+    finally:
+        _close(socks, terminator)

@@ -5,7 +5,8 @@ sends, in C when it can, else with pyzmq.
   blocking and returns ``(messages, drained)``: ``drained`` is True when the batch ended
   because the socket was empty, which is what re-arms ZeroMQ's edge-triggered FD; False
   when ``limit`` (or a signal) ended it, and more may be waiting that the FD will not
-  announce again.
+  announce again. An error after some messages were received ends the batch the same way
+  (not drained), so none of them is lost; the next call, with none in hand, raises it.
 - ``send_pairs(sock, pairs)`` sends each ``(topic, payload)`` as a two-frame
   message without blocking, and returns how many pairs met ``zmq.Again`` (a PUB drops at
   its high-water mark by itself; this counts the sockets that refuse instead).
@@ -45,6 +46,10 @@ def _recv_batch_pyzmq(sock: zmq.Socket[Any], limit: int) -> tuple[list[bytes], b
             taken(recv(sock, NOBLOCK))
         except zmq.Again:
             return batch, True
+        except zmq.ZMQError:
+            if batch:  # keep what was received: the next call, with none in hand, raises it
+                return batch, False
+            raise
     return batch, False
 
 
