@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from mdgw.testing.bench.common import CpuBudget, spin
-from mdgw.testing.bench.latency import latency, stack_cpu_per_message
+from mdgw.testing.bench.latency import four_process_floor, latency, stack_cpu_per_message
 from mdgw.testing.bench.measure import QUICK
 
 MS = 1_000_000  # ns
@@ -117,3 +117,35 @@ def test_a_short_latency_figure_has_a_loaded_floor_row(tmp_path: Path) -> None:
     assert loaded["received_per_s"] > 0
     # The bare floor spins nothing.
     assert run["pipeline_floor"]["cpu_ns_per_message"] == {"relay": 0, "sender": 0}
+
+    # The loaded four processes: each spins the CPU of the stack's process it stands for.
+    rows = [r for r in fig.rows if r.figure.startswith("  @ 30k: loaded four processes")]
+    assert len(rows) == 1 and rows[0].status == "info", [r.figure for r in fig.rows]
+    four_p99 = rows[0].value.split(" / ")[1]
+    assert f", loaded 4p {four_p99}" in p99_row.target
+    assert " x loaded 4p, " in p99_row.target and "within 1.25 x" in p99_row.target
+    four = run["loaded_four_processes"]
+    per_message = stack_cpu_per_message(run)["stack_cpu_ns_per_message"]
+    assert four["cpu_ns_per_message"] == {
+        "sender": round(per_message["ws_blaster"]),
+        "relay": round(per_message["ingestor"]),
+        "passthrough": asked["relay"],
+    }
+    for name in ("stream_sender", "stream_relay", "passthrough", "consumer"):
+        assert four["cpu"][name] > 0, four["cpu"]
+
+
+@pytest.mark.e2e
+def test_the_four_process_floor_runs_end_to_end_at_a_low_rate(tmp_path: Path) -> None:
+    got = four_process_floor(
+        tmp_path, 2_000, 0.2, 0.3, sender_cpu_ns=5_000, relay_cpu_ns=10_000, builder_cpu_ns=15_000
+    )
+    lat = got["latency_us"]
+    assert lat["n"] > 0
+    for key in ("p50_us", "p99_us", "p999_us"):
+        assert math.isfinite(lat[key]) and lat[key] > 0
+    assert lat["p50_us"] <= lat["p99_us"] <= lat["p999_us"]
+    assert got["latency_per_second"], got
+    assert got["received_per_s"] > 0 and got["seq_holes"] == 0 and got["relay_dropped"] == 0
+    assert set(got["cpu"]) == {"stream_sender", "stream_relay", "passthrough", "consumer"}
+    assert all(share is not None and share > 0 for share in got["cpu"].values()), got["cpu"]

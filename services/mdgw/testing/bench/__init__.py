@@ -16,6 +16,9 @@ Helper processes (each ``python -m mdgw.testing.bench.<name>``, started through
 - :mod:`.passthrough`: PULL -> PUB of the same bytes, no parsing: the ceiling of the rig;
 - :mod:`.hop`: one bare PUB -> SUB hop, or (``--push``, into :mod:`.passthrough`) two: the
   latency floor;
+- :mod:`.stream_sender`, :mod:`.stream_relay`: the websocket server's and the ingestor's
+  stand-ins in the latency figure's loaded four processes (a paced TCP stream, an asyncio
+  reader that stamps and PUSHes);
 - :mod:`.ws_blaster`: a bare websocket server speaking enough Bybit v5 for the ingestor;
 - :mod:`.ws_client`: a bare websockets client that only counts (the ingestor's reference);
 - :mod:`.consumer`: a SUB (or raw PULL) that counts, checks ``seq``, verifies books and

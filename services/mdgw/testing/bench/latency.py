@@ -4,7 +4,9 @@ through two bare hops (PUSH -> PULL -> PUB -> SUB through a pass-through that do
 the path of the gateway without the gateway; and after the stack, the same two hops loaded
 with the stack's CPU per message (the sender spins up to the websocket server's and the
 ingestor's, the relay up to the builder's), the path of the gateway with its CPU but
-without its code."""
+without its code; and the same with the stack's four processes and seven busy threads (a
+TCP sender for the websocket server, an asyncio relay PUSHing for the ingestor, the
+pass-through for the builder), each spinning its own process's CPU per message."""
 
 from __future__ import annotations
 
@@ -31,12 +33,19 @@ from mdgw.testing.bench.report import ERROR, FigureResult, Row, judged
 from mdgw.testing.bench.stage import Stage
 from mdgw.testing.processes import HarnessError, Helper, Service
 
-__all__ = ["latency", "stack_cpu_per_message"]
+__all__ = ["four_process_floor", "latency", "stack_cpu_per_message"]
 
 LATENCY_TARGETS = {2_000: {"p99": 500.0}, 30_000: {"p99": 3_000.0}}  # µs
 # Targets relative to the two-bare-hop floor of the same run (issue 16): rate -> {key: x floor}.
 FLOOR_TARGETS = {2_000: {"p50": 1.3}}
 CONFLATED_MAX_RATE = 10.0  # books.max_rate of the conflated run at the highest rate
+# The p99 rows say whether the stack is within this many times the loaded four processes'
+# p99 (information, not a target: issue 16's "show the floor in the same run").
+WITHIN_FOUR_PROCESSES = 1.25
+# The loaded four processes carry messages of the stack's sizes: a depth-50 delta frame of
+# .frames is 187-239 bytes, a `book` payload at the stack's publish depth of 25 ~1,200.
+FRAME_BYTES = 200
+BOOK_BYTES = 1_200
 
 
 def latency_run(
@@ -215,6 +224,79 @@ def pipeline_floor(
     }
 
 
+def four_process_floor(
+    base: Path,
+    rate: int,
+    warmup: float,
+    seconds: float,
+    min_samples: int = 0,
+    *,
+    sender_cpu_ns: int,
+    relay_cpu_ns: int,
+    builder_cpu_ns: int,
+    line_bytes: int = FRAME_BYTES,
+    payload_bytes: int = BOOK_BYTES,
+) -> dict[str, Any]:
+    """The stack's four processes and seven busy threads without its code: a
+    :mod:`.stream_sender` (the websocket server: asyncio, paced as it is, a plain TCP stream,
+    no ZeroMQ) -> a :mod:`.stream_relay` (the ingestor: reads the stream with asyncio, stamps,
+    PUSHes over ipc; + a libzmq I/O thread) -> a :mod:`.passthrough` (the builder: PULL ->
+    PUB; + an I/O thread) -> the consumer (+ an I/O thread), each spinning the CPU per
+    message of the stack's process it stands for (``*_cpu_ns``, from
+    :func:`stack_cpu_per_message`), with messages of about the stack's sizes (``line_bytes``
+    on the stream, ``payload_bytes`` through the ZeroMQ hops). The loaded two hops fold the
+    server and the ingestor into one process with one thread fewer; this floor leaves the
+    code as the only difference from the stack."""
+    with Stage(base, f"loaded4p-{rate}") as stage:
+        ep = stage.endpoints()
+        builder_args = ["--raw", ep.raw, "--pub", ep.pub, "--cpu-ns", str(builder_cpu_ns)]
+        builder = stage.add(Helper("passthrough", "passthrough", builder_args, stage.dir))
+        builder.wait_ready()
+        consumer_args = ["--endpoint", ep.pub, "--latency", "--warmup", str(warmup)]
+        consumer_args += ["--seconds", str(seconds), *_min_samples(min_samples)]
+        consumer = stage.add(Helper("consumer", "consumer", consumer_args, stage.dir))
+        consumer.wait_ready()
+        sender_args = ["--rate", str(rate), "--cpu-ns", str(sender_cpu_ns)]
+        sender_args += ["--line-bytes", str(line_bytes)]
+        sender = stage.add(Helper("stream_sender", "stream_sender", sender_args, stage.dir))
+        sender.wait_ready()
+        relay_args = ["--connect", f"127.0.0.1:{sender.ready.read_text()}", "--push", ep.raw]
+        relay_args += ["--cpu-ns", str(relay_cpu_ns), "--payload-bytes", str(payload_bytes)]
+        relay = stage.add(Helper("stream_relay", "stream_relay", relay_args, stage.dir))
+        relay.wait_ready()
+
+        def stop() -> None:
+            sender.stop()
+            relay.stop()
+            builder.stop()
+
+        got, start, end = _consumer_window(
+            stage, consumer, warmup + seconds + 60, stop, f"loaded four processes at {rate}/s"
+        )
+        cpu = {p.name: stage.sampler.cpu_share(p.name, start, end) for p in stage.procs}
+        other = stage.sampler.other_share(start, end)
+        relayed = relay.result()
+    lat = got["latency"] or {}
+    progress(
+        f"loaded four processes at {rate:,}/s: p50 {fmt(lat.get('p50_us'))} us, "
+        f"p99 {fmt(lat.get('p99_us'))} us, p99.9 {fmt(lat.get('p999_us'))} us"
+    )
+    return {
+        "latency_us": got["latency"],
+        "latency_per_second": got["latency_per_second"],
+        "received_per_s": window_rate(got, "book"),
+        "seq_holes": got["seq_holes"],
+        "relay_dropped": relayed.get("dropped"),
+        "cpu_ns_per_message": {
+            "sender": sender_cpu_ns,
+            "relay": relay_cpu_ns,
+            "passthrough": builder_cpu_ns,
+        },
+        "cpu": cpu,
+        "other_cpu": other,
+    }
+
+
 def stack_cpu_per_message(run: dict[str, Any]) -> dict[str, Any]:
     """The CPU per message (ns) that the loaded floor's relay and sender spin up to: that of
     the stack's processes each stands for, measured in the stack's window. The relay stands for
@@ -249,30 +331,42 @@ def stack_cpu_per_message(run: dict[str, Any]) -> dict[str, Any]:
 def _stack_and_loaded_floor(
     floor_args: tuple[Path, int, float, float, int], stack: Callable[[], dict[str, Any]]
 ) -> dict[str, Any]:
-    """The stack, then the loaded two hops (whose CPU figures are the stack's), one after
-    the other even when a figure's stages run at once: the stack's result with
-    ``loaded_floor`` in it."""
+    """The stack, then the loaded two hops and the loaded four processes (whose CPU figures
+    are the stack's), one after the other even when a figure's stages run at once: the
+    stack's result with ``loaded_floor`` and ``loaded_four_processes`` in it."""
     run = stack()
     cpu = stack_cpu_per_message(run)
     relay_ns, sender_ns = cpu["relay_ns"], cpu["sender_ns"]
+    per_message = cpu["stack_cpu_ns_per_message"]
+    missing = {
+        "stack_cpu_ns_per_message": per_message,
+        "error": "a CPU figure of the stack is missing",
+    }
     if not relay_ns or not sender_ns:
-        progress(f"loaded two hops at {run['rate']:,}/s: not run, a CPU figure is missing")
-        run["loaded_floor"] = {
-            "stack_cpu_ns_per_message": cpu["stack_cpu_ns_per_message"],
-            "error": "a CPU figure of the stack is missing",
-        }
+        progress(f"loaded floors at {run['rate']:,}/s: not run, a CPU figure is missing")
+        run["loaded_floor"] = dict(missing)
+        run["loaded_four_processes"] = dict(missing)
         return run
     loaded = pipeline_floor(*floor_args, relay_cpu_ns=relay_ns, sender_cpu_ns=sender_ns)
-    loaded["stack_cpu_ns_per_message"] = cpu["stack_cpu_ns_per_message"]
+    loaded["stack_cpu_ns_per_message"] = per_message
     run["loaded_floor"] = loaded
+    four = four_process_floor(
+        *floor_args,
+        sender_cpu_ns=round(per_message["ws_blaster"]),
+        relay_cpu_ns=round(per_message["ingestor"]),
+        builder_cpu_ns=relay_ns,
+    )
+    four["stack_cpu_ns_per_message"] = per_message
+    run["loaded_four_processes"] = four
     return run
 
 
 def _target(
-    rate: int, key: str, floor: dict[str, Any], loaded: dict[str, Any]
+    rate: int, key: str, floor: dict[str, Any], loaded: dict[str, Any], four: dict[str, Any]
 ) -> tuple[float | None, str]:
-    """The target of one latency figure and how the table states it (``floor`` and
-    ``loaded``: the bare and the loaded two hops' latency summaries)."""
+    """The target of one latency figure and how the table states it (``floor``, ``loaded``
+    and ``four``: the bare and the loaded two hops' and the loaded four processes' latency
+    summaries)."""
     times = FLOOR_TARGETS.get(rate, {}).get(key)
     if times is not None:
         base = floor.get(f"{key}_us")
@@ -287,14 +381,27 @@ def _target(
         text += f"; floor {fmt(floor[f'{key}_us'])}"
     if loaded.get(f"{key}_us") is not None:
         text += f", loaded {fmt(loaded[f'{key}_us'])}"
+    if four.get(f"{key}_us") is not None:
+        text += f", loaded 4p {fmt(four[f'{key}_us'])}"
     return target, text
+
+
+def _against_four(value: float | None, four: dict[str, Any]) -> str:
+    """How the stack's p99 compares with the loaded four processes' (empty without both)."""
+    base = four.get("p99_us")
+    if value is None or not base:
+        return ""
+    ratio = value / base
+    within = "within" if ratio <= WITHIN_FOUR_PROCESSES else "not within"
+    return f"; stack {ratio:.2f} x loaded 4p, {within} {WITHIN_FOUR_PROCESSES:g} x"
 
 
 def latency(base: Path, t: Timing) -> FigureResult:
     fig = FigureResult("latency")
-    # Per rate the one-hop floor, the bare two hops, the stack and the loaded two hops, then
-    # the conflated run at the highest rate: one after the other, or (--quick) all at once
-    # but for the stack and its loaded hops (which need the stack's CPU figures).
+    # Per rate the one-hop floor, the bare two hops, the stack, the loaded two hops and the
+    # loaded four processes, then the conflated run at the highest rate: one after the
+    # other, or (--quick) all at once but for the stack and its loaded floors (which need
+    # the stack's CPU figures).
     calls: list[Callable[[], dict[str, Any]]] = []
     stack: Callable[..., dict[str, Any]] | None = None
     for rate, seconds in t.latency_seconds:
@@ -320,11 +427,14 @@ def latency(base: Path, t: Timing) -> FigureResult:
         lat = run["latency_us"] or {}
         two_hops = pipeline["latency_us"] or {}
         loaded_hops = loaded.get("latency_us") or {}
+        four = run["loaded_four_processes"].get("latency_us") or {}
         correct = not run["problems"]
         label = f"latency @ {rate // 1000}k frames/s"
         for key, name in (("p50", "p50"), ("p99", "p99"), ("p999", "p99.9"), ("max", "max")):
             value = lat.get(f"{key}_us")
-            target, target_text = _target(rate, key, two_hops, loaded_hops)
+            target, target_text = _target(rate, key, two_hops, loaded_hops, four)
+            if key == "p99":
+                target_text += _against_four(value, four)
             if target is None:
                 status = "ERROR" if target_text.endswith("(not measured)") else "info"
             else:
@@ -385,6 +495,7 @@ def latency(base: Path, t: Timing) -> FigureResult:
             )
         )
         fig.rows.append(_loaded_row(f"  @ {rate // 1000}k", run))
+        fig.rows.append(_four_processes_row(f"  @ {rate // 1000}k", run))
     if t.latency_seconds:
         rate, seconds = t.latency_seconds[-1]
         fig.rows.extend(conflated_rows(next(measured), t, rate, fig.details.get(str(rate))))
@@ -427,6 +538,49 @@ def _loaded_row(label: str, run: dict[str, Any]) -> Row:
             fmt(per_message["sender"] / 1000, 1),
             cores(loaded["other_cpu"]),
             fmt(loaded["received_per_s"]),
+        ),
+        None,
+        "info",
+        lat.get("p99_us"),
+        "us",
+    )
+
+
+def _four_processes_row(label: str, run: dict[str, Any]) -> Row:
+    """The loaded four processes: their latency, and each process's CPU beside that of the
+    stack's process it stands for, and the rate they kept."""
+    four = run["loaded_four_processes"]
+    lat = four.get("latency_us") or {}
+    figure = (
+        f"{label}: loaded four processes, sender -> relay -> relay -> consumer spinning the "
+        "stack's CPU per message, p50 / p99 / p99.9 (us)"
+    )
+    if "error" in four:
+        return Row(figure, "-", f"not run: {four['error']}", None, ERROR)
+
+    def cores(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}"
+
+    cpu, stack = four["cpu"], run["cpu"]
+    per_message = four["cpu_ns_per_message"]
+    return Row(
+        figure,
+        f"{fmt(lat.get('p50_us'))} / {fmt(lat.get('p99_us'))} / {fmt(lat.get('p999_us'))}",
+        "CPU sender / relay / passthrough / consumer {} / {} / {} / {} (stack {} / {} / {} / "
+        "{}; {} / {} / {} us a message); others {}; received {}/s".format(
+            cores(cpu.get("stream_sender")),
+            cores(cpu.get("stream_relay")),
+            cores(cpu.get("passthrough")),
+            cores(cpu.get("consumer")),
+            cores(stack.get("ws_blaster")),
+            cores(stack.get("ingestor")),
+            cores(stack.get("book_builder")),
+            cores(stack.get("consumer")),
+            fmt(per_message["sender"] / 1000, 1),
+            fmt(per_message["relay"] / 1000, 1),
+            fmt(per_message["passthrough"] / 1000, 1),
+            cores(four["other_cpu"]),
+            fmt(four["received_per_s"]),
         ),
         None,
         "info",
