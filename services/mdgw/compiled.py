@@ -5,9 +5,10 @@ per-frame path) can be compiled with mypyc, which turns ``mypy --strict`` code i
 extension with no change to the source. Five hand-written C extensions are built with
 them, :data:`C_EXTENSIONS`: ``mdgw.core._levels``, the accept paths of
 :func:`mdgw.core.bybit.parse_levels` (``parse``) and of the ``orderbook.*`` frame decode
-(``scan_book``); ``mdgw.core._sides``, a book side's update and fast build
-(:mod:`mdgw.core.book`); ``mdgw.core._render``, the ``book`` and ``bbo`` payloads written as
-bytes (:class:`mdgw.core.wire.BookTemplate`, :class:`~mdgw.core.wire.BboTemplate`);
+(``scan_book``); ``mdgw.core._sides``, a book side's update and fast build, and a small
+snapshot written into a side's own lists (:mod:`mdgw.core.book`); ``mdgw.core._render``, the
+``book`` and ``bbo`` payloads written as bytes, one frame's two in one call
+(:class:`mdgw.core.wire.BookTemplate`, :class:`~mdgw.core.wire.BboTemplate`);
 ``mdgw.core.wire._envelope``, the accept path of
 :func:`mdgw.core.wire.envelope.decode_raw`; and, outside the core, ``mdgw.runtime._zio``,
 book_builder's non-blocking receives and ``[topic, payload]`` sends straight into the

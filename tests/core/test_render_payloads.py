@@ -36,6 +36,7 @@ from mdgw.testing.examples import examples
 
 BOOK_C = topics._BOOK_C
 BBO_C = topics._BBO_C
+BOOK_BBO_C = topics._BOOK_BBO_C
 needs_c = pytest.mark.skipif(
     BOOK_C is None, reason=f"the C payloads are not in use: {compiled.ACTIVE}"
 )
@@ -49,8 +50,9 @@ def _pure_topics() -> ModuleType:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    module._BOOK_C = module._BBO_C = None  # read at each call
+    module._BOOK_C = module._BBO_C = module._BOOK_BBO_C = None  # read at each call
     assert type(module.BookTemplate.render_texts) is FunctionType  # interpreted, not compiled
+    assert type(module.BookTemplate.render_with_bbo) is FunctionType
     assert type(module.BboTemplate.render) is FunctionType
     return module
 
@@ -248,6 +250,98 @@ def test_bbo_payload_is_the_f_strings(
     assert orjson.loads(want) == orjson.loads(reference)
 
 
+@settings(max_examples=examples(500), deadline=None)
+@given(
+    head=HEADS,
+    ints=st.lists(INTS, min_size=7, max_size=7),
+    cts=st.one_of(st.just(0), INTS),
+    depth=st.one_of(st.integers(1, 70), st.sampled_from([0, -1, I64, True])),
+    bids=texts(),
+    asks=texts(),
+    bid=SIDES,
+    ask=SIDES,
+    bbo_depth=st.one_of(INTS, st.sampled_from(["full", "50"]), ANY_TEXT),
+)
+def test_book_and_bbo_in_one_call_are_the_f_strings(
+    *,
+    head: tuple[str, str, str, bool],
+    ints: list[int],
+    cts: int,
+    depth: int,
+    bids: tuple[list[tuple[str, ...]] | None, list[str]],
+    asks: tuple[list[tuple[str, ...]] | None, list[str]],
+    bid: tuple[str, str] | None,
+    ask: tuple[str, str] | None,
+    bbo_depth: int | str,
+) -> None:
+    """render_with_bbo: the bytes of the two templates run as pure Python, each; the C call
+    alone gives both or None, None exactly where book() or bbo() alone would refuse."""
+    category, symbol, channel, full = head
+    seq, bbo_seq, pub_ns, recv_ns, u, ts, bybit_seq = ints
+    bid_texts, ask_texts = bids[1], asks[1]
+    stamp = (pub_ns, recv_ns, u, ts)
+    book_args = (seq, *stamp, cts, depth)
+    bbo_args = (bbo_seq, *stamp, bid, ask, bybit_seq, bbo_depth)
+    pure_book = PURE.BookTemplate(category, symbol, channel, full=full)
+    pure_bbo = PURE.BboTemplate(category, symbol)
+    want = (
+        pure_book.render_texts(*book_args, bid_texts, ask_texts),
+        pure_bbo.render(*bbo_args),
+    )
+    with_bbo = (bbo_seq, *stamp, cts, depth, bid_texts, ask_texts, bid, ask, bybit_seq, bbo_depth)
+    assert pure_book.render_with_bbo(pure_bbo, seq, *with_bbo) == want
+    mine_book = wire.BookTemplate(category, symbol, channel, full=full)
+    mine_bbo = wire.BboTemplate(category, symbol)
+    if not _subtypes(*ints, cts, depth, bbo_depth, *(bid or ()), *(ask or ())):
+        assert mine_book.render_with_bbo(mine_bbo, seq, *with_bbo) == want
+    if BOOK_BBO_C is None:
+        return
+    assert BOOK_C is not None and BBO_C is not None
+    got = BOOK_BBO_C(mine_book._head, mine_book._depth, mine_bbo._head, seq, *with_bbo)
+    alone = (
+        BOOK_C(mine_book._head, mine_book._depth, *book_args, bid_texts, ask_texts),
+        BBO_C(mine_bbo._head, *bbo_args),
+    )
+    if None in alone:
+        assert got is None
+    else:
+        assert got == want == alone
+        assert type(got) is tuple
+
+
+@needs_c
+def test_book_and_bbo_refuse_what_either_refuses() -> None:
+    """None, not one payload, when only the book's or only the bbo's input is not written in
+    C, or a shared int is not; and the template then renders both as the f-strings do."""
+    assert BOOK_BBO_C is not None
+    book, bbo = wire.BookTemplate("linear", "BTCUSDT"), wire.BboTemplate("linear", "BTCUSDT")
+    pure_book, pure_bbo = (
+        PURE.BookTemplate("linear", "BTCUSDT"),
+        PURE.BboTemplate("linear", "BTCUSDT"),
+    )
+    texts, big = ['["1.5","2"]'], 1_700_000_000_123_456_789
+    good = [1, 2, big, big, big, big, 0, 1, texts, texts, ("1.5", "2"), None, big, 1]
+    assert BOOK_BBO_C(book._head, "", bbo._head, *good) is not None
+    for index, bad in (
+        (2, 2**64),  # pub_ns: shared
+        (5, -(2**63) - 1),  # ts: shared
+        (0, 2**63),  # the book's seq only
+        (1, 2**63),  # the bbo's seq only
+        (8, ["\u00e9"]),  # the book's texts only
+        (11, ("1", "\u00e9")),  # the bbo's ask only
+        (13, "\u00e9"),  # the bbo's depth only
+    ):
+        args = list(good)
+        args[index] = bad
+        assert BOOK_BBO_C(book._head, "", bbo._head, *args) is None, index
+        want = pure_book.render_with_bbo(pure_bbo, *args)
+        assert book.render_with_bbo(bbo, *args) == want
+    assert BOOK_BBO_C("\u00e9", "", bbo._head, *good) is None
+    assert BOOK_BBO_C(book._head, "", "\u00e9", *good) is None
+    with pytest.raises(TypeError, match="takes 17 arguments"):
+        BOOK_BBO_C(book._head, "", bbo._head, *good[:-1])  # type: ignore[call-arg]
+
+
 @pytest.mark.parametrize(
     ("bids", "asks"),
     [
@@ -286,7 +380,7 @@ def test_bad_arguments_raise_rather_than_refuse() -> None:
 @needs_c
 def test_no_reference_leaks() -> None:
     """Every reference taken is given back, on the write and the refuse path alike."""
-    assert BOOK_C is not None and BBO_C is not None
+    assert BOOK_C is not None and BBO_C is not None and BOOK_BBO_C is not None
     texts = [f'["{100 + i}.5","{i}"]' for i in range(10)]
     odd = [*texts[:3], "\u00e9"]
     head, big, huge = '{"seq":', 1_700_000_000_123_456_789, 2**70
@@ -303,6 +397,44 @@ def test_no_reference_leaks() -> None:
         assert BBO_C(head, 1, big, big, big, huge, bid, ask, big, 1) is None
         with pytest.raises(TypeError):
             BOOK_C(head, "", 1, big, big)  # type: ignore[call-arg]
+        pair = BOOK_BBO_C(
+            head, "", head, 1, 2, big, big, big, big, 0, 5, texts, texts, bid, ask, big, 1
+        )
+        assert pair is not None and len(pair) == 2
+        assert (
+            BOOK_BBO_C(head, "", head, 1, 2, big, big, big, big, 0, 5, texts, odd, bid, ask, big, 1)
+            is None
+        )
+        assert (
+            BOOK_BBO_C(
+                head, "", head, 1, 2, big, huge, big, big, 0, 5, texts, texts, bid, ask, big, 1
+            )
+            is None
+        )
+        assert (
+            BOOK_BBO_C(
+                head,
+                "",
+                head,
+                1,
+                2,
+                big,
+                big,
+                big,
+                big,
+                0,
+                5,
+                texts,
+                texts,
+                bid,
+                ("3", "\u00e9"),
+                big,
+                1,
+            )
+            is None
+        )
+        with pytest.raises(TypeError):
+            BOOK_BBO_C(head, "", head, 1)  # type: ignore[call-arg]
 
     cycle()  # warm up: any first-call allocations
     gc.collect()
@@ -318,14 +450,14 @@ def test_no_reference_leaks() -> None:
 def test_the_compiled_build_uses_the_c_path() -> None:
     """So the tests above cannot pass with the C code silently off (or on in pure Python)."""
     if not compiled.IS_COMPILED:
-        assert BOOK_C is None and BBO_C is None
+        assert BOOK_C is None and BBO_C is None and BOOK_BBO_C is None
         assert not topics.RENDERS_IN_C and not hub_books._IN_C
         assert "mdgw.core._render" not in sys.modules
         return
     module = sys.modules["mdgw.core._render"]
     assert module.__file__ is not None
     assert module.__file__.startswith(str(compiled.BUILDS_DIR))
-    assert BOOK_C is module.book and BBO_C is module.bbo
+    assert BOOK_C is module.book and BBO_C is module.bbo and BOOK_BBO_C is module.book_bbo
     assert topics.RENDERS_IN_C and hub_books._IN_C
 
 
@@ -405,3 +537,49 @@ def test_the_hub_publishes_through_the_c_path() -> None:
         for payload in payloads:  # and what they say is the frame's
             assert wire.decode_payload(payload).items() >= stamp.items()
     assert orjson.loads(payloads[1])["bid"] == "60000.5"
+
+
+def test_the_hub_publishes_a_depth_1_frame_as_the_templates_render_it() -> None:
+    """``orderbook.1`` snapshots through the hub (compiled: book and bbo in one C call, when
+    the best changed; the book alone otherwise): the payloads, seqs and order the pure
+    templates make from the same frame."""
+    clock = 1_700_000_000_000_000_000
+    hub = Hub(
+        publish_depth=1,
+        resync_timeout=5.0,
+        resync_min_interval=1.0,
+        ingestor_timeout=30.0,
+        stale_after=60.0,
+        clock_ns=lambda: clock,
+    )
+    book = PURE.BookTemplate("linear", "BTCUSDT")
+    bbo = PURE.BboTemplate("linear", "BTCUSDT")
+    tops = [("100.5", "1"), ("100.5", "1"), ("100.5", "2"), ("101", "2"), ("101", "2")]
+    bbo_seq = 0
+    last = None
+    for u, (price, size) in enumerate(tops, start=1):
+        data = {"s": "BTCUSDT", "b": [[price, size]], "a": [["102", "3"]], "u": u, "seq": 7 * u}
+        frame = {"topic": "orderbook.1.BTCUSDT", "type": "snapshot", "ts": 5000 + u}
+        hub.on_raw(_raw(u, {**frame, "data": data, "cts": 4000 + u}), 0.0)
+        payloads = [(t, p) for t, p in hub.outbox if not t.startswith(b"status.")]
+        hub.outbox.clear()
+        book_seq = u  # one book a frame
+        texts = [f'["{price}","{size}"]'], ['["102","3"]']
+        want = [
+            (
+                b"book.linear.BTCUSDT.",
+                book.render_texts(book_seq, clock, 123, u, 5000 + u, 4000 + u, 1, *texts),
+            )
+        ]
+        if (price, size) != last:
+            bbo_seq += 1
+            want.append(
+                (
+                    b"bbo.linear.BTCUSDT.",
+                    bbo.render(
+                        bbo_seq, clock, 123, u, 5000 + u, (price, size), ("102", "3"), 7 * u, 1
+                    ),
+                )
+            )
+        last = (price, size)
+        assert payloads == want, u

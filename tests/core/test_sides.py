@@ -27,6 +27,7 @@ from mdgw.testing.examples import examples
 
 UPDATE_C = book._update_side_c
 BUILD_C = book._build_side_c
+REFILL_C = book._refill_side_c
 needs_c = pytest.mark.skipif(
     UPDATE_C is None, reason=f"the C side functions are not in use: {compiled.ACTIVE}"
 )
@@ -39,7 +40,8 @@ def _pure_book() -> ModuleType:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    module._update_side_c = module._build_side_c = None  # read at each call
+    module._update_side_c = module._build_side_c = module._refill_side_c = None
+    module._REFILL_IN_C = False  # read at each call, as the three above
     assert type(module._update_side) is FunctionType  # interpreted, not compiled
     assert type(module._build_side) is FunctionType
     return module
@@ -196,10 +198,19 @@ def test_a_str_subclass_is_formatted_as_the_f_string_does() -> None:
 def test_the_compiled_build_uses_the_c_functions() -> None:
     """So the tests above cannot pass with the C code silently off (or on in pure Python)."""
     if not compiled.IS_COMPILED:
-        assert UPDATE_C is None and BUILD_C is None
+        assert UPDATE_C is None and BUILD_C is None and REFILL_C is None
+        assert not book._REFILL_IN_C
         assert "mdgw.core._sides" not in sys.modules
+        ob = OrderBook(5)
+        ob.apply_snapshot(1, [lv("99", "1")], [lv("101", "1")])
+        lists = (ob._bid_keys, ob._bids, ob._bid_json)
+        ob.apply_snapshot(2, [lv("98", "1")], [lv("101", "1")])
+        assert all(
+            a is not b for a, b in zip(lists, (ob._bid_keys, ob._bids, ob._bid_json), strict=True)
+        )
         return
-    assert UPDATE_C is not None and BUILD_C is not None
+    assert UPDATE_C is not None and BUILD_C is not None and REFILL_C is not None
+    assert book._REFILL_IN_C
     module = sys.modules["mdgw.core._sides"]
     assert module.__file__ is not None
     assert module.__file__.startswith(str(compiled.BUILDS_DIR))
@@ -217,6 +228,18 @@ def test_the_compiled_build_uses_the_c_functions() -> None:
     got = BUILD_C(side, -1.0, 5)
     assert got is not None
     _same(book._build_side(side, -1.0, 5), got)
+    # A small snapshot is written into the side's own lists (refill_side); a long one, or
+    # one out of order, builds new ones.
+    ob = OrderBook(50)
+    ob.apply_snapshot(1, [lv("99", "1")], [lv("101", "1")])
+    lists = (ob._bid_keys, ob._bids, ob._bid_json, ob._ask_keys, ob._asks, ob._ask_json)
+    assert ob.apply_snapshot(2, [lv("98", "1")], [lv("101", "2")]) is BookOutcome.RESET
+    now = (ob._bid_keys, ob._bids, ob._bid_json, ob._ask_keys, ob._asks, ob._ask_json)
+    assert all(a is b for a, b in zip(lists, now, strict=True))
+    assert ob.level_texts() == (['["98","1"]'], ['["101","2"]'])
+    ob.apply_snapshot(3, [lv(str(90 - i), "1") for i in range(9)], [lv("101", "2")])
+    assert ob._bid_keys is not lists[0] and ob._ask_keys is lists[3]
+    assert len(ob._bids) == 9
 
 
 @needs_c
@@ -307,3 +330,139 @@ def test_no_reference_leaks(delta: list[Level]) -> None:
     gc.collect()
     assert [sys.getrefcount(s) for s in strings] == refs
     assert sys.getallocatedblocks() - blocks < 100  # 5,000 leaked tuples would show
+
+
+def _refill_domain(side: list[Level], sign: float) -> bool:
+    """Whether refill_side takes the side: build_side's fast path, at most 8 levels of
+    exact ASCII strings."""
+    keys = [level[0] * sign for level in side]
+    return (
+        len(side) <= 8
+        and all(a < b for a, b in itertools.pairwise([-float("inf"), *keys]))
+        and all(level[3] != 0.0 for level in side)
+        and all(type(s) is str and s.isascii() for level in side for s in level[1:3])
+    )
+
+
+@needs_c
+@settings(max_examples=examples(1500), deadline=None)
+@given(
+    st.one_of(ordered(-1.0), ordered(1.0), levels(12)),
+    st.one_of(ordered(-1.0), ordered(1.0), levels(12)),
+    SIGNS,
+    DEPTHS,
+    DEPTHS,
+)
+def test_c_refill_side_is_the_built_side_in_the_same_lists(
+    before: list[Level], side: list[Level], sign: float, depth_before: int, depth: int
+) -> None:
+    """From any side the book held (of a snapshot with another sign or depth, too): True and
+    build_side's lists, equal item for item, in the very same list objects; or None, and
+    the lists not touched, exactly outside its domain."""
+    assert REFILL_C is not None
+    held = PURE._build_side(before, sign, depth_before)
+    copy = tuple(list(x) for x in held)
+    got = REFILL_C(*held, side, sign, depth)
+    if not _refill_domain(side, sign):
+        assert got is None
+        assert held == copy
+        return
+    assert got is True
+    want = PURE._build_side(side, sign, depth)
+    keys, pairs, texts = held
+    assert [k.hex() for k in keys] == [k.hex() for k in want[0]]
+    assert all(type(k) is float for k in keys)
+    assert pairs == want[1] and texts == want[2]
+    assert all(type(p) is tuple for p in pairs)
+
+
+@needs_c
+def test_refill_keeps_a_level_it_holds_and_replaces_a_changed_one() -> None:
+    """A level with the same price and size strings is kept, objects and all (what makes
+    the refill cheap); a changed size or spelling is the new level's."""
+    assert REFILL_C is not None
+    keys, pairs, texts = PURE._build_side([lv("101", "1"), lv("100.5", "2")], -1.0, 5)
+    kept = (keys[0], pairs[0], texts[0])
+    assert REFILL_C(keys, pairs, texts, [lv("101", "1"), lv("100.5", "3")], -1.0, 5) is True
+    assert (keys[0], pairs[0], texts[0]) == kept and pairs[0] is kept[1]
+    assert pairs[1] == ("100.5", "3") and texts[1] == '["100.5","3"]'
+    assert REFILL_C(keys, pairs, texts, [lv("101.0", "1")], -1.0, 5) is True
+    assert (keys, pairs, texts) == ([-101.0], [("101.0", "1")], ['["101.0","1"]'])
+    assert REFILL_C(keys, pairs, texts, [], -1.0, 5) is True
+    assert (keys, pairs, texts) == ([], [], [])
+
+
+@needs_c
+def test_refill_errors_change_nothing() -> None:
+    assert REFILL_C is not None
+    keys, pairs, texts = [1.0, 2.0], [("1", "1"), ("2", "1")], ['["1","1"]', '["2","1"]']
+    for args, error in [
+        (([1.0], pairs, texts), ValueError),  # lengths differ
+        ((keys, pairs, tuple(texts)), TypeError),
+    ]:
+        with pytest.raises(error):
+            REFILL_C(*args, [lv("1.5", "1")], 1.0, 5)  # type: ignore[arg-type]
+    for bad_level in [(1.0, "1", "1"), ("1", "1", "1", 1.0), 7]:
+        with pytest.raises((TypeError, ValueError)):
+            REFILL_C(keys, pairs, texts, [lv("0.5", "1"), bad_level], 1.0, 5)  # type: ignore[list-item]
+    with pytest.raises(ValueError):
+        REFILL_C(keys, pairs, texts, [], 1.0, -1)
+    # Outside its domain: None, nothing changed.
+    for side in ([lv("3", "1"), lv("2", "1")], [lv("3", "0")], [(3.0, "\u0663", "1", 1.0)]):
+        assert REFILL_C(keys, pairs, texts, side, 1.0, 5) is None
+    assert REFILL_C(keys, pairs, texts, [lv(str(p), "1") for p in range(9)], 1.0, 5) is None
+    assert (keys, pairs, texts) == (
+        [1.0, 2.0],
+        [("1", "1"), ("2", "1")],
+        ['["1","1"]', '["2","1"]'],
+    )
+
+
+@needs_c
+def test_refill_failed_allocations_leave_the_lists_of_one_length() -> None:
+    testcapi = pytest.importorskip("_testcapi")
+    assert REFILL_C is not None
+    side = [lv("99.5", "1"), lv("100", "2"), lv("101", "3"), lv("102", "1")]
+    failed = 0
+    for start in range(30):
+        built = PURE._build_side([lv("99.5", "1"), lv("100", "7")], 1.0, 50)
+        lists: Side = tuple(list(x) for x in built)  # type: ignore[assignment]
+        testcapi.set_nomemory(start, start + 1)
+        try:
+            REFILL_C(*lists, side, 1.0, 50)
+        except MemoryError:
+            failed += 1
+        finally:
+            testcapi.remove_mem_hooks()
+        assert len(lists[0]) == len(lists[1]) == len(lists[2])
+        assert REFILL_C(*lists, side, 1.0, 50) is True
+        assert lists == PURE._build_side(side, 1.0, 50)
+    assert failed > 0
+
+
+@needs_c
+def test_refill_no_reference_leaks() -> None:
+    assert REFILL_C is not None
+    a = [lv("100", "1"), lv("101", "2")]
+    b = [lv("100", "1"), lv("101.5", "3"), lv("102", "1")]
+    odd = [lv("100", "1"), (101.0, "\u0661", "1", 1.0)]
+    # The level tuples too: refill_side holds each while it works (a reference each).
+    strings = [*a, *b, *odd, *(s for level in a + b + odd for s in level[1:3])]
+
+    def cycle() -> None:
+        lists = PURE._build_side(a, 1.0, 50)
+        assert REFILL_C(*lists, b, 1.0, 50) is True
+        assert REFILL_C(*lists, a, 1.0, 1) is True  # the cut
+        assert REFILL_C(*lists, odd, 1.0, 50) is None
+        with pytest.raises(TypeError):
+            REFILL_C(*lists, [*a, 7], 1.0, 50)  # type: ignore[list-item]
+
+    cycle()
+    gc.collect()
+    refs = [sys.getrefcount(s) for s in strings]
+    blocks = sys.getallocatedblocks()
+    for _ in range(5_000):
+        cycle()
+    gc.collect()
+    assert [sys.getrefcount(s) for s in strings] == refs
+    assert sys.getallocatedblocks() - blocks < 100

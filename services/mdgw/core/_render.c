@@ -3,7 +3,9 @@
    book(head, depth_text, seq, pub_ns, recv_ns, u, ts, cts, depth, bids, asks) returns the
    bytes BookTemplate.render makes from the same ints and the joined first `depth` texts of
    the two level-text lists; bbo(head, seq, pub_ns, recv_ns, u, ts, bid, ask, bybit_seq,
-   depth) the bytes BboTemplate.render makes. Each returns None, with no exception set, for
+   depth) the bytes BboTemplate.render makes; book_bbo(...) both of one frame at once, as a
+   tuple, its four shared ints (pub_ns, recv_ns, u, ts) written once for the two
+   (BookTemplate.render_with_bbo). Each returns None, with no exception set, for
    anything it does not write exactly as the Python does: an int that is not an exact int
    within int64 (a bool prints "True"; a larger int is left to Python), a text that is not
    an exact compact ASCII str (the Python encodes others to UTF-8, or formats a str
@@ -15,7 +17,9 @@
    Why C here (docs/performance.md, round 2): compiled by mypyc, a published frame turned
    four 19-digit ints into a str, joined the level texts into two more, built each payload
    as a str and encoded it to bytes: four copies of every byte and an allocation each. Here
-   each payload is one bytes object, written once.
+   each payload is one bytes object, written once. And on orderbook.1, where nearly every
+   frame publishes a book and a bbo, one call for both: mypyc boxes the shared ints once,
+   not once per payload, and they are turned into text once.
 
    Nothing here calls Python code (no format(), no __index__), so the lists cannot change
    between the pass that measures the payload and the pass that writes it.
@@ -143,44 +147,41 @@ put_joined(char *out, PyObject *list, Py_ssize_t count)
     return out;
 }
 
-/* The four ints every payload carries after "pub_ns": (stamp() in topics.py). */
-typedef struct {
-    char pub_ns[INT_CHARS], recv_ns[INT_CHARS], u[INT_CHARS], ts[INT_CHARS];
-    Py_ssize_t pub_ns_len, recv_ns_len, u_len, ts_len;
-} stamp_t;
-
+/* The four ints every payload carries after "pub_ns": (stamp() in topics.py), as one text:
+   written once per frame, copied into each payload with one memcpy. */
 static const char RECV_NS[] = ",\"recv_ns\":";
 static const char U[] = ",\"u\":";
 static const char TS[] = ",\"ts\":";
 #define STAMP_LITERALS (sizeof(RECV_NS) - 1 + sizeof(U) - 1 + sizeof(TS) - 1)
 
+typedef struct {
+    char text[4 * INT_CHARS + STAMP_LITERALS];
+    Py_ssize_t len;
+} stamp_t;
+
 /* 0 when one of the four is not an int written here. */
 static int
 stamp(PyObject *const *ints, stamp_t *s)
 {
-    s->pub_ns_len = int_text(ints[0], s->pub_ns);
-    s->recv_ns_len = int_text(ints[1], s->recv_ns);
-    s->u_len = int_text(ints[2], s->u);
-    s->ts_len = int_text(ints[3], s->ts);
-    return s->pub_ns_len >= 0 && s->recv_ns_len >= 0 && s->u_len >= 0 && s->ts_len >= 0;
-}
-
-static Py_ssize_t
-stamp_length(const stamp_t *s)
-{
-    return (Py_ssize_t)STAMP_LITERALS + s->pub_ns_len + s->recv_ns_len + s->u_len + s->ts_len;
-}
-
-static char *
-put_stamp(char *out, const stamp_t *s)
-{
-    out = put(out, s->pub_ns, s->pub_ns_len);
-    out = PUT_LITERAL(out, RECV_NS);
-    out = put(out, s->recv_ns, s->recv_ns_len);
-    out = PUT_LITERAL(out, U);
-    out = put(out, s->u, s->u_len);
-    out = PUT_LITERAL(out, TS);
-    return put(out, s->ts, s->ts_len);
+    char *out = s->text;
+    Py_ssize_t n = int_text(ints[0], out);
+    if (n < 0) {
+        return 0;
+    }
+    out = PUT_LITERAL(out + n, RECV_NS);
+    if ((n = int_text(ints[1], out)) < 0) {
+        return 0;
+    }
+    out = PUT_LITERAL(out + n, U);
+    if ((n = int_text(ints[2], out)) < 0) {
+        return 0;
+    }
+    out = PUT_LITERAL(out + n, TS);
+    if ((n = int_text(ints[3], out)) < 0) {
+        return 0;
+    }
+    s->len = (Py_ssize_t)(out + n - s->text);
+    return 1;
 }
 
 static int
@@ -193,70 +194,100 @@ check_nargs(const char *name, Py_ssize_t nargs, Py_ssize_t want)
     return 1;
 }
 
+/* A book payload measured: what book_write() writes, every input checked. */
+typedef struct {
+    text_t head, depth_text;
+    char seq[INT_CHARS], cts[INT_CHARS], depth[INT_CHARS];
+    Py_ssize_t seq_len, cts_len, nbids, nasks;
+    PyObject *bids, *asks;
+    Py_ssize_t len; /* with the stamp's */
+} book_t;
+
+static const char PUB_NS[] = ",\"pub_ns\":";
+static const char BOOK_CTS[] = ",\"cts\":";
+static const char DEPTH[] = ",\"depth\":";
+static const char BIDS[] = ",\"bids\":[";
+static const char ASKS[] = "],\"asks\":[";
+static const char BOOK_END[] = "]}";
+static const char BYBIT_SEQ[] = ",\"bybit_seq\":";
+
+/* args: head, depth_text, seq, cts, depth, bids, asks; 0 for anything not written here. */
+static int
+book_measure(PyObject *head, PyObject *depth_given, PyObject *seq, PyObject *cts,
+             PyObject *depth, PyObject *bids, PyObject *asks, const stamp_t *st, book_t *b)
+{
+    text_t given;
+    if (!ascii_text(head, &b->head) || !ascii_text(depth_given, &given)) {
+        return 0;
+    }
+    b->seq_len = int_text(seq, b->seq);
+    b->cts_len = int_text(cts, b->cts);
+    Py_ssize_t depth_len = int_text(depth, b->depth);
+    if (b->seq_len < 0 || b->cts_len < 0 || depth_len < 0) {
+        return 0;
+    }
+    if (b->cts_len == 1 && b->cts[0] == '0') {
+        memcpy(b->cts, "null", 4);
+        b->cts_len = 4;
+    }
+    long long depth_value = PyLong_AsLongLong(depth); /* within int64: checked above */
+    b->depth_text = given.len > 0 ? given : (text_t){b->depth, depth_len};
+    Py_ssize_t bids_len = joined_length(bids, depth_value, &b->nbids);
+    Py_ssize_t asks_len = joined_length(asks, depth_value, &b->nasks);
+    if (bids_len < 0 || asks_len < 0) {
+        return 0;
+    }
+    b->bids = bids;
+    b->asks = asks;
+    b->len = b->head.len + b->seq_len + (Py_ssize_t)(sizeof(PUB_NS) - 1) + st->len
+             + (Py_ssize_t)(sizeof(BOOK_CTS) - 1) + b->cts_len + (Py_ssize_t)(sizeof(DEPTH) - 1)
+             + b->depth_text.len + (Py_ssize_t)(sizeof(BIDS) - 1) + bids_len
+             + (Py_ssize_t)(sizeof(ASKS) - 1) + asks_len + (Py_ssize_t)(sizeof(BOOK_END) - 1);
+    return 1;
+}
+
 /* BookTemplate.render_stamped's f-string:
    {head}{seq},"pub_ns":{stamp},"cts":{cts|null},"depth":{depth_text|depth},
    "bids":[{bids}],"asks":[{asks}]} */
+static PyObject *
+book_write(const book_t *b, const stamp_t *st)
+{
+    PyObject *payload = PyBytes_FromStringAndSize(NULL, b->len);
+    if (payload == NULL) {
+        return NULL;
+    }
+    char *out = PyBytes_AS_STRING(payload);
+    out = put(out, b->head.data, b->head.len);
+    out = put(out, b->seq, b->seq_len);
+    out = PUT_LITERAL(out, PUB_NS);
+    out = put(out, st->text, st->len);
+    out = PUT_LITERAL(out, BOOK_CTS);
+    out = put(out, b->cts, b->cts_len);
+    out = PUT_LITERAL(out, DEPTH);
+    out = put(out, b->depth_text.data, b->depth_text.len);
+    out = PUT_LITERAL(out, BIDS);
+    out = put_joined(out, b->bids, b->nbids);
+    out = PUT_LITERAL(out, ASKS);
+    out = put_joined(out, b->asks, b->nasks);
+    out = PUT_LITERAL(out, BOOK_END);
+    assert(out == PyBytes_AS_STRING(payload) + b->len);
+    return payload;
+}
+
 static PyObject *
 book(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
     if (!check_nargs("book", nargs, 11)) {
         return NULL;
     }
-    text_t head, depth_given;
-    char seq[INT_CHARS], cts[INT_CHARS], depth[INT_CHARS];
     stamp_t st;
-    if (!ascii_text(args[0], &head) || !ascii_text(args[1], &depth_given)
-        || !stamp(args + 3, &st)) {
+    book_t b;
+    if (!stamp(args + 3, &st)
+        || !book_measure(args[0], args[1], args[2], args[7], args[8], args[9], args[10], &st,
+                         &b)) {
         Py_RETURN_NONE;
     }
-    Py_ssize_t seq_len = int_text(args[2], seq);
-    Py_ssize_t cts_len = int_text(args[7], cts);
-    Py_ssize_t depth_len = int_text(args[8], depth);
-    if (seq_len < 0 || cts_len < 0 || depth_len < 0) {
-        Py_RETURN_NONE;
-    }
-    if (cts_len == 1 && cts[0] == '0') {
-        memcpy(cts, "null", 4);
-        cts_len = 4;
-    }
-    long long depth_value = PyLong_AsLongLong(args[8]); /* within int64: checked above */
-    text_t depth_text = depth_given.len > 0 ? depth_given : (text_t){depth, depth_len};
-    Py_ssize_t nbids, nasks;
-    Py_ssize_t bids_len = joined_length(args[9], depth_value, &nbids);
-    Py_ssize_t asks_len = joined_length(args[10], depth_value, &nasks);
-    if (bids_len < 0 || asks_len < 0) {
-        Py_RETURN_NONE;
-    }
-    static const char PUB_NS[] = ",\"pub_ns\":";
-    static const char CTS[] = ",\"cts\":";
-    static const char DEPTH[] = ",\"depth\":";
-    static const char BIDS[] = ",\"bids\":[";
-    static const char ASKS[] = "],\"asks\":[";
-    static const char END[] = "]}";
-    Py_ssize_t len = head.len + seq_len + (Py_ssize_t)(sizeof(PUB_NS) - 1) + stamp_length(&st)
-                     + (Py_ssize_t)(sizeof(CTS) - 1) + cts_len + (Py_ssize_t)(sizeof(DEPTH) - 1)
-                     + depth_text.len + (Py_ssize_t)(sizeof(BIDS) - 1) + bids_len
-                     + (Py_ssize_t)(sizeof(ASKS) - 1) + asks_len + (Py_ssize_t)(sizeof(END) - 1);
-    PyObject *payload = PyBytes_FromStringAndSize(NULL, len);
-    if (payload == NULL) {
-        return NULL;
-    }
-    char *out = PyBytes_AS_STRING(payload);
-    out = put(out, head.data, head.len);
-    out = put(out, seq, seq_len);
-    out = PUT_LITERAL(out, PUB_NS);
-    out = put_stamp(out, &st);
-    out = PUT_LITERAL(out, CTS);
-    out = put(out, cts, cts_len);
-    out = PUT_LITERAL(out, DEPTH);
-    out = put(out, depth_text.data, depth_text.len);
-    out = PUT_LITERAL(out, BIDS);
-    out = put_joined(out, args[9], nbids);
-    out = PUT_LITERAL(out, ASKS);
-    out = put_joined(out, args[10], nasks);
-    out = PUT_LITERAL(out, END);
-    assert(out == PyBytes_AS_STRING(payload) + len);
-    return payload;
+    return book_write(&b, &st);
 }
 
 /* One side of a bbo: (price, size) as two texts, or None; 0 for anything else. */
@@ -301,76 +332,137 @@ side_text(char *out, const char *name, const text_t *price, const text_t *size)
     return len;
 }
 
+/* A bbo payload measured: what bbo_write() writes, every input checked. */
+typedef struct {
+    text_t head, bid_price, bid_size, ask_price, ask_size, depth_str;
+    char seq[INT_CHARS], bybit_seq[INT_CHARS], depth[INT_CHARS];
+    Py_ssize_t seq_len, bybit_seq_len, depth_len, bid_len, ask_len;
+    int quoted;
+    Py_ssize_t len; /* with the stamp's */
+} bbo_t;
+
+/* args: head, seq, bid, ask, bybit_seq, depth; 0 for anything not written here. */
+static int
+bbo_measure(PyObject *head, PyObject *seq, PyObject *bid, PyObject *ask, PyObject *bybit_seq,
+            PyObject *depth, const stamp_t *st, bbo_t *b)
+{
+    if (!ascii_text(head, &b->head) || !best(bid, &b->bid_price, &b->bid_size)
+        || !best(ask, &b->ask_price, &b->ask_size)) {
+        return 0;
+    }
+    b->seq_len = int_text(seq, b->seq);
+    b->bybit_seq_len = int_text(bybit_seq, b->bybit_seq);
+    if (b->seq_len < 0 || b->bybit_seq_len < 0) {
+        return 0;
+    }
+    b->quoted = 0;
+    if (PyUnicode_Check(depth)) {
+        if (!ascii_text(depth, &b->depth_str)) {
+            return 0;
+        }
+        b->quoted = 1;
+        b->depth_len = b->depth_str.len + 2;
+    }
+    else {
+        b->depth_len = int_text(depth, b->depth);
+        if (b->depth_len < 0) {
+            return 0;
+        }
+    }
+    b->bid_len = side_text(NULL, "bid", &b->bid_price, &b->bid_size);
+    b->ask_len = side_text(NULL, "ask", &b->ask_price, &b->ask_size);
+    b->len = b->head.len + b->seq_len + (Py_ssize_t)(sizeof(PUB_NS) - 1) + st->len + 1
+             + b->bid_len + 1 + b->ask_len + (Py_ssize_t)(sizeof(BYBIT_SEQ) - 1)
+             + b->bybit_seq_len + (Py_ssize_t)(sizeof(DEPTH) - 1) + b->depth_len + 1;
+    return 1;
+}
+
 /* BboTemplate.render_stamped's f-string:
    {head}{seq},"pub_ns":{stamp},{bid},{ask},"bybit_seq":{bybit_seq},"depth":{depth|"depth"}} */
+static PyObject *
+bbo_write(const bbo_t *b, const stamp_t *st)
+{
+    PyObject *payload = PyBytes_FromStringAndSize(NULL, b->len);
+    if (payload == NULL) {
+        return NULL;
+    }
+    char *out = PyBytes_AS_STRING(payload);
+    out = put(out, b->head.data, b->head.len);
+    out = put(out, b->seq, b->seq_len);
+    out = PUT_LITERAL(out, PUB_NS);
+    out = put(out, st->text, st->len);
+    *out++ = ',';
+    out += side_text(out, "bid", &b->bid_price, &b->bid_size);
+    *out++ = ',';
+    out += side_text(out, "ask", &b->ask_price, &b->ask_size);
+    out = PUT_LITERAL(out, BYBIT_SEQ);
+    out = put(out, b->bybit_seq, b->bybit_seq_len);
+    out = PUT_LITERAL(out, DEPTH);
+    if (b->quoted) {
+        *out++ = '"';
+        out = put(out, b->depth_str.data, b->depth_str.len);
+        *out++ = '"';
+    }
+    else {
+        out = put(out, b->depth, b->depth_len);
+    }
+    *out++ = '}';
+    assert(out == PyBytes_AS_STRING(payload) + b->len);
+    return payload;
+}
+
 static PyObject *
 bbo(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
     if (!check_nargs("bbo", nargs, 10)) {
         return NULL;
     }
-    text_t head, bid_price, bid_size, ask_price, ask_size, depth_str;
-    char seq[INT_CHARS], bybit_seq[INT_CHARS], depth[INT_CHARS];
     stamp_t st;
-    if (!ascii_text(args[0], &head) || !stamp(args + 2, &st)
-        || !best(args[6], &bid_price, &bid_size) || !best(args[7], &ask_price, &ask_size)) {
+    bbo_t b;
+    if (!stamp(args + 2, &st)
+        || !bbo_measure(args[0], args[1], args[6], args[7], args[8], args[9], &st, &b)) {
         Py_RETURN_NONE;
     }
-    Py_ssize_t seq_len = int_text(args[1], seq);
-    Py_ssize_t bybit_seq_len = int_text(args[8], bybit_seq);
-    if (seq_len < 0 || bybit_seq_len < 0) {
-        Py_RETURN_NONE;
-    }
-    Py_ssize_t depth_len;
-    int quoted = 0;
-    if (PyUnicode_Check(args[9])) {
-        if (!ascii_text(args[9], &depth_str)) {
-            Py_RETURN_NONE;
-        }
-        quoted = 1;
-        depth_len = depth_str.len + 2;
-    }
-    else {
-        depth_len = int_text(args[9], depth);
-        if (depth_len < 0) {
-            Py_RETURN_NONE;
-        }
-    }
-    static const char PUB_NS[] = ",\"pub_ns\":";
-    static const char BYBIT_SEQ[] = ",\"bybit_seq\":";
-    static const char DEPTH[] = ",\"depth\":";
-    Py_ssize_t bid_len = side_text(NULL, "bid", &bid_price, &bid_size);
-    Py_ssize_t ask_len = side_text(NULL, "ask", &ask_price, &ask_size);
-    Py_ssize_t len = head.len + seq_len + (Py_ssize_t)(sizeof(PUB_NS) - 1) + stamp_length(&st)
-                     + 1 + bid_len + 1 + ask_len + (Py_ssize_t)(sizeof(BYBIT_SEQ) - 1)
-                     + bybit_seq_len + (Py_ssize_t)(sizeof(DEPTH) - 1) + depth_len + 1;
-    PyObject *payload = PyBytes_FromStringAndSize(NULL, len);
-    if (payload == NULL) {
+    return bbo_write(&b, &st);
+}
+
+/* book() and bbo() of one frame in one call, the stamp written once: (book, bbo), or None
+   when either would be None (the templates then render both their own way). Every input
+   is checked before anything is written, so None never follows a payload made. */
+static PyObject *
+book_bbo(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (!check_nargs("book_bbo", nargs, 17)) {
         return NULL;
     }
-    char *out = PyBytes_AS_STRING(payload);
-    out = put(out, head.data, head.len);
-    out = put(out, seq, seq_len);
-    out = PUT_LITERAL(out, PUB_NS);
-    out = put_stamp(out, &st);
-    *out++ = ',';
-    out += side_text(out, "bid", &bid_price, &bid_size);
-    *out++ = ',';
-    out += side_text(out, "ask", &ask_price, &ask_size);
-    out = PUT_LITERAL(out, BYBIT_SEQ);
-    out = put(out, bybit_seq, bybit_seq_len);
-    out = PUT_LITERAL(out, DEPTH);
-    if (quoted) {
-        *out++ = '"';
-        out = put(out, depth_str.data, depth_str.len);
-        *out++ = '"';
+    /* book_head, depth_text, bbo_head, seq, bbo_seq, pub_ns, recv_ns, u, ts, cts, depth,
+       bids, asks, bid, ask, bybit_seq, bbo_depth */
+    stamp_t st;
+    book_t bk;
+    bbo_t bb;
+    if (!stamp(args + 5, &st)
+        || !book_measure(args[0], args[1], args[3], args[9], args[10], args[11], args[12], &st,
+                         &bk)
+        || !bbo_measure(args[2], args[4], args[13], args[14], args[15], args[16], &st, &bb)) {
+        Py_RETURN_NONE;
     }
-    else {
-        out = put(out, depth, depth_len);
+    PyObject *pair = PyTuple_New(2);
+    if (pair == NULL) {
+        return NULL;
     }
-    *out++ = '}';
-    assert(out == PyBytes_AS_STRING(payload) + len);
-    return payload;
+    PyObject *payload = book_write(&bk, &st);
+    if (payload == NULL) {
+        Py_DECREF(pair);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(pair, 0, payload);
+    payload = bbo_write(&bb, &st);
+    if (payload == NULL) {
+        Py_DECREF(pair);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(pair, 1, payload);
+    return pair;
 }
 
 static PyMethodDef methods[] = {
@@ -381,6 +473,11 @@ static PyMethodDef methods[] = {
     {"bbo", (PyCFunction)(void (*)(void))bbo, METH_FASTCALL,
      "bbo(head, seq, pub_ns, recv_ns, u, ts, bid, ask, bybit_seq, depth) -> bytes | None: "
      "BboTemplate's payload; None where the Python must render it."},
+    {"book_bbo", (PyCFunction)(void (*)(void))book_bbo, METH_FASTCALL,
+     "book_bbo(book_head, depth_text, bbo_head, seq, bbo_seq, pub_ns, recv_ns, u, ts, cts, "
+     "depth, bids, asks, bid, ask, bybit_seq, bbo_depth) -> tuple[bytes, bytes] | None: "
+     "book() and bbo() of one frame, the four shared ints written once; None where the "
+     "Python must render them."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -26,3 +26,23 @@ def bbo(
     depth: int | str,
     /,
 ) -> bytes | None: ...
+def book_bbo(
+    book_head: str,
+    depth_text: str,
+    bbo_head: str,
+    seq: int,
+    bbo_seq: int,
+    pub_ns: int,
+    recv_ns: int,
+    u: int,
+    ts: int,
+    cts: int,
+    depth: int,
+    bids: list[str],
+    asks: list[str],
+    bid: tuple[str, str] | None,
+    ask: tuple[str, str] | None,
+    bybit_seq: int,
+    bbo_depth: int | str,
+    /,
+) -> tuple[bytes, bytes] | None: ...

@@ -3,7 +3,12 @@
    update_side(keys, pairs, texts, levels, sign, depth) does to the three lists of one side
    exactly what book.py's Python _update_side does; build_side(levels, sign, depth) returns
    what the fast path of book.py's _build_side returns, or None where that path falls back
-   (book.py then calls _build_side_any). The rules stay written in Python, in book.py;
+   (book.py then calls _build_side_any); refill_side(keys, pairs, texts, levels, sign,
+   depth) writes what build_side would return into a side's own three lists, for a snapshot
+   of at most REFILL_MAX levels (Bybit's orderbook.1 sends a one-level snapshot a side every
+   frame: no lists made or freed then, and a level the side holds unchanged is kept), or
+   returns None with the lists unchanged (book.py then builds the side). The rules stay
+   written in Python, in book.py;
    tests/core/test_sides.py holds this file to them on generated deltas and snapshots,
    against book.py run as pure Python.
 
@@ -431,6 +436,149 @@ done: /* list_dealloc skips the slots not filled (NULL) */
     return out;
 }
 
+/* At most this many levels are refilled in place; a longer snapshot is built anew. */
+#define REFILL_MAX 8
+
+/* Whether an exact str is an exact compact ASCII str of the same characters as another. */
+static int
+same_text(PyObject *a, PyObject *b)
+{
+    if (a == b) {
+        return 1;
+    }
+    if (!PyUnicode_CheckExact(a) || !PyUnicode_IS_COMPACT_ASCII(a)) {
+        return 0;
+    }
+    Py_ssize_t n = PyUnicode_GET_LENGTH(a);
+    return PyUnicode_GET_LENGTH(b) == n
+           && memcmp(PyUnicode_1BYTE_DATA(a), PyUnicode_1BYTE_DATA(b), (size_t)n) == 0;
+}
+
+/* refill_side(keys, pairs, texts, levels, sign, depth): what build_side would return,
+   written into the book's own three lists (a snapshot of a few levels, as Bybit's
+   orderbook.1 sends every frame, makes no new lists), a level the side already holds at
+   that place with the same price and size strings kept as it is. True, or None, with the
+   lists unchanged, where build_side would not take the levels or for anything this does
+   not handle (more than REFILL_MAX levels, a price or size that is not an exact ASCII
+   str): the caller then builds the side. Every level is read and checked before a list
+   changes; an error (a level that is not (key, price, size, qty), lists of different
+   lengths) leaves them unchanged, and a failed allocation leaves them of one length. */
+static PyObject *
+refill_side(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "refill_side(keys, pairs, texts, levels, sign, depth)");
+        return NULL;
+    }
+    PyObject *keys = args[0], *pairs = args[1], *texts = args[2];
+    if (!PyList_CheckExact(keys) || !PyList_CheckExact(pairs) || !PyList_CheckExact(texts)) {
+        PyErr_SetString(PyExc_TypeError, "keys, pairs and texts must be lists");
+        return NULL;
+    }
+    if (!PyList_CheckExact(args[3]) || PyList_GET_SIZE(args[3]) > REFILL_MAX) {
+        Py_RETURN_NONE;
+    }
+    double sign = PyFloat_AsDouble(args[4]);
+    if (sign == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_ssize_t depth = PyLong_AsSsize_t(args[5]);
+    if (depth == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (depth < 0) {
+        PyErr_SetString(PyExc_ValueError, "depth must be >= 0");
+        return NULL;
+    }
+    if (!same_lengths(keys, pairs, texts)) {
+        return NULL;
+    }
+    /* The levels held (a new reference each) before anything is made: making objects may
+       run the garbage collector, and with it code that could change the levels list. */
+    PyObject *levels = args[3];
+    Py_ssize_t n = PyList_GET_SIZE(levels);
+    PyObject *held[REFILL_MAX];
+    level_t lv[REFILL_MAX];
+    PyObject *out = NULL;
+    Py_ssize_t got = 0;
+    double last = -Py_HUGE_VAL;
+    for (; got < n; got++) {
+        if (unpack(PyList_GET_ITEM(levels, got), &held[got], &lv[got]) < 0) {
+            goto done;
+        }
+        double k = lv[got].key * sign;
+        if (k <= last || lv[got].qty == 0.0 || !PyUnicode_CheckExact(lv[got].price)
+            || !PyUnicode_IS_COMPACT_ASCII(lv[got].price) || !PyUnicode_CheckExact(lv[got].size)
+            || !PyUnicode_IS_COMPACT_ASCII(lv[got].size)) {
+            got++;
+            out = Py_NewRef(Py_None);
+            goto done;
+        }
+        last = lv[got].key = k;
+    }
+    Py_ssize_t m = n < depth ? n : depth;
+    for (Py_ssize_t j = 0; j < m; j++) {
+        Py_ssize_t had = PyList_GET_SIZE(keys);
+        if (j < had) {
+            PyObject *old_key = PyList_GET_ITEM(keys, j), *old = PyList_GET_ITEM(pairs, j);
+            if (PyFloat_CheckExact(old_key) && PyFloat_AS_DOUBLE(old_key) == lv[j].key
+                && PyTuple_CheckExact(old) && PyTuple_GET_SIZE(old) == 2
+                && same_text(PyTuple_GET_ITEM(old, 0), lv[j].price)
+                && same_text(PyTuple_GET_ITEM(old, 1), lv[j].size)) {
+                continue; /* this level as the side holds it already */
+            }
+        }
+        PyObject *key = PyFloat_FromDouble(lv[j].key), *pair, *text;
+        if (key == NULL || pair_and_text(&lv[j], &pair, &text) < 0) {
+            Py_XDECREF(key);
+            goto done;
+        }
+        /* The lists may have changed while those were made (the collector): of one length
+           again, or the three are cut to the shortest. */
+        had = PyList_GET_SIZE(keys);
+        if (PyList_GET_SIZE(pairs) < had) {
+            had = PyList_GET_SIZE(pairs);
+        }
+        if (PyList_GET_SIZE(texts) < had) {
+            had = PyList_GET_SIZE(texts);
+        }
+        cut(keys, had);
+        cut(pairs, had);
+        cut(texts, had);
+        if (j < had) {
+            PyList_SetItem(keys, j, key); /* steal; the old items are released */
+            PyList_SetItem(pairs, j, pair);
+            PyList_SetItem(texts, j, text);
+            continue;
+        }
+        Py_ssize_t at = had;
+        int failed = PyList_Append(keys, key) < 0 || PyList_Append(pairs, pair) < 0
+                     || PyList_Append(texts, text) < 0;
+        Py_DECREF(key);
+        Py_DECREF(pair);
+        Py_DECREF(text);
+        if (failed) {
+            cut(keys, at);
+            cut(pairs, at);
+            cut(texts, at);
+            goto done;
+        }
+        if (at < j) { /* cut by the collector: no longer the side; build it anew */
+            out = Py_NewRef(Py_None);
+            goto done;
+        }
+    }
+    cut(keys, m);
+    cut(pairs, m);
+    cut(texts, m);
+    out = Py_NewRef(Py_True);
+done:
+    for (Py_ssize_t j = 0; j < got; j++) {
+        Py_DECREF(held[j]);
+    }
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"update_side", (PyCFunction)(void (*)(void))update_side, METH_FASTCALL,
      "update_side(keys, pairs, texts, levels, sign, depth) -> None: apply one side of a delta "
@@ -438,6 +586,10 @@ static PyMethodDef methods[] = {
     {"build_side", (PyCFunction)(void (*)(void))build_side, METH_FASTCALL,
      "build_side(levels, sign, depth) -> (keys, pairs, texts) | None: core/book.py "
      "_build_side's fast path, None where it falls back."},
+    {"refill_side", (PyCFunction)(void (*)(void))refill_side, METH_FASTCALL,
+     "refill_side(keys, pairs, texts, levels, sign, depth) -> True | None: build_side's "
+     "result written into the side's own lists; None, nothing changed, where the caller "
+     "must build the side."},
     {NULL, NULL, 0, NULL},
 };
 

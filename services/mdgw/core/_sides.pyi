@@ -15,3 +15,12 @@ def update_side(
 def build_side(
     levels: Sequence[Level], sign: float, depth: int, /
 ) -> tuple[list[float], list[tuple[str, str]], list[str]] | None: ...
+def refill_side(
+    keys: list[float],
+    pairs: list[tuple[str, str]],
+    texts: list[str],
+    levels: Sequence[Level],
+    sign: float,
+    depth: int,
+    /,
+) -> bool | None: ...

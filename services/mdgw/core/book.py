@@ -28,7 +28,9 @@ A dict ``key -> pair`` beside the keys was tried and dropped: a bisect over at m
 floats is as cheap as a hash lookup for a delta, and a top-N read would pay one dict lookup
 per level instead of one slice. docs/performance.md ("Design decisions") has the numbers.
 In the compiled build the update and the fast build of a side run in C (``core/_sides.c``,
-the same lists, the bisect on the doubles); this module's functions are what it does.
+the same lists, the bisect on the doubles), and a snapshot of a few levels a side (Bybit's
+``orderbook.1`` sends one every frame) is written into the side's own lists rather than new
+ones (``refill_side``); this module's functions are what it does.
 Keys are ``float(price_str)``; the decoder rejects prices with more than 15 significant
 digits, so distinct decimal prices map to distinct floats and ``"65000.5"``/``"65000.50"``
 map to the same one.
@@ -70,11 +72,22 @@ _update_side_c: (
     | None
 )
 _build_side_c: Callable[[Sequence[Level], float, int], _Side | None] | None
+_refill_side_c: (
+    Callable[
+        [list[float], list[tuple[str, str]], list[str], Sequence[Level], float, int], bool | None
+    ]
+    | None
+)
 try:
     from mdgw.core._sides import build_side as _build_side_c
+    from mdgw.core._sides import refill_side as _refill_side_c
     from mdgw.core._sides import update_side as _update_side_c
 except ImportError:
-    _update_side_c = _build_side_c = None
+    _update_side_c = _build_side_c = _refill_side_c = None
+# Whether a snapshot may refill a side's lists in place (OrderBook._refill_side): one test of
+# a C static per side in the compiled build, and in pure Python a test of a global that is
+# False, so the pure-Python build runs the code it ran.
+_REFILL_IN_C: Final = _refill_side_c is not None
 
 
 class SyncedBook(Generic[_Item, _Lvl]):
@@ -140,8 +153,18 @@ class SyncedBook(Generic[_Item, _Lvl]):
 
     def apply_snapshot(self, u: int, bids: Sequence[_Lvl], asks: Sequence[_Lvl]) -> BookOutcome:
         """Replace the whole book. Any ``u`` is accepted: Bybit resends snapshots at will."""
-        self._bid_keys, self._bids, self._bid_json = self._build_side(bids, -1.0)
-        self._ask_keys, self._asks, self._ask_json = self._build_side(asks, 1.0)
+        # Compiled, a side of a few levels (orderbook.1: one, every frame) is written into
+        # its own lists, no new lists made or old ones freed (docs/performance.md).
+        if not (
+            _REFILL_IN_C
+            and self._refill_side(self._bid_keys, self._bids, self._bid_json, bids, -1.0)
+        ):
+            self._bid_keys, self._bids, self._bid_json = self._build_side(bids, -1.0)
+        if not (
+            _REFILL_IN_C
+            and self._refill_side(self._ask_keys, self._asks, self._ask_json, asks, 1.0)
+        ):
+            self._ask_keys, self._asks, self._ask_json = self._build_side(asks, 1.0)
         self._last_u = u
         if self._is_crossed():
             self._drop()
@@ -232,6 +255,18 @@ class SyncedBook(Generic[_Item, _Lvl]):
         """Apply one side of a delta in place, keeping at most ``max_depth`` levels."""
         raise NotImplementedError
 
+    def _refill_side(
+        self,
+        keys: list[float],
+        items: list[_Item],
+        texts: list[str],
+        levels: Sequence[_Lvl],
+        sign: float,
+    ) -> bool:
+        """:meth:`_build_side`'s side written into the side's own lists, True; False, the
+        lists unchanged, where the side is to be built (the default: always)."""
+        return False
+
     def _is_crossed(self) -> bool:
         raise NotImplementedError
 
@@ -261,6 +296,19 @@ class OrderBook(SyncedBook[tuple[str, str], Level]):
         sign: float,
     ) -> None:
         _update_side(keys, items, texts, levels, sign, self._max_depth)
+
+    def _refill_side(
+        self,
+        keys: list[float],
+        items: list[tuple[str, str]],
+        texts: list[str],
+        levels: Sequence[Level],
+        sign: float,
+    ) -> bool:
+        refill_c = _refill_side_c  # one read of the global: compiled, each is a dict lookup
+        return refill_c is not None and (
+            refill_c(keys, items, texts, levels, sign, self._max_depth) is not None
+        )
 
     def _is_crossed(self) -> bool:
         bid_keys, ask_keys = self._bid_keys, self._ask_keys

@@ -197,6 +197,9 @@ class HubBooks:
             book.pending = None
         ob = book.order_book
         pub_ns = self._clock_ns()
+        if _IN_C and book.feed == "book":
+            self._publish_book_bbo(book, frame, recv_ns, pub_ns)
+            return
         # Without C: pub_ns, recv_ns, u and ts as text once for the book and the bbo, the
         # text of wire.topics.stamp() inlined (a call costs more than the f-string in pure
         # Python). The C code writes them into each payload itself, faster than any str.
@@ -249,6 +252,63 @@ class HubBooks:
             bbo = book.bbo_template.render_stamped(
                 book.bbo_seq.next(), stamped, deep.best_bid(), deep.best_ask(), frame.seq, depth_of
             )
+        self.outbox.append((book.bbo_topic, bbo))
+        if fusion is not None:
+            fusion.last_bbo = bbo
+        else:
+            book.last_bbo = bbo
+        self.stats.bbo_out += 1
+
+    def _publish_book_bbo(
+        self, book: BookTopic, frame: BookFrame | RpiFrame, recv_ns: int, pub_ns: int
+    ) -> None:
+        """:meth:`_publish`'s book and bbo of an ordinary or full book in the compiled build:
+        whether the bbo is due is known before either payload is written, so that a frame
+        that publishes both (on ``orderbook.1``, nearly every one) writes them in one C call
+        (:meth:`mdgw.core.wire.BookTemplate.render_with_bbo`). Same payloads, same order,
+        same seqs as the two steps of :meth:`_publish`."""
+        ob = book.order_book
+        depth = book.publish_depth
+        seq = book.book_seq.next()
+        bid_texts, ask_texts = ob.level_texts()
+        # ob.best_json(), from the lists already in hand.
+        best = (bid_texts[0] if bid_texts else None), (ask_texts[0] if ask_texts else None)
+        fusion = book.fusion
+        bbo_due = fusion.offer(frame.seq, best) if fusion is not None else best != book.last_best
+        bbo: bytes | None = None
+        if bbo_due:
+            book.last_best = best
+            deep = cast(OrderBook | FullBook, ob)  # feed "book": never an RPI book
+            depth_of = "full" if type(frame) is FullFrame else frame.depth
+            payload, bbo = book.book_template.render_with_bbo(
+                book.bbo_template,
+                seq,
+                book.bbo_seq.next(),
+                pub_ns,
+                recv_ns,
+                frame.u,
+                frame.ts,
+                frame.cts,
+                depth,
+                bid_texts,
+                ask_texts,
+                deep.best_bid(),
+                deep.best_ask(),
+                frame.seq,
+                depth_of,
+            )
+        else:
+            payload = book.book_template.render_texts(
+                seq, pub_ns, recv_ns, frame.u, frame.ts, frame.cts, depth, bid_texts, ask_texts
+            )
+        self.outbox.append((book.book_topic, payload))
+        book.last_book = payload
+        book.published += 1
+        self.stats.books_out += 1
+        if len(self.latencies) < _LATENCY_SAMPLES_MAX:
+            self.latencies.append(pub_ns - recv_ns)
+        if bbo is None:
+            return
         self.outbox.append((book.bbo_topic, bbo))
         if fusion is not None:
             fusion.last_bbo = bbo

@@ -61,28 +61,54 @@ _BboC = Callable[
     [str, int, int, int, int, int, tuple[str, str] | None, tuple[str, str] | None, int, int | str],
     bytes | None,
 ]
+# book_head, depth_text, bbo_head, seq, bbo_seq, pub_ns, recv_ns, u, ts, cts, depth, bids,
+# asks, bid, ask, bybit_seq, bbo_depth
+_BookBboC = Callable[
+    [
+        str,
+        str,
+        str,
+        int,
+        int,
+        int,
+        int,
+        int,
+        int,
+        int,
+        int,
+        list[str],
+        list[str],
+        tuple[str, str] | None,
+        tuple[str, str] | None,
+        int,
+        int | str,
+    ],
+    tuple[bytes, bytes] | None,
+]
 
 
-def _c_renderers() -> tuple[_BookC | None, _BboC | None]:
+def _c_renderers() -> tuple[_BookC | None, _BboC | None, _BookBboC | None]:
     # Imported here, not at the top, so that its absence is one answer (PLC0415).
     try:
-        from mdgw.core._render import bbo, book  # noqa: PLC0415
+        from mdgw.core._render import bbo, book, book_bbo  # noqa: PLC0415
     except ImportError:
-        return None, None
-    return book, bbo
+        return None, None, None
+    return book, bbo, book_bbo
 
 
 # The templates' payloads written in C (core/_render.c), built and served with the compiled
 # hot path (mdgw.compiled); absent in the pure-Python build, where the f-strings below run
 # alone. Final: a compiled module keeps them in C statics, not in its globals dict.
 # tests/core/test_render_payloads.py holds the C code to the f-strings.
-_RENDERERS: Final = _c_renderers()  # one import, both functions or neither
+_RENDERERS: Final = _c_renderers()  # one import, all three functions or none
 _BOOK_C: Final = _RENDERERS[0]
 _BBO_C: Final = _RENDERERS[1]
-RENDERS_IN_C: Final = _BOOK_C is not None and _BBO_C is not None
-"""Whether :meth:`BookTemplate.render_texts` and :meth:`BboTemplate.render` write the
-payloads in C (the compiled build). The builder then hands them the ints and the book's level
-texts; without it, it renders :func:`stamp`'s text once for both payloads."""
+_BOOK_BBO_C: Final = _RENDERERS[2]
+RENDERS_IN_C: Final = _BOOK_C is not None and _BBO_C is not None and _BOOK_BBO_C is not None
+"""Whether :meth:`BookTemplate.render_texts`, :meth:`BookTemplate.render_with_bbo` and
+:meth:`BboTemplate.render` write the payloads in C (the compiled build). The builder then
+hands them the ints and the book's level texts; without it, it renders :func:`stamp`'s text
+once for both payloads."""
 
 # What a topic's symbol may hold: a superset of how Bybit spells symbols
 # (bybit_spec.SYMBOL_PATTERN), so a frame is not refused for a spelling Bybit might adopt.
@@ -307,6 +333,57 @@ class BookTemplate:
             depth,
             ",".join(bid_texts[:depth]),
             ",".join(ask_texts[:depth]),
+        )
+
+    def render_with_bbo(  # noqa: PLR0917 (positional on purpose: runs once per published frame)
+        self,
+        bbo: BboTemplate,
+        seq: int,
+        bbo_seq: int,
+        pub_ns: int,
+        recv_ns: int,
+        u: int,
+        ts: int,
+        cts: int,
+        depth: int,
+        bid_texts: list[str],
+        ask_texts: list[str],
+        bid: tuple[str, str] | None,
+        ask: tuple[str, str] | None,
+        bybit_seq: int,
+        bbo_depth: int | str,
+    ) -> tuple[bytes, bytes]:
+        """:meth:`render_texts` and ``bbo``'s :meth:`BboTemplate.render` of one frame, the
+        bytes of each: in the compiled build one C call (``core/_render.c``), which writes
+        ``pub_ns``, ``recv_ns``, ``u`` and ``ts`` once for the two payloads and takes each
+        int once (on ``orderbook.1`` nearly every frame publishes both, and two calls box
+        and write those four ints twice: docs/performance.md); the two methods otherwise."""
+        render_c = _BOOK_BBO_C
+        if render_c is not None:
+            payloads = render_c(
+                self._head,
+                self._depth,
+                bbo._head,
+                seq,
+                bbo_seq,
+                pub_ns,
+                recv_ns,
+                u,
+                ts,
+                cts,
+                depth,
+                bid_texts,
+                ask_texts,
+                bid,
+                ask,
+                bybit_seq,
+                bbo_depth,
+            )
+            if payloads is not None:
+                return payloads
+        return (
+            self.render_texts(seq, pub_ns, recv_ns, u, ts, cts, depth, bid_texts, ask_texts),
+            bbo.render(bbo_seq, pub_ns, recv_ns, u, ts, bid, ask, bybit_seq, bbo_depth),
         )
 
     def render_stamped(  # noqa: PLR0917 (positional on purpose: runs once per published book)
