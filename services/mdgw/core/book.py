@@ -41,7 +41,7 @@ from __future__ import annotations
 import enum
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
-from typing import Final, Generic, TypeVar
+from typing import Final, Generic, TypeVar, cast
 
 from mdgw.core.bybit import BookFrame, Level
 
@@ -89,8 +89,18 @@ except ImportError:
 # False, so the pure-Python build runs the code it ran.
 _REFILL_IN_C: Final = _refill_side_c is not None
 # The same function as a Final name: compiled, a read of a C static, where a read of the
-# global above is a lookup in the module's dict (~130 instructions a side).
-_REFILL_C: Final = _refill_side_c
+# global above is a lookup in the module's dict (~130 instructions a side). Its sign is
+# passed as one of two float objects made once (_BID_SIGN, _ASK_SIGN), not a float boxed
+# per call: typed object here for that (the C code reads any float).
+_REFILL_C: Final = cast(
+    Callable[
+        [list[float], list[tuple[str, str]], list[str], Sequence[Level], object, int], bool | None
+    ]
+    | None,
+    _refill_side_c,
+)
+_BID_SIGN: Final[object] = -1.0
+_ASK_SIGN: Final[object] = 1.0
 
 
 class SyncedBook(Generic[_Item, _Lvl]):
@@ -310,7 +320,10 @@ class OrderBook(SyncedBook[tuple[str, str], Level]):
     ) -> bool:
         refill_c = _REFILL_C
         return refill_c is not None and (
-            refill_c(keys, items, texts, levels, sign, self._max_depth) is not None
+            refill_c(
+                keys, items, texts, levels, _BID_SIGN if sign < 0.0 else _ASK_SIGN, self._max_depth
+            )
+            is not None
         )
 
     def _is_crossed(self) -> bool:
