@@ -99,8 +99,10 @@ _REFILL_C: Final = cast(
     | None,
     _refill_side_c,
 )
-_BID_SIGN: Final[object] = -1.0
-_ASK_SIGN: Final[object] = 1.0
+# Made by a call, not written as literals: mypyc inlines a Final literal at each use, and
+# so would box it there again.
+_BID_SIGN: Final[object] = float("-1")
+_ASK_SIGN: Final[object] = float("1")
 
 
 class SyncedBook(Generic[_Item, _Lvl]):
