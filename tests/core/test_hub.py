@@ -563,3 +563,36 @@ def test_inputs_lost_resyncs_every_book_without_asking_until_its_next_snapshot()
     assert drain(hub) == []
     feed.send(book_frame(120, [["99", "1"]], [["101", "1"]], snapshot=True))
     assert channels(drain(hub)) == ["status:live", "book:120", "bbo:120"]
+
+
+def test_one_bybit_topic_on_two_categories_is_two_books() -> None:
+    """The hub finds a frame's book by its category, then its Bybit topic: the same
+    ``orderbook.1.BTCUSDT`` on linear and on spot is two books, each published on its own
+    gateway topics from its own frames."""
+    hub = make_hub()
+    for category, price in [("linear", "100.5"), ("spot", "200.5"), ("linear", "101.5")]:
+        hub.on_raw(
+            oracles.encode_raw(
+                EnvelopeKind.DATA,
+                ingestor=b"ing-" + category.encode(),
+                category=wire.category_code(category),
+                conn_id=1,
+                seq=1 if price != "101.5" else 2,
+                recv_ns=123,
+                frame=book_frame(
+                    1 if price != "101.5" else 2,
+                    [[price, "1"]],
+                    [["300", "2"]],
+                    snapshot=True,
+                    depth=1,
+                ),
+            ),
+            0.0,
+        )
+    books = [(t, p) for t, p in drain(hub) if t.startswith("book.")]
+    assert [(t, p["bids"][0][0]) for t, p in books] == [
+        (wire.topic("book", "linear", "BTCUSDT").decode(), "100.5"),
+        (wire.topic("book", "spot", "BTCUSDT").decode(), "200.5"),
+        (wire.topic("book", "linear", "BTCUSDT").decode(), "101.5"),
+    ]
+    assert [p["seq"] for _, p in books] == [1, 1, 2]

@@ -49,7 +49,7 @@ def _pure_bybit() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     module._parse_levels_c = None  # read at each call: the Python code alone runs
-    module._decode_book_c = None
+    module._decode_book_c = module._SCAN_BOOK = None
     assert type(module.decode_frame) is FunctionType  # interpreted, not compiled
     return module
 
@@ -392,15 +392,17 @@ def test_the_compiled_build_takes_the_c_path(monkeypatch: pytest.MonkeyPatch) ->
     assert SCAN is not None
     recorded, synthetic = _recorded_book_frames(), _synthetic_book_frames()
     assert len(recorded) > 100 and len(synthetic) == 60
-    calls: list[bool] = []
+    # The decoder reads scan_book from a Final name (a C static, not patchable): count the
+    # frames it leaves to msgspec instead, through the global msgspec decoder it reads.
+    assert bybit._SCAN_BOOK is SCAN
+    fallbacks: list[bytes] = []
+    msgspec_decode = bybit._decode_book_msg
 
-    def counted(frame: bytes, max_len: int, max_digits: int) -> Any:
-        assert SCAN is not None
-        result = SCAN(frame, max_len, max_digits)
-        calls.append(result is not None)
-        return result
+    def counted(frame: bytes) -> Any:
+        fallbacks.append(frame)
+        return msgspec_decode(frame)
 
-    monkeypatch.setattr(bybit, "_decode_book_c", counted)
+    monkeypatch.setattr(bybit, "_decode_book_msg", counted)
     decoded = 0
     for frame in recorded + synthetic:
         try:
@@ -408,9 +410,47 @@ def test_the_compiled_build_takes_the_c_path(monkeypatch: pytest.MonkeyPatch) ->
         except ParseError:
             continue
         decoded += 1
-    # Every frame decoded went through scan_book, and scan_book took every one of them.
-    assert len(calls) == len(recorded) + len(synthetic)
-    assert calls.count(True) == decoded > 100 + len(synthetic)
+    # scan_book took every frame decoded, and none of them reached msgspec.
+    taken = [frame for frame in recorded + synthetic if SCAN(frame, MAX_LEN, MAX_DIGITS)]
+    assert len(taken) == decoded > 100 + len(synthetic)
+    assert not set(taken) & set(fallbacks)
+
+
+def _one_level_frame(topic: str, symbol: str) -> bytes:
+    return (
+        f'{{"topic":"{topic}","type":"snapshot","ts":1,"data":{{"s":"{symbol}",'
+        '"b":[["1.5","2"]],"a":[["1.6","3"]],"u":7,"seq":9},"cts":1}'
+    ).encode()
+
+
+def test_the_topic_memo_holds_parsed_topics_only_and_stays_bounded() -> None:
+    """The decoder's memo of parse_book_topic's answers (compiled: the topics of frames
+    scan_book took; never used in pure Python): what parse_book_topic says, on a hit as on a
+    miss, no topic it refused, and never more than its bound, past which it starts again."""
+    memo = bybit._SCANNED_TOPICS
+    memo.clear()
+    for topic in ["orderbook.7x.BTCUSDT", "orderbook.0.BTCUSDT", "orderbook.1.BTC USDT"]:
+        with pytest.raises(ParseError):
+            bybit.decode_frame(_one_level_frame(topic, "BTCUSDT"))
+    assert not memo
+    first = _one_level_frame("orderbook.1.S0", "S0")
+    for i in range(bybit._SCANNED_TOPICS_MAX + 10):
+        depth = 1 + i % 3 * 24  # 1, 25, 49
+        frame = bybit.decode_frame(_one_level_frame(f"orderbook.{depth}.S{i}", f"S{i}"))
+        assert (frame.symbol, frame.depth) == (f"S{i}", depth)
+        assert len(memo) <= bybit._SCANNED_TOPICS_MAX
+    again = bybit.decode_frame(first)  # a miss again: the memo started over
+    hit = bybit.decode_frame(first)
+    assert _outcome(bybit.decode_frame, first) == _outcome(PURE.decode_frame, first)
+    assert (again.topic, again.symbol, again.depth) == (hit.topic, hit.symbol, hit.depth)
+    if SCAN is None:
+        assert not memo
+        return
+    assert 10 < len(memo) < bybit._SCANNED_TOPICS_MAX  # cleared once, at the bound
+    assert all(bybit.parse_book_topic(topic) == parsed for topic, parsed in memo.items())
+    # A frame whose topic is in the memo still needs data.s to match it.
+    with pytest.raises(ParseError, match="does not match"):
+        bybit.decode_frame(_one_level_frame("orderbook.1.S0", "S1"))
 
 
 @needs_c

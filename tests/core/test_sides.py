@@ -41,6 +41,7 @@ def _pure_book() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     module._update_side_c = module._build_side_c = module._refill_side_c = None
+    module._REFILL_C = None
     module._REFILL_IN_C = False  # read at each call, as the three above
     assert type(module._update_side) is FunctionType  # interpreted, not compiled
     assert type(module._build_side) is FunctionType

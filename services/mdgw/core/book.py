@@ -41,7 +41,7 @@ from __future__ import annotations
 import enum
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
-from typing import Final, Generic, TypeVar
+from typing import Final, Generic, TypeVar, cast
 
 from mdgw.core.bybit import BookFrame, Level
 
@@ -88,6 +88,21 @@ except ImportError:
 # a C static per side in the compiled build, and in pure Python a test of a global that is
 # False, so the pure-Python build runs the code it ran.
 _REFILL_IN_C: Final = _refill_side_c is not None
+# The same function as a Final name: compiled, a read of a C static, where a read of the
+# global above is a lookup in the module's dict (~130 instructions a side). Its sign is
+# passed as one of two float objects made once (_BID_SIGN, _ASK_SIGN), not a float boxed
+# per call: typed object here for that (the C code reads any float).
+_REFILL_C: Final = cast(
+    Callable[
+        [list[float], list[tuple[str, str]], list[str], Sequence[Level], object, int], bool | None
+    ]
+    | None,
+    _refill_side_c,
+)
+# Made by a call, not written as literals: mypyc inlines a Final literal at each use, and
+# so would box it there again.
+_BID_SIGN: Final[object] = float("-1")
+_ASK_SIGN: Final[object] = float("1")
 
 
 class SyncedBook(Generic[_Item, _Lvl]):
@@ -305,9 +320,12 @@ class OrderBook(SyncedBook[tuple[str, str], Level]):
         levels: Sequence[Level],
         sign: float,
     ) -> bool:
-        refill_c = _refill_side_c  # one read of the global: compiled, each is a dict lookup
+        refill_c = _REFILL_C
         return refill_c is not None and (
-            refill_c(keys, items, texts, levels, sign, self._max_depth) is not None
+            refill_c(
+                keys, items, texts, levels, _BID_SIGN if sign < 0.0 else _ASK_SIGN, self._max_depth
+            )
+            is not None
         )
 
     def _is_crossed(self) -> bool:

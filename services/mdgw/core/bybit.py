@@ -124,6 +124,15 @@ try:  # both from the one module, so both present or both absent
     from mdgw.core._levels import scan_book as _decode_book_c
 except ImportError:
     _parse_levels_c = _decode_book_c = None
+# The same function as a Final name: compiled, a read of a C static, where each read of the
+# global above is a lookup in the module's dict (~130 instructions; _decode_book read it twice).
+_SCAN_BOOK: Final = _decode_book_c
+# parse_book_topic's answers for the topics of frames scan_book took (so never in the
+# pure-Python build), by topic: one dict lookup a frame instead of the call through the
+# lru_cache. Only topics it parsed are kept, and at most _SCANNED_TOPICS_MAX of them (then it
+# starts again), so a stream of bad or ever-new topics cannot grow it.
+_SCANNED_TOPICS: Final[dict[str, OrderbookTopic]] = {}
+_SCANNED_TOPICS_MAX: Final = 16384
 
 
 # ------------------------------------------------------------------------ decode data
@@ -257,10 +266,9 @@ def _decode_book(frame: bytes) -> BookFrame:
     bids: list[Level]
     asks: list[Level]
     data: BookData | None
-    if (
-        _decode_book_c is None
-        or (scanned := _decode_book_c(frame, _MAX_NUMBER_LEN, _MAX_SIGNIFICANT_DIGITS)) is None
-    ):
+    parsed: OrderbookTopic | None
+    scan = _SCAN_BOOK
+    if scan is None or (scanned := scan(frame, _MAX_NUMBER_LEN, _MAX_SIGNIFICANT_DIGITS)) is None:
         try:
             msg = _decode_book_msg(frame)
         except msgspec.DecodeError as exc:  # ValidationError is a subclass
@@ -274,11 +282,18 @@ def _decode_book(frame: bytes) -> BookFrame:
         seq = data.seq
         ts = msg.ts
         cts = msg.cts
+        parsed = parse_book_topic(topic)
     else:
         # What msgspec would have given, levels already parsed (see _decode_book_c).
         topic, kind, ts, sent_symbol, bids, asks, u, seq, cts = scanned
         data = None
-    parsed = parse_book_topic(topic)
+        parsed = _SCANNED_TOPICS.get(topic)
+        if parsed is None:
+            parsed = parse_book_topic(topic)
+            if parsed is not None:
+                if len(_SCANNED_TOPICS) >= _SCANNED_TOPICS_MAX:
+                    _SCANNED_TOPICS.clear()
+                _SCANNED_TOPICS[topic] = parsed
     if parsed is None:
         raise ParseError("malformed orderbook topic", _checked_topic(topic))
     symbol = parsed.symbol

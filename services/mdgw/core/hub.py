@@ -385,7 +385,8 @@ class Hub(HubSources):
     def _on_book(
         self, category: str, src: Source, recv_ns: int, frame: BookFrame, now: float
     ) -> None:
-        book = self._books.get((category, frame.topic))
+        by_topic = self._topic_books.get(category)
+        book = by_topic.get(frame.topic) if by_topic is not None else None
         if book is None:
             book = self._book_for(category, frame.topic, frame.symbol, frame.depth, now)
             if book is None:

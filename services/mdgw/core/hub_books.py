@@ -90,6 +90,10 @@ class HubBooks:
         self.latencies: list[int] = []  # pub_ns - recv_ns of book messages, this interval
         self.stats = HubStats()
         self._books: dict[tuple[str, str], BookTopic] = {}
+        # The same books by category, then Bybit topic: Hub._on_book's lookup a frame, two
+        # str keys whose hashes the str caches, where the pair needs a tuple made, hashed and
+        # compared. Written beside _books in _new_book, the one place books are added.
+        self._topic_books: dict[str, dict[str, BookTopic]] = {}
         self._seq: dict[bytes, SeqCounter] = {}  # gateway topic -> its counter
         self._trades = TradeFeed(
             outbox=self.outbox,
@@ -158,6 +162,7 @@ class HubBooks:
             since=now,
         )
         self._books[(category, topic)] = book
+        self._topic_books.setdefault(category, {})[topic] = book
         if not rpi and not full:
             siblings = self._symbol_books.setdefault((category, symbol), [])
             join_symbol(book, siblings, self._fusions)
