@@ -502,6 +502,13 @@ def latency(base: Path, t: Timing) -> FigureResult:
     return fig
 
 
+def _cores(*values: float | None) -> str:
+    """CPU shares (cores) as the rows print them: their sum, or "-" when one is missing."""
+    if any(v is None for v in values):
+        return "-"
+    return f"{sum(v or 0.0 for v in values):.2f}"
+
+
 def _loaded_row(label: str, run: dict[str, Any]) -> Row:
     """The loaded two hops: their latency, and their CPU beside the stack's (relay against
     the builder, sender against the ingestor and the websocket server, consumer against
@@ -516,11 +523,6 @@ def _loaded_row(label: str, run: dict[str, Any]) -> Row:
     if "error" in loaded:
         return Row(figure, "-", f"not run: {loaded['error']}", None, ERROR)
 
-    def cores(*values: float | None) -> str:
-        if any(v is None for v in values):
-            return "-"
-        return f"{sum(v or 0.0 for v in values):.2f}"
-
     cpu, stack = loaded["cpu"], run["cpu"]
     per_message = loaded["cpu_ns_per_message"]
     return Row(
@@ -528,15 +530,15 @@ def _loaded_row(label: str, run: dict[str, Any]) -> Row:
         f"{fmt(lat.get('p50_us'))} / {fmt(lat.get('p99_us'))} / {fmt(lat.get('p999_us'))}",
         "CPU relay / sender / consumer {} / {} / {} (stack {} / {} / {}; {} / {} us a "
         "message); others {}; received {}/s".format(
-            cores(cpu.get("passthrough")),
-            cores(cpu.get("hop")),
-            cores(cpu.get("consumer")),
-            cores(stack.get("book_builder")),
-            cores(stack.get("ingestor"), stack.get("ws_blaster")),
-            cores(stack.get("consumer")),
+            _cores(cpu.get("passthrough")),
+            _cores(cpu.get("hop")),
+            _cores(cpu.get("consumer")),
+            _cores(stack.get("book_builder")),
+            _cores(stack.get("ingestor"), stack.get("ws_blaster")),
+            _cores(stack.get("consumer")),
             fmt(per_message["relay"] / 1000, 1),
             fmt(per_message["sender"] / 1000, 1),
-            cores(loaded["other_cpu"]),
+            _cores(loaded["other_cpu"]),
             fmt(loaded["received_per_s"]),
         ),
         None,
@@ -558,9 +560,6 @@ def _four_processes_row(label: str, run: dict[str, Any]) -> Row:
     if "error" in four:
         return Row(figure, "-", f"not run: {four['error']}", None, ERROR)
 
-    def cores(value: float | None) -> str:
-        return "-" if value is None else f"{value:.2f}"
-
     cpu, stack = four["cpu"], run["cpu"]
     per_message = four["cpu_ns_per_message"]
     return Row(
@@ -568,18 +567,18 @@ def _four_processes_row(label: str, run: dict[str, Any]) -> Row:
         f"{fmt(lat.get('p50_us'))} / {fmt(lat.get('p99_us'))} / {fmt(lat.get('p999_us'))}",
         "CPU sender / relay / passthrough / consumer {} / {} / {} / {} (stack {} / {} / {} / "
         "{}; {} / {} / {} us a message); others {}; received {}/s".format(
-            cores(cpu.get("stream_sender")),
-            cores(cpu.get("stream_relay")),
-            cores(cpu.get("passthrough")),
-            cores(cpu.get("consumer")),
-            cores(stack.get("ws_blaster")),
-            cores(stack.get("ingestor")),
-            cores(stack.get("book_builder")),
-            cores(stack.get("consumer")),
+            _cores(cpu.get("stream_sender")),
+            _cores(cpu.get("stream_relay")),
+            _cores(cpu.get("passthrough")),
+            _cores(cpu.get("consumer")),
+            _cores(stack.get("ws_blaster")),
+            _cores(stack.get("ingestor")),
+            _cores(stack.get("book_builder")),
+            _cores(stack.get("consumer")),
             fmt(per_message["sender"] / 1000, 1),
             fmt(per_message["relay"] / 1000, 1),
             fmt(per_message["passthrough"] / 1000, 1),
-            cores(four["other_cpu"]),
+            _cores(four["other_cpu"]),
             fmt(four["received_per_s"]),
         ),
         None,
