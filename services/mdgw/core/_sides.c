@@ -299,6 +299,26 @@ side_lists(PyObject *const *args)
     return 1;
 }
 
+/* A side's sign (a float) and depth (an int >= 0), as update_side, build_side and
+   refill_side take them: 1, or 0 with an exception set. */
+static int
+sign_and_depth(PyObject *sign_obj, PyObject *depth_obj, double *sign, Py_ssize_t *depth)
+{
+    *sign = PyFloat_AsDouble(sign_obj);
+    if (*sign == -1.0 && PyErr_Occurred()) {
+        return 0;
+    }
+    *depth = PyLong_AsSsize_t(depth_obj);
+    if (*depth == -1 && PyErr_Occurred()) {
+        return 0;
+    }
+    if (*depth < 0) {
+        PyErr_SetString(PyExc_ValueError, "depth must be >= 0");
+        return 0;
+    }
+    return 1;
+}
+
 static PyObject *
 update_side(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
@@ -310,16 +330,9 @@ update_side(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs
     if (!side_lists(args) || !same_lengths(keys, pairs, texts)) {
         return NULL;
     }
-    double sign = PyFloat_AsDouble(args[4]);
-    if (sign == -1.0 && PyErr_Occurred()) {
-        return NULL;
-    }
-    Py_ssize_t depth = PyLong_AsSsize_t(args[5]);
-    if (depth == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    if (depth < 0) {
-        PyErr_SetString(PyExc_ValueError, "depth must be >= 0");
+    double sign;
+    Py_ssize_t depth;
+    if (!sign_and_depth(args[4], args[5], &sign, &depth)) {
         return NULL;
     }
     PyObject *levels = PySequence_Fast(args[3], "levels must be a sequence");
@@ -362,16 +375,9 @@ build_side(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "build_side(levels, sign, depth)");
         return NULL;
     }
-    double sign = PyFloat_AsDouble(args[1]);
-    if (sign == -1.0 && PyErr_Occurred()) {
-        return NULL;
-    }
-    Py_ssize_t depth = PyLong_AsSsize_t(args[2]);
-    if (depth == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    if (depth < 0) {
-        PyErr_SetString(PyExc_ValueError, "depth must be >= 0");
+    double sign;
+    Py_ssize_t depth;
+    if (!sign_and_depth(args[1], args[2], &sign, &depth)) {
         return NULL;
     }
     PyObject *levels = PySequence_Fast(args[0], "levels must be a sequence");
@@ -471,23 +477,15 @@ refill_side(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs
         return NULL;
     }
     PyObject *keys = args[0], *pairs = args[1], *texts = args[2];
-    if (!PyList_CheckExact(keys) || !PyList_CheckExact(pairs) || !PyList_CheckExact(texts)) {
-        PyErr_SetString(PyExc_TypeError, "keys, pairs and texts must be lists");
+    if (!side_lists(args)) {
         return NULL;
     }
     if (!PyList_CheckExact(args[3]) || PyList_GET_SIZE(args[3]) > REFILL_MAX) {
         Py_RETURN_NONE;
     }
-    double sign = PyFloat_AsDouble(args[4]);
-    if (sign == -1.0 && PyErr_Occurred()) {
-        return NULL;
-    }
-    Py_ssize_t depth = PyLong_AsSsize_t(args[5]);
-    if (depth == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    if (depth < 0) {
-        PyErr_SetString(PyExc_ValueError, "depth must be >= 0");
+    double sign;
+    Py_ssize_t depth;
+    if (!sign_and_depth(args[4], args[5], &sign, &depth)) {
         return NULL;
     }
     if (!same_lengths(keys, pairs, texts)) {
