@@ -126,6 +126,18 @@ def _min_samples(n: int) -> list[str]:
     return ["--min-samples", str(n)] if n else []
 
 
+def _floor_consumer(
+    stage: Stage, endpoint: str, warmup: float, seconds: float, min_samples: int
+) -> Helper:
+    """The floors' consumer, started and ready: a latency sample of every message on
+    ``endpoint`` over ``seconds`` after ``warmup``."""
+    args = ["--endpoint", endpoint, "--latency", "--warmup", str(warmup)]
+    args += ["--seconds", str(seconds), *_min_samples(min_samples)]
+    consumer = stage.add(Helper("consumer", "consumer", args, stage.dir))
+    consumer.wait_ready()
+    return consumer
+
+
 def _consumer_window(
     stage: Stage, consumer: Helper, timeout: float, stop: Callable[[], None], what: str
 ) -> tuple[dict[str, Any], float, float]:
@@ -147,10 +159,7 @@ def hop_floor(
     """One bare PUB -> SUB hop at ``rate`` (:mod:`.hop`): the floor under every hop."""
     with Stage(base, f"hop-{rate}") as stage:
         pub = stage.endpoints().pub
-        consumer_args = ["--endpoint", pub, "--latency", "--warmup", str(warmup)]
-        consumer_args += ["--seconds", str(seconds), *_min_samples(min_samples)]
-        consumer = stage.add(Helper("consumer", "consumer", consumer_args, stage.dir))
-        consumer.wait_ready()
+        consumer = _floor_consumer(stage, pub, warmup, seconds, min_samples)
         sender = stage.add(Helper("hop", "hop", ["--pub", pub, "--rate", str(rate)], stage.dir))
         sender.wait_ready()
         consumer.wait_exit(warmup + seconds + 60)
@@ -191,10 +200,7 @@ def pipeline_floor(
         relay_args = ["--raw", ep.raw, "--pub", ep.pub, "--cpu-ns", str(relay_cpu_ns)]
         relay = stage.add(Helper("passthrough", "passthrough", relay_args, stage.dir))
         relay.wait_ready()
-        consumer_args = ["--endpoint", ep.pub, "--latency", "--warmup", str(warmup)]
-        consumer_args += ["--seconds", str(seconds), *_min_samples(min_samples)]
-        consumer = stage.add(Helper("consumer", "consumer", consumer_args, stage.dir))
-        consumer.wait_ready()
+        consumer = _floor_consumer(stage, ep.pub, warmup, seconds, min_samples)
         sender_args = ["--push", ep.raw, "--rate", str(rate), "--cpu-ns", str(sender_cpu_ns)]
         sender = stage.add(Helper("hop", "hop", sender_args, stage.dir))
         sender.wait_ready()
@@ -252,10 +258,7 @@ def four_process_floor(
         builder_args = ["--raw", ep.raw, "--pub", ep.pub, "--cpu-ns", str(builder_cpu_ns)]
         builder = stage.add(Helper("passthrough", "passthrough", builder_args, stage.dir))
         builder.wait_ready()
-        consumer_args = ["--endpoint", ep.pub, "--latency", "--warmup", str(warmup)]
-        consumer_args += ["--seconds", str(seconds), *_min_samples(min_samples)]
-        consumer = stage.add(Helper("consumer", "consumer", consumer_args, stage.dir))
-        consumer.wait_ready()
+        consumer = _floor_consumer(stage, ep.pub, warmup, seconds, min_samples)
         sender_args = ["--rate", str(rate), "--cpu-ns", str(sender_cpu_ns)]
         sender_args += ["--line-bytes", str(line_bytes)]
         sender = stage.add(Helper("stream_sender", "stream_sender", sender_args, stage.dir))
