@@ -288,7 +288,19 @@ def test_book_and_bbo_in_one_call_are_the_f_strings(
         pure_book.render_texts(*book_args, bid_texts, ask_texts),
         pure_bbo.render(*bbo_args),
     )
-    with_bbo = (bbo_seq, *stamp, cts, depth, bid_texts, ask_texts, bid, ask, bybit_seq, bbo_depth)
+    frame_ints = (u, bybit_seq, ts, cts)  # BookFrame.ints: (u, seq, ts, cts)
+    with_bbo = (
+        bbo_seq,
+        pub_ns,
+        recv_ns,
+        frame_ints,
+        depth,
+        bid_texts,
+        ask_texts,
+        bid,
+        ask,
+        bbo_depth,
+    )
     assert pure_book.render_with_bbo(pure_bbo, seq, *with_bbo) == want
     mine_book = wire.BookTemplate(category, symbol, channel, full=full)
     mine_bbo = wire.BboTemplate(category, symbol)
@@ -320,26 +332,46 @@ def test_book_and_bbo_refuse_what_either_refuses() -> None:
         PURE.BboTemplate("linear", "BTCUSDT"),
     )
     texts, big = ['["1.5","2"]'], 1_700_000_000_123_456_789
-    good = [1, 2, big, big, big, big, 0, 1, texts, texts, ("1.5", "2"), None, big, 1]
+    ints = (big, big, big, 0)  # the frame's u, bybit_seq, ts, cts
+    good = [1, 2, big, big, ints, 1, texts, texts, ("1.5", "2"), None, 1]
     assert BOOK_BBO_C(book._head, "", bbo._head, *good) is not None
     for index, bad in (
         (2, 2**64),  # pub_ns: shared
-        (5, -(2**63) - 1),  # ts: shared
+        (4, (big, big, -(2**63) - 1, 0)),  # ts: shared
+        (4, (2**63, big, big, 0)),  # u: shared
+        (4, (big, big, big, 2**64)),  # cts: the book's only
+        (4, (big, 2**64, big, 0)),  # bybit_seq: the bbo's only
         (0, 2**63),  # the book's seq only
         (1, 2**63),  # the bbo's seq only
-        (8, ["\u00e9"]),  # the book's texts only
-        (11, ("1", "\u00e9")),  # the bbo's ask only
-        (13, "\u00e9"),  # the bbo's depth only
+        (6, ["\u00e9"]),  # the book's texts only
+        (9, ("1", "\u00e9")),  # the bbo's ask only
+        (10, "\u00e9"),  # the bbo's depth only
+        (4, IntsTuple(ints)),  # not an exact tuple: the template unpacks it
     ):
         args = list(good)
         args[index] = bad
         assert BOOK_BBO_C(book._head, "", bbo._head, *args) is None, index
         want = pure_book.render_with_bbo(pure_bbo, *args)
         assert book.render_with_bbo(bbo, *args) == want
+    args = list(good)
+    args[4] = list(ints)  # a list (the typed template takes none): C refuses it all the same
+    assert BOOK_BBO_C(book._head, "", bbo._head, *args) is None
+    for short_or_long in ((big, big, big), (*ints, 0)):  # not four ints: no payload at all
+        args = list(good)
+        args[4] = short_or_long
+        assert BOOK_BBO_C(book._head, "", bbo._head, *args) is None
+        with pytest.raises(ValueError, match="unpack"):
+            book.render_with_bbo(bbo, *args)
     assert BOOK_BBO_C("\u00e9", "", bbo._head, *good) is None
     assert BOOK_BBO_C(book._head, "", "\u00e9", *good) is None
-    with pytest.raises(TypeError, match="takes 17 arguments"):
+    with pytest.raises(TypeError, match="takes 14 arguments"):
         BOOK_BBO_C(book._head, "", bbo._head, *good[:-1])  # type: ignore[call-arg]
+
+
+class IntsTuple(tuple[int, ...]):
+    """A tuple subclass: the C code takes exact tuples only."""
+
+    __slots__ = ()
 
 
 @pytest.mark.parametrize(
@@ -385,7 +417,8 @@ def test_no_reference_leaks() -> None:
     odd = [*texts[:3], "\u00e9"]
     head, big, huge = '{"seq":', 1_700_000_000_123_456_789, 2**70
     bid, ask = ("1.5", "2"), ("3", "4.25")
-    values = [texts, odd, *texts, *odd, head, big, huge, bid, ask, *bid, *ask]
+    ints, bad = (big, big, big, 0), (big, big, huge, 0)  # the frame's (u, bybit_seq, ts, cts)
+    values = [texts, odd, *texts, *odd, head, big, huge, bid, ask, *bid, *ask, ints, bad]
 
     def cycle() -> None:
         assert BOOK_C(head, "", 1, big, big, big, big, big, 5, texts, texts) is not None
@@ -397,39 +430,17 @@ def test_no_reference_leaks() -> None:
         assert BBO_C(head, 1, big, big, big, huge, bid, ask, big, 1) is None
         with pytest.raises(TypeError):
             BOOK_C(head, "", 1, big, big)  # type: ignore[call-arg]
-        pair = BOOK_BBO_C(
-            head, "", head, 1, 2, big, big, big, big, 0, 5, texts, texts, bid, ask, big, 1
-        )
+        pair = BOOK_BBO_C(head, "", head, 1, 2, big, big, ints, 5, texts, texts, bid, ask, 1)
         assert pair is not None and len(pair) == 2
+        assert BOOK_BBO_C(head, "", head, 1, 2, big, big, ints, 5, texts, odd, bid, ask, 1) is None
         assert (
-            BOOK_BBO_C(head, "", head, 1, 2, big, big, big, big, 0, 5, texts, odd, bid, ask, big, 1)
-            is None
+            BOOK_BBO_C(head, "", head, 1, 2, big, huge, ints, 5, texts, texts, bid, ask, 1) is None
         )
+        assert BOOK_BBO_C(head, "", head, 1, 2, big, big, bad, 5, texts, texts, bid, ask, 1) is None
+        assert BOOK_BBO_C(head, "", head, 1, 2, big, big, big, 5, texts, texts, bid, ask, 1) is None
         assert (
             BOOK_BBO_C(
-                head, "", head, 1, 2, big, huge, big, big, 0, 5, texts, texts, bid, ask, big, 1
-            )
-            is None
-        )
-        assert (
-            BOOK_BBO_C(
-                head,
-                "",
-                head,
-                1,
-                2,
-                big,
-                big,
-                big,
-                big,
-                0,
-                5,
-                texts,
-                texts,
-                bid,
-                ("3", "\u00e9"),
-                big,
-                1,
+                head, "", head, 1, 2, big, big, ints, 5, texts, texts, bid, ("3", "\u00e9"), 1
             )
             is None
         )

@@ -255,6 +255,10 @@ def _outcome(decode: Any, frame: bytes) -> tuple[Any, ...]:
         return ("raised", type(exc).__name__, str(exc))
     if not isinstance(got, bybit.BookFrame):
         return (type(got).__name__, got)
+    # BookFrame.ints, what the payload's C writer takes: the four fields again, as a plain
+    # tuple of plain ints (scan_book's tuple when it took the frame, else made from them).
+    assert type(got.ints) is tuple and got.ints == (got.u, got.seq, got.ts, got.cts), frame
+    assert all(type(value) is int for value in got.ints), frame
     return (
         type(got).__name__,
         got.topic,
@@ -278,12 +282,13 @@ def _check(frame: bytes) -> bool:
     fast = SCAN(*(frame, MAX_LEN, MAX_DIGITS))
     if fast is not None:
         msg = _decode_msg(frame)  # must not raise: C accepted only what msgspec takes
-        want = (msg.topic, msg.type, msg.ts, msg.data.s, msg.data.u, msg.data.seq, msg.cts)
-        topic, kind, ts, symbol, bids, asks, u, seq, cts = fast
-        assert (topic, kind, ts, symbol, u, seq, cts) == want, frame
+        want = (msg.topic, msg.type, msg.data.s, (msg.data.u, msg.data.seq, msg.ts, msg.cts))
+        topic, kind, symbol, bids, asks, ints = fast
+        assert (topic, kind, symbol, ints) == want, frame
         for value in (topic, kind, symbol):
             assert type(value) is str
-        for number in (ts, u, seq, cts):
+        assert type(ints) is tuple and len(ints) == 4
+        for number in ints:
             assert type(number) is int
         assert type(bids) is list and type(asks) is list
         assert _level_key(bids) == _level_key(PURE.parse_levels(msg.data.b, "data.b", topic))

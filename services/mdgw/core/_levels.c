@@ -220,8 +220,8 @@ refuse:
 
    In that form msgspec would give exactly these values (BookMsg / BookData of
    core/bybit_structs.py; seq and cts 0 when absent), and parse_levels exactly these lists:
-   so the result, (topic, type, ts, s, bids, asks, u, seq, cts), is what _decode_book reads
-   from msgspec's structs, with bids and asks already as parse_levels returns them. Every
+   so the result, (topic, type, s, bids, asks, (u, seq, ts, cts)), is what _decode_book
+   reads from msgspec's structs, with bids and asks already as parse_levels returns them. Every
    check _decode_book makes after that (the topic's shape, the type, the symbol, ranges)
    it makes on these values too. tests/core/test_scan_book.py holds this to msgspec and
    core/bybit.py run as pure Python, on generated frames and mutations of them. */
@@ -512,28 +512,36 @@ scan_book(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     if (p != end || (seen & (K_TOPIC | K_TYPE | K_TS | K_DATA)) != (K_TOPIC | K_TYPE | K_TS | K_DATA)) {
         goto refuse;
     }
-    PyObject *out = PyTuple_New(9);
+    PyObject *out = PyTuple_New(6);
     if (out == NULL) {
         goto error;
     }
-    PyObject *items[9] = {
-        new_ascii(topic, topic_n),
-        new_ascii(kind, kind_n),
-        PyLong_FromLongLong(ts),
-        new_ascii(symbol, symbol_n),
-        bids,
-        asks,
-        PyLong_FromLongLong(u),
-        PyLong_FromLongLong(seq),
-        PyLong_FromLongLong(cts),
+    PyObject *ints = PyTuple_New(4);
+    PyObject *items[6] = {
+        new_ascii(topic, topic_n), new_ascii(kind, kind_n), new_ascii(symbol, symbol_n),
+        bids, asks, ints,
     };
     int missing = 0;
-    for (int i = 0; i < 9; i++) {
+    for (int i = 0; i < 6; i++) {
         PyTuple_SET_ITEM(out, i, items[i]); /* a NULL slot is skipped by tuple_dealloc */
         missing |= items[i] == NULL;
     }
+    if (ints != NULL) {
+        /* The frame's ints, in BookFrame's order: the frame keeps this tuple (BookFrame.ints)
+           and the payload's C writer takes it as it is (_render.c book_bbo). */
+        PyObject *values[4] = {
+            PyLong_FromLongLong(u),
+            PyLong_FromLongLong(seq),
+            PyLong_FromLongLong(ts),
+            PyLong_FromLongLong(cts),
+        };
+        for (int i = 0; i < 4; i++) {
+            PyTuple_SET_ITEM(ints, i, values[i]);
+            missing |= values[i] == NULL;
+        }
+    }
     if (missing) {
-        Py_DECREF(out); /* and with it bids and asks */
+        Py_DECREF(out); /* and with it bids, asks and the ints */
         return NULL;
     }
     return out;
@@ -552,8 +560,8 @@ static PyMethodDef methods[] = {
      "parse(raw, max_len, max_digits) -> list | None: parse_levels' list when every level is "
      "valid, else None (parse_levels then finds the fault)."},
     {"scan_book", (PyCFunction)(void (*)(void))scan_book, METH_FASTCALL,
-     "scan_book(frame, max_len, max_digits) -> tuple | None: (topic, type, ts, s, bids, asks, "
-     "u, seq, cts) of an orderbook frame in the strict form of _levels.c, else None."},
+     "scan_book(frame, max_len, max_digits) -> tuple | None: (topic, type, s, bids, asks, "
+     "(u, seq, ts, cts)) of an orderbook frame in the strict form of _levels.c, else None."},
     {NULL, NULL, 0, NULL},
 };
 

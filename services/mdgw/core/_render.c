@@ -5,7 +5,8 @@
    the two level-text lists; bbo(head, seq, pub_ns, recv_ns, u, ts, bid, ask, bybit_seq,
    depth) the bytes BboTemplate.render makes; book_bbo(...) both of one frame at once, as a
    tuple, its four shared ints (pub_ns, recv_ns, u, ts) written once for the two
-   (BookTemplate.render_with_bbo). Each returns None, with no exception set, for
+   (BookTemplate.render_with_bbo), the frame's four ints (u, bybit_seq, ts, cts) taken as
+   the one tuple the decoder made (BookFrame.ints). Each returns None, with no exception set, for
    anything it does not write exactly as the Python does: an int that is not an exact int
    within int64 (a bool prints "True"; a larger int is left to Python), a text that is not
    an exact compact ASCII str (the Python encodes others to UTF-8, or formats a str
@@ -19,7 +20,9 @@
    as a str and encoded it to bytes: four copies of every byte and an allocation each. Here
    each payload is one bytes object, written once. And on orderbook.1, where nearly every
    frame publishes a book and a bbo, one call for both: mypyc boxes the shared ints once,
-   not once per payload, and they are turned into text once.
+   not once per payload, and they are turned into text once. The frame's own four are not
+   boxed at all: they arrive as the tuple of ints scan_book made (mypyc keeps a frame's int
+   fields native, so passing each would box it again).
 
    Nothing here calls Python code (no format(), no __index__), so the lists cannot change
    between the pass that measures the payload and the pass that writes it.
@@ -161,23 +164,23 @@ typedef struct {
 
 /* 0 when one of the four is not an int written here. */
 static int
-stamp(PyObject *const *ints, stamp_t *s)
+stamp(PyObject *pub_ns, PyObject *recv_ns, PyObject *u, PyObject *ts, stamp_t *s)
 {
     char *out = s->text;
-    Py_ssize_t n = int_text(ints[0], out);
+    Py_ssize_t n = int_text(pub_ns, out);
     if (n < 0) {
         return 0;
     }
     out = PUT_LITERAL(out + n, RECV_NS);
-    if ((n = int_text(ints[1], out)) < 0) {
+    if ((n = int_text(recv_ns, out)) < 0) {
         return 0;
     }
     out = PUT_LITERAL(out + n, U);
-    if ((n = int_text(ints[2], out)) < 0) {
+    if ((n = int_text(u, out)) < 0) {
         return 0;
     }
     out = PUT_LITERAL(out + n, TS);
-    if ((n = int_text(ints[3], out)) < 0) {
+    if ((n = int_text(ts, out)) < 0) {
         return 0;
     }
     s->len = (Py_ssize_t)(out + n - s->text);
@@ -282,7 +285,7 @@ book(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     }
     stamp_t st;
     book_t b;
-    if (!stamp(args + 3, &st)
+    if (!stamp(args[3], args[4], args[5], args[6], &st)
         || !book_measure(args[0], args[1], args[2], args[7], args[8], args[9], args[10], &st,
                          &b)) {
         Py_RETURN_NONE;
@@ -419,7 +422,7 @@ bbo(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     }
     stamp_t st;
     bbo_t b;
-    if (!stamp(args + 2, &st)
+    if (!stamp(args[2], args[3], args[4], args[5], &st)
         || !bbo_measure(args[0], args[1], args[6], args[7], args[8], args[9], &st, &b)) {
         Py_RETURN_NONE;
     }
@@ -432,18 +435,24 @@ bbo(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 book_bbo(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!check_nargs("book_bbo", nargs, 17)) {
+    if (!check_nargs("book_bbo", nargs, 14)) {
         return NULL;
     }
-    /* book_head, depth_text, bbo_head, seq, bbo_seq, pub_ns, recv_ns, u, ts, cts, depth,
-       bids, asks, bid, ask, bybit_seq, bbo_depth */
+    /* book_head, depth_text, bbo_head, seq, bbo_seq, pub_ns, recv_ns, frame_ints, depth,
+       bids, asks, bid, ask, bbo_depth; frame_ints is the frame's (u, seq, ts, cts), the
+       objects the decoder made (BookFrame.ints), so that mypyc need not box them again. */
+    PyObject *ints = args[7];
+    if (!PyTuple_CheckExact(ints) || PyTuple_GET_SIZE(ints) != 4) {
+        Py_RETURN_NONE;
+    }
+    PyObject *u = PyTuple_GET_ITEM(ints, 0), *bybit_seq = PyTuple_GET_ITEM(ints, 1);
+    PyObject *ts = PyTuple_GET_ITEM(ints, 2), *cts = PyTuple_GET_ITEM(ints, 3);
     stamp_t st;
     book_t bk;
     bbo_t bb;
-    if (!stamp(args + 5, &st)
-        || !book_measure(args[0], args[1], args[3], args[9], args[10], args[11], args[12], &st,
-                         &bk)
-        || !bbo_measure(args[2], args[4], args[13], args[14], args[15], args[16], &st, &bb)) {
+    if (!stamp(args[5], args[6], u, ts, &st)
+        || !book_measure(args[0], args[1], args[3], cts, args[8], args[9], args[10], &st, &bk)
+        || !bbo_measure(args[2], args[4], args[11], args[12], bybit_seq, args[13], &st, &bb)) {
         Py_RETURN_NONE;
     }
     PyObject *pair = PyTuple_New(2);
@@ -474,10 +483,11 @@ static PyMethodDef methods[] = {
      "bbo(head, seq, pub_ns, recv_ns, u, ts, bid, ask, bybit_seq, depth) -> bytes | None: "
      "BboTemplate's payload; None where the Python must render it."},
     {"book_bbo", (PyCFunction)(void (*)(void))book_bbo, METH_FASTCALL,
-     "book_bbo(book_head, depth_text, bbo_head, seq, bbo_seq, pub_ns, recv_ns, u, ts, cts, "
-     "depth, bids, asks, bid, ask, bybit_seq, bbo_depth) -> tuple[bytes, bytes] | None: "
-     "book() and bbo() of one frame, the four shared ints written once; None where the "
-     "Python must render them."},
+     "book_bbo(book_head, depth_text, bbo_head, seq, bbo_seq, pub_ns, recv_ns, frame_ints, "
+     "depth, bids, asks, bid, ask, bbo_depth) -> tuple[bytes, bytes] | None: book() and "
+     "bbo() of one frame, frame_ints its (u, bybit_seq, ts, cts), the four shared ints "
+     "written once; None where the Python must render them (frame_ints not an exact tuple "
+     "of four included)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -34,15 +34,12 @@ def book_bbo(
     bbo_seq: int,
     pub_ns: int,
     recv_ns: int,
-    u: int,
-    ts: int,
-    cts: int,
+    frame_ints: tuple[int, ...],  # (u, bybit_seq, ts, cts)
     depth: int,
     bids: list[str],
     asks: list[str],
     bid: tuple[str, str] | None,
     ask: tuple[str, str] | None,
-    bybit_seq: int,
     bbo_depth: int | str,
     /,
 ) -> tuple[bytes, bytes] | None: ...

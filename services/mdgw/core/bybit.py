@@ -113,9 +113,12 @@ _parse_levels_c: Callable[[object, int, int], list[Level] | None] | None
 # _decode_book's in C (core/_levels.c, scan_book): a book frame of one strict form decoded in
 # one pass, levels and all, to the values msgspec and parse_levels would give; None for any
 # other frame, which msgspec then decodes. Absent in the pure-Python build, like the above.
+# Its ints come as one tuple, (u, seq, ts, cts), that the frame keeps (BookFrame.ints):
+# typed tuple[int, ...], which mypyc holds as the object it is (a tuple of four ints would be
+# unboxed into a C struct, and each int boxed again for the payload's C writer).
 _decode_book_c: (
     Callable[
-        [bytes, int, int], tuple[str, str, int, str, list[Level], list[Level], int, int, int] | None
+        [bytes, int, int], tuple[str, str, str, list[Level], list[Level], tuple[int, ...]] | None
     ]
     | None
 )
@@ -267,6 +270,7 @@ def _decode_book(frame: bytes) -> BookFrame:
     asks: list[Level]
     data: BookData | None
     parsed: OrderbookTopic | None
+    ints: tuple[int, ...] | None
     scan = _SCAN_BOOK
     if scan is None or (scanned := scan(frame, _MAX_NUMBER_LEN, _MAX_SIGNIFICANT_DIGITS)) is None:
         try:
@@ -282,10 +286,16 @@ def _decode_book(frame: bytes) -> BookFrame:
         seq = data.seq
         ts = msg.ts
         cts = msg.cts
+        ints = None  # BookFrame makes the tuple
         parsed = parse_book_topic(topic)
     else:
         # What msgspec would have given, levels already parsed (see _decode_book_c).
-        topic, kind, ts, sent_symbol, bids, asks, u, seq, cts = scanned
+        topic, kind, sent_symbol, bids, asks, ints = scanned
+        # By index: mypyc unpacks a tuple[int, ...] through an iterator.
+        u = ints[0]
+        seq = ints[1]
+        ts = ints[2]
+        cts = ints[3]
         data = None
         parsed = _SCANNED_TOPICS.get(topic)
         if parsed is None:
@@ -311,8 +321,8 @@ def _decode_book(frame: bytes) -> BookFrame:
         bids = parse_levels(data.b, "data.b", topic)
         asks = parse_levels(data.a, "data.a", topic)
     if parsed.depth == FULL_DEPTH and topic.startswith(FULL_TOPIC_PREFIX):
-        return FullFrame(topic, symbol, FULL_DEPTH, snapshot, u, seq, ts, cts, bids, asks)
-    return BookFrame(topic, symbol, parsed.depth, snapshot, u, seq, ts, cts, bids, asks)
+        return FullFrame(topic, symbol, FULL_DEPTH, snapshot, u, seq, ts, cts, bids, asks, ints)
+    return BookFrame(topic, symbol, parsed.depth, snapshot, u, seq, ts, cts, bids, asks, ints)
 
 
 _DECIMAL_CHARS: Final = "0123456789."

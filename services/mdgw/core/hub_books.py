@@ -291,15 +291,12 @@ class HubBooks:
                 book.bbo_seq.next(),
                 pub_ns,
                 recv_ns,
-                frame.u,
-                frame.ts,
-                frame.cts,
+                cast(BookFrame, frame).ints,  # feed "book": never an RPI frame
                 depth,
                 bid_texts,
                 ask_texts,
                 deep.best_bid(),
                 deep.best_ask(),
-                frame.seq,
                 depth_of,
             )
         else:

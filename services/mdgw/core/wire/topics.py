@@ -61,8 +61,8 @@ _BboC = Callable[
     [str, int, int, int, int, int, tuple[str, str] | None, tuple[str, str] | None, int, int | str],
     bytes | None,
 ]
-# book_head, depth_text, bbo_head, seq, bbo_seq, pub_ns, recv_ns, u, ts, cts, depth, bids,
-# asks, bid, ask, bybit_seq, bbo_depth
+# book_head, depth_text, bbo_head, seq, bbo_seq, pub_ns, recv_ns, frame_ints (u, bybit_seq,
+# ts, cts), depth, bids, asks, bid, ask, bbo_depth
 _BookBboC = Callable[
     [
         str,
@@ -72,15 +72,12 @@ _BookBboC = Callable[
         int,
         int,
         int,
-        int,
-        int,
-        int,
+        tuple[int, ...],
         int,
         list[str],
         list[str],
         tuple[str, str] | None,
         tuple[str, str] | None,
-        int,
         int | str,
     ],
     tuple[bytes, bytes] | None,
@@ -342,22 +339,22 @@ class BookTemplate:
         bbo_seq: int,
         pub_ns: int,
         recv_ns: int,
-        u: int,
-        ts: int,
-        cts: int,
+        frame_ints: tuple[int, ...],
         depth: int,
         bid_texts: list[str],
         ask_texts: list[str],
         bid: tuple[str, str] | None,
         ask: tuple[str, str] | None,
-        bybit_seq: int,
         bbo_depth: int | str,
     ) -> tuple[bytes, bytes]:
         """:meth:`render_texts` and ``bbo``'s :meth:`BboTemplate.render` of one frame, the
-        bytes of each: in the compiled build one C call (``core/_render.c``), which writes
-        ``pub_ns``, ``recv_ns``, ``u`` and ``ts`` once for the two payloads and takes each
-        int once (on ``orderbook.1`` nearly every frame publishes both, and two calls box
-        and write those four ints twice: docs/performance.md); the two methods otherwise."""
+        bytes of each, ``frame_ints`` the frame's ``(u, bybit_seq, ts, cts)``
+        (:attr:`mdgw.core.bybit_frames.BookFrame.ints`): in the compiled build one C call
+        (``core/_render.c``), which writes ``pub_ns``, ``recv_ns``, ``u`` and ``ts`` once for
+        the two payloads and takes each int once (on ``orderbook.1`` nearly every frame
+        publishes both, and two calls box and write those four ints twice), and the frame's
+        four as the tuple of objects its decode made, not boxed again (docs/performance.md);
+        the two methods otherwise."""
         render_c = _BOOK_BBO_C
         if render_c is not None:
             payloads = render_c(
@@ -368,19 +365,17 @@ class BookTemplate:
                 bbo_seq,
                 pub_ns,
                 recv_ns,
-                u,
-                ts,
-                cts,
+                frame_ints,
                 depth,
                 bid_texts,
                 ask_texts,
                 bid,
                 ask,
-                bybit_seq,
                 bbo_depth,
             )
             if payloads is not None:
                 return payloads
+        u, bybit_seq, ts, cts = frame_ints
         return (
             self.render_texts(seq, pub_ns, recv_ns, u, ts, cts, depth, bid_texts, ask_texts),
             bbo.render(bbo_seq, pub_ns, recv_ns, u, ts, bid, ask, bybit_seq, bbo_depth),
