@@ -256,9 +256,11 @@ def _outcome(decode: Any, frame: bytes) -> tuple[Any, ...]:
     if not isinstance(got, bybit.BookFrame):
         return (type(got).__name__, got)
     # BookFrame.ints, what the payload's C writer takes: the four fields again, as a plain
-    # tuple of plain ints (scan_book's tuple when it took the frame, else made from them).
-    assert type(got.ints) is tuple and got.ints == (got.u, got.seq, got.ts, got.cts), frame
-    assert all(type(value) is int for value in got.ints), frame
+    # tuple of plain ints, when scan_book took the frame (compiled); else None.
+    if got.ints is not None:
+        assert SCAN is not None and decode is bybit.decode_frame, frame
+        assert type(got.ints) is tuple and got.ints == (got.u, got.seq, got.ts, got.cts), frame
+        assert all(type(value) is int for value in got.ints), frame
     return (
         type(got).__name__,
         got.topic,
@@ -296,6 +298,10 @@ def _check(frame: bytes) -> bool:
         for level in (*bids, *asks):
             assert type(level) is tuple and len(level) == 4
             assert type(level[1]) is str and type(level[2]) is str
+        # The decoder keeps scan_book's ints for the payload (BookFrame.ints).
+        decoded = bybit.decode_frame(frame)
+        assert isinstance(decoded, bybit.BookFrame)
+        assert decoded.ints == ints and type(decoded.ints) is tuple
     assert _outcome(bybit.decode_frame, frame) == _outcome(PURE.decode_frame, frame), frame
     return fast is not None
 

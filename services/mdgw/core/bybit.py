@@ -286,7 +286,7 @@ def _decode_book(frame: bytes) -> BookFrame:
         seq = data.seq
         ts = msg.ts
         cts = msg.cts
-        ints = None  # BookFrame makes the tuple
+        ints = None  # the publish makes the tuple when it needs one (compiled)
         parsed = parse_book_topic(topic)
     else:
         # What msgspec would have given, levels already parsed (see _decode_book_c).

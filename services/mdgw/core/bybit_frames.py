@@ -39,12 +39,12 @@ class BookFrame:
     cts: int  # matching-engine time (ms); 0 in frames older than Dec 2023
     bids: list[Level]
     asks: list[Level]
-    # (u, seq, ts, cts) again, as int objects: what the payload's C writer takes
-    # (BookTemplate.render_with_bbo). Compiled, the four fields above are native ints, boxed
-    # anew each time they are passed to C; this tuple is the one the frame's decode made
-    # (core/_levels.c scan_book), so they are boxed once a frame. Typed tuple[int, ...],
-    # not a tuple of four, which mypyc would hold as four native ints too.
-    ints: tuple[int, ...]
+    # (u, seq, ts, cts) again, as int objects, when the decode made them so (core/_levels.c
+    # scan_book, in the compiled build); else None. The payload's C writer takes them
+    # (BookTemplate.render_with_bbo): compiled, the four fields above are native ints, boxed
+    # anew each time they are passed to C, where this tuple is passed as it is. Typed
+    # tuple[int, ...], not a tuple of four, which mypyc would hold as four native ints too.
+    ints: tuple[int, ...] | None
 
     def __init__(  # noqa: PLR0917 (the frame's fields, in order, as a dataclass takes them)
         self,
@@ -60,8 +60,8 @@ class BookFrame:
         asks: list[Level],
         ints: tuple[int, ...] | None = None,
     ) -> None:
-        """``ints``, when given, must be ``(u, seq, ts, cts)`` (the decoder passes scan_book's
-        tuple); None makes it from them."""
+        """``ints``, when not None, must be ``(u, seq, ts, cts)`` (the decoder passes
+        scan_book's tuple)."""
         self.topic = topic
         self.symbol = symbol
         self.depth = depth
@@ -72,7 +72,7 @@ class BookFrame:
         self.cts = cts
         self.bids = bids
         self.asks = asks
-        self.ints = (u, seq, ts, cts) if ints is None else ints
+        self.ints = ints
 
 
 class FullFrame(BookFrame):

@@ -285,13 +285,18 @@ class HubBooks:
             book.last_best = best
             deep = cast(OrderBook | FullBook, ob)  # feed "book": never an RPI book
             depth_of = "full" if type(frame) is FullFrame else frame.depth
+            # The frame's four ints as the decode boxed them (BookFrame.ints); a frame
+            # msgspec decoded has none, and they are boxed here.
+            ints = cast(BookFrame, frame).ints  # feed "book": never an RPI frame
+            if ints is None:
+                ints = (frame.u, frame.seq, frame.ts, frame.cts)
             payload, bbo = book.book_template.render_with_bbo(
                 book.bbo_template,
                 seq,
                 book.bbo_seq.next(),
                 pub_ns,
                 recv_ns,
-                cast(BookFrame, frame).ints,  # feed "book": never an RPI frame
+                ints,
                 depth,
                 bid_texts,
                 ask_texts,
