@@ -8,7 +8,7 @@ strings Bybit sent; the float beside each is for ordering and for testing a size
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 
@@ -44,7 +44,8 @@ class BookFrame:
     # (BookTemplate.render_with_bbo): compiled, the four fields above are native ints, boxed
     # anew each time they are passed to C, where this tuple is passed as it is. Typed
     # tuple[int, ...], not a tuple of four, which mypyc would hold as four native ints too.
-    ints: tuple[int, ...] | None
+    # Not part of the frame's value (compare, repr): a copy of four fields, or None.
+    ints: tuple[int, ...] | None = field(default=None, compare=False, repr=False)
 
     def __init__(  # noqa: PLR0917 (the frame's fields, in order, as a dataclass takes them)
         self,
