@@ -501,7 +501,8 @@ def test_the_templates_write_one_bytes_object() -> None:
     assert extra < 200
 
 
-def _raw(seq: int, frame: dict[str, Any]) -> bytes:
+def _raw(seq: int, frame: dict[str, Any], *, indent: bool = False) -> bytes:
+    """An envelope of ``frame``; ``indent``: in a form scan_book leaves to msgspec."""
     return oracles.encode_raw(
         EnvelopeKind.DATA,
         ingestor=b"ing",
@@ -509,7 +510,7 @@ def _raw(seq: int, frame: dict[str, Any]) -> bytes:
         conn_id=1,
         seq=seq,
         recv_ns=123,
-        frame=orjson.dumps(frame),
+        frame=orjson.dumps(frame, option=orjson.OPT_INDENT_2 if indent else None),
     )
 
 
@@ -550,10 +551,12 @@ def test_the_hub_publishes_through_the_c_path() -> None:
     assert orjson.loads(payloads[1])["bid"] == "60000.5"
 
 
-def test_the_hub_publishes_a_depth_1_frame_as_the_templates_render_it() -> None:
+@pytest.mark.parametrize("indent", [False, True])
+def test_the_hub_publishes_a_depth_1_frame_as_the_templates_render_it(indent: bool) -> None:
     """``orderbook.1`` snapshots through the hub (compiled: book and bbo in one C call, when
     the best changed; the book alone otherwise): the payloads, seqs and order the pure
-    templates make from the same frame."""
+    templates make from the same frame. Indented, the frames are msgspec's to decode (no
+    ``BookFrame.ints``), and the compiled publish boxes the frame's ints itself."""
     clock = 1_700_000_000_000_000_000
     hub = Hub(
         publish_depth=1,
@@ -571,7 +574,7 @@ def test_the_hub_publishes_a_depth_1_frame_as_the_templates_render_it() -> None:
     for u, (price, size) in enumerate(tops, start=1):
         data = {"s": "BTCUSDT", "b": [[price, size]], "a": [["102", "3"]], "u": u, "seq": 7 * u}
         frame = {"topic": "orderbook.1.BTCUSDT", "type": "snapshot", "ts": 5000 + u}
-        hub.on_raw(_raw(u, {**frame, "data": data, "cts": 4000 + u}), 0.0)
+        hub.on_raw(_raw(u, {**frame, "data": data, "cts": 4000 + u}, indent=indent), 0.0)
         payloads = [(t, p) for t, p in hub.outbox if not t.startswith(b"status.")]
         hub.outbox.clear()
         book_seq = u  # one book a frame
