@@ -156,12 +156,14 @@ def test_book_payload_is_the_f_strings(
     mine = wire.BookTemplate(category, symbol, channel, full=full)
     pure = PURE.BookTemplate(category, symbol, channel, full=full)
     args = (seq, pub_ns, recv_ns, u, ts, cts, depth)
+    # render_texts and C take the frame's (u, bybit_seq, ts, cts) as one tuple.
+    with_texts = (seq, pub_ns, recv_ns, (u, 7, ts, cts), depth, bid_texts, ask_texts)
     want = pure.render(*args, ",".join(bid_texts[:depth]), ",".join(ask_texts[:depth]))
-    assert pure.render_texts(*args, bid_texts, ask_texts) == want
+    assert pure.render_texts(*with_texts) == want
     if not _subtypes(*args):
-        assert mine.render_texts(*args, bid_texts, ask_texts) == want
+        assert mine.render_texts(*with_texts) == want
     if BOOK_C is not None:
-        got = BOOK_C(mine._head, mine._depth, *args, bid_texts, ask_texts)
+        got = BOOK_C(mine._head, mine._depth, *with_texts)
         handled = all(_handled_int(x) for x in (*args, depth)) and all(
             _handled_text(t) for t in bid_texts[:depth] + ask_texts[:depth]
         )
@@ -280,7 +282,8 @@ def test_book_and_bbo_in_one_call_are_the_f_strings(
     seq, bbo_seq, pub_ns, recv_ns, u, ts, bybit_seq = ints
     bid_texts, ask_texts = bids[1], asks[1]
     stamp = (pub_ns, recv_ns, u, ts)
-    book_args = (seq, *stamp, cts, depth)
+    frame_ints = (u, bybit_seq, ts, cts)  # BookFrame.ints: (u, seq, ts, cts)
+    book_args = (seq, pub_ns, recv_ns, frame_ints, depth)
     bbo_args = (bbo_seq, *stamp, bid, ask, bybit_seq, bbo_depth)
     pure_book = PURE.BookTemplate(category, symbol, channel, full=full)
     pure_bbo = PURE.BboTemplate(category, symbol)
@@ -288,7 +291,6 @@ def test_book_and_bbo_in_one_call_are_the_f_strings(
         pure_book.render_texts(*book_args, bid_texts, ask_texts),
         pure_bbo.render(*bbo_args),
     )
-    frame_ints = (u, bybit_seq, ts, cts)  # BookFrame.ints: (u, seq, ts, cts)
     with_bbo = (
         bbo_seq,
         pub_ns,
@@ -387,24 +389,27 @@ def test_texts_the_c_code_leaves_to_the_f_string(bids: Any, asks: list[str]) -> 
     mine = wire.BookTemplate("linear", "BTCUSDT")
     pure = PURE.BookTemplate("linear", "BTCUSDT")
     try:
-        want = pure.render_texts(1, 2, 3, 4, 5, 6, 50, bids, asks)
+        want = pure.render_texts(1, 2, 3, (4, 0, 5, 6), 50, bids, asks)
     except TypeError:
         with pytest.raises(TypeError):
-            mine.render_texts(1, 2, 3, 4, 5, 6, 50, bids, asks)
+            mine.render_texts(1, 2, 3, (4, 0, 5, 6), 50, bids, asks)
         return
-    assert mine.render_texts(1, 2, 3, 4, 5, 6, 50, bids, asks) == want
+    assert mine.render_texts(1, 2, 3, (4, 0, 5, 6), 50, bids, asks) == want
     if BOOK_C is not None:
-        got = BOOK_C(mine._head, "", 1, 2, 3, 4, 5, 6, 50, bids, asks)
+        got = BOOK_C(mine._head, "", 1, 2, 3, (4, 0, 5, 6), 50, bids, asks)
         assert got == (want if len(bids) == 60 else None)
         # A sequence that is not a list (the book's lists are lists): the template's way.
-        assert BOOK_C(mine._head, "", 1, 2, 3, 4, 5, 6, 50, tuple(bids), asks) is None
+        assert BOOK_C(mine._head, "", 1, 2, 3, (4, 0, 5, 6), 50, tuple(bids), asks) is None
+        # The frame's ints not an exact tuple of four: the template's way too.
+        for ints in ([4, 0, 5, 6], (4, 0, 5), (4, 0, 5, 6, 7), IntsTuple((4, 0, 5, 6))):
+            assert BOOK_C(mine._head, "", 1, 2, 3, ints, 50, bids, asks) is None
 
 
 @needs_c
 def test_bad_arguments_raise_rather_than_refuse() -> None:
     assert BOOK_C is not None and BBO_C is not None
-    with pytest.raises(TypeError, match="takes 11 arguments"):
-        BOOK_C("{", "", 1, 2, 3, 4, 5, 6, 7, [])  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="takes 9 arguments"):
+        BOOK_C("{", "", 1, 2, 3, (4, 0, 5, 6), 7, [])  # type: ignore[call-arg]
     with pytest.raises(TypeError, match="takes 10 arguments"):
         BBO_C("{", 1, 2, 3, 4, 5, None, None, 7)  # type: ignore[call-arg]
 
@@ -421,9 +426,10 @@ def test_no_reference_leaks() -> None:
     values = [texts, odd, *texts, *odd, head, big, huge, bid, ask, *bid, *ask, ints, bad]
 
     def cycle() -> None:
-        assert BOOK_C(head, "", 1, big, big, big, big, big, 5, texts, texts) is not None
-        assert BOOK_C(head, '"full"', 1, big, big, big, big, 0, 50, texts, odd) is None
-        assert BOOK_C(head, "", 1, big, huge, big, big, big, 5, texts, texts) is None
+        assert BOOK_C(head, "", 1, big, big, ints, 5, texts, texts) is not None
+        assert BOOK_C(head, '"full"', 1, big, big, ints, 50, texts, odd) is None
+        assert BOOK_C(head, "", 1, big, huge, ints, 5, texts, texts) is None
+        assert BOOK_C(head, "", 1, big, big, bad, 5, texts, texts) is None
         assert BBO_C(head, 1, big, big, big, big, bid, ask, big, 1) is not None
         assert BBO_C(head, 1, big, big, big, big, None, None, big, "full") is not None
         assert BBO_C(head, 1, big, big, big, big, bid, ("3", "\u00e9"), big, 1) is None
@@ -491,7 +497,7 @@ def test_the_templates_write_one_bytes_object() -> None:
     would hold as much memory again as the payload while it is built)."""
     texts = [f'["{65000 + i}.5","{i}.25"]' for i in range(200)]
     book = wire.BookTemplate("linear", "BTCUSDT")
-    extra, payload = _peak(lambda: book.render_texts(1, 2, 3, 4, 5, 6, 200, texts, texts))
+    extra, payload = _peak(lambda: book.render_texts(1, 2, 3, (4, 0, 5, 6), 200, texts, texts))
     assert isinstance(payload, bytes) and len(payload) > 7000
     assert extra < 1000  # the f-string's way holds ~3 times the payload's size beyond it
     bbo = wire.BboTemplate("linear", "BTCUSDT")
@@ -582,7 +588,7 @@ def test_the_hub_publishes_a_depth_1_frame_as_the_templates_render_it(indent: bo
         want = [
             (
                 b"book.linear.BTCUSDT.",
-                book.render_texts(book_seq, clock, 123, u, 5000 + u, 4000 + u, 1, *texts),
+                book.render_texts(book_seq, clock, 123, (u, 7 * u, 5000 + u, 4000 + u), 1, *texts),
             )
         ]
         if (price, size) != last:

@@ -1,12 +1,13 @@
 /* mdgw.core._render: the book and bbo payloads (core/wire/topics.py), in C.
 
-   book(head, depth_text, seq, pub_ns, recv_ns, u, ts, cts, depth, bids, asks) returns the
-   bytes BookTemplate.render makes from the same ints and the joined first `depth` texts of
+   book(head, depth_text, seq, pub_ns, recv_ns, frame_ints, depth, bids, asks) returns the
+   bytes BookTemplate.render makes from the same ints (frame_ints: the frame's (u,
+   bybit_seq, ts, cts), below) and the joined first `depth` texts of
    the two level-text lists; bbo(head, seq, pub_ns, recv_ns, u, ts, bid, ask, bybit_seq,
    depth) the bytes BboTemplate.render makes; book_bbo(...) both of one frame at once, as a
    tuple, its four shared ints (pub_ns, recv_ns, u, ts) written once for the two
-   (BookTemplate.render_with_bbo), the frame's four ints (u, bybit_seq, ts, cts) taken as
-   the one tuple the decoder made (BookFrame.ints). Each returns None, with no exception set, for
+   (BookTemplate.render_with_bbo). Both take the frame's four ints (u, bybit_seq, ts, cts)
+   as the one tuple the decoder made (BookFrame.ints). Each returns None, with no exception set, for
    anything it does not write exactly as the Python does: an int that is not an exact int
    within int64 (a bool prints "True"; a larger int is left to Python), a text that is not
    an exact compact ASCII str (the Python encodes others to UTF-8, or formats a str
@@ -277,17 +278,33 @@ book_write(const book_t *b, const stamp_t *st)
     return payload;
 }
 
+/* The frame's (u, bybit_seq, ts, cts) (BookFrame.ints): 0 unless an exact tuple of four
+   (its items are checked where they are written). */
+static int
+frame_ints(PyObject *ints, PyObject **u, PyObject **bybit_seq, PyObject **ts, PyObject **cts)
+{
+    if (!PyTuple_CheckExact(ints) || PyTuple_GET_SIZE(ints) != 4) {
+        return 0;
+    }
+    *u = PyTuple_GET_ITEM(ints, 0);
+    *bybit_seq = PyTuple_GET_ITEM(ints, 1);
+    *ts = PyTuple_GET_ITEM(ints, 2);
+    *cts = PyTuple_GET_ITEM(ints, 3);
+    return 1;
+}
+
 static PyObject *
 book(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!check_nargs("book", nargs, 11)) {
+    if (!check_nargs("book", nargs, 9)) {
         return NULL;
     }
+    /* head, depth_text, seq, pub_ns, recv_ns, frame_ints, depth, bids, asks */
+    PyObject *u, *bybit_seq, *ts, *cts;
     stamp_t st;
     book_t b;
-    if (!stamp(args[3], args[4], args[5], args[6], &st)
-        || !book_measure(args[0], args[1], args[2], args[7], args[8], args[9], args[10], &st,
-                         &b)) {
+    if (!frame_ints(args[5], &u, &bybit_seq, &ts, &cts) || !stamp(args[3], args[4], u, ts, &st)
+        || !book_measure(args[0], args[1], args[2], cts, args[6], args[7], args[8], &st, &b)) {
         Py_RETURN_NONE;
     }
     return book_write(&b, &st);
@@ -441,16 +458,11 @@ book_bbo(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     /* book_head, depth_text, bbo_head, seq, bbo_seq, pub_ns, recv_ns, frame_ints, depth,
        bids, asks, bid, ask, bbo_depth; frame_ints is the frame's (u, seq, ts, cts), the
        objects the decoder made (BookFrame.ints), so that mypyc need not box them again. */
-    PyObject *ints = args[7];
-    if (!PyTuple_CheckExact(ints) || PyTuple_GET_SIZE(ints) != 4) {
-        Py_RETURN_NONE;
-    }
-    PyObject *u = PyTuple_GET_ITEM(ints, 0), *bybit_seq = PyTuple_GET_ITEM(ints, 1);
-    PyObject *ts = PyTuple_GET_ITEM(ints, 2), *cts = PyTuple_GET_ITEM(ints, 3);
+    PyObject *u, *bybit_seq, *ts, *cts;
     stamp_t st;
     book_t bk;
     bbo_t bb;
-    if (!stamp(args[5], args[6], u, ts, &st)
+    if (!frame_ints(args[7], &u, &bybit_seq, &ts, &cts) || !stamp(args[5], args[6], u, ts, &st)
         || !book_measure(args[0], args[1], args[3], cts, args[8], args[9], args[10], &st, &bk)
         || !bbo_measure(args[2], args[4], args[11], args[12], bybit_seq, args[13], &st, &bb)) {
         Py_RETURN_NONE;
@@ -476,9 +488,9 @@ book_bbo(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 
 static PyMethodDef methods[] = {
     {"book", (PyCFunction)(void (*)(void))book, METH_FASTCALL,
-     "book(head, depth_text, seq, pub_ns, recv_ns, u, ts, cts, depth, bids, asks) -> bytes | "
-     "None: BookTemplate's payload, bids and asks the level-text lists cut to depth; None "
-     "where the Python must render it."},
+     "book(head, depth_text, seq, pub_ns, recv_ns, frame_ints, depth, bids, asks) -> bytes | "
+     "None: BookTemplate's payload, frame_ints the frame's (u, bybit_seq, ts, cts), bids and "
+     "asks the level-text lists cut to depth; None where the Python must render it."},
     {"bbo", (PyCFunction)(void (*)(void))bbo, METH_FASTCALL,
      "bbo(head, seq, pub_ns, recv_ns, u, ts, bid, ask, bybit_seq, depth) -> bytes | None: "
      "BboTemplate's payload; None where the Python must render it."},

@@ -5,9 +5,7 @@ def book(
     seq: int,
     pub_ns: int,
     recv_ns: int,
-    u: int,
-    ts: int,
-    cts: int,
+    frame_ints: tuple[int, ...],  # (u, bybit_seq, ts, cts)
     depth: int,
     bids: list[str],
     asks: list[str],

@@ -214,8 +214,10 @@ class HubBooks:
             seq = book.book_seq.next()
             if _IN_C:
                 bid_texts, ask_texts = ob.level_texts()
+                # An RPI frame (an ordinary or full book's went to _publish_book_bbo).
+                ints = (frame.u, frame.seq, frame.ts, frame.cts)
                 payload = book.book_template.render_texts(
-                    seq, pub_ns, recv_ns, frame.u, frame.ts, frame.cts, depth, bid_texts, ask_texts
+                    seq, pub_ns, recv_ns, ints, depth, bid_texts, ask_texts
                 )
             else:
                 bids, asks = ob.top_json(depth)
@@ -281,15 +283,15 @@ class HubBooks:
         fusion = book.fusion
         bbo_due = fusion.offer(frame.seq, best) if fusion is not None else best != book.last_best
         bbo: bytes | None = None
+        # The frame's four ints as the decode boxed them (BookFrame.ints); a frame msgspec
+        # decoded has none, and they are boxed here.
+        ints = cast(BookFrame, frame).ints  # feed "book": never an RPI frame
+        if ints is None:
+            ints = (frame.u, frame.seq, frame.ts, frame.cts)
         if bbo_due:
             book.last_best = best
             deep = cast(OrderBook | FullBook, ob)  # feed "book": never an RPI book
             depth_of = "full" if type(frame) is FullFrame else frame.depth
-            # The frame's four ints as the decode boxed them (BookFrame.ints); a frame
-            # msgspec decoded has none, and they are boxed here.
-            ints = cast(BookFrame, frame).ints  # feed "book": never an RPI frame
-            if ints is None:
-                ints = (frame.u, frame.seq, frame.ts, frame.cts)
             payload, bbo = book.book_template.render_with_bbo(
                 book.bbo_template,
                 seq,
@@ -306,7 +308,7 @@ class HubBooks:
             )
         else:
             payload = book.book_template.render_texts(
-                seq, pub_ns, recv_ns, frame.u, frame.ts, frame.cts, depth, bid_texts, ask_texts
+                seq, pub_ns, recv_ns, ints, depth, bid_texts, ask_texts
             )
         self.outbox.append((book.book_topic, payload))
         book.last_book = payload

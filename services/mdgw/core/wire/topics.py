@@ -56,7 +56,10 @@ NOTICE_FIELDS = frozenset({"id", "title", "state", "begin", "end"})
 STATES: tuple[str, ...] = ("live", "resyncing", "stale")
 _SIDES = ("buy", "sell")
 
-_BookC = Callable[[str, str, int, int, int, int, int, int, int, list[str], list[str]], bytes | None]
+# head, depth_text, seq, pub_ns, recv_ns, frame_ints (u, bybit_seq, ts, cts), depth, bids, asks
+_BookC = Callable[
+    [str, str, int, int, int, tuple[int, ...], int, list[str], list[str]], bytes | None
+]
 _BboC = Callable[
     [str, int, int, int, int, int, tuple[str, str] | None, tuple[str, str] | None, int, int | str],
     bytes | None,
@@ -292,17 +295,17 @@ class BookTemplate:
         seq: int,
         pub_ns: int,
         recv_ns: int,
-        u: int,
-        ts: int,
-        cts: int,
+        frame_ints: tuple[int, ...],
         depth: int,
         bid_texts: list[str],
         ask_texts: list[str],
     ) -> bytes:
         """:meth:`render` with the book's level texts as it holds them
         (:meth:`mdgw.core.book.SyncedBook.level_texts`), the first ``depth`` of each side
-        published: in the compiled build one ``bytes`` written in C (``core/_render.c``), no
-        str, join or encode on the way; the same bytes by :meth:`render` otherwise."""
+        published, ``frame_ints`` the frame's ``(u, bybit_seq, ts, cts)``
+        (:attr:`mdgw.core.bybit_frames.BookFrame.ints`, passed to C as it is): in the
+        compiled build one ``bytes`` written in C (``core/_render.c``), no str, join or
+        encode on the way; the same bytes by :meth:`render` otherwise."""
         render_c = _BOOK_C
         if render_c is not None:
             payload = render_c(
@@ -311,15 +314,14 @@ class BookTemplate:
                 seq,
                 pub_ns,
                 recv_ns,
-                u,
-                ts,
-                cts,
+                frame_ints,
                 depth,
                 bid_texts,
                 ask_texts,
             )
             if payload is not None:
                 return payload
+        u, _, ts, cts = frame_ints
         return self.render(
             seq,
             pub_ns,
@@ -375,9 +377,9 @@ class BookTemplate:
             )
             if payloads is not None:
                 return payloads
-        u, bybit_seq, ts, cts = frame_ints
+        u, bybit_seq, ts, _ = frame_ints
         return (
-            self.render_texts(seq, pub_ns, recv_ns, u, ts, cts, depth, bid_texts, ask_texts),
+            self.render_texts(seq, pub_ns, recv_ns, frame_ints, depth, bid_texts, ask_texts),
             bbo.render(bbo_seq, pub_ns, recv_ns, u, ts, bid, ask, bybit_seq, bbo_depth),
         )
 
