@@ -112,6 +112,7 @@ def test_rpi_book_publishes_on_its_own_channel_with_both_sizes() -> None:
     status, rpi = out[0][1], out[1][1]
     assert (status["state"], status["feed"]) == ("live", "rpi")
     assert rpi["channel"] == "rpi" and rpi["depth"] == 2 and rpi["u"] == 10
+    assert (rpi["ts"], rpi["cts"]) == (2010, 2009)  # the frame's, as rpi_frame() sent them
     assert rpi["bids"] == [["99", "1", "0"], ["98", "0", "2"]]
     assert rpi["asks"] == [["101", "1", "0.5"]]
     assert wire.decode_payload(orjson.dumps(rpi))["symbol"] == "BTCUSDT"
