@@ -1,9 +1,11 @@
-"""The benchmark's instruments: the consumer's accounting of JSON payloads
-(``Recorder.take_json``) and the in-process drain driver (``drain_inproc``)."""
+"""The benchmark's instruments: the consumer's accounting of JSON payloads and raw
+envelopes (``Recorder.take_pairs``, ``Recorder.take_envelopes``) and the in-process drain
+driver (``drain_inproc``)."""
 
 from __future__ import annotations
 
 import argparse
+import struct
 import time
 from typing import Any
 
@@ -16,9 +18,9 @@ from mdgw.testing.bench.drain_inproc import _run, handoffs
 from mdgw.testing.bench.hub_inproc import messages
 
 
-def _recorder() -> Recorder:
+def _recorder(warmup: float = 0.0, latency: bool = True) -> Recorder:
     args = argparse.Namespace(
-        count="book", warmup=0.0, seconds=1000.0, latency=True, verify_every=0, seed=1
+        warmup=warmup, seconds=1000.0, latency=latency, verify_every=0, seed=1
     )
     return Recorder(args)
 
@@ -31,24 +33,91 @@ def _book(seq: int, pub_ns: int, recv_ns: int) -> bytes:
     ).encode()
 
 
+_STATUS = b'{"channel":"status","category":"linear","symbol":"S1USDT","seq":1,"pub_ns":5,'
+
+
 def test_latency_halves_seq_holes_and_channel_counts() -> None:
     rec = _recorder()
     now = time.time_ns()
-    topic = b"book.linear.S1USDT.25"
-    rec.take_json(topic, _book(1, now - 300_000, now - 1_000_000), now)
-    rec.take_json(topic, _book(2, now - 200_000, now - 500_000), now + 1_000)
-    rec.take_json(topic, _book(5, now, now - 100_000), now + 2_000)  # 3 and 4 lost
-    status = b'{"channel":"status","category":"linear","symbol":"S1USDT","seq":1,"pub_ns":5,'
-    rec.take_json(b"status.linear.S1USDT", status + b'"state":"live"}', now + 3_000)
+    topic = b"book.linear.S1USDT."
+    # Two batches: a batch's messages share the stamp taken after it came off the socket.
+    rec.take_pairs(
+        [
+            topic,
+            _book(1, now - 300_000, now - 1_000_000),
+            topic,
+            _book(2, now - 200_000, now - 500_000),
+        ],
+        now,
+    )
+    rec.take_pairs(
+        [
+            topic,
+            _book(5, now, now - 100_000),  # 3 and 4 lost
+            b"status.linear.S1USDT.",
+            _STATUS + b'"state":"live"}',
+        ],
+        now + 2_000,
+    )
     result = rec.result()
-    assert list(rec.latency) == [1_000_000, 501_000, 102_000]
+    assert list(rec.latency) == [1_000_000, 500_000, 102_000]
     assert list(rec.to_publish) == [700_000, 300_000, 100_000]
-    assert list(rec.from_publish) == [300_000, 201_000, 2_000]
+    assert list(rec.from_publish) == [300_000, 200_000, 2_000]
     assert (result["seq_holes"], result["seq_lost"]) == (1, 2)
+    assert result["no_seq"] == 0
     assert result["counts"] == {"book": 3, "status": 1}
     assert result["window_counts"] == {"book": 3, "status": 1}
     assert result["states"] == {"live": 1}
     assert result["topics"] == 2
+
+
+def test_window_opens_at_the_first_book_not_at_an_earlier_status() -> None:
+    rec = _recorder(warmup=1.0, latency=False)
+    now = time.time_ns()
+    topic = b"book.linear.S1USDT."
+    rec.take_pairs([b"status.linear.S1USDT.", _STATUS + b'"state":"live"}'], now)
+    assert rec.first is None  # a status does not open it
+    rec.take_pairs([topic, _book(1, now, now), topic, _book(2, now, now)], now + 10**9 // 2)
+    assert rec.first == (now + 10**9 // 2) / 1e9
+    rec.take_pairs([topic, _book(3, now, now)], now + 2 * 10**9)  # after the 1 s warm-up
+    result = rec.result()
+    assert result["counts"] == {"book": 3, "status": 1}
+    assert result["window_counts"] == {"book": 1}
+    assert sum(result["buckets"]) == 1
+    assert (result["seq_holes"], result["no_seq"]) == (0, 0)
+
+
+def test_a_payload_without_a_readable_seq_is_counted_not_checked() -> None:
+    rec = _recorder(latency=False)
+    topic = b"book.linear.S1USDT."
+    rec.take_pairs([topic, b'{"channel":"book","seq":x1,"pub_ns":2}', topic, b"{}"], 1)
+    assert (rec.no_seq, rec.seq_holes, rec.books_seen) == (2, 0, 2)
+
+
+def test_slipped_parts_stop_the_consumer() -> None:
+    rec = _recorder()
+    with pytest.raises(SystemExit, match="not a \\[topic, payload\\] pair"):
+        rec.take_pairs([_book(1, 1, 1), b"book.linear.S1USDT."], 1)
+
+
+def _envelope(kind: int, conn_id: int, seq: int) -> bytes:
+    # the raw envelope header (docs/wire-format.md §1), then a frame
+    return struct.pack("<BBBBIQQ", 1, kind, 0, 0, conn_id, seq, 0) + b'{"topic":"x"}'
+
+
+def test_envelopes_per_connection_seq_and_a_reconnect() -> None:
+    rec = _recorder(latency=False)
+    data, conn_up = 0, 1
+    now = time.time_ns()
+    rec.take_envelopes([_envelope(data, 7, 1), _envelope(data, 7, 2), _envelope(data, 8, 1)], now)
+    # 7 loses seq 3; then connection 7 comes up again and starts over at 1
+    rec.take_envelopes(
+        [_envelope(data, 7, 4), _envelope(conn_up, 7, 0), _envelope(data, 7, 1)], now
+    )
+    result = rec.result()
+    assert (result["seq_holes"], result["seq_lost"]) == (1, 1)
+    assert result["counts"] == {"data": 5}
+    assert result["window_counts"] == {"data": 5}
 
 
 @pytest.mark.parametrize("tcp", [False, True])
@@ -94,7 +163,6 @@ def _wait_done(rec: Recorder, deadline_s: float = 10.0) -> bool:
 @pytest.mark.parametrize("min_samples", [0, 2])
 def test_window_stays_open_until_it_holds_min_samples(min_samples: int) -> None:
     args = argparse.Namespace(
-        count="book",
         warmup=0.0,
         seconds=0.001,
         latency=True,
@@ -103,9 +171,9 @@ def test_window_stays_open_until_it_holds_min_samples(min_samples: int) -> None:
         min_samples=min_samples,
     )
     rec = Recorder(args)
-    topic = b"book.linear.S1USDT.25"
+    topic = b"book.linear.S1USDT."
     now = time.time_ns()
-    rec.take_json(topic, _book(1, now, now), now)  # opens the window; its one sample
+    rec.take_pairs([topic, _book(1, now, now)], now)  # opens the window; its one sample
     if min_samples == 0:
         assert _wait_done(rec)  # --seconds alone: closed with one sample
         assert len(rec.latency) == 1
@@ -115,7 +183,7 @@ def test_window_stays_open_until_it_holds_min_samples(min_samples: int) -> None:
     assert not rec.done()  # one sample of two: kept open
     late = time.time_ns()
     assert late / 1e9 < rec.end
-    rec.take_json(topic, _book(2, late, late), late)
+    rec.take_pairs([topic, _book(2, late, late)], late)
     assert len(rec.latency) == 2  # the late message counted in the window
     assert _wait_done(rec)
     assert rec.result()["window_s"] > args.seconds

@@ -25,7 +25,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mdgw import compiled
-from mdgw.core import bybit
+from mdgw.core import bybit, bybit_topics
 from mdgw.core.bybit_structs import BookMsg
 from mdgw.core.errors import ParseError
 from mdgw.testing.bench import frames as bench_frames
@@ -431,37 +431,46 @@ def test_the_compiled_build_takes_the_c_path(monkeypatch: pytest.MonkeyPatch) ->
     assert not set(taken) & set(fallbacks)
 
 
-def _one_level_frame(topic: str, symbol: str) -> bytes:
+def _one_level_frame(topic: str, symbol: str, kind: str = '"type":"snapshot"') -> bytes:
     return (
-        f'{{"topic":"{topic}","type":"snapshot","ts":1,"data":{{"s":"{symbol}",'
+        f'{{"topic":"{topic}",{kind},"ts":1,"data":{{"s":"{symbol}",'
         '"b":[["1.5","2"]],"a":[["1.6","3"]],"u":7,"seq":9},"cts":1}'
     ).encode()
 
 
 def test_the_topic_memo_holds_parsed_topics_only_and_stays_bounded() -> None:
-    """The decoder's memo of parse_book_topic's answers (compiled: the topics of frames
-    scan_book took; never used in pure Python): what parse_book_topic says, on a hit as on a
-    miss, no topic it refused, and never more than its bound, past which it starts again."""
-    memo = bybit._SCANNED_TOPICS
+    """parse_book_topic's memo (mdgw.core.bybit_topics), as the decoder uses it on both of
+    its paths (scan_book's and msgspec's) and in both builds: what parse_book_topic says, on
+    a hit as on a miss, no topic it refused, and never more than its bound, past which it
+    starts again."""
+    memo = bybit_topics._BOOK_TOPIC_MEMO
+    bound = bybit_topics._BOOK_TOPIC_MEMO_MAX
     memo.clear()
     for topic in ["orderbook.7x.BTCUSDT", "orderbook.0.BTCUSDT", "orderbook.1.BTC USDT"]:
-        with pytest.raises(ParseError):
-            bybit.decode_frame(_one_level_frame(topic, "BTCUSDT"))
+        for _ in range(2):  # refused each time: a refusal is not kept
+            with pytest.raises(ParseError, match="malformed orderbook topic"):
+                bybit.decode_frame(_one_level_frame(topic, "BTCUSDT"))
     assert not memo
+    # Whitespace after a key: never scan_book's (compiled, msgspec decodes it); its topic is
+    # kept all the same.
+    spaced = _one_level_frame("orderbook.50.SPACED", "SPACED", '"type": "snapshot"')
+    assert SCAN is None or SCAN(spaced, MAX_LEN, MAX_DIGITS) is None
+    assert bybit.decode_frame(spaced).depth == 50
+    assert memo == {"orderbook.50.SPACED": bybit.OrderbookTopic("SPACED", 50)}
+    memo.clear()
     first = _one_level_frame("orderbook.1.S0", "S0")
-    for i in range(bybit._SCANNED_TOPICS_MAX + 10):
+    for i in range(bound + 10):
         depth = 1 + i % 3 * 24  # 1, 25, 49
         frame = bybit.decode_frame(_one_level_frame(f"orderbook.{depth}.S{i}", f"S{i}"))
         assert (frame.symbol, frame.depth) == (f"S{i}", depth)
-        assert len(memo) <= bybit._SCANNED_TOPICS_MAX
-    again = bybit.decode_frame(first)  # a miss again: the memo started over
+        assert len(memo) == (i + 1 if i < bound else i + 1 - bound)
+    assert "orderbook.1.S0" not in memo  # the memo started over at the bound
+    again = bybit.decode_frame(first)  # a miss
+    assert memo["orderbook.1.S0"] == bybit.OrderbookTopic("S0", 1)
     hit = bybit.decode_frame(first)
     assert _outcome(bybit.decode_frame, first) == _outcome(PURE.decode_frame, first)
     assert (again.topic, again.symbol, again.depth) == (hit.topic, hit.symbol, hit.depth)
-    if SCAN is None:
-        assert not memo
-        return
-    assert 10 < len(memo) < bybit._SCANNED_TOPICS_MAX  # cleared once, at the bound
+    assert len(memo) == 11
     assert all(bybit.parse_book_topic(topic) == parsed for topic, parsed in memo.items())
     # A frame whose topic is in the memo still needs data.s to match it.
     with pytest.raises(ParseError, match="does not match"):

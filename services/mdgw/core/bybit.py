@@ -130,12 +130,6 @@ except ImportError:
 # The same function as a Final name: compiled, a read of a C static, where each read of the
 # global above is a lookup in the module's dict (~130 instructions; _decode_book read it twice).
 _SCAN_BOOK: Final = _decode_book_c
-# parse_book_topic's answers for the topics of frames scan_book took (so never in the
-# pure-Python build), by topic: one dict lookup a frame instead of the call through the
-# lru_cache. Only topics it parsed are kept, and at most _SCANNED_TOPICS_MAX of them (then it
-# starts again), so a stream of bad or ever-new topics cannot grow it.
-_SCANNED_TOPICS: Final[dict[str, OrderbookTopic]] = {}
-_SCANNED_TOPICS_MAX: Final = 16384
 
 
 # ------------------------------------------------------------------------ decode data
@@ -287,7 +281,6 @@ def _decode_book(frame: bytes) -> BookFrame:
         ts = msg.ts
         cts = msg.cts
         ints = None  # the publish makes the tuple when it needs one (compiled)
-        parsed = parse_book_topic(topic)
     else:
         # What msgspec would have given, levels already parsed (see _decode_book_c).
         topic, kind, sent_symbol, bids, asks, ints = scanned
@@ -297,13 +290,7 @@ def _decode_book(frame: bytes) -> BookFrame:
         ts = ints[2]
         cts = ints[3]
         data = None
-        parsed = _SCANNED_TOPICS.get(topic)
-        if parsed is None:
-            parsed = parse_book_topic(topic)
-            if parsed is not None:
-                if len(_SCANNED_TOPICS) >= _SCANNED_TOPICS_MAX:
-                    _SCANNED_TOPICS.clear()
-                _SCANNED_TOPICS[topic] = parsed
+    parsed = parse_book_topic(topic)  # memoised: a dict lookup for a topic seen before
     if parsed is None:
         raise ParseError("malformed orderbook topic", _checked_topic(topic))
     symbol = parsed.symbol

@@ -7,7 +7,6 @@ themselves are Bybit facts defined in :mod:`mdgw.core.bybit_spec`.
 
 from __future__ import annotations
 
-import functools
 from typing import Final, NamedTuple
 
 from mdgw.core.bybit_spec import FULL_DEPTH, FULL_TOPIC_PREFIX, RPI_TOPIC_PREFIX
@@ -70,12 +69,11 @@ class OrderbookTopic(NamedTuple):
     depth: int
 
 
-@functools.lru_cache(maxsize=16384)
 def parse_orderbook_topic(topic: str) -> OrderbookTopic | None:
     """``"orderbook.50.BTCUSDT"`` -> ``OrderbookTopic("BTCUSDT", 50)``; None if malformed.
 
-    The symbol must fit a gateway topic (:func:`mdgw.core.wire.is_topic_symbol`). Cached:
-    topics repeat.
+    The symbol must fit a gateway topic (:func:`mdgw.core.wire.is_topic_symbol`). Not
+    cached: the decoders reach it through :func:`parse_book_topic`'s memo.
     """
     parts = topic.split(".")
     if len(parts) != 3 or parts[0] != "orderbook":
@@ -89,15 +87,37 @@ def parse_orderbook_topic(topic: str) -> OrderbookTopic | None:
     return OrderbookTopic(symbol, depth)
 
 
+# parse_book_topic's answers by topic: one dict lookup a frame for a topic seen before. Only
+# topics it parsed are kept (a refused one is parsed again each time, and refused again),
+# and at most _BOOK_TOPIC_MEMO_MAX of them, then it starts again: a stream of bad or
+# ever-new topics cannot grow it. Final, so that the compiled build reads both from C
+# statics rather than through the module's dict (docs/performance.md, "Follow-up: the
+# `orderbook.1` decode").
+_BOOK_TOPIC_MEMO: Final[dict[str, OrderbookTopic]] = {}
+_BOOK_TOPIC_MEMO_MAX: Final = 16384
+
+
 def parse_book_topic(topic: str) -> OrderbookTopic | None:
-    """:func:`parse_orderbook_topic`, and ``orderbook.full.{symbol}`` as depth FULL_DEPTH."""
-    if len(topic) > MAX_TOPIC_LEN:
+    """:func:`parse_orderbook_topic`, and ``orderbook.full.{symbol}`` as depth FULL_DEPTH.
+
+    Memoised (see ``_BOOK_TOPIC_MEMO``): topics repeat, one per book.
+    """
+    if len(topic) > MAX_TOPIC_LEN:  # before the lookup, which would hash all of it
         return None
+    parsed = _BOOK_TOPIC_MEMO.get(topic)
+    if parsed is not None:
+        return parsed
     parsed = parse_orderbook_topic(topic)
-    if parsed is None and topic.startswith(FULL_TOPIC_PREFIX):
+    if parsed is None:
+        if not topic.startswith(FULL_TOPIC_PREFIX):
+            return None
         full_symbol = topic[len(FULL_TOPIC_PREFIX) :]
-        if is_topic_symbol(full_symbol):
-            return OrderbookTopic(full_symbol, FULL_DEPTH)
+        if not is_topic_symbol(full_symbol):
+            return None
+        parsed = OrderbookTopic(full_symbol, FULL_DEPTH)
+    if len(_BOOK_TOPIC_MEMO) >= _BOOK_TOPIC_MEMO_MAX:
+        _BOOK_TOPIC_MEMO.clear()
+    _BOOK_TOPIC_MEMO[topic] = parsed
     return parsed
 
 

@@ -12,7 +12,9 @@ Three ways in:
   or the network fell behind); with ``--verify-every N`` every N-th ``book`` is compared
   with the truth of :mod:`.frames` at its ``u``; with ``--latency`` every ``book`` gives a
   sample ``time.time_ns() at receive - recv_ns`` (the ingestor's receive time), split at
-  ``pub_ns`` into the ingestor + builder part and the PUB/SUB + consumer part.
+  ``pub_ns`` into the ingestor + builder part and the PUB/SUB + consumer part. "At
+  receive" is the moment the batch it came in was off the socket: the consumer takes
+  everything waiting in one call (:mod:`mdgw.runtime.zio`), stamps it, then counts it.
 - ``--mode sub --payload raw``: the same SUB on the pass-through, whose payloads are raw
   envelopes: their per-connection ``seq`` is checked instead.
 - ``--mode pull``: a PULL bound on the raw endpoint (a sink for the ingestor alone).
@@ -33,11 +35,13 @@ import struct
 import time
 from array import array
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 import zmq
 
+from mdgw.runtime import zio
 from mdgw.testing.bench import frames
 from mdgw.testing.bench.common import StopFlag, helper_parser
 
@@ -47,6 +51,7 @@ _HEAD = re.compile(rb'"seq":(\d+),"pub_ns":(\d+)(?:,"recv_ns":(\d+))?')
 _HEADER = struct.Struct("<BBBBIQQ")  # the raw envelope header (docs/wire-format.md §1)
 _DATA, _CONN_UP = 0, 1
 _BUCKET_S = 0.1
+_BATCH = 4096  # frames taken off the socket at most per batch (even: whole SUB messages)
 
 
 def percentile(ordered: list[int] | array[int], p: float) -> int:
@@ -72,22 +77,22 @@ def summarize(samples: list[int] | array[int]) -> dict[str, float] | None:
 
 
 class Recorder:
-    """What one consumer saw; ``take_*`` run once per message."""
+    """What one consumer saw; ``take_*`` run once per batch of messages received together."""
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.count_channel = args.count.encode()
         self.first: float | None = None  # wall time of the first counted message
         self.start = self.end = float("inf")  # the window
         self.counts: Counter[str] = Counter()
         self.window_counts: Counter[str] = Counter()
-        # take_json counts by the topic's channel as bytes; result() decodes them once.
+        # take_pairs counts by the topic's channel as bytes; result() decodes them once.
         self.channel_counts: Counter[bytes] = Counter()
         self.window_channel_counts: Counter[bytes] = Counter()
         self.buckets: list[int] = []
         self.seq: dict[bytes, int] = {}
         self.seq_holes = 0
         self.seq_lost = 0
+        self.no_seq = 0  # JSON payloads without a readable "seq"
         self.verified = 0
         self.wrong = 0
         self.wrong_examples: list[str] = []
@@ -106,15 +111,13 @@ class Recorder:
         self.start = now + self.args.warmup
         self.end = self.start + self.args.seconds if self.args.seconds > 0 else float("inf")
 
-    def _in_window(self, now: float) -> bool:
-        if now < self.start or now >= self.end:
-            return False
+    def _bucket(self, now: float, n: int) -> None:
+        """Count ``n`` messages received at ``now`` (in the window) in the timeline."""
         bucket = int((now - self.start) / _BUCKET_S)
         buckets = self.buckets
         while len(buckets) <= bucket:
             buckets.append(0)
-        buckets[bucket] += 1
-        return True
+        buckets[bucket] += n
 
     def done(self) -> bool:
         now = time.time()
@@ -127,49 +130,96 @@ class Recorder:
         return True
 
     def counted(self) -> int:
-        """Samples in the window so far: latency samples with ``--latency``, else messages
-        of the counted channel."""
+        """Samples in the window so far: latency samples with ``--latency``, else ``book``
+        messages (raw envelopes with ``--payload raw`` or ``--mode pull``)."""
         if self.args.latency:
             return len(self.latency)
-        return self.window_channel_counts[self.count_channel] + self.window_counts["data"]
+        return self.window_channel_counts[b"book"] + self.window_counts["data"]
 
     # ------------------------------------------------------------------ messages
 
-    def take_json(self, topic: bytes, payload: bytes, t_ns: int) -> None:
+    def take_pairs(self, parts: list[bytes], t_ns: int) -> None:
+        """A batch of SUB messages received at ``t_ns``: ``parts`` holds each message's two
+        parts in turn, ``[topic, JSON payload, topic, JSON payload, ...]``.
+
+        One window test a batch (its messages came off the socket within microseconds of
+        each other); per message the ``seq`` check, and per ``book`` the latency sample and
+        every N-th one's check against the truth. Written for the consumer's CPU: it shares
+        the two cores with the stack it measures (docs/performance.md, "the instrument's
+        batch").
+        """
+        now = t_ns / 1e9
+        if self.first is None and any(topic[:5] == b"book." for topic in parts[::2]):
+            self._open(now)  # the first book opens the window
+        counted = self.start <= now < self.end
+        sample = counted and self.args.latency
+        every = self.args.verify_every
+        seqs = self.seq
+        last_seq = seqs.get
+        holes = lost = books = 0
+        seen = self.books_seen
+        it = iter(parts)
+        for topic, payload in zip(it, it):  # noqa: B905 (whole pairs: main() keeps an odd part back)
+            # Every topic ends with "." and no payload does (a JSON object): the cheap test
+            # that the two parts did not slip.
+            if topic[-1:] != b".":
+                raise SystemExit(f"consumer: not a [topic, payload] pair: {topic[:60]!r}")
+            # Every payload starts with the same fields in the same order
+            # (docs/wire-format.md): ..."seq":N,"pub_ns":N[,"recv_ns":N],...
+            at = payload.find(b'"seq":')
+            if at >= 0:
+                try:
+                    seq = int(payload[at + 6 : payload.find(b",", at)])
+                except ValueError:
+                    at = -1
+                else:
+                    last = last_seq(topic)
+                    if last is not None and seq != last + 1:
+                        holes += 1
+                        lost += max(0, seq - last - 1)
+                    seqs[topic] = seq
+            if at < 0:
+                self.no_seq += 1
+            if topic[:5] == b"book.":
+                books += 1
+                seen += 1
+                if sample and at >= 0:
+                    self._sample(payload, at, t_ns, now)
+                if every and seen % every == 1:
+                    self._verify(payload)
+            else:
+                self._take_other(topic, payload, counted)
+        self.books_seen = seen
+        self.seq_holes += holes
+        self.seq_lost += lost
+        if books:
+            self.channel_counts[b"book"] += books
+            if counted:
+                self.window_channel_counts[b"book"] += books
+                self._bucket(now, books)
+
+    def _sample(self, payload: bytes, at: int, t_ns: int, now: float) -> None:
+        """One latency sample from a ``book`` payload whose ``"seq":`` is at ``at``."""
+        head = _HEAD.match(payload, at)
+        if head is None or not head.group(3):
+            return
+        second = int(now - self.start)
+        while len(self.second_starts) <= second:
+            self.second_starts.append(len(self.latency))
+        recv_ns = int(head.group(3))
+        pub_ns = int(head.group(2))
+        self.latency.append(t_ns - recv_ns)
+        self.to_publish.append(pub_ns - recv_ns)
+        self.from_publish.append(t_ns - pub_ns)
+
+    def _take_other(self, topic: bytes, payload: bytes, counted: bool) -> None:
+        """A message of any channel but ``book``: counted by its channel; a ``status``
+        also by its state."""
         channel = topic[: topic.find(b".")]
         self.channel_counts[channel] += 1
-        now = t_ns / 1e9
-        if channel == self.count_channel:
-            if self.first is None:
-                self._open(now)
-            counted = self._in_window(now)
-        else:
-            counted = self.start <= now < self.end
         if counted:
             self.window_channel_counts[channel] += 1
-        head = _HEAD.search(payload)  # one scan for seq, pub_ns and recv_ns
-        if head is not None:
-            seq = int(head.group(1))
-            last = self.seq.get(topic)
-            if last is not None and seq != last + 1:
-                self.seq_holes += 1
-                self.seq_lost += max(0, seq - last - 1)
-            self.seq[topic] = seq
-        if channel == b"book":
-            self.books_seen += 1
-            if counted and self.args.latency and head is not None and head.group(3):
-                second = int(now - self.start)
-                while len(self.second_starts) <= second:
-                    self.second_starts.append(len(self.latency))
-                recv_ns = int(head.group(3))
-                pub_ns = int(head.group(2))
-                self.latency.append(t_ns - recv_ns)
-                self.to_publish.append(pub_ns - recv_ns)
-                self.from_publish.append(t_ns - pub_ns)
-            every = self.args.verify_every
-            if every and self.books_seen % every == 1:
-                self._verify(payload)
-        elif channel == b"status":
+        if channel == b"status":
             msg = orjson.loads(payload)
             self.states[msg.get("state", "?")] += 1
             if msg.get("state") != "live" and len(self.status_examples) < 5:
@@ -188,26 +238,34 @@ class Recorder:
             if len(self.wrong_examples) < 3:
                 self.wrong_examples.append(f"{symbol} u={msg['u']}: differs from the script")
 
-    def take_envelope(self, msg: bytes, t_ns: int) -> None:
-        """A raw envelope (pass-through payload or raw sink): per-connection seq."""
-        _, kind, _, _, conn_id, seq, _ = _HEADER.unpack_from(msg)
-        if kind == _CONN_UP:
-            self.seq.pop(conn_id.to_bytes(4, "little"), None)
-            return
-        if kind != _DATA:
-            return
-        self.counts["data"] += 1
-        now = t_ns / 1e9
-        if self.first is None:
-            self._open(now)
-        if self._in_window(now):
-            self.window_counts["data"] += 1
-        key = conn_id.to_bytes(4, "little")
-        last = self.seq.get(key)
-        if last is not None and seq != last + 1:
-            self.seq_holes += 1
-            self.seq_lost += max(0, seq - last - 1)
-        self.seq[key] = seq
+    def take_envelopes(self, envelopes: list[bytes], t_ns: int) -> None:
+        """A batch of raw envelopes (pass-through payloads or the raw sink's messages)
+        received at ``t_ns``: DATA envelopes are counted, and their per-connection seq
+        checked."""
+        data = 0
+        seqs = self.seq
+        for msg in envelopes:
+            _, kind, _, _, conn_id, seq, _ = _HEADER.unpack_from(msg)
+            if kind == _CONN_UP:
+                seqs.pop(conn_id.to_bytes(4, "little"), None)
+                continue
+            if kind != _DATA:
+                continue
+            data += 1
+            key = conn_id.to_bytes(4, "little")
+            last = seqs.get(key)
+            if last is not None and seq != last + 1:
+                self.seq_holes += 1
+                self.seq_lost += max(0, seq - last - 1)
+            seqs[key] = seq
+        if data:
+            self.counts["data"] += data
+            now = t_ns / 1e9
+            if self.first is None:
+                self._open(now)  # the first DATA envelope opens the window
+            if self.start <= now < self.end:
+                self.window_counts["data"] += data
+                self._bucket(now, data)
 
     # ------------------------------------------------------------------ result
 
@@ -239,6 +297,7 @@ class Recorder:
             "topics": len(self.seq),
             "seq_holes": self.seq_holes,
             "seq_lost": self.seq_lost,
+            "no_seq": self.no_seq,
             "verified": self.verified,
             "wrong": self.wrong,
             "wrong_examples": self.wrong_examples,
@@ -257,7 +316,6 @@ def main() -> None:
     parser.add_argument("--mode", choices=["sub", "pull"], default="sub")
     parser.add_argument("--payload", choices=["json", "raw"], default="json")
     parser.add_argument("--subscribe", action="append", help="topic prefix (default: book.)")
-    parser.add_argument("--count", default="book", help="the channel counted and timed")
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--seconds", type=float, default=0.0)
     parser.add_argument(
@@ -290,31 +348,24 @@ def main() -> None:
     poller = zmq.Poller()
     poller.register(sock, zmq.POLLIN)
     time_ns = time.time_ns
-    noblock = int(zmq.NOBLOCK)
-    # pyzmq's Cython recv, unbound (mdgw.runtime.zmqsock.fast_send's way). A SUB message is
-    # [topic, payload] (docs/wire-format.md), so it is two of these calls: 1.3 us a message
-    # here against 6.5 us for recv_multipart, whose Python loop asks RCVMORE per part. The
-    # consumer's CPU shares the two cores with the stack it measures (docs/performance.md,
-    # "the instrument's receive").
-    recv = zmq.backend.Socket.recv
-    # Receive everything waiting first, each message stamped as it comes off the socket,
-    # then account for it: a message's latency must not include this consumer's work on
-    # the ones received before it in the same wake-up (docs/performance.md).
-    stamped: list[tuple[Any, int]] = []
-    keep = stamped.append
-    parts = 1 if args.mode == "pull" else 2
+    # Everything waiting, in one C call when the compiled build is in (book_builder's own
+    # drain, mdgw.runtime.zio: ~0.1 us a frame against ~0.65 us for each pyzmq recv), then
+    # one time stamp for the batch, then the accounting: a message's latency includes the
+    # receive of the frames after it in the same batch (a few microseconds when hundreds
+    # wait), never this consumer's work on the ones before it (docs/performance.md).
+    recv_batch = zio.IN_USE.recv_batch
+    carry: list[bytes] = []  # a topic whose payload the next batch brings
     if args.mode == "pull":
-
-        def take(msg: Any, t_ns: int) -> None:
-            rec.take_envelope(msg, t_ns)
+        take: Callable[[list[bytes], int], None] = rec.take_envelopes
     elif args.payload == "raw":
 
-        def take(msg: Any, t_ns: int) -> None:
-            rec.take_envelope(msg[1], t_ns)
+        def take(parts: list[bytes], t_ns: int) -> None:
+            topics = parts[::2]
+            if any(topic[-1:] != b"." for topic in topics):
+                raise SystemExit(f"consumer: not [topic, envelope] pairs: {topics[:3]!r}")
+            rec.take_envelopes(parts[1::2], t_ns)
     else:
-
-        def take(msg: Any, t_ns: int) -> None:
-            rec.take_json(msg[0], msg[1], t_ns)
+        take = rec.take_pairs
 
     time.sleep(0.2)  # let the subscription reach the publisher before anyone sends
     args.ready.touch()
@@ -322,23 +373,18 @@ def main() -> None:
         while not stop and not rec.done():
             if not poller.poll(100):
                 continue
-            for _ in range(4096):
-                try:
-                    msg: Any = recv(sock, noblock)
-                except zmq.Again:
-                    break
-                if parts == 2:
-                    # The rest of a multipart message is there once its first part is. Every
-                    # topic ends with "." and no payload does (a JSON object, or an envelope
-                    # holding one): the cheap test that the parts did not slip (asking
-                    # RCVMORE costs 3.9 us, more than both receives).
-                    if msg[-1:] != b".":
-                        raise SystemExit(f"consumer: not a [topic, payload] pair: {msg[:60]!r}")
-                    msg = (msg, recv(sock, noblock))
-                keep((msg, time_ns()))
-            for msg, t_ns in stamped:
-                take(msg, t_ns)
-            stamped.clear()
+            batch, _ = recv_batch(sock, _BATCH)
+            t_ns = time_ns()
+            if args.mode == "sub":
+                # A SUB message is [topic, payload] (docs/wire-format.md). ZeroMQ delivers a
+                # multipart message whole, but a batch may end between its parts (the limit
+                # or a signal): the last odd part waits for the next batch.
+                if carry:
+                    batch[:0] = carry
+                    carry.clear()
+                if len(batch) % 2:
+                    carry.append(batch.pop())
+            take(batch, t_ns)
     finally:
         args.out.write_text(json.dumps(rec.result()))
         sock.close(linger=0)
