@@ -51,6 +51,7 @@ _HEAD = re.compile(rb'"seq":(\d+),"pub_ns":(\d+)(?:,"recv_ns":(\d+))?')
 _HEADER = struct.Struct("<BBBBIQQ")  # the raw envelope header (docs/wire-format.md §1)
 _DATA, _CONN_UP = 0, 1
 _BUCKET_S = 0.1
+_BOOK = b"book."  # the prefix of every book topic (5 bytes)
 _BATCH = 4096  # frames taken off the socket at most per batch (even: whole SUB messages)
 
 
@@ -149,7 +150,7 @@ class Recorder:
         batch").
         """
         now = t_ns / 1e9
-        if self.first is None and any(topic[:5] == b"book." for topic in parts[::2]):
+        if self.first is None and any(topic[:5] == _BOOK for topic in parts[::2]):
             self._open(now)  # the first book opens the window
         counted = self.start <= now < self.end
         sample = counted and self.args.latency
@@ -180,7 +181,7 @@ class Recorder:
                     seqs[topic] = seq
             if at < 0:
                 self.no_seq += 1
-            if topic[:5] == b"book.":
+            if topic[:5] == _BOOK:
                 books += 1
                 seen += 1
                 if sample and at >= 0:

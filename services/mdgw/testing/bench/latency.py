@@ -482,14 +482,9 @@ def latency(base: Path, t: Timing) -> FigureResult:
                 f"{fmt(two_hops.get('p50_us'))} / {fmt(two_hops.get('p99_us'))} / "
                 f"{fmt(two_hops.get('p999_us'))}",
                 "CPU relay / consumer {} / {}; others {}".format(
-                    *(
-                        "-" if v is None else f"{v:.2f}"
-                        for v in (
-                            pipe_cpu.get("passthrough"),
-                            pipe_cpu.get("consumer"),
-                            pipeline["other_cpu"],
-                        )
-                    )
+                    _cores(pipe_cpu.get("passthrough")),
+                    _cores(pipe_cpu.get("consumer")),
+                    _cores(pipeline["other_cpu"]),
                 ),
                 None,
                 "info",
@@ -512,83 +507,88 @@ def _cores(*values: float | None) -> str:
     return f"{sum(v or 0.0 for v in values):.2f}"
 
 
+def _spin_row(figure: str, floor: dict[str, Any], cpu_text: Callable[[], str]) -> Row:
+    """A loaded floor's row: its p50 / p99 / p99.9, and ``cpu_text()`` (its CPU beside the
+    stack's, and the rate it kept); "not run" when it has an error."""
+    if "error" in floor:
+        return Row(figure, "-", f"not run: {floor['error']}", None, ERROR)
+    lat = floor.get("latency_us") or {}
+    return Row(
+        figure,
+        f"{fmt(lat.get('p50_us'))} / {fmt(lat.get('p99_us'))} / {fmt(lat.get('p999_us'))}",
+        cpu_text(),
+        None,
+        "info",
+        lat.get("p99_us"),
+        "us",
+    )
+
+
 def _loaded_row(label: str, run: dict[str, Any]) -> Row:
     """The loaded two hops: their latency, and their CPU beside the stack's (relay against
     the builder, sender against the ingestor and the websocket server, consumer against
     the consumer) to show the load matched, and the rate they kept (below the offered
     rate, their p99 is a growing backlog's, which grows with the window's length)."""
     loaded = run["loaded_floor"]
-    lat = loaded.get("latency_us") or {}
     figure = (
         f"{label}: loaded floor, two hops spinning the stack's CPU per message, "
         "p50 / p99 / p99.9 (us)"
     )
-    if "error" in loaded:
-        return Row(figure, "-", f"not run: {loaded['error']}", None, ERROR)
 
-    cpu, stack = loaded["cpu"], run["cpu"]
-    per_message = loaded["cpu_ns_per_message"]
-    return Row(
-        figure,
-        f"{fmt(lat.get('p50_us'))} / {fmt(lat.get('p99_us'))} / {fmt(lat.get('p999_us'))}",
-        "CPU relay / sender / consumer {} / {} / {} (stack {} / {} / {}; {} / {} us a "
-        "message); others {}; received {}/s".format(
-            _cores(cpu.get("passthrough")),
-            _cores(cpu.get("hop")),
-            _cores(cpu.get("consumer")),
-            _cores(stack.get("book_builder")),
-            _cores(stack.get("ingestor"), stack.get("ws_blaster")),
-            _cores(stack.get("consumer")),
-            fmt(per_message["relay"] / 1000, 1),
-            fmt(per_message["sender"] / 1000, 1),
-            _cores(loaded["other_cpu"]),
-            fmt(loaded["received_per_s"]),
-        ),
-        None,
-        "info",
-        lat.get("p99_us"),
-        "us",
-    )
+    def cpu_text() -> str:
+        cpu, stack = loaded["cpu"], run["cpu"]
+        per_message = loaded["cpu_ns_per_message"]
+        return (
+            "CPU relay / sender / consumer {} / {} / {} (stack {} / {} / {}; {} / {} us a "
+            "message); others {}; received {}/s".format(
+                _cores(cpu.get("passthrough")),
+                _cores(cpu.get("hop")),
+                _cores(cpu.get("consumer")),
+                _cores(stack.get("book_builder")),
+                _cores(stack.get("ingestor"), stack.get("ws_blaster")),
+                _cores(stack.get("consumer")),
+                fmt(per_message["relay"] / 1000, 1),
+                fmt(per_message["sender"] / 1000, 1),
+                _cores(loaded["other_cpu"]),
+                fmt(loaded["received_per_s"]),
+            )
+        )
+
+    return _spin_row(figure, loaded, cpu_text)
 
 
 def _four_processes_row(label: str, run: dict[str, Any]) -> Row:
     """The loaded four processes: their latency, and each process's CPU beside that of the
     stack's process it stands for, and the rate they kept."""
     four = run["loaded_four_processes"]
-    lat = four.get("latency_us") or {}
     figure = (
         f"{label}: loaded four processes, sender -> relay -> relay -> consumer spinning the "
         "stack's CPU per message, p50 / p99 / p99.9 (us)"
     )
-    if "error" in four:
-        return Row(figure, "-", f"not run: {four['error']}", None, ERROR)
 
-    cpu, stack = four["cpu"], run["cpu"]
-    per_message = four["cpu_ns_per_message"]
-    return Row(
-        figure,
-        f"{fmt(lat.get('p50_us'))} / {fmt(lat.get('p99_us'))} / {fmt(lat.get('p999_us'))}",
-        "CPU sender / relay / passthrough / consumer {} / {} / {} / {} (stack {} / {} / {} / "
-        "{}; {} / {} / {} us a message); others {}; received {}/s".format(
-            _cores(cpu.get("stream_sender")),
-            _cores(cpu.get("stream_relay")),
-            _cores(cpu.get("passthrough")),
-            _cores(cpu.get("consumer")),
-            _cores(stack.get("ws_blaster")),
-            _cores(stack.get("ingestor")),
-            _cores(stack.get("book_builder")),
-            _cores(stack.get("consumer")),
-            fmt(per_message["sender"] / 1000, 1),
-            fmt(per_message["relay"] / 1000, 1),
-            fmt(per_message["passthrough"] / 1000, 1),
-            _cores(four["other_cpu"]),
-            fmt(four["received_per_s"]),
-        ),
-        None,
-        "info",
-        lat.get("p99_us"),
-        "us",
-    )
+    def cpu_text() -> str:
+        cpu, stack = four["cpu"], run["cpu"]
+        per_message = four["cpu_ns_per_message"]
+        return (
+            "CPU sender / relay / passthrough / consumer {} / {} / {} / {} (stack {} / {} / {} / "
+            "{}; {} / {} / {} us a message); others {}; received {}/s".format(
+                _cores(cpu.get("stream_sender")),
+                _cores(cpu.get("stream_relay")),
+                _cores(cpu.get("passthrough")),
+                _cores(cpu.get("consumer")),
+                _cores(stack.get("ws_blaster")),
+                _cores(stack.get("ingestor")),
+                _cores(stack.get("book_builder")),
+                _cores(stack.get("consumer")),
+                fmt(per_message["sender"] / 1000, 1),
+                fmt(per_message["relay"] / 1000, 1),
+                fmt(per_message["passthrough"] / 1000, 1),
+                _cores(four["other_cpu"]),
+                fmt(four["received_per_s"]),
+            )
+        )
+
+    return _spin_row(figure, four, cpu_text)
 
 
 def _received_row(
